@@ -1,0 +1,298 @@
+"""Settings of the agent service process: where it listens, how it streams, its limits and logs.
+
+Precedence, lowest to highest: built-in defaults < ``configs/service.yaml`` (or the file given) <
+``VOICEBRIDGE_*`` environment variables < explicit overrides (CLI flags). Secrets (Plivo auth token,
+provider API keys) are read from the environment by the code that needs them and are refused here,
+so a config file can be committed and shared safely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from voicebridge.config.errors import ConfigError, ConfigIssue, KeyPath, format_path
+from voicebridge.config.yaml_source import (
+    DEFAULT_MAX_BYTES,
+    YamlDocument,
+    load_yaml_file,
+    validation_issues,
+)
+
+DEFAULT_CONFIG_PATH = Path("configs") / "service.yaml"
+
+# environment variable -> setting path
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "VOICEBRIDGE_HOST": ("host",),
+    "VOICEBRIDGE_PORT": ("port",),
+    "VOICEBRIDGE_PUBLIC_URL": ("public_url",),
+    "VOICEBRIDGE_PIPELINE": ("pipeline",),
+    "VOICEBRIDGE_CODEC": ("stream", "codec"),
+    "VOICEBRIDGE_SAMPLE_RATE": ("stream", "sample_rate"),
+    "VOICEBRIDGE_MAX_CALLS": ("limits", "max_calls"),
+    "VOICEBRIDGE_LOG_FORMAT": ("log", "format"),
+    "VOICEBRIDGE_LOG_LEVEL": ("log", "level"),
+}
+
+_SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
+_HEADER_TEXT = re.compile(r"[A-Za-z0-9_\-.]+\Z")
+_SECRET_MESSAGE = (
+    "secrets must not be stored in YAML; set them in the environment instead"
+    " (for example PLIVO_AUTH_TOKEN)"
+)
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamSettings(_Section):
+    """The Plivo ``<Stream>`` the answer XML asks for."""
+
+    codec: Literal["l16", "mulaw"] = "l16"
+    sample_rate: Literal[8000, 16000] = 16000
+    keep_call_alive: bool = True
+    stream_timeout_s: int = Field(default=86400, ge=1)
+    status_callback: bool = True
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    noise_cancellation: bool = False
+
+    @field_validator("sample_rate", mode="before")
+    @classmethod
+    def _rate_from_text(cls, value: Any) -> Any:
+        # Literal[int] does not coerce strings, and env vars and ${VAR} values are strings.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _plain_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        # Plivo sends them as "k1=v1,k2=v2": separators inside a key or value would corrupt it.
+        for key, text in value.items():
+            if not _HEADER_TEXT.match(key) or not _HEADER_TEXT.match(text):
+                raise ValueError(
+                    f"header {key}={text}: keys and values may use only letters, digits, "
+                    "'_', '-' and '.'"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _mulaw_is_8k(self) -> StreamSettings:
+        if self.codec == "mulaw" and self.sample_rate != 8000:
+            raise ValueError("codec 'mulaw' is only streamed at sample_rate 8000")
+        return self
+
+
+class LimitSettings(_Section):
+    """Caps that keep one bad caller or file from taking the service down."""
+
+    max_calls: int = Field(default=200, ge=1)
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_call_seconds: float = Field(default=3600, gt=0)
+    max_yaml_bytes: int = Field(default=1 << 20, ge=1024)
+
+
+class LogSettings(_Section):
+    format: Literal["auto", "console", "json"] = "auto"
+    level: str = "info"
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+
+class ServiceSettings(_Section):
+    """Everything the agent service needs besides the pipeline and the secrets."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    pipeline: str = "pipelines/offline.yaml"
+    stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
+    log: LogSettings = Field(default_factory=lambda: LogSettings())
+
+    _config_path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://agent.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return value.strip().rstrip("/")
+
+    @property
+    def config_path(self) -> Path | None:
+        """The YAML file these settings were loaded from, if any."""
+        return self._config_path
+
+    def stream_url(self) -> str | None:
+        """The ``wss://…/stream`` URL for the answer XML, or None to derive it from the request."""
+        if self.public_url is None:
+            return None
+        parts = urlsplit(self.public_url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}/stream"
+
+    def resolve_pipeline_path(self, cwd: str | Path | None = None) -> Path:
+        """The pipeline file to load: as given if absolute, else relative to the working
+        directory, else relative to the project root (the folder holding ``configs/``)."""
+        path = Path(self.pipeline).expanduser()
+        if path.is_absolute():
+            return path
+        base = Path.cwd() if cwd is None else Path(cwd)
+        candidates = [base / path]
+        if self._config_path is not None:
+            candidates.append(self._config_path.resolve().parent.parent / path)
+        candidates.append(Path(__file__).resolve().parents[2] / path)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        return candidates[0]
+
+
+def _secret_paths(data: Any, path: KeyPath = ()) -> list[KeyPath]:
+    """Paths of keys that look like secrets, anywhere in the document."""
+    found: list[KeyPath] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            child = (*path, key)
+            if isinstance(key, str) and _SECRET_KEY.search(key):
+                found.append(child)
+            else:
+                found += _secret_paths(value, child)
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += _secret_paths(value, (*path, index))
+    return found
+
+
+def _pop_path(data: Any, path: KeyPath) -> None:
+    for part in path[:-1]:
+        data = data[part]
+    del data[path[-1]]
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    target = data
+    for part in path[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            target[part] = child
+        target = child
+    target[path[-1]] = value
+
+
+def _flatten(
+    overrides: Mapping[str, Any], prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], Any]:
+    """Nested or dotted (``"log.level"``) overrides as paths to values; None values dropped."""
+    flat: dict[tuple[str, ...], Any] = {}
+    for key, value in overrides.items():
+        path = (*prefix, *str(key).split("."))
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, path))
+        elif value is not None:
+            flat[path] = value
+    return flat
+
+
+def load_service_settings(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ServiceSettings:
+    """Defaults < YAML file < ``VOICEBRIDGE_*`` environment < ``overrides`` (None values ignored).
+
+    Without ``path``, ``configs/service.yaml`` in the working directory is used if it exists.
+    Empty environment variables count as unset. Raises ConfigError listing every problem.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
+    doc: YamlDocument | None = None
+    if path is not None:
+        doc = load_yaml_file(path, environ=env, max_bytes=max_bytes)
+        issues += doc.issues
+        if isinstance(doc.data, dict):
+            data = doc.data
+            for secret in _secret_paths(data):
+                issues.append(doc.issue(secret, _SECRET_MESSAGE))
+                _pop_path(data, secret)  # reported here; not again as an unknown setting
+        elif doc.data is not None:
+            issues.append(doc.issue((), "a service config file must be a mapping of settings"))
+
+    # Values that did not come from the file are reported against their source instead.
+    origins: dict[tuple[str, ...], str] = {}
+    for var, setting in ENV_VARS.items():
+        value = env.get(var)
+        if value:
+            _set_path(data, setting, value)
+            origins[setting] = f"environment variable {var}"
+    for setting, value in _flatten(overrides or {}).items():
+        _set_path(data, setting, value)
+        origins[setting] = "override"
+
+    try:
+        settings = ServiceSettings.model_validate(data)
+    except ValidationError as exc:
+        source = str(path) if path is not None else "<service settings>"
+        file_doc = doc or YamlDocument(source=source, data=data)
+        reported = [issue.path for issue in issues if issue.path]
+        for issue in validation_issues(file_doc, exc, (), ServiceSettings, what="setting"):
+            if any(_under(issue.path, prefix) for prefix in reported):
+                continue  # an unset ${VAR} already explains this value
+            origin = next(
+                (o for p, o in origins.items() if _under(issue.path, format_path(p))), None
+            )
+            if origin is not None:
+                issue = ConfigIssue(origin, None, None, issue.path, issue.message)
+            else:  # a check across several values: name those that did not come from the file
+                inside = [
+                    f"{format_path(p)} from {o}"
+                    for p, o in origins.items()
+                    if issue.path and _under(format_path(p), issue.path)
+                ]
+                if inside:
+                    issue.message += f" ({'; '.join(inside)})"
+            issues.append(issue)
+        raise ConfigError(issues) from None
+    if issues:
+        raise ConfigError(issues)
+    if path is not None:
+        settings._config_path = Path(path)
+    return settings
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith((prefix + ".", prefix + "["))

@@ -1,0 +1,233 @@
+"""Resolving a pipeline's stage ``type`` string to a Stage class.
+
+Three sources, tried in this order:
+
+* built-in names (``BUILTIN_STAGES``), imported only when a pipeline uses them, so a missing
+  optional dependency (a speech model, a cloud SDK) breaks only the pipelines that need it;
+* entry points in the ``voicebridge.stages`` group, so a separately installed package can add
+  stages;
+* ``package.module:Class`` strings, for a stage that lives in the user's own code.
+
+Every failure is a ``StageTypeError`` whose message tells the user what to do next.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, NamedTuple, get_args, get_origin
+
+from pydantic.fields import FieldInfo
+
+from voicebridge.stage import Stage
+
+ENTRY_POINT_GROUP = "voicebridge.stages"
+
+# name -> "module:Class": adding a built-in is one line here (and one in BUILTIN_EXTRAS).
+BUILTIN_STAGES: dict[str, str] = {
+    "decode": "voicebridge.stages.decode:Decode",
+    "vad": "voicebridge.stages.vad:Vad",
+    "encode": "voicebridge.stages.encode:Encode",
+    "echo": "voicebridge.stages.echo:Echo",
+    "rules": "voicebridge.stages.dialogue.rules:RulesDialogue",
+}
+
+# name -> the pip extra that installs its optional dependencies; "" for stages that need only core.
+BUILTIN_EXTRAS: dict[str, str] = {
+    "decode": "",
+    "vad": "",
+    "encode": "",
+    "echo": "",
+    "rules": "",
+}
+
+
+class StageTypeError(ValueError):
+    """A stage ``type`` that cannot be resolved to a Stage class."""
+
+
+class StageImportError(StageTypeError, ImportError):
+    """A stage's module (or one of its dependencies) failed to import."""
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    """Installed entry points of the stage group by name (the first one wins on a clash)."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _check_stage_class(obj: Any, type_name: str, origin: str) -> type[Stage]:
+    if not (isinstance(obj, type) and issubclass(obj, Stage)):
+        raise StageTypeError(
+            f"stage type {type_name!r}: {origin} is {obj!r}, not a subclass of voicebridge.Stage"
+        )
+    return obj
+
+
+def _import_module(module_name: str, type_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StageImportError(
+            f"stage type {type_name!r}: cannot import module {module_name!r}: {exc}"
+        ) from exc
+    except Exception as exc:  # a module's top level may raise anything; report it, don't crash
+        raise StageImportError(
+            f"stage type {type_name!r}: importing module {module_name!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _load_target(target: str, type_name: str) -> type[Stage]:
+    """Import ``module:Attr.Path`` and check it is a Stage class."""
+    module_name, _, attr_path = target.partition(":")
+    if not module_name or not attr_path:
+        raise StageTypeError(
+            f"stage type {type_name!r}: expected 'package.module:Class', got {target!r}"
+        )
+    obj = _import_module(module_name, type_name)
+    for attr in attr_path.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise StageTypeError(
+                f"stage type {type_name!r}: module {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    return _check_stage_class(obj, type_name, target)
+
+
+def _load_builtin(name: str) -> type[Stage]:
+    target = BUILTIN_STAGES[name]
+    try:
+        return _load_target(target, name)
+    except StageImportError as exc:
+        extra = BUILTIN_EXTRAS.get(name, "")
+        cause = exc.__cause__
+        missing = getattr(cause, "name", None) or ""
+        ours = missing == "voicebridge" or missing.startswith("voicebridge.")
+        if extra and isinstance(cause, ImportError) and not ours:
+            raise StageImportError(
+                f"stage type {name!r} needs optional dependencies that are not installed "
+                f"({cause}); "
+                f"install them with: pip install 'voicebridge[{extra}]'"
+            ) from cause
+        raise
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> type[Stage]:
+    dist = getattr(ep, "dist", None)
+    origin = f"entry point {ep.value!r}" + (f" from {dist.name}" if dist is not None else "")
+    try:
+        obj = ep.load()
+    except ImportError as exc:
+        raise StageImportError(f"stage type {ep.name!r}: cannot load {origin}: {exc}") from exc
+    except Exception as exc:
+        raise StageImportError(
+            f"stage type {ep.name!r}: loading {origin} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _check_stage_class(obj, ep.name, origin)
+
+
+def _unknown(type_name: str, entry_points: dict[str, metadata.EntryPoint]) -> StageTypeError:
+    known = sorted({*BUILTIN_STAGES, *entry_points})
+    message = f"unknown stage type {type_name!r}"
+    close = difflib.get_close_matches(type_name, known, n=1, cutoff=0.6)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    message += f"; built-in: {', '.join(sorted(BUILTIN_STAGES))}"
+    if entry_points:
+        message += f"; from entry points: {', '.join(sorted(entry_points))}"
+    if "." in type_name:
+        message += "; a class in your own code is written 'package.module:Class'"
+    else:
+        message += "; or give a class as 'package.module:Class'"
+    return StageTypeError(message)
+
+
+def resolve_stage(type_name: str) -> type[Stage]:
+    """The Stage class for a pipeline ``type``: a built-in, an entry point or ``module:Class``."""
+    if not isinstance(type_name, str) or not type_name.strip():
+        raise StageTypeError(f"stage type must be a non-empty string, got {type_name!r}")
+    if ":" in type_name:
+        return _load_target(type_name, type_name)
+    if type_name in BUILTIN_STAGES:
+        return _load_builtin(type_name)
+    entry_points = _entry_points()
+    if type_name in entry_points:
+        return _load_entry_point(entry_points[type_name])
+    raise _unknown(type_name, entry_points)
+
+
+def available_stage_types() -> dict[str, str]:
+    """Every stage name usable without ``module:Class``, mapped to where it comes from."""
+    result: dict[str, str] = {}
+    for name in sorted(BUILTIN_STAGES):
+        extra = BUILTIN_EXTRAS.get(name, "")
+        result[name] = f"builtin (needs voicebridge[{extra}])" if extra else "builtin"
+    for name, ep in sorted(_entry_points().items()):
+        if name in result:
+            continue  # shadowed: built-ins win
+        dist = getattr(ep, "dist", None)
+        result[name] = f"entry point {ep.value}" + (f" ({dist.name})" if dist is not None else "")
+    return result
+
+
+class ParamInfo(NamedTuple):
+    """One parameter of a stage, ready for a CLI table."""
+
+    name: str
+    type: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class StageDescription:
+    """What ``voicebridge stages`` shows about one stage class."""
+
+    name: str
+    role: str
+    description: str
+    params: list[ParamInfo]
+
+
+def _type_str(annotation: Any) -> str:
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and get_origin(annotation) is None and not get_args(annotation):
+        return annotation.__name__
+    text = str(annotation).replace("NoneType", "None")
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", text)  # drop module paths
+
+
+def _default_str(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    if info.default_factory is not None:
+        try:
+            return repr(info.default_factory())  # type: ignore[call-arg]
+        except Exception:
+            return "<computed>"
+    return repr(info.default)
+
+
+def describe_stage(cls: type[Stage]) -> StageDescription:
+    """Name, role, description and parameter table of a stage class."""
+    params = [
+        ParamInfo(
+            name=info.alias or name,
+            type=_type_str(info.annotation),
+            default=_default_str(info),
+            description=info.description or "",
+        )
+        for name, info in cls.Params.model_fields.items()
+    ]
+    doc = cls.description or (cls.__doc__ or "").strip().split("\n", 1)[0]
+    return StageDescription(
+        name=cls.type_name or cls.__name__, role=cls.role, description=doc, params=params
+    )
