@@ -1,0 +1,139 @@
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from voicebridge.clock import VirtualClock
+from voicebridge.context import CallContext, CallInfo
+from voicebridge.frames import AgentText, Frame, MediaIn, Transcript
+from voicebridge.pipeline import Pipeline
+from voicebridge.stage import Stage, StageParams
+from voicebridge.testing import run_stages
+
+
+class Upper(Stage):
+    type_name = "upper"
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, Transcript):
+            frame = replace(frame, text=frame.text.upper())
+        await self.emit(frame)
+
+
+class Reply(Stage):
+    """Answers each transcript after a (virtual) thinking delay, as a slow LLM would."""
+
+    type_name = "reply"
+
+    class Params(StageParams):
+        delay_s: float = 1.0
+
+    async def process(self, frame: Frame) -> None:
+        await self.emit(frame)
+        if isinstance(frame, Transcript):
+            turn = self.begin_turn()
+            await self.ctx.clock.sleep(self.params.delay_s)
+            await self.emit(AgentText(f"you said {frame.text}", turn=turn))
+
+
+class Boom(Stage):
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, Transcript):
+            raise RuntimeError("provider exploded")
+        await self.emit(frame)
+
+
+async def test_frames_flow_through_stages_in_order() -> None:
+    run = await run_stages(
+        [Upper(), Reply(delay_s=0.5)],
+        [Transcript("hello"), Transcript("again")],
+        settle_s=2.0,
+    )
+    texts = [f.text for f in run.of(AgentText)]  # type: ignore[attr-defined]
+    assert texts == ["you said HELLO", "you said AGAIN"]
+    assert [f.turn for f in run.of(AgentText)] == [1, 2]  # type: ignore[attr-defined]
+
+
+async def test_stage_failure_is_reported_not_raised() -> None:
+    run = await run_stages([Boom()], [Transcript("x")])
+    assert len(run.errors) == 1 and "provider exploded" in str(run.errors[0])
+
+
+async def test_interrupt_cancels_work_for_stale_turn_and_drops_its_frames() -> None:
+    clock = VirtualClock()
+    ctx = CallContext(CallInfo(), clock=clock)
+    out: list[Frame] = []
+
+    async def sink(frame: Frame) -> None:
+        out.append(frame)
+
+    reply = Reply(delay_s=1.0)
+    pipeline = Pipeline([reply], ctx, sink)
+    await pipeline.start()
+    await pipeline.push(Transcript("first"))
+    await clock.advance(0.5)
+    assert reply.active_turn == 1
+    assert pipeline.interrupt() == 1
+    await clock.advance(2.0)
+    assert not any(isinstance(f, AgentText) for f in out)  # the reply was cancelled
+    # The stage keeps working for the next turn.
+    await pipeline.push(Transcript("second"))
+    await clock.advance(2.0)
+    assert [f.text for f in out if isinstance(f, AgentText)] == ["you said second"]
+    await pipeline.stop()
+
+
+async def test_stale_frames_are_dropped_at_emit() -> None:
+    clock = VirtualClock()
+    ctx = CallContext(CallInfo(), clock=clock)
+    out: list[Frame] = []
+
+    async def sink(frame: Frame) -> None:
+        out.append(frame)
+
+    pipeline = Pipeline([Stage()], ctx, sink)
+    await pipeline.start()
+    ctx.begin_turn()
+    ctx.invalidate_turns()
+    await pipeline.push(AgentText("old", turn=1))
+    await pipeline.push(AgentText("new", turn=2))
+    await clock.settle()
+    await pipeline.stop()
+    assert [f.text for f in out if isinstance(f, AgentText)] == ["new"]
+
+
+async def test_caller_audio_overflow_drops_oldest_and_counts() -> None:
+    ctx = CallContext(CallInfo())
+    gate = asyncio.Event()
+
+    class Stuck(Stage):
+        async def process(self, frame: Frame) -> None:
+            await gate.wait()
+
+    async def sink(frame: Frame) -> None:
+        return None
+
+    pipeline = Pipeline([Stuck()], ctx, sink, queue_size=4)
+    await pipeline.start()
+    for i in range(10):
+        await pipeline.push(MediaIn(b"\0\0", float(i)))
+    assert pipeline.dropped_frames >= 5
+    gate.set()
+    await pipeline.stop()
+
+
+async def test_start_failure_stops_started_stages() -> None:
+    stopped: list[str] = []
+
+    class Good(Stage):
+        async def stop(self) -> None:
+            stopped.append("good")
+
+    class Bad(Stage):
+        async def start(self) -> None:
+            raise RuntimeError("cannot open provider stream")
+
+    pipeline = Pipeline([Good(), Bad()], CallContext(CallInfo()), lambda f: asyncio.sleep(0))
+    with pytest.raises(RuntimeError, match="cannot open"):
+        await pipeline.start()
+    assert stopped == ["good"]

@@ -1,0 +1,83 @@
+"""Clocks: every timing decision in voicebridge goes through one, so tests can run on virtual time.
+
+``MonotonicClock`` is the event loop's clock. ``VirtualClock`` only moves when told to
+(``advance``), which makes VAD windows, guards, ack timeouts and reprompts exact in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Seconds since an arbitrary origin, and a sleep that honours the same timeline."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The running event loop's monotonic time."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class VirtualClock:
+    """A clock that stands still until ``advance`` moves it; sleepers wake in deadline order."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        await fut
+
+    @property
+    def pending(self) -> int:
+        """How many sleepers are waiting (cancelled ones included until they are reached)."""
+        return len(self._sleepers)
+
+    async def settle(self, rounds: int = 20) -> None:
+        """Let every task that can run do so, without moving time."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float, step: float | None = None) -> None:
+        """Move time forward, waking sleepers at their deadlines in order.
+
+        With ``step``, time moves in increments of at most ``step`` so tasks that react to a
+        wake-up can schedule new sleeps that fall inside the same advance.
+        """
+        target = self._now + seconds
+        await self.settle()
+        while True:
+            next_deadline = self._sleepers[0][0] if self._sleepers else None
+            stop = target if step is None else min(target, self._now + step)
+            if next_deadline is not None and next_deadline <= stop:
+                deadline, _, fut = heapq.heappop(self._sleepers)
+                self._now = max(self._now, deadline)
+                if not fut.done():
+                    fut.set_result(None)
+                await self.settle()
+                continue
+            self._now = stop
+            await self.settle()
+            if stop >= target:
+                break

@@ -1,0 +1,98 @@
+"""Per-call state shared by the stages of one pipeline and by its session.
+
+Stages never talk to Plivo; what they need to know about the call (ids, codec, rate, headers), the
+turn counter that barge-in advances, and the dialogue history of what the caller actually heard all
+live here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from voicebridge.clock import Clock, MonotonicClock
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One utterance in the conversation, as the other party perceived it.
+
+    For the agent, ``text`` is what the caller heard (acknowledged by Plivo's ``playedStream``),
+    and ``interrupted`` says the caller cut the agent off after those words.
+    """
+
+    role: Literal["caller", "agent"]
+    text: str
+    turn: int | None = None
+    interrupted: bool = False
+
+    def as_prompt_text(self) -> str:
+        """The text as a language model should see it: interruptions are made explicit."""
+        return f"{self.text} [interrupted]" if self.interrupted else self.text
+
+
+@dataclass(slots=True)
+class CallInfo:
+    call_id: str = ""
+    stream_id: str = ""
+    account_id: str = ""
+    encoding: str = "audio/x-l16"
+    sample_rate: int = 8000
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class CallContext:
+    """What one call's stages share. Created by the session before the pipeline starts."""
+
+    def __init__(
+        self,
+        info: CallInfo | None = None,
+        clock: Clock | None = None,
+        logger: Any = None,
+    ) -> None:
+        self.info = info or CallInfo()
+        self.clock: Clock = clock or MonotonicClock()
+        self.log = logger or structlog.get_logger("voicebridge.call")
+        self.history: list[HistoryEntry] = []
+        self._turn = 0
+        self._stale_through = 0
+        self.state: dict[str, Any] = {}  # free space for stages (e.g. a dialogue's slots)
+
+    # --- turns ------------------------------------------------------------------------------
+    @property
+    def turn(self) -> int:
+        """The number of the newest agent turn begun."""
+        return self._turn
+
+    def begin_turn(self) -> int:
+        """Start a new agent reply and return its turn number."""
+        self._turn += 1
+        return self._turn
+
+    def invalidate_turns(self) -> int:
+        """Barge-in: every turn begun so far is stale. Returns the highest stale turn."""
+        self._stale_through = self._turn
+        return self._stale_through
+
+    @property
+    def stale_through(self) -> int:
+        return self._stale_through
+
+    def is_stale(self, turn: int | None) -> bool:
+        """True for frames of a reply the caller interrupted; they must not reach the caller."""
+        return turn is not None and turn <= self._stale_through
+
+    # --- history ----------------------------------------------------------------------------
+    def add_caller_text(self, text: str) -> None:
+        self.history.append(HistoryEntry("caller", text))
+
+    def agent_entry(self, turn: int) -> HistoryEntry:
+        """The history entry of an agent turn, created on first use (in turn order)."""
+        for entry in reversed(self.history):
+            if entry.role == "agent" and entry.turn == turn:
+                return entry
+        entry = HistoryEntry("agent", "", turn=turn)
+        self.history.append(entry)
+        return entry

@@ -1,0 +1,221 @@
+"""The pipeline runtime: stages linked by bounded queues, each run as its own task.
+
+Frames enter at the head (``push``), each stage's ``emit`` feeds the next stage's queue, and the
+tail's output goes to the session's ``sink``. An ``observer`` sees selected frames the moment any
+stage emits them, so the session reacts to speech onset without waiting for busy stages downstream
+(that is what makes barge-in fast). A stage that raises ends the call through ``on_error``;
+``interrupt`` cancels work for stale turns without waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from voicebridge.context import CallContext
+from voicebridge.frames import Frame, MediaIn
+from voicebridge.stage import Stage
+
+Sink = Callable[[Frame], Awaitable[None]]
+Observer = Callable[[Frame], None]
+ErrorHandler = Callable[[Stage, BaseException], None]
+
+_STOP = object()
+
+
+class _Runner:
+    """Drives one stage: takes frames from its queue and calls ``process`` one at a time."""
+
+    __slots__ = ("busy_turn", "interrupting", "queue", "stage", "task")
+
+    def __init__(self, stage: Stage, maxsize: int) -> None:
+        self.stage = stage
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self.task: asyncio.Task[None] | None = None
+        self.busy_turn: int | None = None
+        self.interrupting = False
+
+
+class Pipeline:
+    """Runs one call's stages. Create, ``start``, ``push`` frames, then ``stop``."""
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        ctx: CallContext,
+        sink: Sink,
+        *,
+        observer: Observer | None = None,
+        observe: tuple[type[Frame], ...] = (),
+        on_error: ErrorHandler | None = None,
+        queue_size: int = 256,
+    ) -> None:
+        if not stages:
+            raise ValueError("a pipeline needs at least one stage")
+        self.ctx = ctx
+        self.stages = list(stages)
+        self._sink = sink
+        self._observer = observer
+        self._observe = observe
+        self._on_error = on_error
+        self._runners = [_Runner(stage, queue_size) for stage in self.stages]
+        self.dropped_frames = 0
+        self.failed: BaseException | None = None
+        self._started = False
+        self._stopped = False
+
+    # --- wiring -------------------------------------------------------------------------------
+    def _emitter(self, index: int) -> Callable[[Frame], Awaitable[None]]:
+        ctx = self.ctx
+        observer = self._observer
+        observe = self._observe
+        if index + 1 < len(self._runners):
+            queue = self._runners[index + 1].queue
+
+            async def emit(frame: Frame) -> None:
+                if ctx.is_stale(frame.turn_tag):
+                    return
+                if observer is not None and isinstance(frame, observe):
+                    observer(frame)
+                await queue.put(frame)
+
+        else:
+            sink = self._sink
+
+            async def emit(frame: Frame) -> None:
+                if ctx.is_stale(frame.turn_tag):
+                    return
+                if observer is not None and isinstance(frame, observe):
+                    observer(frame)
+                await sink(frame)
+
+        return emit
+
+    async def start(self) -> None:
+        """Bind and start every stage in order, then run each in its own task."""
+        if self._started:
+            raise RuntimeError("pipeline already started")
+        self._started = True
+        for index, runner in enumerate(self._runners):
+            runner.stage.bind(self.ctx, self._emitter(index), self._stage_failed)
+        started: list[Stage] = []
+        try:
+            for runner in self._runners:
+                await runner.stage.start()
+                started.append(runner.stage)
+        except BaseException:
+            for stage in reversed(started):
+                with contextlib.suppress(Exception):
+                    await stage.stop()
+            raise
+        for runner in self._runners:
+            runner.task = asyncio.get_running_loop().create_task(
+                self._run(runner), name=f"stage-{runner.stage.name}"
+            )
+
+    # --- input --------------------------------------------------------------------------------
+    async def push(self, frame: Frame) -> None:
+        """Feed a frame to the head. Caller audio never blocks: when the head lags, the oldest
+        queued caller audio is dropped and counted instead of growing without bound."""
+        queue = self._runners[0].queue
+        if isinstance(frame, MediaIn) and queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+                self.dropped_frames += 1
+            queue.put_nowait(frame)
+            return
+        await queue.put(frame)
+
+    # --- barge-in -----------------------------------------------------------------------------
+    def interrupt(self) -> int:
+        """Mark every turn begun so far stale and cancel the work in flight for it."""
+        stale = self.ctx.invalidate_turns()
+        for runner in self._runners:
+            runner.stage.interrupt(stale)
+            busy = runner.busy_turn
+            if busy is None:
+                busy = runner.stage.active_turn
+            if busy is not None and busy <= stale and runner.task is not None:
+                runner.interrupting = True
+                runner.task.cancel()
+        return stale
+
+    # --- running ------------------------------------------------------------------------------
+    async def _run(self, runner: _Runner) -> None:
+        stage = runner.stage
+        queue = runner.queue
+        ctx = self.ctx
+        while True:
+            frame = await self._get(runner, queue)
+            if frame is _STOP:
+                return
+            if ctx.is_stale(frame.turn_tag):
+                continue
+            runner.busy_turn = frame.turn_tag
+            try:
+                await stage.process(frame)
+            except asyncio.CancelledError:
+                if not runner.interrupting:
+                    raise
+                # Barge-in cancelled this frame's work; carry on with the next frame.
+                runner.interrupting = False
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            except Exception as exc:
+                self._stage_failed(stage, exc)
+                return
+            finally:
+                runner.busy_turn = None
+                stage.active_turn = None
+
+    async def _get(self, runner: _Runner, queue: asyncio.Queue[Any]) -> Any:
+        """Wait for the next frame; a barge-in that lands while idle is simply absorbed."""
+        while True:
+            try:
+                return await queue.get()
+            except asyncio.CancelledError:
+                if not runner.interrupting:
+                    raise
+                runner.interrupting = False
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+
+    def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
+        if self.failed is None:
+            self.failed = exc
+        if self._on_error is not None:
+            self._on_error(stage, exc)
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Drain nothing more: stop every stage task, then call each stage's ``stop``."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for runner in self._runners:
+            if runner.task is not None and not runner.task.done():
+                runner.interrupting = False
+                runner.task.cancel()
+        tasks = [r.task for r in self._runners if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for runner in self._runners:
+            stage = runner.stage
+            try:
+                await stage.cancel_tasks()
+                await asyncio.wait_for(stage.stop(), timeout)
+            except Exception as exc:  # a failing stop must not keep the others from stopping
+                stage.ctx.log.warning("stage_stop_failed", stage=stage.name, error=repr(exc))
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Let queued frames flow to the end (used when a call ends normally), then stop."""
+        for runner in self._runners:
+            if runner.task is None or runner.task.done():
+                continue
+            await runner.queue.put(_STOP)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(runner.task), timeout)
+        await self.stop(timeout)
