@@ -1,0 +1,278 @@
+"""Plivo's side of a call, over a real WebSocket: the simulator's caller and the tests' client.
+
+It sends ``start``, then the caller's audio as 20 ms ``media`` events, plays the agent's
+``playAudio`` through the playout model, answers checkpoints with ``playedStream`` and clears with
+``clearedAudio``, and finally closes the socket as Plivo does when the call ends. Time is the
+caller's stream time (20 ms per media event), paced in real time or as fast as the server keeps up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from voicebridge.audio.codec import codec_for
+from voicebridge.frames import PCM
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.sim.playout import PlayoutModel
+
+
+@dataclass
+class WireEvent:
+    """One message on the wire, stamped with the caller's stream time in seconds."""
+
+    t: float
+    direction: str  # "in" (to voicebridge) or "out" (from voicebridge)
+    message: dict[str, Any]
+
+
+@dataclass
+class CallRecord:
+    """Everything one simulated call saw."""
+
+    fmt: StreamFormat
+    call_id: str
+    stream_id: str
+    events: list[WireEvent] = field(default_factory=list)
+    caller_audio: PCM = field(default_factory=lambda: np.zeros(0, np.int16))
+    heard_audio: PCM = field(default_factory=lambda: np.zeros(0, np.int16))
+    duration_s: float = 0.0
+    close_code: int | None = None
+    close_reason: str = ""
+    closed_by: str = ""  # "caller" or "agent"
+    protocol_errors: list[str] = field(default_factory=list)
+
+    def sent_by_agent(self, event: str) -> list[WireEvent]:
+        return [e for e in self.events if e.direction == "out" and e.message.get("event") == event]
+
+    def sent_by_caller(self, event: str) -> list[WireEvent]:
+        return [e for e in self.events if e.direction == "in" and e.message.get("event") == event]
+
+
+class PlivoCaller:
+    """One simulated Plivo stream against a voicebridge (or any Plivo-protocol) server."""
+
+    def __init__(
+        self,
+        url: str,
+        fmt: StreamFormat,
+        *,
+        speed: float = 1.0,
+        call_id: str | None = None,
+        stream_id: str | None = None,
+        extra_headers: str = "{}",
+        frame_ms: int = 20,
+        on_event: Callable[[WireEvent], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.fmt = fmt
+        self.speed = speed
+        self.frame_ms = frame_ms
+        self.codec = codec_for(fmt.encoding)
+        self.record = CallRecord(fmt, call_id or str(uuid.uuid4()), stream_id or str(uuid.uuid4()))
+        self.extra_headers = extra_headers
+        self.playout = PlayoutModel(fmt.sample_rate)
+        self._t = 0.0
+        self._seq = 0
+        self._on_event = on_event
+        self._closed = asyncio.Event()
+
+    # --- the call -----------------------------------------------------------------------------
+    async def run(
+        self,
+        caller_audio: PCM,
+        *,
+        tail_s: float = 3.0,
+        wait_for_agent_s: float = 10.0,
+        hang_up: bool = True,
+    ) -> CallRecord:
+        """Stream ``caller_audio`` (at the stream rate), then silence until the agent's audio has
+        played and ``tail_s`` has passed with nothing queued (at most ``wait_for_agent_s``)."""
+        async with connect(
+            self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
+        ) as ws:
+            receiver = asyncio.get_running_loop().create_task(self._receive(ws))
+            try:
+                await self._send(ws, self._start_message())
+                await self._stream(ws, caller_audio)
+                await self._linger(ws, tail_s, wait_for_agent_s)
+            except ConnectionClosed:
+                pass
+            finally:
+                if hang_up and not self._closed.is_set():
+                    self.record.closed_by = "caller"
+                    await ws.close(1000, "call ended")
+                await asyncio.wait({receiver}, timeout=5)
+                receiver.cancel()
+        self.record.caller_audio = caller_audio
+        self.record.duration_s = self._t
+        self.record.heard_audio = self.playout.heard_track(self._t)
+        return self.record
+
+    async def _stream(self, ws: ClientConnection, audio: PCM) -> None:
+        step = self.fmt.sample_rate * self.frame_ms // 1000
+        for offset in range(0, len(audio), step):
+            if self._closed.is_set():
+                return
+            chunk = audio[offset : offset + step]
+            if len(chunk) < step:
+                chunk = np.pad(chunk, (0, step - len(chunk)))
+            await self._frame(ws, chunk)
+
+    async def _linger(self, ws: ClientConnection, tail_s: float, max_s: float) -> None:
+        silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)
+        quiet_since = self._t
+        deadline = self._t + max_s
+        while not self._closed.is_set() and self._t < deadline:
+            await self._frame(ws, silence)
+            if not self.playout.idle:
+                quiet_since = self._t
+            elif self._t - quiet_since >= tail_s:
+                return
+
+    async def _frame(self, ws: ClientConnection, pcm: PCM) -> None:
+        payload = self.codec.encode(pcm)
+        self._seq += 1
+        await self._send(
+            ws,
+            {
+                "sequenceNumber": self._seq,
+                "streamId": self.record.stream_id,
+                "event": "media",
+                "media": {
+                    "track": "inbound",
+                    "timestamp": str(int(time.time() * 1000)),
+                    "chunk": self._seq,
+                    "payload": base64.b64encode(payload).decode("ascii"),
+                },
+                "extra_headers": "{}",
+            },
+            log=False,
+        )
+        frame_s = self.frame_ms / 1000.0
+        if self.speed == float("inf"):
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(frame_s / self.speed)
+        self._t += frame_s
+        await self._ack(ws, self.playout.advance(self._t))
+
+    # --- messages -----------------------------------------------------------------------------
+    def _start_message(self) -> dict[str, Any]:
+        return {
+            "sequenceNumber": 0,
+            "event": "start",
+            "start": {
+                "callId": self.record.call_id,
+                "streamId": self.record.stream_id,
+                "accountId": "MA0000SIMULATOR",
+                "tracks": ["inbound"],
+                "mediaFormat": {"encoding": self.fmt.encoding, "sampleRate": self.fmt.sample_rate},
+            },
+            "extra_headers": self.extra_headers,
+        }
+
+    async def _send(self, ws: ClientConnection, message: dict[str, Any], log: bool = True) -> None:
+        if log or message.get("event") != "media":
+            self._log(WireEvent(self._t, "in", message))
+        await ws.send(json.dumps(message))
+
+    async def _ack(self, ws: ClientConnection, names: list[str]) -> None:
+        for name in names:
+            self._seq += 1
+            await self._send(
+                ws,
+                {
+                    "event": "playedStream",
+                    "sequenceNumber": self._seq,
+                    "streamId": self.record.stream_id,
+                    "name": name,
+                },
+            )
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                await self._handle(ws, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            if ws.close_code is not None and not self.record.closed_by:
+                self.record.closed_by = "agent"
+            self.record.close_code = ws.close_code
+            self.record.close_reason = ws.close_reason or ""
+            self._closed.set()
+
+    async def _handle(self, ws: ClientConnection, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            self.record.protocol_errors.append("binary frame from agent")
+            return
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            self.record.protocol_errors.append(f"non-JSON message: {raw[:60]!r}")
+            return
+        event = message.get("event")
+        logged = message
+        if event == "playAudio":
+            logged = _summarise_play(message)
+        self._log(WireEvent(self._t, "out", logged))
+        if event == "playAudio":
+            self._on_play(message)
+        elif event == "checkpoint":
+            await self._ack(ws, self.playout.checkpoint(str(message.get("name", "")), self._t))
+        elif event == "clearAudio":
+            self.playout.clear(self._t)
+            await self._send(
+                ws,
+                {"sequenceNumber": 0, "event": "clearedAudio", "streamId": self.record.stream_id},
+            )
+        elif event == "sendDTMF":
+            pass
+        else:
+            self.record.protocol_errors.append(f"unknown event from agent: {event!r}")
+
+    def _on_play(self, message: dict[str, Any]) -> None:
+        media = message.get("media") or {}
+        content_type = media.get("contentType")
+        rate = media.get("sampleRate")
+        if content_type != self.fmt.encoding or rate != self.fmt.sample_rate:
+            self.record.protocol_errors.append(
+                f"playAudio format {content_type}/{rate} differs from the stream's "
+                f"{self.fmt.encoding}/{self.fmt.sample_rate}"
+            )
+            return
+        try:
+            payload = base64.b64decode(media.get("payload", ""), validate=True)
+            pcm = self.codec.decode(payload)
+        except ValueError as exc:
+            self.record.protocol_errors.append(f"bad playAudio payload: {exc}")
+            return
+        self.playout.play(pcm, self._t)
+
+    def _log(self, event: WireEvent) -> None:
+        self.record.events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    # --- extra actions for tests --------------------------------------------------------------
+    async def send_raw(self, ws: ClientConnection, text: str | bytes) -> None:
+        await ws.send(text)
+
+
+def _summarise_play(message: dict[str, Any]) -> dict[str, Any]:
+    media = dict(message.get("media") or {})
+    payload = media.pop("payload", "")
+    size = len(payload) * 3 // 4 - payload.count("=") if isinstance(payload, str) else 0
+    media["payload_bytes"] = size
+    return {**message, "media": media}
