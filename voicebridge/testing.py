@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from voicebridge.clock import VirtualClock
 from voicebridge.context import CallContext, CallInfo
-from voicebridge.frames import CallStarted, Frame
+from voicebridge.frames import AgentText, CallStarted, Frame
 from voicebridge.pipeline import Pipeline
 from voicebridge.stage import Stage
 
@@ -28,6 +28,10 @@ class StageRun:
 
     def of(self, kind: type[Frame]) -> list[Frame]:
         return [f for f in self.frames if isinstance(f, kind)]
+
+    def of_text(self) -> list[AgentText]:
+        """The agent's reply pieces, in order."""
+        return [f for f in self.frames if isinstance(f, AgentText)]
 
 
 def call_started(info: CallInfo) -> CallStarted:
