@@ -280,7 +280,8 @@ def test_entry_point_from_installed_distribution(
     with pytest.raises(StageTypeError) as info:
         resolve_stage("shuoty")
     assert "did you mean 'shouty'?" in str(info.value)
-    assert "from entry points: broken, echo, notstage, shouty" in str(info.value)
+    listed = str(info.value).split("from entry points: ")[1].split(";")[0].split(", ")
+    assert {"broken", "echo", "notstage", "shouty"} <= set(listed)  # other plugins may be installed
 
 
 def test_entry_point_via_patched_entry_points(
