@@ -81,3 +81,15 @@ class VirtualClock:
             await self.settle()
             if stop >= target:
                 break
+
+
+class StreamClock(VirtualClock):
+    """A virtual clock driven by the caller's audio: each media frame moves it by its duration.
+
+    The simulator's fast mode gives one to each session, so timers (ack timeouts, reprompts,
+    call limits) run on the call's own timeline however fast the audio is fed in.
+    """
+
+    async def advance_to(self, t: float) -> None:
+        if t > self.now():
+            await self.advance(t - self.now())

@@ -28,13 +28,15 @@ _STOP = object()
 class _Runner:
     """Drives one stage: takes frames from its queue and calls ``process`` one at a time."""
 
-    __slots__ = ("busy_turn", "interrupting", "queue", "stage", "task")
+    __slots__ = ("busy", "busy_turn", "current", "interrupting", "queue", "stage", "task")
 
     def __init__(self, stage: Stage, maxsize: int) -> None:
         self.stage = stage
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
         self.task: asyncio.Task[None] | None = None
         self.busy_turn: int | None = None
+        self.busy = False
+        self.current: Frame | None = None  # the frame being processed, to spot pass-throughs
         self.interrupting = False
 
 
@@ -71,25 +73,18 @@ class Pipeline:
         ctx = self.ctx
         observer = self._observer
         observe = self._observe
-        if index + 1 < len(self._runners):
-            queue = self._runners[index + 1].queue
+        runner = self._runners[index]
+        forward: Callable[[Frame], Awaitable[None]] = (
+            self._runners[index + 1].queue.put if index + 1 < len(self._runners) else self._sink
+        )
 
-            async def emit(frame: Frame) -> None:
-                if ctx.is_stale(frame.turn_tag):
-                    return
-                if observer is not None and isinstance(frame, observe):
-                    observer(frame)
-                await queue.put(frame)
-
-        else:
-            sink = self._sink
-
-            async def emit(frame: Frame) -> None:
-                if ctx.is_stale(frame.turn_tag):
-                    return
-                if observer is not None and isinstance(frame, observe):
-                    observer(frame)
-                await sink(frame)
+        async def emit(frame: Frame) -> None:
+            if ctx.is_stale(frame.turn_tag):
+                return
+            # The observer sees each frame once, where it is made, not at every pass-through.
+            if observer is not None and frame is not runner.current and isinstance(frame, observe):
+                observer(frame)
+            await forward(frame)
 
         return emit
 
@@ -128,6 +123,18 @@ class Pipeline:
             return
         await queue.put(frame)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being processed, no background work: the call is at rest.
+
+        The simulator's virtual-time mode waits for this before sending the next frame, so
+        compute time does not leak into the call's timeline.
+        """
+        for runner in self._runners:
+            if runner.busy or not runner.queue.empty() or runner.stage.has_background_work:
+                return False
+        return True
+
     # --- barge-in -----------------------------------------------------------------------------
     def interrupt(self) -> int:
         """Mark every turn begun so far stale and cancel the work in flight for it."""
@@ -154,6 +161,8 @@ class Pipeline:
             if ctx.is_stale(frame.turn_tag):
                 continue
             runner.busy_turn = frame.turn_tag
+            runner.busy = True
+            runner.current = frame
             try:
                 await stage.process(frame)
             except asyncio.CancelledError:
@@ -168,6 +177,8 @@ class Pipeline:
                 self._stage_failed(stage, exc)
                 return
             finally:
+                runner.current = None
+                runner.busy = False
                 runner.busy_turn = None
                 stage.active_turn = None
 

@@ -16,11 +16,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from voicebridge.clock import Clock, MonotonicClock
+from voicebridge.clock import Clock, MonotonicClock, StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.session_options import SessionOptions
 from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import (
+    AgentText,
     CallEnded,
     CallStarted,
     Dtmf,
@@ -96,6 +97,7 @@ class Session:
         limits: SessionLimits | None = None,
         stage_factory: Callable[[], list[Stage]] | None = None,
         logger: Any = None,
+        record_events: bool = False,
     ) -> None:
         self.spec = spec
         self.options: SessionOptions = spec.session
@@ -117,7 +119,11 @@ class Session:
             "played_acks": 0,
             "ignored_acks": 0,
             "clears": 0,
+            "sent": 0,
         }
+        # With record_events, a timeline of the call on the caller's stream time (seconds):
+        # what the simulator's reports and the per-call event log are made from.
+        self.events: list[dict[str, Any]] | None = [] if record_events else None
         self._bad_streak = 0
         self._stream_ms = 0.0
         self._play_encoder: messages.PlayAudioEncoder | None = None
@@ -129,6 +135,20 @@ class Session:
         self._housekeeping: asyncio.Task[None] | None = None
         self._started_at = 0.0
         self._ending = False
+
+    # --- recording and sending ------------------------------------------------------------------
+    @property
+    def stream_time(self) -> float:
+        """Seconds of caller audio received so far: the call's own timeline."""
+        return self._stream_ms / 1000.0
+
+    def _note(self, kind: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.append({"t": round(self._stream_ms / 1000.0, 3), "kind": kind, **fields})
+
+    async def _send(self, text: str) -> None:
+        self.stats["sent"] += 1
+        await self.transport.send_text(text)
 
     # --- inbound ------------------------------------------------------------------------------
     async def handle_message(self, message: str | bytes) -> None:
@@ -198,7 +218,7 @@ class Session:
                 self.ctx,
                 self._sink,
                 observer=self._observe,
-                observe=(SpeechStarted, SpeechEnded, Transcript),
+                observe=(SpeechStarted, SpeechEnded, Transcript, AgentText),
                 on_error=self._stage_failed,
             )
             await self.pipeline.start()
@@ -207,6 +227,12 @@ class Session:
             self.pipeline = None
             await self._refuse(CloseCode.INTERNAL_ERROR, "pipeline_start_failed", str(exc))
             return
+        self._note(
+            "call_started",
+            encoding=event.format.encoding,
+            sample_rate=event.format.sample_rate,
+            extra_headers=dict(event.extra_headers),
+        )
         self.log.info(
             "call_started",
             encoding=event.format.encoding,
@@ -245,13 +271,17 @@ class Session:
         timestamp = self._stream_ms
         self._stream_ms += size / self.format.bytes_per_ms
         await self.pipeline.push(MediaIn(payload, timestamp))
-        self._check_barge_in()
+        if isinstance(self.clock, StreamClock):
+            await self.clock.advance_to(self._stream_ms / 1000.0)
+        if self._speech_onset_ms is not None and self._barge_in_due():
+            await self._barge_in("speech")
 
     async def _on_dtmf(self, event: DtmfEvent) -> None:
         if self.pipeline is None:
             await self._before_start("dtmf")
             return
         self.log.info("dtmf", digit=event.digit)
+        self._note("dtmf", digit=event.digit)
         if self.options.barge_in.dtmf_interrupts and self._agent_active():
             await self._barge_in("dtmf")
         await self.pipeline.push(Dtmf(event.digit, at_ms=self._stream_ms))
@@ -261,8 +291,10 @@ class Session:
         if result.piece is None:
             self.stats["ignored_acks"] += 1
             self.log.info("ack_ignored", checkpoint=name[:128], reason=result.ignored_reason)
+            self._note("ack_ignored", name=name[:128], reason=result.ignored_reason)
             return
         self.stats["played_acks"] += 1
+        self._note("played", name=name, turn=result.piece.turn, text=result.piece.text)
         self._record_heard(result.piece)
         if result.turn_complete:
             self._completed_turn = max(self._completed_turn, result.piece.turn)
@@ -300,21 +332,29 @@ class Session:
         """Called the moment a stage emits a frame of interest (before any queue)."""
         if isinstance(frame, SpeechStarted):
             self._speech_onset_ms = frame.at_ms
+            self._note("speech_started", at=round(frame.at_ms / 1000.0, 3))
         elif isinstance(frame, SpeechEnded):
             self._speech_onset_ms = None
-        elif isinstance(frame, Transcript) and frame.final and frame.text.strip() and self.ctx:
-            self.ctx.add_caller_text(frame.text.strip())
-            self.log.info("caller_said", text=frame.text[:200])
+            self._note("speech_ended", at=round(frame.at_ms / 1000.0, 3))
+        elif isinstance(frame, Transcript):
+            self._note("transcript", text=frame.text, final=frame.final)
+            if frame.final and frame.text.strip() and self.ctx:
+                self.ctx.add_caller_text(frame.text.strip())
+                self.log.info("caller_said", text=frame.text[:200])
+        elif isinstance(frame, AgentText):
+            self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
 
     async def _sink(self, frame: Frame) -> None:
         if isinstance(frame, OutputAudio):
             await self._play(frame)
         elif isinstance(frame, Hangup):
             self.log.info("hangup_requested", reason=frame.reason)
+            self._note("hangup", reason=frame.reason)
             self._hangup_reason = frame.reason
             self._maybe_hang_up()
         elif isinstance(frame, Transfer):
             self.log.warning("transfer_not_supported", to=frame.to)
+            self._note("transfer", to=frame.to)
 
     async def _play(self, frame: OutputAudio) -> None:
         ctx, encoder = self.ctx, self._play_encoder
@@ -322,13 +362,20 @@ class Session:
             return
         payload = frame.payload
         step = self._chunk_bytes
-        send = self.transport.send_text
+        send = self._send
         for offset in range(0, len(payload), step):
             await send(encoder.encode(payload[offset : offset + step]))
         piece = self.ledger.record(
             frame.turn, frame.text, frame.duration_ms, self.clock.now(), frame.last
         )
         await send(messages.checkpoint(ctx.info.stream_id, piece.name))
+        self._note(
+            "checkpoint",
+            name=piece.name,
+            turn=piece.turn,
+            text=piece.text,
+            duration=round(piece.duration_ms / 1000.0, 3),
+        )
 
     def _record_heard(self, piece: Piece) -> None:
         if self.ctx is None or not piece.heard_text:
@@ -345,16 +392,16 @@ class Session:
             return True
         return self.ctx.turn > max(self._completed_turn, self.ctx.stale_through)
 
-    def _check_barge_in(self) -> None:
+    def _barge_in_due(self) -> bool:
+        """Caller speech has lasted the guard while the agent is talking (once per onset)."""
         onset = self._speech_onset_ms
         options = self.options.barge_in
         if onset is None or not options.enabled or self._barged_for_onset == onset:
-            return
+            return False
         if self._stream_ms - onset < options.guard_ms or not self._agent_active():
-            return
+            return False
         self._barged_for_onset = onset
-        task = asyncio.get_running_loop().create_task(self._barge_in("speech"))
-        task.add_done_callback(_log_task_failure(self.log, "barge_in_failed"))
+        return True
 
     async def _barge_in(self, cause: str) -> None:
         if self.ctx is None or self.pipeline is None or self._ending:
@@ -363,8 +410,14 @@ class Session:
         stale = self.pipeline.interrupt()
         cleared = self.ledger.clear(now)
         self.stats["clears"] += 1
-        await self.transport.send_text(messages.clear_audio(self.ctx.info.stream_id))
+        await self._send(messages.clear_audio(self.ctx.info.stream_id))
         interrupted = cleared.interrupted
+        self._note(
+            "barge_in",
+            cause=cause,
+            cleared=[p.name for p in cleared.cleared],
+            heard=interrupted.heard_text if interrupted else None,
+        )
         if interrupted is not None:
             entry = self.ctx.agent_entry(interrupted.turn)
             entry.text = f"{entry.text} {interrupted.heard_text}".strip()
@@ -432,6 +485,7 @@ class Session:
             await self.pipeline.stop()
         with contextlib.suppress(Exception):
             await self.transport.close(code, (close_reason or reason)[:120])
+        self._note("call_ended", reason=reason)
         self.log.info("call_ended", reason=reason, **self.stats)
         self.ended.set()
 

@@ -133,6 +133,10 @@ class Stage:
         task.add_done_callback(self._task_done)
         return task
 
+    @property
+    def has_background_work(self) -> bool:
+        return bool(self._tasks)
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge import __version__
+from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.plivo.answer_xml import stream_xml
@@ -21,15 +22,39 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
-from voicebridge.session import SessionLimits
+from voicebridge.session import Session, SessionLimits, Transport
 
 log = structlog.get_logger("voicebridge.server")
 
 
-def create_app(settings: ServiceSettings, spec: PipelineSpec) -> Starlette:
-    """Build the service for one pipeline."""
+def create_app(
+    settings: ServiceSettings,
+    spec: PipelineSpec,
+    *,
+    clock_factory: Callable[[], Clock] | None = None,
+    record_events: bool = False,
+    on_session: Callable[[Session], None] | None = None,
+) -> Starlette:
+    """Build the service for one pipeline.
+
+    ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
+    per-call clock (virtual time), the per-call event timeline, and a look at each new session.
+    """
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
+
+    def make_session(transport: Transport) -> Session:
+        session = Session(
+            spec,
+            transport,
+            clock=clock_factory() if clock_factory else None,
+            limits=limits,
+            record_events=record_events,
+        )
+        if on_session is not None:
+            on_session(session)
+        return session
+
     stream_format = StreamFormat.from_short(settings.stream.codec, settings.stream.sample_rate)
 
     async def answer(request: Request) -> Response:
@@ -78,7 +103,7 @@ def create_app(settings: ServiceSettings, spec: PipelineSpec) -> Starlette:
         )
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, spec, calls, limits)
+        await handle_stream(ws, make_session, calls)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

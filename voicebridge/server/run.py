@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -72,10 +73,13 @@ class RunningService:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    settings: ServiceSettings, spec: PipelineSpec
+    settings: ServiceSettings, spec: PipelineSpec, **app_options: Any
 ) -> AsyncIterator[RunningService]:
-    """Start the real service on a loopback port in this event loop (port 0 picks a free one)."""
-    app = create_app(settings, spec)
+    """Start the real service on a loopback port in this event loop (port 0 picks a free one).
+
+    ``app_options`` go to ``create_app`` (clock_factory, record_events, on_session).
+    """
+    app = create_app(settings, spec, **app_options)
     server = uvicorn.Server(uvicorn_config(app, settings))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.server.calls import CallRegistry
-from voicebridge.session import CloseCode, Session, SessionLimits
+from voicebridge.session import CloseCode, Session
 
 log = structlog.get_logger("voicebridge.server")
 
@@ -32,9 +31,10 @@ class StarletteTransport:
                 await self._ws.close(code, reason)
 
 
-async def handle_stream(
-    ws: WebSocket, spec: PipelineSpec, calls: CallRegistry, limits: SessionLimits
-) -> None:
+SessionFactory = Callable[[StarletteTransport], Session]
+
+
+async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: CallRegistry) -> None:
     """Run one Plivo stream from accept to close. Nothing in here may raise to the server."""
     await ws.accept()
     if not calls.has_room():
@@ -42,7 +42,7 @@ async def handle_stream(
         log.warning("call_refused", reason="max_calls", active=len(calls))
         await ws.close(CloseCode.TRY_AGAIN_LATER, f"service at capacity ({calls.max_calls} calls)")
         return
-    session = Session(spec, StarletteTransport(ws), limits=limits)
+    session = make_session(StarletteTransport(ws))
     calls.add(session)
     try:
         while not session.ended.is_set():

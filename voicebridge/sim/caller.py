@@ -13,7 +13,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ class CallRecord:
     close_reason: str = ""
     closed_by: str = ""  # "caller" or "agent"
     protocol_errors: list[str] = field(default_factory=list)
+    # (start_s, end_s) of each scripted caller utterance on the call's timeline
+    utterance_spans: list[tuple[float, float]] = field(default_factory=list)
 
     def sent_by_agent(self, event: str) -> list[WireEvent]:
         return [e for e in self.events if e.direction == "out" and e.message.get("event") == event]
@@ -73,6 +75,7 @@ class PlivoCaller:
         extra_headers: str = "{}",
         frame_ms: int = 20,
         on_event: Callable[[WireEvent], None] | None = None,
+        probe: Callable[[PlivoCaller], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
         self.fmt = fmt
@@ -85,7 +88,13 @@ class PlivoCaller:
         self._t = 0.0
         self._seq = 0
         self._on_event = on_event
+        self._probe = probe  # awaited before each frame: lockstep with an in-process server
         self._closed = asyncio.Event()
+        self.frames_sent = 0
+        self.messages_received = 0
+        self._t0: float | None = None
+        self._last_audio_t = -1.0  # caller time the last agent audio arrived
+        self._busy_until = -1.0  # caller time agent audio was last heard playing
 
     # --- the call -----------------------------------------------------------------------------
     async def run(
@@ -119,7 +128,79 @@ class PlivoCaller:
         self.record.heard_audio = self.playout.heard_track(self._t)
         return self.record
 
-    async def _stream(self, ws: ClientConnection, audio: PCM) -> None:
+    async def run_turns(
+        self,
+        utterances: Sequence[PCM],
+        *,
+        first_wait_s: float = 1.5,
+        gap_s: float = 0.8,
+        reply_timeout_s: float = 15.0,
+        tail_s: float = 1.0,
+    ) -> CallRecord:
+        """A conversation: let the agent finish (its greeting, then each reply), then speak the
+        next utterance. The agent is done when its audio has played out and nothing new came for
+        ``gap_s``; a reply that never comes is given up on after ``reply_timeout_s``."""
+        track: list[PCM] = []
+        async with connect(
+            self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
+        ) as ws:
+            receiver = asyncio.get_running_loop().create_task(self._receive(ws))
+            try:
+                await self._send(ws, self._start_message())
+                await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
+                for pcm in utterances:
+                    if self._closed.is_set():
+                        break
+                    start = self._t
+                    await self._stream(ws, pcm, track)
+                    self.record.utterance_spans.append(
+                        (start, start + len(pcm) / self.fmt.sample_rate)
+                    )
+                    await self._wait_for_agent(ws, track, 0.0, gap_s, reply_timeout_s, True)
+                await self._silence(ws, track, tail_s)
+            except ConnectionClosed:
+                pass
+            finally:
+                if not self._closed.is_set():
+                    self.record.closed_by = "caller"
+                    await ws.close(1000, "call ended")
+                await asyncio.wait({receiver}, timeout=5)
+                receiver.cancel()
+        self.record.caller_audio = np.concatenate(track) if track else np.zeros(0, np.int16)
+        self.record.duration_s = self._t
+        self.record.heard_audio = self.playout.heard_track(self._t)
+        return self.record
+
+    async def _wait_for_agent(
+        self,
+        ws: ClientConnection,
+        track: list[PCM],
+        min_wait_s: float,
+        gap_s: float,
+        timeout_s: float,
+        expect_reply: bool,
+    ) -> None:
+        silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)
+        began = self._t
+        while not self._closed.is_set() and self._t - began < timeout_s:
+            replied = self._last_audio_t >= began
+            quiet_for = self._t - max(self._last_audio_t, self._busy_until, began)
+            settled = self.playout.idle and quiet_for >= gap_s and self._t - began >= min_wait_s
+            if settled and (replied or not expect_reply):
+                return
+            await self._frame(ws, silence)
+            track.append(silence)
+
+    async def _silence(self, ws: ClientConnection, track: list[PCM], seconds: float) -> None:
+        silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)
+        end = self._t + seconds
+        while not self._closed.is_set() and self._t < end - 1e-9:
+            await self._frame(ws, silence)
+            track.append(silence)
+
+    async def _stream(
+        self, ws: ClientConnection, audio: PCM, track: list[PCM] | None = None
+    ) -> None:
         step = self.fmt.sample_rate * self.frame_ms // 1000
         for offset in range(0, len(audio), step):
             if self._closed.is_set():
@@ -128,6 +209,8 @@ class PlivoCaller:
             if len(chunk) < step:
                 chunk = np.pad(chunk, (0, step - len(chunk)))
             await self._frame(ws, chunk)
+            if track is not None:
+                track.append(chunk)
 
     async def _linger(self, ws: ClientConnection, tail_s: float, max_s: float) -> None:
         silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)
@@ -141,8 +224,11 @@ class PlivoCaller:
                 return
 
     async def _frame(self, ws: ClientConnection, pcm: PCM) -> None:
+        if self._probe is not None:
+            await self._probe(self)
         payload = self.codec.encode(pcm)
         self._seq += 1
+        self.frames_sent += 1
         await self._send(
             ws,
             {
@@ -160,11 +246,18 @@ class PlivoCaller:
             log=False,
         )
         frame_s = self.frame_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        if self._t0 is None:
+            self._t0 = loop.time()
         if self.speed == float("inf"):
             await asyncio.sleep(0)
         else:
-            await asyncio.sleep(frame_s / self.speed)
+            # Paced on an absolute schedule so sleep overshoot does not accumulate.
+            due = self._t0 + (self._t + frame_s) / self.speed
+            await asyncio.sleep(max(0.0, due - loop.time()))
         self._t += frame_s
+        if not self.playout.idle:
+            self._busy_until = self._t
         await self._ack(ws, self.playout.advance(self._t))
 
     # --- messages -----------------------------------------------------------------------------
@@ -214,6 +307,7 @@ class PlivoCaller:
             self._closed.set()
 
     async def _handle(self, ws: ClientConnection, raw: str | bytes) -> None:
+        self.messages_received += 1
         if isinstance(raw, bytes):
             self.record.protocol_errors.append("binary frame from agent")
             return
@@ -259,6 +353,7 @@ class PlivoCaller:
             self.record.protocol_errors.append(f"bad playAudio payload: {exc}")
             return
         self.playout.play(pcm, self._t)
+        self._last_audio_t = self._t
 
     def _log(self, event: WireEvent) -> None:
         self.record.events.append(event)

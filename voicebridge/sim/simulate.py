@@ -1,0 +1,138 @@
+"""A whole simulated call: the real service on a loopback port, a scripted caller, one record.
+
+Real time plays the call at the pace Plivo would (latencies include compute). Virtual time
+(``fast``) runs caller and server in lockstep on the call's own clock: the caller sends its next
+20 ms frame only when the service has processed everything and its replies have arrived, so the
+call is reproducible and takes only as long as the computing does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from voicebridge.clock import StreamClock
+from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.config.service_settings import ServiceSettings
+from voicebridge.context import HistoryEntry
+from voicebridge.frames import PCM
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.server.run import running_service
+from voicebridge.session import Session
+from voicebridge.sim.caller import CallRecord, PlivoCaller
+
+
+@dataclass
+class CallerLine:
+    """One thing the caller says: the words (when known) and the audio at the stream rate."""
+
+    text: str | None
+    pcm: PCM
+
+
+@dataclass
+class SimulatedCall:
+    """What the wire showed, plus what the service knew inside (transcripts, heard text)."""
+
+    pipeline: str
+    fmt: StreamFormat
+    mode: str
+    lines: list[CallerLine]
+    record: CallRecord
+    events: list[dict[str, Any]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
+    end_reason: str | None = None
+
+
+class _SessionWatch:
+    """Holds the session the service created for our call, for lockstep and for its timeline."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+
+    def __call__(self, session: Session) -> None:
+        self.session = session
+
+    async def lockstep(self, caller: PlivoCaller, timeout_s: float = 120.0) -> None:
+        """Wait until the service has taken every frame, gone idle and its replies arrived."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            session = self.session
+            if session is not None and (session.ended.is_set() or session.end_reason):
+                return
+            if session is not None and session.pipeline is not None:
+                caught_up = session.stats["media"] >= caller.frames_sent
+                delivered = caller.messages_received >= session.stats["sent"]
+                if caught_up and delivered and session.pipeline.idle:
+                    return
+            elif caller.frames_sent == 0 and session is not None and session.ctx is not None:
+                return
+            await asyncio.sleep(0.0005)
+
+
+async def simulate_call(
+    spec: PipelineSpec,
+    fmt: StreamFormat,
+    lines: Sequence[CallerLine],
+    *,
+    fast: bool = True,
+    settings: ServiceSettings | None = None,
+    gap_s: float = 0.8,
+    reply_timeout_s: float = 15.0,
+    first_wait_s: float = 1.5,
+    tail_s: float = 1.0,
+) -> SimulatedCall:
+    """Run ``lines`` as a conversation against ``spec`` served on a loopback port."""
+    base = settings or ServiceSettings()
+    settings = base.model_copy(update={"host": "127.0.0.1", "port": 0})
+    watch = _SessionWatch()
+    options: dict[str, Any] = {"record_events": True, "on_session": watch}
+    if fast:
+        options["clock_factory"] = StreamClock
+    async with running_service(settings, spec, **options) as service:
+        caller = PlivoCaller(
+            service.ws_url,
+            fmt,
+            speed=float("inf") if fast else 1.0,
+            probe=watch.lockstep if fast else None,
+        )
+        record = await caller.run_turns(
+            [line.pcm for line in lines],
+            first_wait_s=first_wait_s,
+            gap_s=gap_s,
+            reply_timeout_s=reply_timeout_s,
+            tail_s=tail_s,
+        )
+        session = watch.session
+        if session is not None:
+            await asyncio.wait_for(session.ended.wait(), 10)
+    return SimulatedCall(
+        pipeline=spec.name,
+        fmt=fmt,
+        mode="virtual" if fast else "realtime",
+        lines=list(lines),
+        record=record,
+        events=list(session.events or []) if session else [],
+        history=list(session.ctx.history) if session and session.ctx else [],
+        end_reason=session.end_reason if session else None,
+    )
+
+
+def speech_bounds(pcm: PCM, rate: int, threshold: int = 300) -> tuple[float, float]:
+    """Where speech starts and ends inside a clip (synthesised speech has silent margins)."""
+    if not len(pcm):
+        return 0.0, 0.0
+    window = max(1, rate // 100)
+    usable = len(pcm) // window * window
+    if usable == 0:
+        return 0.0, len(pcm) / rate
+    frames = np.abs(pcm[:usable].astype(np.int32)).reshape(-1, window).max(axis=1)
+    loud = np.flatnonzero(frames > threshold)
+    if not len(loud):
+        return 0.0, 0.0
+    return float(loud[0] * window / rate), float((loud[-1] + 1) * window / rate)
