@@ -33,6 +33,8 @@ BUILTIN_STAGES: dict[str, str] = {
     "encode": "voicebridge.stages.encode:Encode",
     "echo": "voicebridge.stages.echo:Echo",
     "rules": "voicebridge.stages.dialogue.rules:RulesDialogue",
+    "whisper": "voicebridge.stages.stt.whisper:Whisper",
+    "piper": "voicebridge.stages.tts.piper:Piper",
 }
 
 # name -> the pip extra that installs its optional dependencies; "" for stages that need only core.
@@ -42,6 +44,8 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "encode": "",
     "echo": "",
     "rules": "",
+    "whisper": "offline",
+    "piper": "offline",
 }
 
 

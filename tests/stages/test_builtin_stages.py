@@ -125,6 +125,7 @@ RECEPTIONIST = dict(
         {"keywords": ["hours", "open"], "reply": "We open at nine. We close at five."},
         {"regex": r"order (?P<number>\d+)", "reply": "Order {number} has shipped."},
         {"dtmf": "1", "reply": "You pressed {digits}."},
+        {"dtmf": r"\d+#", "reply": "Entry {digits_spoken}."},
         {"keywords": ["human", "agent"], "reply": "Transferring.", "action": "transfer",
          "transfer_to": "+15550100"},
         {"keywords": ["bye", "goodbye"], "reply": ["Goodbye!", "Bye now!"], "action": "hangup"},
@@ -135,10 +136,13 @@ RECEPTIONIST = dict(
 async def test_rules_dialogue_greets_matches_and_falls_back() -> None:
     frames = [
         Transcript("When are you open?"),
-        Transcript("where is order 42", final=True),
+        Transcript("where is order 42", final=True),  # {number} from the regex group
         Transcript("blah", final=False),  # interim results are not answered
         Transcript("something else"),
         Dtmf("1"),
+        Dtmf("4"),
+        Dtmf("2"),
+        Dtmf("#"),
     ]
     run = await run_stages([RulesDialogue(**RECEPTIONIST)], frames)
     texts = [(f.turn, f.text, f.last) for f in run.of(AgentText)]  # type: ignore[attr-defined]
@@ -150,6 +154,7 @@ async def test_rules_dialogue_greets_matches_and_falls_back() -> None:
         (3, "Order 42 has shipped.", True),
         (4, "Sorry, I did not get that.", True),
         (5, "You pressed 1.", True),
+        (6, "Entry 4 2.", True),
     ]
 
 

@@ -27,7 +27,9 @@ class Rule(BaseModel):
 
     keywords: list[str] = Field(default_factory=list, description="any of these words or phrases")
     regex: str | None = Field(None, description="a Python regex searched case-insensitively")
-    dtmf: str | None = Field(None, description="keypad digits (the caller's last digits)")
+    dtmf: str | None = Field(
+        None, description="regex the keypad entry must match whole, e.g. '0' or '\\d+#'"
+    )
     reply: str | list[str] = Field(description="text to say; a list rotates through variants")
     action: Literal["hangup", "transfer"] | None = None
     transfer_to: str | None = Field(None, description="number or sip: URI for action transfer")
@@ -44,9 +46,12 @@ class Rule(BaseModel):
 
     @field_validator("dtmf")
     @classmethod
-    def _dtmf_digits(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[0-9*#A-D]+", value):
-            raise ValueError(f"dtmf must be keypad digits 0-9 * # A-D, got {value!r}")
+    def _dtmf_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"dtmf: invalid pattern {value!r}: {exc}") from exc
         return value
 
     @model_validator(mode="after")
@@ -69,18 +74,23 @@ class RulesParams(StageParams):
     rules: list[Rule] = Field(default_factory=list, description="checked in order")
     rules_file: Path | None = Field(None, description="YAML file with more rules (a list)")
     max_digits: int = Field(16, ge=1, description="keypad digits remembered for dtmf rules")
+    spoken_digits: bool = Field(
+        True, description="match 'one two three' as '1 2 3' (transcribers write either)"
+    )
+    # A keypad entry accumulates until a dtmf rule matches it whole, then starts again.
 
 
 class _Matcher:
     """A rule compiled for fast matching."""
 
-    __slots__ = ("keywords", "regex", "replies", "rule")
+    __slots__ = ("dtmf", "keywords", "regex", "replies", "rule")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         words = [re.escape(k.strip().lower()) for k in rule.keywords if k.strip()]
         self.keywords = re.compile(r"\b(?:" + "|".join(words) + r")\b") if words else None
         self.regex = re.compile(rule.regex, re.IGNORECASE) if rule.regex else None
+        self.dtmf = re.compile(rule.dtmf) if rule.dtmf else None
         variants = [rule.reply] if isinstance(rule.reply, str) else list(rule.reply)
         self.replies = itertools.cycle(variants)
 
@@ -100,6 +110,38 @@ class _Matcher:
 class _SafeFormat(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return ""
+
+
+def _with_spoken(groups: dict[str, str]) -> dict[str, str]:
+    """Add ``<name>_spoken``: the value's digits one by one, as a receptionist reads them."""
+    out = dict(groups)
+    for key, value in groups.items():
+        digits = re.sub(r"\D", "", value)
+        out[f"{key}_spoken"] = " ".join(digits) if digits else value
+    return out
+
+
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9",
+}  # fmt: skip
+_DIGIT_RUN = re.compile(
+    r"\b(?:" + "|".join(_DIGIT_WORDS) + r")(?:[\s,.-]+(?:" + "|".join(_DIGIT_WORDS) + r"))+\b",
+    re.IGNORECASE,
+)
+
+
+def digits_from_words(text: str) -> str:
+    """Turn runs of two or more spoken digits ("one, two, three") into digits ("1 2 3").
+
+    A lone "one" stays a word ("I need one cake"); a run is almost always a number read out.
+    """
+
+    def convert(match: re.Match[str]) -> str:
+        words = re.findall(r"[a-z]+", match.group(0).lower())
+        return " ".join(_DIGIT_WORDS[w] for w in words)
+
+    return _DIGIT_RUN.sub(convert, text)
 
 
 def load_rules_file(path: Path) -> list[Rule]:
@@ -139,6 +181,8 @@ class RulesDialogue(Stage):
             await self._answer_digit(frame.digit)
 
     async def _answer_text(self, text: str) -> None:
+        if self.params.spoken_digits:
+            text = digits_from_words(text)
         for matcher in self._matchers:
             groups = matcher.match_text(text)
             if groups is not None:
@@ -149,15 +193,14 @@ class RulesDialogue(Stage):
     async def _answer_digit(self, digit: str) -> None:
         self._digits = (self._digits + digit)[-self.params.max_digits :]
         for matcher in self._matchers:
-            wanted = matcher.rule.dtmf
-            if wanted and self._digits.endswith(wanted):
+            if matcher.dtmf is not None and matcher.dtmf.fullmatch(self._digits):
                 digits, self._digits = self._digits, ""
-                await self._fire(matcher, {"digits": digits})
+                await self._fire(matcher, {"digits": digits.strip("#*")})
                 return
 
     async def _fire(self, matcher: _Matcher, groups: dict[str, str]) -> None:
         rule = matcher.rule
-        reply = next(matcher.replies).format_map(_SafeFormat(groups))
+        reply = next(matcher.replies).format_map(_SafeFormat(_with_spoken(groups)))
         await self.say(reply)
         if rule.action == "hangup":
             await self.emit(Hangup(reason="rules"))
