@@ -1,0 +1,244 @@
+"""The ``piper`` stage: offline speech synthesis of the agent's reply with Piper (onnxruntime).
+
+The voice is loaded once per process and shared by every call; synthesis runs in the
+process-wide ``piper`` worker pool, never on the event loop. Replies arrive as sentence-sized
+``AgentText`` pieces; a piece holding several sentences is split again so the caller hears the
+first sentence while the rest is still being synthesised. Each sentence becomes one
+``AgentAudio`` at the stream's rate; only the piece's final sentence carries its ``last`` flag.
+
+A barge-in cancels ``process`` while it awaits the pool: the sentence being synthesised is
+discarded and the rest of the piece is never started.
+
+:func:`synthesize` is the same voice as a plain blocking function, for the call simulator and
+tests (with a pitch shift, so a simulated caller need not sound like the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from piper import PiperConfig, PiperVoice, SynthesisConfig
+from pydantic import Field
+
+from voicebridge.audio.resample import resample
+from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.offline_models import piper_voice_path
+from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.stages.workers import run_blocking
+from voicebridge.text import split_sentences
+
+POOL_NAME = "piper"
+_POOL_QUEUE = 64
+_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
+
+
+class PiperParams(StageParams):
+    voice_path: Path | None = Field(
+        None, description="a Piper .onnx voice, its .onnx.json beside it (default: en_US-joe)"
+    )
+    speaker: int | None = Field(None, ge=0, description="speaker id of a multi-speaker voice")
+    length_scale: float = Field(1.0, gt=0.1, le=5.0, description="> 1 speaks slower")
+    noise_scale: float | None = Field(None, ge=0, le=2, description="voice variation")
+    noise_w: float | None = Field(None, ge=0, le=2, description="phoneme length variation")
+    sentence_silence_ms: int = Field(0, ge=0, le=5000, description="silence after each sentence")
+    workers: int = Field(1, ge=1, le=32, description="syntheses run in parallel, per process")
+    threads: int = Field(0, ge=0, le=64, description="onnxruntime threads per voice (0 = auto)")
+
+
+# --- the process-wide voice ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _VoiceKey:
+    path: str
+    threads: int
+
+
+_voices: dict[_VoiceKey, PiperVoice] = {}
+_voices_lock = threading.Lock()
+
+
+def _voice_key(voice_path: Path | None, threads: int = 0) -> _VoiceKey:
+    path = voice_path if voice_path is not None else piper_voice_path()
+    config = path.with_name(path.name + ".json")
+    if not path.is_file() or not config.is_file():
+        raise StageError(
+            f"piper: voice {str(path)!r} needs the .onnx file and its .onnx.json beside it"
+        )
+    return _VoiceKey(str(path.resolve()), threads)
+
+
+def _get_voice(key: _VoiceKey) -> PiperVoice:
+    """The loaded voice for ``key``; loads it (blocking, once per process) on first use."""
+    voice = _voices.get(key)
+    if voice is not None:
+        return voice
+    with _voices_lock:
+        voice = _voices.get(key)
+        if voice is None:
+            voice = _voices[key] = _load_voice(key)
+        return voice
+
+
+def _load_voice(key: _VoiceKey) -> PiperVoice:
+    # Built by hand rather than PiperVoice.load so the onnxruntime thread count can be bounded.
+    config = json.loads(Path(key.path + ".json").read_text(encoding="utf-8"))
+    options = onnxruntime.SessionOptions()
+    if key.threads:
+        options.intra_op_num_threads = key.threads
+        options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        key.path, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    return PiperVoice(session=session, config=PiperConfig.from_dict(config))
+
+
+# --- synthesis (runs in a worker thread) --------------------------------------------------------
+
+
+def _render(key: _VoiceKey, text: str, syn: SynthesisConfig) -> tuple[PCM, int]:
+    """Text to int16 PCM at the voice's own rate (all of Piper's sentences joined)."""
+    voice = _get_voice(key)
+    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=syn)]
+    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    return pcm.astype(np.int16, copy=False), voice.config.sample_rate
+
+
+def _render_at(key: _VoiceKey, text: str, syn: SynthesisConfig, rate: int, pad: int) -> PCM:
+    pcm, voice_rate = _render(key, text, syn)
+    if pcm.size and voice_rate != rate:
+        pcm = resample(pcm, voice_rate, rate)
+    if pad and pcm.size:
+        pcm = np.concatenate((pcm, np.zeros(pad, np.int16)))
+    return pcm
+
+
+def synthesize(
+    text: str,
+    rate: int,
+    *,
+    voice_path: Path | str | None = None,
+    length_scale: float = 1.0,
+    speaker: int | None = None,
+    pitch_semitones: float = 0.0,
+    noise_scale: float | None = None,
+    noise_w: float | None = None,
+) -> PCM:
+    """Speak ``text`` as int16 PCM at ``rate`` (blocking; loads the voice on first use).
+
+    ``pitch_semitones`` shifts the pitch (and formants: a different-sounding speaker) while
+    keeping roughly the tempo: Piper renders the speech slower by the pitch factor, and the
+    samples are then played back faster by the same factor (resampled as if recorded at a higher
+    rate). Piper's length scale stretches phonemes more than pauses, so the tempo is kept only
+    approximately (+4 semitones comes out about 10 % shorter).
+    """
+    key = _voice_key(Path(voice_path) if voice_path is not None else None)
+    factor = 2.0 ** (pitch_semitones / 12.0)
+    syn = SynthesisConfig(
+        speaker_id=speaker,
+        length_scale=length_scale * factor,
+        noise_scale=noise_scale,
+        noise_w_scale=noise_w,
+    )
+    pcm, voice_rate = _render(key, text, syn)
+    if not pcm.size:
+        return pcm
+    # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
+    source_rate = voice_rate if factor == 1.0 else max(50, round(voice_rate * factor / 50) * 50)
+    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+class Piper(Stage):
+    type_name = "piper"
+    role = "tts"
+    description = "Speaks the agent's reply offline with a Piper voice (onnxruntime, CPU)."
+    Params = PiperParams
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        p: PiperParams = self.params
+        self._key: _VoiceKey | None = None
+        self._syn = SynthesisConfig(
+            speaker_id=p.speaker,
+            length_scale=p.length_scale,
+            noise_scale=p.noise_scale,
+            noise_w_scale=p.noise_w,
+        )
+
+    @classmethod
+    async def preload(cls, params: StageParams) -> None:
+        """Load the voice at service start so the first reply does not wait ~1 s for it."""
+        assert isinstance(params, PiperParams)
+        key = _voice_key(params.voice_path, params.threads)
+        voice = await asyncio.to_thread(_get_voice, key)
+        if params.speaker is not None and params.speaker >= max(voice.config.num_speakers, 1):
+            raise StageError(
+                f"piper: speaker {params.speaker} out of range; the voice has "
+                f"{voice.config.num_speakers} speaker(s)"
+            )
+        # Warm onnxruntime up (its first run allocates); the first caller gets a fast reply.
+        await asyncio.to_thread(_render, key, "Hello.", SynthesisConfig())
+
+    async def start(self) -> None:
+        self._key = _voice_key(self.params.voice_path, self.params.threads)
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AgentText):
+            await self._speak(frame)
+            return
+        await self.emit(frame)
+
+    async def _speak(self, frame: AgentText) -> None:
+        p: PiperParams = self.params
+        rate = self.ctx.info.sample_rate
+        key = self._key or _voice_key(p.voice_path, p.threads)
+        pad = p.sentence_silence_ms * rate // 1000
+        sentences = split_sentences(frame.text)
+        started = time.perf_counter()
+        sent_any = False
+        for index, sentence in enumerate(sentences):
+            if self.ctx.is_stale(frame.turn):
+                return  # interrupted between sentences: do not synthesise the rest
+            last = frame.last and index == len(sentences) - 1
+            pcm = await run_blocking(
+                POOL_NAME,
+                _render_at,
+                key,
+                sentence,
+                self._syn,
+                rate,
+                pad,
+                max_workers=p.workers,
+                max_queue=_POOL_QUEUE,
+            )
+            if not pcm.size:
+                if not last:
+                    continue  # nothing to say (punctuation only); the turn goes on
+                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            if not sent_any:
+                sent_any = True
+                self.log.debug(
+                    "tts_first_audio",
+                    ms=round(1000 * (time.perf_counter() - started)),
+                    turn=frame.turn,
+                    sentences=len(sentences),
+                    chars=len(frame.text),
+                    audio_ms=round(1000 * pcm.size / rate),
+                )
+            text = frame.text if len(sentences) == 1 else sentence
+            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last))
+        if frame.last and not sentences:
+            # An empty final piece: the turn still needs its last audio to be marked played.
+            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
