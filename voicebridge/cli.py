@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_stages(sub)
     _add_xml(sub)
+    from voicebridge.sim.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

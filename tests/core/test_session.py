@@ -54,9 +54,8 @@ class SaysOnTranscript(Stage):
 
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
-        if isinstance(frame, Transcript):
-            if frame.text == "crash":
-                raise RuntimeError("dialogue provider failed")
+        if isinstance(frame, Transcript) and frame.text == "crash":
+            raise RuntimeError("dialogue provider failed")
 
 
 def resolver(name: str) -> type[Stage]:

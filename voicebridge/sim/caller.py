@@ -53,6 +53,10 @@ class CallRecord:
     protocol_errors: list[str] = field(default_factory=list)
     # (start_s, end_s) of each scripted caller utterance on the call's timeline
     utterance_spans: list[tuple[float, float]] = field(default_factory=list)
+    # (start_s, seconds) of each stretch of agent audio the caller heard
+    played_spans: list[tuple[float, float]] = field(default_factory=list)
+    # checkpoints a clearAudio dropped (Plivo never acknowledges those)
+    dropped_checkpoints: list[str] = field(default_factory=list)
 
     def sent_by_agent(self, event: str) -> list[WireEvent]:
         return [e for e in self.events if e.direction == "out" and e.message.get("event") == event]
@@ -125,7 +129,7 @@ class PlivoCaller:
                 receiver.cancel()
         self.record.caller_audio = caller_audio
         self.record.duration_s = self._t
-        self.record.heard_audio = self.playout.heard_track(self._t)
+        self._finish_record()
         return self.record
 
     async def run_turns(
@@ -168,8 +172,16 @@ class PlivoCaller:
                 receiver.cancel()
         self.record.caller_audio = np.concatenate(track) if track else np.zeros(0, np.int16)
         self.record.duration_s = self._t
-        self.record.heard_audio = self.playout.heard_track(self._t)
+        self._finish_record()
         return self.record
+
+    def _finish_record(self) -> None:
+        self.record.heard_audio = self.playout.heard_track(self._t)
+        rate = self.fmt.sample_rate
+        self.record.played_spans = [
+            (seg.start_s, len(seg.pcm) / rate) for seg in self.playout.heard
+        ]
+        self.record.dropped_checkpoints = list(self.playout.dropped_marks)
 
     async def _wait_for_agent(
         self,
