@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
+import wave
+from pathlib import Path
+
 import httpx
 import numpy as np
 import pytest
@@ -10,6 +17,8 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import RunningService
 from voicebridge.sim.caller import PlivoCaller
 from voicebridge.sim.signals import utterances
+
+from .conftest import ROOT
 
 FORMATS = [("mulaw", 8000), ("l16", 8000), ("l16", 16000)]
 
@@ -85,3 +94,30 @@ async def test_caller_talking_over_the_echo_barges_in(echo_service: RunningServi
     # The interrupted echo's checkpoint is never acknowledged; the next echo's is.
     acks = [a.message["name"] for a in record.sent_by_caller("playedStream")]
     assert acks == ["turn-2/piece-1"]
+
+
+async def test_call_command_against_a_running_service(
+    echo_service: RunningService, tmp_path: Path
+) -> None:
+    """`voicebridge call http://…` fetches the answer XML like Plivo, then holds the call."""
+    wav_path = tmp_path / "caller.wav"
+    audio = utterances([("silence", 0.2), ("speech", 0.6), ("silence", 0.2)], 16000)
+    with wave.open(str(wav_path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(audio.tobytes())
+    report_path = tmp_path / "call.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebridge.cli", "call", echo_service.http_base,
+        "--wav", str(wav_path), "--report", str(report_path), "--gap", "0.5",
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    report = json.loads(report_path.read_text())
+    assert report["codec"] == "l16" and report["sample_rate"] == 16000  # from the answer XML
+    assert report["summary"]["checkpoints_acked"] == 1
+    assert report["turns"][0]["latency_s"] is not None
+    assert "checkpoints acked 1/1" in out.decode()

@@ -1,0 +1,93 @@
+"""Whole calls through the offline default pipeline, simulated over the real service."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import pytest
+
+from voicebridge.cli import main
+from voicebridge.config import load_pipeline
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.sim.analysis import build_report
+from voicebridge.sim.html_report import render_html
+from voicebridge.sim.simulate import CallerLine, simulate_call
+from voicebridge.stages.tts.piper import synthesize
+
+from .conftest import ROOT
+
+FORMATS = [("mulaw", 8000), ("l16", 8000), ("l16", 16000)]
+
+
+@pytest.fixture(scope="module")
+def offline_spec():  # type: ignore[no-untyped-def]
+    return load_pipeline(ROOT / "pipelines" / "offline.yaml")
+
+
+def line(text: str, rate: int) -> CallerLine:
+    pcm = synthesize(text, rate, pitch_semitones=-2.0, noise_scale=0.0, noise_w=0.0)
+    return CallerLine(text, pcm)
+
+
+@pytest.mark.parametrize(("codec", "rate"), FORMATS)
+async def test_two_turn_offline_conversation(  # type: ignore[no-untyped-def]
+    offline_spec, codec: str, rate: int
+) -> None:
+    fmt = StreamFormat.from_short(codec, rate)
+    lines = [line("What time do you open tomorrow?", rate), line("Thanks, goodbye.", rate)]
+    call = await simulate_call(offline_spec, fmt, lines, fast=True)
+    report = build_report(call)
+
+    assert report.protocol_errors == []
+    greeting, hours, goodbye = report.turns
+    assert greeting.caller_said is None and "Harbor Street Bakery" in greeting.heard_text
+    assert hours.transcript is not None and "open tomorrow" in hours.transcript.lower()
+    assert "seven in the morning" in hours.heard_text
+    assert goodbye.transcript is not None and "goodbye" in goodbye.transcript.lower()
+    assert goodbye.heard_text == "Thanks for calling. Goodbye!"
+    # Every checkpoint was acknowledged by the playout model, none cleared.
+    assert report.checkpoints and all(c.acked_s is not None for c in report.checkpoints)
+    assert not any(c.cleared for c in report.checkpoints)
+    # The agent hung up once its goodbye had played.
+    assert report.closed_by == "agent" and report.close_code == 1000
+    assert call.end_reason == "hangup:rules"
+    last_ack = max(c.acked_s for c in report.checkpoints if c.acked_s is not None)
+    assert report.duration_s >= last_ack
+    # The dialogue history holds what the caller heard, in order.
+    roles = [h["role"] for h in report.history]
+    assert roles == ["agent", "caller", "agent", "caller", "agent"]
+    # Virtual time: latency is the VAD's silence window and hangover, not compute time.
+    for turn in (hours, goodbye):
+        assert turn.latency_s is not None and 0.5 <= turn.latency_s <= 0.9
+
+
+async def test_html_report_shows_the_call(offline_spec) -> None:  # type: ignore[no-untyped-def]
+    fmt = StreamFormat.from_short("l16", 8000)
+    call = await simulate_call(offline_spec, fmt, [line("Where are you located?", 8000)], fast=True)
+    report = build_report(call)
+    html = render_html(report, call.record.caller_audio, call.record.heard_audio, 8000)
+    assert 'id="lane-caller"' in html and 'id="lane-heard"' in html
+    assert "Where are you located?" in html
+    assert "42 Harbor Street" in html
+    assert html.count('class="m m-checkpoint') >= 3
+
+
+def test_simulate_cli_writes_wav_json_and_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, rep, page = tmp_path / "call.wav", tmp_path / "call.json", tmp_path / "call.html"
+    code = main(
+        ["simulate", str(ROOT / "pipelines" / "offline.yaml"), "--say", "Goodbye.", "--fast",
+         "--codec", "mulaw", "--out", str(out), "--report", str(rep), "--html", str(page)]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "caller: Goodbye." in printed and "agent hung up" in printed
+    with wave.open(str(out)) as wav:
+        assert wav.getnchannels() == 2 and wav.getframerate() == 8000
+        assert wav.getnframes() > 8000
+    data = json.loads(rep.read_text())
+    assert data["summary"]["checkpoints_acked"] == data["summary"]["checkpoints_sent"] > 0
+    assert "<svg" in page.read_text()
