@@ -36,12 +36,23 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(
         level=numeric, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
     )
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now, not what it was at configuration time (test
+    runners and daemonisers swap it; a logger holding the old, closed stream would crash)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def call_logger(call_id: str, stream_id: str) -> Any:
