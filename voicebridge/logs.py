@@ -42,6 +42,9 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     logging.basicConfig(
         level=numeric, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
     )
+    # Libraries that log every inference at INFO would drown the call logs.
+    for noisy in ("faster_whisper", "piper"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
 class _CurrentStderr:
