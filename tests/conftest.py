@@ -6,8 +6,8 @@ import structlog
 
 
 def pytest_configure(config: object) -> None:
-    # Quiet, structured logs in tests; warnings still show on failure through capture.
+    # Structured logs in tests, info and up: captured by pytest, shown for failing tests.
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
-        wrapper_class=structlog.make_filtering_bound_logger(30),
+        wrapper_class=structlog.make_filtering_bound_logger(20),
     )
