@@ -1,13 +1,28 @@
-"""Shared fixtures: each test module may import helpers from here."""
+"""Shared test set-up: structured logs at info and up, restored after every test."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
+import pytest
 import structlog
 
 
-def pytest_configure(config: object) -> None:
-    # Structured logs in tests, info and up: captured by pytest, shown for failing tests.
+def _configure() -> None:
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
-        wrapper_class=structlog.make_filtering_bound_logger(20),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=False,
     )
+
+
+def pytest_configure(config: object) -> None:
+    _configure()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config() -> Iterator[None]:
+    """A test that runs the CLI reconfigures logging for the process; undo that."""
+    yield
+    _configure()

@@ -19,7 +19,8 @@ from voicebridge.frames import Frame, MediaIn
 from voicebridge.stage import Stage
 
 Sink = Callable[[Frame], Awaitable[None]]
-Observer = Callable[[Frame], None]
+# An observer returning False drops the frame (the session filters backchannels this way).
+Observer = Callable[[Frame], bool | None]
 ErrorHandler = Callable[[Stage, BaseException], None]
 
 _STOP = object()
@@ -82,8 +83,13 @@ class Pipeline:
             if ctx.is_stale(frame.turn_tag):
                 return
             # The observer sees each frame once, where it is made, not at every pass-through.
-            if observer is not None and frame is not runner.current and isinstance(frame, observe):
-                observer(frame)
+            if (
+                observer is not None
+                and frame is not runner.current
+                and isinstance(frame, observe)
+                and observer(frame) is False
+            ):
+                return
             await forward(frame)
 
         return emit
@@ -194,6 +200,9 @@ class Pipeline:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
+
+    def roles(self) -> set[str]:
+        return {runner.stage.role for runner in self._runners}
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
         if self.failed is None:

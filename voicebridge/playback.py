@@ -5,6 +5,11 @@ questions (is agent audio still playing? which words has the caller heard?). Pli
 send in order at real time and acknowledges a ``checkpoint`` with ``playedStream`` once everything
 before it has played; ``clearAudio`` drops the rest, and checkpoints inside the dropped audio are
 never acknowledged. The ledger models exactly that.
+
+A piece is registered when its first chunk goes out (``begin``), grows as chunks are sent
+(``sent``), and gets its checkpoint at the end (``finish``). Between acknowledgements the ledger
+keeps an estimate of Plivo's playhead, re-anchored on every acknowledgement, so at any moment it
+can say which piece is playing and how far into it.
 """
 
 from __future__ import annotations
@@ -14,40 +19,57 @@ from enum import StrEnum
 
 
 class PieceState(StrEnum):
-    PENDING = "pending"  # sent, not yet acknowledged
+    PENDING = "pending"  # sent (or being sent), not yet acknowledged
     PLAYED = "played"  # acknowledged by playedStream
     CLEARED = "cleared"  # dropped by clearAudio before it was acknowledged
     EXPIRED = "expired"  # its ack never came within the timeout; assumed played
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Piece:
-    """One piece of agent speech: its audio then its checkpoint."""
+    """One piece of agent speech: its audio, then its checkpoint."""
 
     turn: int
     index: int
     name: str
     text: str
-    duration_ms: float
-    sent_at: float  # clock seconds when its checkpoint went out
+    duration_ms: float  # the whole piece, including chunks not sent yet
+    started_at: float  # clock seconds when its first chunk went out
     starts_at: float  # estimated clock seconds when Plivo starts playing it
     last: bool = False
+    history_turn: int | None = None  # the history entry it speaks for (resumed pieces)
+    sent_ms: float = 0.0
+    checkpoint_sent_at: float | None = None
+    cum_end_ms: float = 0.0  # total audio sent on the stream when its checkpoint went out
     state: PieceState = PieceState.PENDING
     settled_at: float | None = None
     heard_text: str = ""
+    heard_fraction: float = 0.0
 
     @property
     def ends_at(self) -> float:
         return self.starts_at + self.duration_ms / 1000.0
 
+    @property
+    def checkpointed(self) -> bool:
+        return self.checkpoint_sent_at is not None
+
+    @property
+    def entry_turn(self) -> int:
+        return self.history_turn if self.history_turn is not None else self.turn
+
 
 @dataclass(slots=True)
 class AckResult:
-    """What an acknowledgement did: the piece it settled, or why it was ignored."""
+    """What an acknowledgement did: the pieces it settled, or why it was ignored."""
 
     piece: Piece | None
     ignored_reason: str | None = None
-    turn_complete: bool = False
+    settled: list[Piece] = field(default_factory=list)
+
+    @property
+    def turn_complete(self) -> bool:
+        return self.piece is not None and self.piece.last
 
 
 @dataclass(slots=True)
@@ -68,19 +90,48 @@ class PlaybackLedger:
         self._pending: list[Piece] = []  # in send order
         self._next_index: dict[int, int] = {}
         self._playhead = 0.0  # estimated clock time at which Plivo's buffer runs dry
+        self._sent_total_ms = 0.0
         self.ack_grace_s = ack_grace_s
 
     # --- sending ------------------------------------------------------------------------------
-    def record(self, turn: int, text: str, duration_ms: float, now: float, last: bool) -> Piece:
-        """Register a piece whose audio was just sent; returns it with its checkpoint name."""
+    def begin(
+        self,
+        turn: int,
+        text: str,
+        duration_ms: float,
+        now: float,
+        *,
+        last: bool = False,
+        history_turn: int | None = None,
+    ) -> Piece:
+        """A piece's first chunk is about to go out; it gets its checkpoint name now."""
         index = self._next_index.get(turn, 0) + 1
         self._next_index[turn] = index
         name = checkpoint_name(turn, index)
-        starts = max(now, self._playhead)
-        piece = Piece(turn, index, name, text, duration_ms, now, starts, last)
-        self._playhead = piece.ends_at
+        start = max(now, self._playhead)
+        piece = Piece(turn, index, name, text, duration_ms, now, start, last, history_turn)
         self._pieces[name] = piece
         self._pending.append(piece)
+        return piece
+
+    def sent(self, piece: Piece, ms: float, now: float) -> None:
+        """``ms`` more of ``piece``'s audio went out."""
+        if piece.state is not PieceState.PENDING:
+            return
+        self._playhead = max(self._playhead, now) + ms / 1000.0
+        self._sent_total_ms += ms
+        piece.sent_ms += ms
+
+    def finish(self, piece: Piece, now: float) -> None:
+        """All of ``piece``'s audio went out and its checkpoint follows."""
+        piece.checkpoint_sent_at = now
+        piece.cum_end_ms = self._sent_total_ms
+
+    def record(self, turn: int, text: str, duration_ms: float, now: float, last: bool) -> Piece:
+        """A whole piece sent at once: ``begin`` + ``sent`` + ``finish``."""
+        piece = self.begin(turn, text, duration_ms, now, last=last)
+        self.sent(piece, duration_ms, now)
+        self.finish(piece, now)
         return piece
 
     # --- acknowledgements ---------------------------------------------------------------------
@@ -93,24 +144,26 @@ class PlaybackLedger:
             return AckResult(None, f"checkpoint {name!r} already settled as {piece.state.value}")
         # Plivo plays in order: an ack for this piece settles earlier ones it overtook.
         position = self._pending.index(piece)
-        for earlier in self._pending[:position]:
-            self._settle(earlier, PieceState.PLAYED, now)
-        self._settle(piece, PieceState.PLAYED, now)
+        settled = self._pending[: position + 1]
+        for done in settled:
+            self._settle(done, PieceState.PLAYED, now)
         del self._pending[: position + 1]
-        # The estimate of when the rest plays is re-anchored on the real ack time.
+        # Re-anchor the playhead on the real ack: what was sent after this checkpoint is
+        # still ahead of the caller.
+        self._playhead = now + max(0.0, self._sent_total_ms - piece.cum_end_ms) / 1000.0
         anchor = now
         for later in self._pending:
-            later.starts_at = max(later.sent_at, anchor)
+            later.starts_at = max(later.started_at, anchor)
             anchor = later.ends_at
-        self._playhead = max(anchor, now) if self._pending else now
-        return AckResult(piece, turn_complete=piece.last)
+        return AckResult(piece, settled=settled)
 
     def clear(self, now: float) -> ClearResult:
         """``clearAudio`` went out: every pending piece is dropped and will never be acked."""
         result = ClearResult()
         for piece in self._pending:
-            if piece.starts_at <= now < piece.ends_at and result.interrupted is None:
+            if result.interrupted is None and piece.starts_at <= now < piece.ends_at:
                 result.interrupted = piece
+                piece.heard_fraction = (now - piece.starts_at) * 1000.0 / piece.duration_ms
                 piece.heard_text = words_heard(piece, now)
             self._settle(piece, PieceState.CLEARED, now)
             result.cleared.append(piece)
@@ -119,9 +172,13 @@ class PlaybackLedger:
         return result
 
     def expire_overdue(self, now: float) -> list[Piece]:
-        """Settle pieces whose ack is overdue by more than the grace period (lost acks)."""
+        """Settle checkpointed pieces whose ack is overdue by more than the grace period."""
         expired: list[Piece] = []
-        while self._pending and self._pending[0].ends_at + self.ack_grace_s <= now:
+        while (
+            self._pending
+            and self._pending[0].checkpointed
+            and self._pending[0].ends_at + self.ack_grace_s <= now
+        ):
             piece = self._pending.pop(0)
             self._settle(piece, PieceState.EXPIRED, now)
             expired.append(piece)
@@ -132,6 +189,7 @@ class PlaybackLedger:
         piece.settled_at = now
         if state is not PieceState.CLEARED:
             piece.heard_text = piece.text
+            piece.heard_fraction = 1.0
 
     # --- questions ----------------------------------------------------------------------------
     @property
@@ -139,27 +197,64 @@ class PlaybackLedger:
         return list(self._pending)
 
     def has_unplayed(self, now: float) -> bool:
-        """True while agent audio is buffered at Plivo or still playing (by estimate)."""
+        """True while agent audio is buffered at Plivo or still playing (by its acks)."""
         return bool(self._pending)
 
-    def unplayed_ms(self, now: float) -> float:
-        if not self._pending:
-            return 0.0
+    def lead_ms(self, now: float) -> float:
+        """Estimated audio buffered at Plivo and not yet played, in ms."""
         return max(0.0, (self._playhead - now) * 1000.0)
+
+    def playing(self, now: float) -> Piece | None:
+        """The piece the caller is hearing now, by estimate."""
+        for piece in self._pending:
+            if piece.starts_at <= now < piece.ends_at:
+                return piece
+        return None
 
     def next_deadline(self) -> float | None:
         """Clock time by which the oldest pending ack is overdue."""
-        return self._pending[0].ends_at + self.ack_grace_s if self._pending else None
+        for piece in self._pending:
+            if piece.checkpointed:
+                return piece.ends_at + self.ack_grace_s
+            return None
+        return None
 
     def piece(self, name: str) -> Piece | None:
         return self._pieces.get(name)
 
+    def forget_turns_through(self, turn: int) -> None:
+        """Drop settled pieces of old turns (bounded memory on long calls)."""
+        for name in [
+            n for n, p in self._pieces.items() if p.turn <= turn and p not in self._pending
+        ]:
+            del self._pieces[name]
+
 
 def words_heard(piece: Piece, now: float) -> str:
-    """The words of ``piece`` that elapsed playout covers, by the share of time played."""
+    """The words of ``piece`` that elapsed playout covers, by the share of time played.
+
+    Speech runs at a roughly even rate of characters, so the share of time played is mapped to
+    the share of characters: a word counts as heard once playout has passed its end.
+    """
     if piece.duration_ms <= 0:
         return ""
     fraction = min(1.0, max(0.0, (now - piece.starts_at) * 1000.0 / piece.duration_ms))
-    words = piece.text.split()
-    count = int(len(words) * fraction)
-    return " ".join(words[:count])
+    return " ".join(split_heard(piece.text, fraction)[0])
+
+
+def split_heard(text: str, fraction: float) -> tuple[list[str], list[str]]:
+    """(words heard, words not heard) when ``fraction`` of ``text``'s audio has played."""
+    words = text.split()
+    if not words:
+        return [], []
+    total = sum(len(w) + 1 for w in words)
+    covered = fraction * total
+    heard: list[str] = []
+    position = 0.0
+    for word in words:
+        position += len(word) + 1
+        if position <= covered + 1e-9:
+            heard.append(word)
+        else:
+            break
+    return heard, words[len(heard) :]

@@ -1,9 +1,10 @@
 """One call: Plivo events in, frames through the pipeline, ``playAudio`` and checkpoints out.
 
 The session owns everything that is about the call rather than about a stage: the stream's format
-(never switched), the playback ledger (what was sent, what was heard), barge-in, hanging up, and
-hostile input. It talks to the socket only through a two-method ``Transport``, so the server, the
-simulator and the tests drive the same code.
+(never switched), pacing and the playback ledger (what was sent, what was heard), barge-in and
+false interruptions, turn timing, reprompts, hanging up and transfers, and hostile input. It talks
+to the socket only through a two-method ``Transport``, so the server, the simulator and the tests
+drive the same code.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from typing import Any, Protocol
 
 import structlog
 
+from voicebridge.audio.codec import codec_for
+from voicebridge.bargein import BargeInPolicy, Verdict
+from voicebridge.call_control import CallControl
 from voicebridge.clock import Clock, MonotonicClock, StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.session_options import SessionOptions
 from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import (
+    AgentAudio,
     AgentText,
     CallEnded,
     CallStarted,
@@ -34,6 +39,7 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
+from voicebridge.outbox import Outbox
 from voicebridge.pipeline import Pipeline
 from voicebridge.playback import Piece, PlaybackLedger
 from voicebridge.plivo import messages
@@ -51,7 +57,10 @@ from voicebridge.plivo.events import (
     parse_event,
 )
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.resume import quiet_cut, unheard_start
 from voicebridge.stage import Stage
+from voicebridge.text import split_sentences
+from voicebridge.turns import TurnTracker
 
 
 class CloseCode:
@@ -82,7 +91,8 @@ class SessionLimits:
     max_bad_messages: int = 50  # consecutive malformed messages
     max_messages_before_start: int = 100
     max_call_seconds: float = 3600.0
-    tick_s: float = 0.25  # housekeeping period: lost acks, hang-up, call duration
+    tick_s: float = 0.1  # housekeeping period: pacing, lost acks, reprompts, limits
+    hangup_attempt_s: float = 10.0  # a REST hang-up or transfer that takes longer is given up
 
 
 class Session:
@@ -98,18 +108,23 @@ class Session:
         stage_factory: Callable[[], list[Stage]] | None = None,
         logger: Any = None,
         record_events: bool = False,
+        call_control: CallControl | None = None,
     ) -> None:
         self.spec = spec
         self.options: SessionOptions = spec.session
         self.transport = transport
         self.clock: Clock = clock or MonotonicClock()
         self.limits = limits or SessionLimits()
+        self.call_control = call_control
         self._stage_factory = stage_factory or spec.create_stages
         self.log = logger or structlog.get_logger("voicebridge.session")
         self.ctx: CallContext | None = None
         self.pipeline: Pipeline | None = None
         self.format: StreamFormat | None = None
         self.ledger = PlaybackLedger()
+        self.outbox: Outbox | None = None
+        self.barge_in = BargeInPolicy(self.options.barge_in)
+        self.turns = TurnTracker()
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
         self.stats: dict[str, int] = {
@@ -119,6 +134,8 @@ class Session:
             "played_acks": 0,
             "ignored_acks": 0,
             "clears": 0,
+            "resumes": 0,
+            "reprompts": 0,
             "sent": 0,
         }
         # With record_events, a timeline of the call on the caller's stream time (seconds):
@@ -126,21 +143,29 @@ class Session:
         self.events: list[dict[str, Any]] | None = [] if record_events else None
         self._bad_streak = 0
         self._stream_ms = 0.0
+        self._origin = 0.0
         self._play_encoder: messages.PlayAudioEncoder | None = None
-        self._chunk_bytes = 0
-        self._speech_onset_ms: float | None = None
-        self._barged_for_onset: float | None = None
+        self._caller_speaking = False
         self._completed_turn = 0
-        self._hangup_reason: str | None = None
+        self._pending_action: Hangup | Transfer | None = None
+        self._acting = False
         self._housekeeping: asyncio.Task[None] | None = None
-        self._started_at = 0.0
         self._ending = False
+        self._interrupted_audio: list[tuple[Piece, OutputAudio]] = []
+        self._sent_audio: dict[str, OutputAudio] = {}
+        self._last_activity_s = 0.0
+        self._reprompts = 0
+        self._can_speak = False
 
-    # --- recording and sending ------------------------------------------------------------------
+    # --- time, recording and sending ----------------------------------------------------------
     @property
     def stream_time(self) -> float:
         """Seconds of caller audio received so far: the call's own timeline."""
         return self._stream_ms / 1000.0
+
+    def _now(self) -> float:
+        """Seconds since the stream started, on the session's clock."""
+        return self.clock.now() - self._origin
 
     def _note(self, kind: str, **fields: Any) -> None:
         if self.events is not None:
@@ -173,7 +198,7 @@ class Session:
         elif isinstance(event, StartEvent):
             await self._on_start(event)
         elif isinstance(event, PlayedStreamEvent):
-            self._on_played(event.name)
+            await self._on_played(event.name)
         elif isinstance(event, DtmfEvent):
             await self._on_dtmf(event)
         elif isinstance(event, ClearedAudioEvent):
@@ -192,25 +217,27 @@ class Session:
         if self.ctx is not None:
             self.log.warning("duplicate_start_ignored", stream_id=event.stream_id[:64])
             return
-        self.format = event.format
+        fmt = self.format = event.format
         self.log = self.log.bind(call_id=event.call_id, stream_id=event.stream_id)
         info = CallInfo(
             call_id=event.call_id,
             stream_id=event.stream_id,
             account_id=event.account_id,
-            encoding=event.format.encoding,
-            sample_rate=event.format.sample_rate,
+            encoding=fmt.encoding,
+            sample_rate=fmt.sample_rate,
             extra_headers=dict(event.extra_headers),
         )
         self.ctx = CallContext(info, clock=self.clock, logger=self.log)
-        self._play_encoder = messages.PlayAudioEncoder(event.format, event.stream_id)
-        self._chunk_bytes = max(
-            event.format.bytes_per_sample,
-            int(event.format.bytes_per_ms * self.options.chunk_ms)
-            // event.format.bytes_per_sample
-            * event.format.bytes_per_sample,
+        self._origin = self.clock.now()
+        self._play_encoder = messages.PlayAudioEncoder(fmt, event.stream_id)
+        chunk = int(fmt.bytes_per_ms * self.options.chunk_ms)
+        chunk -= chunk % fmt.bytes_per_sample
+        self.outbox = Outbox(
+            self.ledger,
+            max_lead_ms=self.options.max_lead_ms,
+            chunk_bytes=max(fmt.bytes_per_sample, chunk),
+            bytes_per_ms=fmt.bytes_per_ms,
         )
-        self._started_at = self.clock.now()
         try:
             stages = self._stage_factory()
             self.pipeline = Pipeline(
@@ -218,7 +245,7 @@ class Session:
                 self.ctx,
                 self._sink,
                 observer=self._observe,
-                observe=(SpeechStarted, SpeechEnded, Transcript, AgentText),
+                observe=(SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio),
                 on_error=self._stage_failed,
             )
             await self.pipeline.start()
@@ -227,16 +254,20 @@ class Session:
             self.pipeline = None
             await self._refuse(CloseCode.INTERNAL_ERROR, "pipeline_start_failed", str(exc))
             return
+        roles = self.pipeline.roles()
+        self._can_speak = "tts" in roles
+        # Without a transcriber, "no words" proves nothing: never call an interruption false.
+        self.barge_in.words_known = "stt" in roles
         self._note(
             "call_started",
-            encoding=event.format.encoding,
-            sample_rate=event.format.sample_rate,
+            encoding=fmt.encoding,
+            sample_rate=fmt.sample_rate,
             extra_headers=dict(event.extra_headers),
         )
         self.log.info(
             "call_started",
-            encoding=event.format.encoding,
-            sample_rate=event.format.sample_rate,
+            encoding=fmt.encoding,
+            sample_rate=fmt.sample_rate,
             extra_headers=event.extra_headers,
         )
         await self.pipeline.push(
@@ -272,9 +303,10 @@ class Session:
         self._stream_ms += size / self.format.bytes_per_ms
         await self.pipeline.push(MediaIn(payload, timestamp))
         if isinstance(self.clock, StreamClock):
-            await self.clock.advance_to(self._stream_ms / 1000.0)
-        if self._speech_onset_ms is not None and self._barge_in_due():
-            await self._barge_in("speech")
+            await self.clock.advance_to(self._origin + self._stream_ms / 1000.0)
+        await self._decide_barge_in()
+        if self.outbox:
+            await self._pump()
 
     async def _on_dtmf(self, event: DtmfEvent) -> None:
         if self.pipeline is None:
@@ -282,24 +314,43 @@ class Session:
             return
         self.log.info("dtmf", digit=event.digit)
         self._note("dtmf", digit=event.digit)
+        self._caller_active()
         if self.options.barge_in.dtmf_interrupts and self._agent_active():
-            await self._barge_in("dtmf")
+            self.barge_in.cleared_by_dtmf()
+            await self._clear("dtmf")
         await self.pipeline.push(Dtmf(event.digit, at_ms=self._stream_ms))
 
-    def _on_played(self, name: str) -> None:
-        result = self.ledger.ack(name, self.clock.now())
+    async def _on_played(self, name: str) -> None:
+        now = self._now()
+        result = self.ledger.ack(name, now)
         if result.piece is None:
             self.stats["ignored_acks"] += 1
             self.log.info("ack_ignored", checkpoint=name[:128], reason=result.ignored_reason)
             self._note("ack_ignored", name=name[:128], reason=result.ignored_reason)
             return
         self.stats["played_acks"] += 1
-        self._note("played", name=name, turn=result.piece.turn, text=result.piece.text)
-        self._record_heard(result.piece)
-        if result.turn_complete:
-            self._completed_turn = max(self._completed_turn, result.piece.turn)
-            self.log.info("turn_played", turn=result.piece.turn)
-        self._maybe_hang_up()
+        for piece in result.settled:
+            self._piece_played(piece, now)
+        if self.outbox:
+            await self._pump()
+        await self._maybe_act()
+
+    def _piece_played(self, piece: Piece, now: float) -> None:
+        self._note("played", name=piece.name, turn=piece.turn, text=piece.text)
+        self._sent_audio.pop(piece.name, None)
+        if piece.index == 1:
+            self.turns.played(piece.turn, max(0.0, now - piece.duration_ms / 1000.0))
+        self._record_heard(piece)
+        if piece.last:
+            self._turn_done(piece.turn, now)
+
+    def _turn_done(self, turn: int, now: float) -> None:
+        self._completed_turn = max(self._completed_turn, turn)
+        self._last_activity_s = now
+        timing = self.turns.completed(turn, now).as_dict()
+        self.ledger.forget_turns_through(turn - 2)
+        self.log.info("turn_played", **timing)
+        self._note("turn_metrics", **timing)
 
     # --- bad input ----------------------------------------------------------------------------
     async def _bad_message(self, reason: str, detail: str) -> None:
@@ -327,101 +378,141 @@ class Session:
         self.log.warning("closing_stream", reason=reason, detail=detail[:200], code=code)
         await self.end(reason, code=code, close_reason=f"{reason}: {detail}")
 
-    # --- pipeline output ----------------------------------------------------------------------
-    def _observe(self, frame: Frame) -> None:
-        """Called the moment a stage emits a frame of interest (before any queue)."""
+    # --- what the stages say ------------------------------------------------------------------
+    def _observe(self, frame: Frame) -> bool | None:
+        """Called the moment a stage makes a frame of interest (before any queue).
+
+        Returns False to drop the frame: a backchannel said over the agent never reaches the
+        dialogue.
+        """
+        now = self._now()
         if isinstance(frame, SpeechStarted):
-            self._speech_onset_ms = frame.at_ms
+            self._caller_speaking = True
+            self._caller_active()
+            self.barge_in.speech_started(frame.at_ms)
             self._note("speech_started", at=round(frame.at_ms / 1000.0, 3))
         elif isinstance(frame, SpeechEnded):
-            self._speech_onset_ms = None
+            self._caller_speaking = False
+            self._last_activity_s = now
+            self.barge_in.speech_ended(frame.at_ms)
+            self.turns.speech_ended(frame.at_ms / 1000.0)
             self._note("speech_ended", at=round(frame.at_ms / 1000.0, 3))
         elif isinstance(frame, Transcript):
             self._note("transcript", text=frame.text, final=frame.final)
+            backchannel = self.barge_in.transcript(frame.text, frame.final)
+            if not backchannel and frame.final and frame.text.strip() and self._agent_active():
+                backchannel = not self.barge_in.content_words(frame.text)
+            if backchannel:
+                self.log.info("backchannel_ignored", text=frame.text[:80])
+                self._note("backchannel", text=frame.text)
+                return False
             if frame.final and frame.text.strip() and self.ctx:
+                self.turns.transcript(now)
                 self.ctx.add_caller_text(frame.text.strip())
                 self.log.info("caller_said", text=frame.text[:200])
         elif isinstance(frame, AgentText):
+            self.turns.agent_text(frame.turn, now)
             self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
+        elif isinstance(frame, AgentAudio):
+            self.turns.agent_audio(frame.turn, now)
+        return None
 
     async def _sink(self, frame: Frame) -> None:
         if isinstance(frame, OutputAudio):
-            await self._play(frame)
-        elif isinstance(frame, Hangup):
-            self.log.info("hangup_requested", reason=frame.reason)
-            self._note("hangup", reason=frame.reason)
-            self._hangup_reason = frame.reason
-            self._maybe_hang_up()
-        elif isinstance(frame, Transfer):
-            self.log.warning("transfer_not_supported", to=frame.to)
-            self._note("transfer", to=frame.to)
+            if self.ctx is None or self.outbox is None or self._ending:
+                return
+            if self.ctx.is_stale(frame.turn):
+                return
+            self.outbox.add(frame)
+            await self._pump()
+        elif isinstance(frame, Hangup | Transfer):
+            detail = frame.reason if isinstance(frame, Hangup) else frame.to
+            self.log.info("call_action_requested", action=type(frame).__name__, detail=detail)
+            self._note(type(frame).__name__.lower(), reason=frame.reason, detail=detail)
+            self._pending_action = frame
+            await self._maybe_act()
 
-    async def _play(self, frame: OutputAudio) -> None:
-        ctx, encoder = self.ctx, self._play_encoder
-        if ctx is None or encoder is None or ctx.is_stale(frame.turn) or self._ending:
+    async def _pump(self) -> None:
+        """Send what pacing allows now."""
+        outbox, encoder, ctx = self.outbox, self._play_encoder, self.ctx
+        if outbox is None or encoder is None or ctx is None or self._ending:
             return
-        payload = frame.payload
-        step = self._chunk_bytes
-        send = self._send
-        for offset in range(0, len(payload), step):
-            await send(encoder.encode(payload[offset : offset + step]))
-        piece = self.ledger.record(
-            frame.turn, frame.text, frame.duration_ms, self.clock.now(), frame.last
-        )
-        await send(messages.checkpoint(ctx.info.stream_id, piece.name))
-        self._note(
-            "checkpoint",
-            name=piece.name,
-            turn=piece.turn,
-            text=piece.text,
-            duration=round(piece.duration_ms / 1000.0, 3),
-        )
+        now = self._now()
+        for send in outbox.due(now):
+            if send.started is not None and send.piece is not None:
+                self._sent_audio[send.piece.name] = send.started  # kept for a resume
+                self.turns.sent(send.started.turn, now)
+            if send.payload is not None:
+                await self._send(encoder.encode(send.payload))
+            elif send.checkpoint is not None:
+                piece = send.checkpoint
+                await self._send(messages.checkpoint(ctx.info.stream_id, piece.name))
+                self._note(
+                    "checkpoint",
+                    name=piece.name,
+                    turn=piece.turn,
+                    text=piece.text,
+                    duration=round(piece.duration_ms / 1000.0, 3),
+                )
 
     def _record_heard(self, piece: Piece) -> None:
         if self.ctx is None or not piece.heard_text:
             return
-        entry = self.ctx.agent_entry(piece.turn)
+        entry = self.ctx.agent_entry(piece.entry_turn)
         entry.text = f"{entry.text} {piece.heard_text}".strip()
+        if piece.history_turn is not None and piece.last:
+            entry.interrupted = False  # a false interruption, resumed to the end
 
     # --- barge-in -----------------------------------------------------------------------------
     def _agent_active(self) -> bool:
-        """Agent audio is unplayed, or a reply is being prepared for a live turn."""
+        """Agent audio is unplayed or queued, or a reply is being prepared for a live turn."""
         if self.ctx is None:
             return False
-        if self.ledger.has_unplayed(self.clock.now()):
+        if self.ledger.has_unplayed(self._now()) or self.outbox:
             return True
         return self.ctx.turn > max(self._completed_turn, self.ctx.stale_through)
 
-    def _barge_in_due(self) -> bool:
-        """Caller speech has lasted the guard while the agent is talking (once per onset)."""
-        onset = self._speech_onset_ms
-        options = self.options.barge_in
-        if onset is None or not options.enabled or self._barged_for_onset == onset:
-            return False
-        if self._stream_ms - onset < options.guard_ms or not self._agent_active():
-            return False
-        self._barged_for_onset = onset
-        return True
+    async def _decide_barge_in(self) -> None:
+        verdict = self.barge_in.decide(self._stream_ms, self._agent_active())
+        if verdict is Verdict.CLEAR:
+            await self._clear("speech")
+        elif verdict is Verdict.RESUME:
+            await self._resume()
 
-    async def _barge_in(self, cause: str) -> None:
-        if self.ctx is None or self.pipeline is None or self._ending:
+    async def _clear(self, cause: str) -> None:
+        """Barge-in: stop the agent now, cancel its work, settle what was heard."""
+        if self.ctx is None or self.pipeline is None or self._ending or self.outbox is None:
             return
-        now = self.clock.now()
+        now = self._now()
         stale = self.pipeline.interrupt()
+        queued = self.outbox.drop_all()
         cleared = self.ledger.clear(now)
         self.stats["clears"] += 1
         await self._send(messages.clear_audio(self.ctx.info.stream_id))
         interrupted = cleared.interrupted
+        if interrupted is not None:
+            entry = self.ctx.agent_entry(interrupted.entry_turn)
+            entry.text = f"{entry.text} {interrupted.heard_text}".strip()
+            entry.interrupted = True
+            self.turns.interrupted(interrupted.turn)
+        # Keep what was interrupted, in case the interruption proves false.
+        self._interrupted_audio = []
+        if cause == "speech":
+            for piece in cleared.cleared:
+                audio = self._sent_audio.get(piece.name)
+                if audio is not None:
+                    self._interrupted_audio.append((piece, audio))
+            self._interrupted_audio += [(_unsent_piece(f), f) for f in queued]
+        self._sent_audio.clear()
+        if self._pending_action is not None:
+            self.log.info("call_action_cancelled_by_barge_in")
+            self._pending_action = None
         self._note(
             "barge_in",
             cause=cause,
             cleared=[p.name for p in cleared.cleared],
             heard=interrupted.heard_text if interrupted else None,
         )
-        if interrupted is not None:
-            entry = self.ctx.agent_entry(interrupted.turn)
-            entry.text = f"{entry.text} {interrupted.heard_text}".strip()
-            entry.interrupted = True
         self.log.info(
             "barge_in",
             cause=cause,
@@ -430,6 +521,81 @@ class Session:
             heard=interrupted.heard_text if interrupted else None,
         )
 
+    async def _resume(self) -> None:
+        """A false interruption: go on from the first word the caller did not hear."""
+        if not self._interrupted_audio or self.ctx is None or self.outbox is None:
+            return
+        if self.ctx.turn > self.ctx.stale_through:
+            # The dialogue already answered something new: the interruption was real.
+            self._interrupted_audio = []
+            return
+        items, self._interrupted_audio = self._interrupted_audio, []
+        turn = self.ctx.begin_turn()
+        codec = codec_for(self.ctx.info.encoding)
+        rate = self.ctx.info.sample_rate
+        resent: list[str] = []
+        for position, (piece, audio) in enumerate(items):
+            payload, text = audio.payload, audio.text
+            if piece.heard_fraction > 0:
+                share, text = unheard_start(audio.text, piece.heard_fraction)
+                if not text:
+                    continue
+                pcm = codec.decode(payload)
+                cut = quiet_cut(pcm, rate, int(share * len(pcm)))
+                payload = payload[cut * codec.bytes_per_sample :]
+            last = position == len(items) - 1
+            self.outbox.add(
+                OutputAudio(
+                    payload=payload,
+                    turn=turn,
+                    text=text,
+                    last=last,
+                    duration_ms=len(payload) / self.format.bytes_per_ms if self.format else 0.0,
+                ),
+                history_turn=piece.entry_turn,
+            )
+            resent.append(text)
+        self.stats["resumes"] += 1
+        self.log.info("false_interruption_resumed", turn=turn, text=" ".join(resent)[:200])
+        self._note("resume", turn=turn, text=" ".join(resent))
+        await self._pump()
+
+    # --- the agent speaking on its own (reprompts, fallbacks) ---------------------------------
+    async def say(self, text: str, *, then: Hangup | None = None) -> bool:
+        """Speak ``text`` through the pipeline's speaker as a new turn; False if none."""
+        if self.pipeline is None or self.ctx is None or not self._can_speak:
+            return False
+        pieces = split_sentences(text)
+        turn = self.ctx.begin_turn()
+        for index, piece in enumerate(pieces):
+            await self.pipeline.push(AgentText(piece, turn=turn, last=index == len(pieces) - 1))
+        if then is not None:
+            await self.pipeline.push(then)
+        return True
+
+    def _caller_active(self) -> None:
+        self._last_activity_s = self._now()
+        self._reprompts = 0
+
+    async def _idle_check(self, now: float) -> None:
+        wait = self.options.idle_reprompt_s
+        if not wait or self._caller_speaking or self._agent_active() or self._pending_action:
+            return
+        if now - self._last_activity_s < wait:
+            return
+        self._last_activity_s = now
+        if self._reprompts < self.options.idle_reprompts:
+            self._reprompts += 1
+            self.stats["reprompts"] += 1
+            self._note("reprompt", count=self._reprompts)
+            if not await self.say(self.options.reprompt_text):
+                self.log.warning("reprompt_unavailable", reason="the pipeline has no tts stage")
+            return
+        self._note("idle_goodbye")
+        self.log.info("idle_goodbye", reprompts=self._reprompts)
+        if not await self.say(self.options.idle_goodbye_text, then=Hangup(reason="idle")):
+            await self.end("idle", close_reason="caller idle")
+
     # --- housekeeping -------------------------------------------------------------------------
     async def _housekeep(self) -> None:
         limit = self.limits.max_call_seconds
@@ -437,24 +603,65 @@ class Session:
             limit = min(limit, self.options.max_call_s) if limit else self.options.max_call_s
         while not self._ending:
             await self.clock.sleep(self.limits.tick_s)
-            now = self.clock.now()
+            now = self._now()
             for piece in self.ledger.expire_overdue(now):
                 self.log.warning("ack_lost", checkpoint=piece.name)
-                self._record_heard(piece)
-                if piece.last:
-                    self._completed_turn = max(self._completed_turn, piece.turn)
-            self._maybe_hang_up()
-            if limit and now - self._started_at >= limit:
+                self._note("ack_lost", name=piece.name)
+                self._piece_played(piece, now)
+            if self.outbox:
+                await self._pump()
+            await self._decide_barge_in()
+            await self._maybe_act()
+            await self._idle_check(now)
+            if limit and now >= limit:
                 self.log.info("max_call_duration_reached", seconds=limit)
                 await self.end("max_call_duration", close_reason="maximum call duration reached")
 
-    def _maybe_hang_up(self) -> None:
-        if self._hangup_reason is None or self._ending or self.ledger.pending:
+    async def _maybe_act(self) -> None:
+        """Hang up or transfer once everything the agent said before it has played."""
+        action = self._pending_action
+        if action is None or self._acting or self._ending or self.outbox or self.ledger.pending:
             return
-        task = asyncio.get_running_loop().create_task(
-            self.end(f"hangup:{self._hangup_reason}", close_reason="agent hung up")
-        )
-        task.add_done_callback(_log_task_failure(self.log, "hangup_failed"))
+        self._acting = True
+        task = asyncio.get_running_loop().create_task(self._act(action))
+        task.add_done_callback(_log_task_failure(self.log, "call_action_failed"))
+
+    async def _act(self, action: Hangup | Transfer) -> None:
+        call_id = self.ctx.info.call_id if self.ctx else ""
+        control = self.call_control
+        if isinstance(action, Transfer):
+            if control is None:
+                self.log.warning(
+                    "transfer_unavailable", to=action.to, reason="no Plivo credentials"
+                )
+                self._note("transfer_unavailable", to=action.to)
+                self._pending_action = None
+                self._acting = False
+                return
+            try:
+                await asyncio.wait_for(
+                    control.transfer(call_id, action.to), self.limits.hangup_attempt_s
+                )
+            except Exception as exc:
+                self.log.error("transfer_failed", to=action.to, error=str(exc)[:300])
+                self._note("transfer_failed", to=action.to, error=str(exc)[:300])
+                self._pending_action = None
+                self._acting = False
+                await self.say(self.options.fallback_text)
+                return
+            self._note("transferred", to=action.to)
+            await self.end("transferred", close_reason="call transferred")
+            return
+        if control is not None:
+            try:
+                outcome = await asyncio.wait_for(
+                    control.hangup(call_id), self.limits.hangup_attempt_s
+                )
+                self._note("rest_hangup", outcome=outcome)
+            except Exception as exc:  # the socket close below still ends the stream
+                self.log.error("rest_hangup_failed", error=str(exc)[:300])
+                self._note("rest_hangup_failed", error=str(exc)[:300])
+        await self.end(f"hangup:{action.reason}", close_reason="agent hung up")
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
         self.log.error("stage_failed", stage=stage.name, error=repr(exc)[:300])
@@ -488,6 +695,11 @@ class Session:
         self._note("call_ended", reason=reason)
         self.log.info("call_ended", reason=reason, **self.stats)
         self.ended.set()
+
+
+def _unsent_piece(frame: OutputAudio) -> Piece:
+    """A stand-in ledger piece for audio that was queued but never sent (nothing heard)."""
+    return Piece(frame.turn, 0, "", frame.text, frame.duration_ms, 0.0, 0.0, frame.last)
 
 
 def _log_task_failure(log: Any, event: str) -> Callable[[asyncio.Task[Any]], None]:

@@ -8,8 +8,12 @@ The one way to test a stage, built-in or custom::
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from voicebridge.clock import VirtualClock
 from voicebridge.context import CallContext, CallInfo
@@ -86,3 +90,196 @@ async def run_stages(
     finally:
         await pipeline.stop()
     return run
+
+
+class _Wire:
+    """A transport that keeps what the session sent, for the harness to play out."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed is None:
+            self.closed = (code, reason)
+
+
+@dataclass
+class WireMessage:
+    t: float
+    message: dict[str, Any]
+
+
+class CallHarness:
+    """A whole call without sockets: a ``Session`` fed 20 ms media frames on its own stream
+    clock, with Plivo's playout buffer modelled (acks after the audio played, clears dropping
+    the buffer). After each frame it waits until the pipeline is idle, so time is exact::
+
+        async with CallHarness(spec) as call:
+            await call.speak(speech_like(1.0, 8000))
+            await call.idle(3.0)
+            assert call.events("clearAudio") == []
+    """
+
+    def __init__(
+        self,
+        spec: Any,
+        *,
+        encoding: str = "audio/x-l16",
+        rate: int = 8000,
+        call_control: Any = None,
+        stage_factory: Any = None,
+        ack: bool = True,
+    ) -> None:
+        from voicebridge.clock import StreamClock
+        from voicebridge.session import Session
+        from voicebridge.sim.playout import PlayoutModel
+
+        self.rate = rate
+        self.encoding = encoding
+        self.wire = _Wire()
+        self.clock = StreamClock()
+        self.session = Session(
+            spec,
+            self.wire,
+            clock=self.clock,
+            record_events=True,
+            call_control=call_control,
+            stage_factory=stage_factory,
+        )
+        self.playout = PlayoutModel(rate)
+        self.ack = ack  # False: Plivo never acknowledges (lost acks)
+        self.log: list[WireMessage] = []  # everything the agent sent, stamped with stream time
+        self.acks_sent: list[WireMessage] = []
+        self._seen = 0
+        self._t = 0.0
+        from voicebridge.audio.codec import codec_for
+
+        self._codec = codec_for(encoding)
+
+    async def __aenter__(self) -> CallHarness:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.end("test over")
+
+    @property
+    def t(self) -> float:
+        return self._t
+
+    async def start(self) -> None:
+        start = {
+            "event": "start",
+            "start": {
+                "callId": "harness-call",
+                "streamId": "harness-stream",
+                "accountId": "MA-test",
+                "mediaFormat": {"encoding": self.encoding, "sampleRate": self.rate},
+            },
+        }
+        await self.session.handle_message(json.dumps(start))
+        await self._settle()
+        await self._drain_wire()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send any Plivo event (dtmf, a stray ack...) at the current time."""
+        await self.session.handle_message(json.dumps(message))
+        await self._settle()
+        await self._drain_wire()
+
+    async def frame(self, pcm: Any = None) -> None:
+        """One 20 ms media frame of caller audio (silence by default)."""
+        import numpy as np
+
+        step = self.rate // 50
+        if pcm is None:
+            pcm = np.zeros(step, np.int16)
+        payload = base64.b64encode(self._codec.encode(pcm)).decode("ascii")
+        await self.session.handle_message(
+            json.dumps({"event": "media", "media": {"track": "inbound", "payload": payload}})
+        )
+        self._t += 0.02
+        await self._settle()
+        await self._drain_wire()
+        for name in self.playout.advance(self._t):
+            await self._ack(name)
+
+    async def speak(self, pcm: Any) -> None:
+        """Stream caller audio, frame by frame."""
+        import numpy as np
+
+        step = self.rate // 50
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step]
+            if len(chunk) < step:
+                chunk = np.pad(chunk, (0, step - len(chunk)))
+            await self.frame(chunk)
+            if self.session.ended.is_set():
+                return
+
+    async def idle(self, seconds: float) -> None:
+        """Caller silence for ``seconds``."""
+        for _ in range(round(seconds / 0.02)):
+            await self.frame()
+            if self.session.ended.is_set():
+                return
+
+    async def until(self, predicate: Any, limit_s: float = 30.0) -> None:
+        """Silence until ``predicate()`` holds (or ``limit_s`` passes)."""
+        for _ in range(round(limit_s / 0.02)):
+            if predicate() or self.session.ended.is_set():
+                return
+            await self.frame()
+
+    def events(self, name: str) -> list[WireMessage]:
+        return [m for m in self.log if m.message.get("event") == name]
+
+    def timeline(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.session.events or [] if e["kind"] == kind]
+
+    async def _settle(self) -> None:
+        pipeline = self.session.pipeline
+        for _ in range(100_000):
+            await asyncio.sleep(0)
+            if pipeline is None or pipeline.idle:
+                await asyncio.sleep(0)
+                if pipeline is None or pipeline.idle:
+                    return
+            if self.session.ended.is_set():
+                return
+            await asyncio.sleep(0.0005)
+
+    async def _drain_wire(self) -> None:
+        while self._seen < len(self.wire.sent):
+            message = self.wire.sent[self._seen]
+            self._seen += 1
+            event = message.get("event")
+            logged = message
+            if event == "playAudio":
+                media = message["media"]
+                pcm = self._codec.decode(base64.b64decode(media["payload"]))
+                self.playout.play(pcm, self._t)
+                logged = {**message, "media": {**media, "samples": len(pcm)}}
+                logged["media"].pop("payload", None)
+            self.log.append(WireMessage(round(self._t, 3), logged))
+            if event == "checkpoint":
+                for name in self.playout.checkpoint(message["name"], self._t):
+                    await self._ack(name)
+            elif event == "clearAudio":
+                self.playout.clear(self._t)
+                await self.session.handle_message(
+                    json.dumps({"event": "clearedAudio", "streamId": "harness-stream"})
+                )
+
+    async def _ack(self, name: str) -> None:
+        if not self.ack:
+            return
+        message = {"event": "playedStream", "streamId": "harness-stream", "name": name}
+        self.acks_sent.append(WireMessage(round(self._t, 3), message))
+        await self.session.handle_message(json.dumps(message))
+        await self._settle()
+        await self._drain_wire()

@@ -38,7 +38,8 @@ def test_clear_settles_pending_and_reports_words_heard_of_playing_piece() -> Non
     result = ledger.clear(now=2.0)  # halfway through the 2 s second piece
     assert [p.name for p in result.cleared] == ["turn-1/piece-2"]
     assert result.interrupted is not None
-    assert result.interrupted.heard_text == "We open at"
+    # 17 of the text's 34 characters (words plus spaces) have played: 4 whole words.
+    assert result.interrupted.heard_text == "We open at nine"
     assert result.interrupted.state is PieceState.CLEARED
     # Acks for cleared pieces can never count.
     assert ledger.ack("turn-1/piece-2", 3.0).piece is None

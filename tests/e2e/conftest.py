@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from voicebridge.clock import StreamClock
 from voicebridge.config import ServiceSettings, load_pipeline
 from voicebridge.server.run import RunningService, running_service
+from voicebridge.sim.simulate import SessionWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +23,12 @@ def settings(**overrides: object) -> ServiceSettings:
 
 @pytest.fixture
 async def echo_service() -> AsyncIterator[RunningService]:
+    """The echo pipeline on the call's own clock (StreamClock), so callers may run faster than
+    real time in lockstep (``service.state.watch.lockstep``)."""
     spec = load_pipeline(ROOT / "pipelines" / "echo.yaml")
-    async with running_service(settings(), spec) as service:
+    watch = SessionWatch()
+    async with running_service(
+        settings(), spec, clock_factory=StreamClock, on_session=watch
+    ) as service:
+        service.app.state.watch = watch
         yield service

@@ -23,6 +23,12 @@ from .conftest import ROOT
 FORMATS = [("mulaw", 8000), ("l16", 8000), ("l16", 16000)]
 
 
+def fast_caller(service: RunningService, fmt: StreamFormat) -> PlivoCaller:
+    """A caller in lockstep with the service: exact timing, as fast as the CPU allows."""
+    watch = service.app.state.watch
+    return PlivoCaller(service.ws_url, fmt, speed=float("inf"), probe=watch.lockstep)
+
+
 @pytest.mark.parametrize(("codec", "rate"), FORMATS)
 async def test_echo_call_in_each_codec(echo_service: RunningService, codec: str, rate: int) -> None:
     fmt = StreamFormat.from_short(codec, rate)
@@ -30,7 +36,7 @@ async def test_echo_call_in_each_codec(echo_service: RunningService, codec: str,
         [("silence", 0.3), ("speech", 0.8), ("silence", 2.8), ("speech", 0.6), ("silence", 0.2)],
         rate,
     )
-    caller = PlivoCaller(echo_service.ws_url, fmt, speed=8.0)
+    caller = fast_caller(echo_service, fmt)
     record = await caller.run(caller_audio, tail_s=1.0)
 
     assert record.protocol_errors == []
@@ -84,7 +90,7 @@ async def test_caller_talking_over_the_echo_barges_in(echo_service: RunningServi
         [("silence", 0.3), ("speech", 1.5), ("silence", 1.0), ("speech", 0.8), ("silence", 3.0)],
         8000,
     )
-    record = await PlivoCaller(echo_service.ws_url, fmt, speed=8.0).run(caller_audio, tail_s=1.0)
+    record = await fast_caller(echo_service, fmt).run(caller_audio, tail_s=1.0)
     assert record.protocol_errors == []
     clears = record.sent_by_agent("clearAudio")
     assert len(clears) == 1 and clears[0].message["streamId"] == record.stream_id

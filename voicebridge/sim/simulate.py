@@ -48,7 +48,7 @@ class SimulatedCall:
     end_reason: str | None = None
 
 
-class _SessionWatch:
+class SessionWatch:
     """Holds the session the service created for our call, for lockstep and for its timeline."""
 
     def __init__(self) -> None:
@@ -90,7 +90,7 @@ async def simulate_call(
     """Run ``lines`` as a conversation against ``spec`` served on a loopback port."""
     base = settings or ServiceSettings()
     settings = base.model_copy(update={"host": "127.0.0.1", "port": 0})
-    watch = _SessionWatch()
+    watch = SessionWatch()
     options: dict[str, Any] = {"record_events": True, "on_session": watch}
     if fast:
         options["clock_factory"] = StreamClock
