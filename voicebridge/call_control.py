@@ -8,7 +8,11 @@ closes the stream (with ``keepCallAlive="true"`` Plivo then ends the call).
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from voicebridge.plivo.rest import PlivoRest
 
 
 class CallControl(Protocol):
@@ -21,3 +25,18 @@ class CallControl(Protocol):
     async def transfer(self, call_id: str, to: str) -> None:
         """Hand the call to ``to`` (a number or a sip: URI)."""
         ...
+
+
+class PlivoCallControl:
+    """``CallControl`` over Plivo's REST API: hang-up is a DELETE of the call, a transfer points
+    the caller's leg at our ``/transfer`` XML, which dials the target."""
+
+    def __init__(self, rest: PlivoRest, transfer_url: Callable[[str], str]) -> None:
+        self.rest = rest
+        self._transfer_url = transfer_url
+
+    async def hangup(self, call_id: str) -> str:
+        return await self.rest.hangup(call_id)
+
+    async def transfer(self, call_id: str, to: str) -> None:
+        await self.rest.transfer(call_id, self._transfer_url(to))

@@ -37,6 +37,8 @@ class VirtualClock:
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        # Tasks blocked in sleep(): waiting for time, not for CPU (lockstep drivers need this).
+        self.sleeping: set[asyncio.Task[object]] = set()
 
     def now(self) -> float:
         return self._now
@@ -47,7 +49,14 @@ class VirtualClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
-        await fut
+        task = asyncio.current_task()
+        if task is not None:
+            self.sleeping.add(task)
+        try:
+            await fut
+        finally:
+            if task is not None:
+                self.sleeping.discard(task)
 
     @property
     def pending(self) -> int:

@@ -52,9 +52,11 @@ class Outbox:
     def add(self, frame: OutputAudio, history_turn: int | None = None) -> None:
         self._queue.append(_Outgoing(frame, history_turn))
 
-    def drop_all(self) -> list[OutputAudio]:
-        """Barge-in: nothing queued goes out any more."""
-        dropped = [item.frame for item in self._queue]
+    def drop_all(self) -> list[tuple[OutputAudio, int | None]]:
+        """Barge-in: nothing queued goes out any more. Returns (frame, history turn) of the
+        frames not begun at all (a partly sent piece is the ledger's: it knows how much of it
+        went out)."""
+        dropped = [(item.frame, item.history_turn) for item in self._queue if item.piece is None]
         self._queue.clear()
         return dropped
 

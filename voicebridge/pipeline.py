@@ -136,8 +136,14 @@ class Pipeline:
         The simulator's virtual-time mode waits for this before sending the next frame, so
         compute time does not leak into the call's timeline.
         """
+        sleeping: set[Any] = getattr(self.ctx.clock, "sleeping", set())
         for runner in self._runners:
-            if runner.busy or not runner.queue.empty() or runner.stage.has_background_work:
+            waiting_for_time = runner.busy and runner.task in sleeping
+            if runner.busy and not waiting_for_time:
+                return False
+            if not runner.queue.empty() and not waiting_for_time:
+                return False
+            if any(task not in sleeping for task in runner.stage.background_tasks):
                 return False
         return True
 

@@ -75,6 +75,7 @@ class AckResult:
 @dataclass(slots=True)
 class ClearResult:
     cleared: list[Piece] = field(default_factory=list)
+    played: list[Piece] = field(default_factory=list)  # over by estimate, ack still in flight
     interrupted: Piece | None = None  # the piece that was playing when the clear went out
 
 
@@ -85,13 +86,16 @@ def checkpoint_name(turn: int, index: int) -> str:
 class PlaybackLedger:
     """Tracks every piece sent to Plivo and settles it as played, cleared or expired."""
 
-    def __init__(self, ack_grace_s: float = 3.0) -> None:
+    def __init__(self, ack_grace_s: float = 3.0, playing_margin_s: float = 0.3) -> None:
         self._pieces: dict[str, Piece] = {}
         self._pending: list[Piece] = []  # in send order
         self._next_index: dict[int, int] = {}
         self._playhead = 0.0  # estimated clock time at which Plivo's buffer runs dry
         self._sent_total_ms = 0.0
         self.ack_grace_s = ack_grace_s
+        # A piece counts as still playing this long past its estimated end while its ack is
+        # due (acks trail playback by the network's latency).
+        self.playing_margin_s = playing_margin_s
 
     # --- sending ------------------------------------------------------------------------------
     def begin(
@@ -158,9 +162,17 @@ class PlaybackLedger:
         return AckResult(piece, settled=settled)
 
     def clear(self, now: float) -> ClearResult:
-        """``clearAudio`` went out: every pending piece is dropped and will never be acked."""
+        """``clearAudio`` went out: every pending piece is dropped and will never be acked.
+
+        Pieces whose estimated playout was already over are settled as played (their ack is
+        late, not lost to the clear); the one playing is cut at the words heard so far.
+        """
         result = ClearResult()
         for piece in self._pending:
+            if piece.checkpointed and piece.ends_at <= now:
+                self._settle(piece, PieceState.EXPIRED, now)
+                result.played.append(piece)
+                continue
             if result.interrupted is None and piece.starts_at <= now < piece.ends_at:
                 result.interrupted = piece
                 piece.heard_fraction = (now - piece.starts_at) * 1000.0 / piece.duration_ms
@@ -197,8 +209,10 @@ class PlaybackLedger:
         return list(self._pending)
 
     def has_unplayed(self, now: float) -> bool:
-        """True while agent audio is buffered at Plivo or still playing (by its acks)."""
-        return bool(self._pending)
+        """True while agent audio is buffered at Plivo or still playing: a piece counts until
+        its ack, or until its estimated end plus a margin when the ack is late."""
+        margin = self.playing_margin_s
+        return any(not p.checkpointed or p.ends_at + margin > now for p in self._pending)
 
     def lead_ms(self, now: float) -> float:
         """Estimated audio buffered at Plivo and not yet played, in ms."""

@@ -147,6 +147,7 @@ class Session:
         self._play_encoder: messages.PlayAudioEncoder | None = None
         self._caller_speaking = False
         self._completed_turn = 0
+        self._sent_turn = 0  # the newest turn whose last piece went out whole
         self._pending_action: Hangup | Transfer | None = None
         self._acting = False
         self._housekeeping: asyncio.Task[None] | None = None
@@ -446,6 +447,8 @@ class Session:
                 await self._send(encoder.encode(send.payload))
             elif send.checkpoint is not None:
                 piece = send.checkpoint
+                if piece.last:
+                    self._sent_turn = max(self._sent_turn, piece.turn)
                 await self._send(messages.checkpoint(ctx.info.stream_id, piece.name))
                 self._note(
                     "checkpoint",
@@ -470,7 +473,8 @@ class Session:
             return False
         if self.ledger.has_unplayed(self._now()) or self.outbox:
             return True
-        return self.ctx.turn > max(self._completed_turn, self.ctx.stale_through)
+        settled = max(self._completed_turn, self._sent_turn, self.ctx.stale_through)
+        return self.ctx.turn > settled
 
     async def _decide_barge_in(self) -> None:
         verdict = self.barge_in.decide(self._stream_ms, self._agent_active())
@@ -487,6 +491,8 @@ class Session:
         stale = self.pipeline.interrupt()
         queued = self.outbox.drop_all()
         cleared = self.ledger.clear(now)
+        for piece in cleared.played:
+            self._piece_played(piece, now)
         self.stats["clears"] += 1
         await self._send(messages.clear_audio(self.ctx.info.stream_id))
         interrupted = cleared.interrupted
@@ -502,7 +508,7 @@ class Session:
                 audio = self._sent_audio.get(piece.name)
                 if audio is not None:
                     self._interrupted_audio.append((piece, audio))
-            self._interrupted_audio += [(_unsent_piece(f), f) for f in queued]
+            self._interrupted_audio += [(_unsent_piece(f, h), f) for f, h in queued]
         self._sent_audio.clear()
         if self._pending_action is not None:
             self.log.info("call_action_cancelled_by_barge_in")
@@ -568,7 +574,9 @@ class Session:
         pieces = split_sentences(text)
         turn = self.ctx.begin_turn()
         for index, piece in enumerate(pieces):
-            await self.pipeline.push(AgentText(piece, turn=turn, last=index == len(pieces) - 1))
+            frame = AgentText(piece, turn=turn, last=index == len(pieces) - 1)
+            self._observe(frame)  # made here, not by a stage: the observer would not see it
+            await self.pipeline.push(frame)
         if then is not None:
             await self.pipeline.push(then)
         return True
@@ -697,9 +705,11 @@ class Session:
         self.ended.set()
 
 
-def _unsent_piece(frame: OutputAudio) -> Piece:
+def _unsent_piece(frame: OutputAudio, history_turn: int | None) -> Piece:
     """A stand-in ledger piece for audio that was queued but never sent (nothing heard)."""
-    return Piece(frame.turn, 0, "", frame.text, frame.duration_ms, 0.0, 0.0, frame.last)
+    return Piece(
+        frame.turn, 0, "", frame.text, frame.duration_ms, 0.0, 0.0, frame.last, history_turn
+    )
 
 
 def _log_task_failure(log: Any, event: str) -> Callable[[asyncio.Task[Any]], None]:

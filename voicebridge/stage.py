@@ -137,6 +137,10 @@ class Stage:
     def has_background_work(self) -> bool:
         return bool(self._tasks)
 
+    @property
+    def background_tasks(self) -> set[asyncio.Task[Any]]:
+        return self._tasks
+
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if task.cancelled():

@@ -17,9 +17,19 @@ from typing import Any
 
 from voicebridge.clock import VirtualClock
 from voicebridge.context import CallContext, CallInfo
-from voicebridge.frames import AgentText, CallStarted, Frame
+from voicebridge.frames import (
+    AgentAudio,
+    AgentText,
+    CallStarted,
+    Frame,
+    Hangup,
+    SpeechEnded,
+    SpeechStarted,
+    Transcript,
+    Transfer,
+)
 from voicebridge.pipeline import Pipeline
-from voicebridge.stage import Stage
+from voicebridge.stage import Stage, StageParams
 
 
 @dataclass
@@ -283,3 +293,111 @@ class CallHarness:
         await self.session.handle_message(json.dumps(message))
         await self._settle()
         await self._drain_wire()
+
+
+# --- deterministic stand-ins for model stages, usable from YAML as voicebridge.testing:Name ---
+
+
+class ToneSpeaker(Stage):
+    """A speaker whose timing is exact: each character of a word is ``ms_per_char`` of tone and
+    each gap between words as long in silence, so which words played is known to the sample."""
+
+    type_name = "tone_speaker"
+    role = "tts"
+    description = "Test speaker: a tone per character, silence between words."
+
+    class Params(StageParams):
+        ms_per_char: int = 50
+        level: int = 3000
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AgentText):
+            import numpy as np
+
+            rate = self.ctx.info.sample_rate
+            per_char = rate * self.params.ms_per_char // 1000
+            parts = []
+            for word in frame.text.split():
+                parts.append(np.full(per_char * len(word), self.params.level, np.int16))
+                parts.append(np.zeros(per_char, np.int16))
+            pcm = np.concatenate(parts) if parts else np.zeros(per_char, np.int16)
+            await self.emit(AgentAudio(pcm, turn=frame.turn, text=frame.text, last=frame.last))
+            return
+        await self.emit(frame)
+
+
+class ScriptedStt(Stage):
+    """A transcriber that says, for each utterance the VAD ends, the next line of its script
+    (an empty line means the utterance yielded no words, like a cough)."""
+
+    type_name = "scripted_stt"
+    role = "stt"
+    description = "Test transcriber: the next scripted line at each end of speech."
+
+    class Params(StageParams):
+        lines: list[str] = []
+        interim: bool = False  # also emit each line as an interim result at speech onset
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._next = 0
+        self._current = ""
+
+    async def process(self, frame: Frame) -> None:
+        await self.emit(frame)
+        if isinstance(frame, SpeechStarted):
+            lines = self.params.lines
+            self._current = lines[self._next] if self._next < len(lines) else ""
+            self._next += 1
+            if self.params.interim and self._current:
+                await self.emit(Transcript(self._current, final=False, at_ms=frame.at_ms))
+        elif isinstance(frame, SpeechEnded) and self._current:
+            await self.emit(Transcript(self._current, final=True, at_ms=frame.at_ms))
+
+
+class ScriptedDialogue(Stage):
+    """A dialogue that answers every final transcript with ``reply`` (sentence by sentence,
+    ``think_s`` of virtual time before each, like a streaming LLM), greets with ``greeting``, and
+    keeps the history it was shown each time, for assertions."""
+
+    type_name = "scripted_dialogue"
+    role = "dialogue"
+    description = "Test dialogue: a fixed reply, paced like an LLM; records the history it saw."
+
+    class Params(StageParams):
+        greeting: str = ""
+        reply: str = "I see."
+        think_s: float = 0.0
+        hangup_on: str = "goodbye"
+        transfer_on: str = "transfer me"
+        transfer_to: str = "+15550100"
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.seen: list[list[tuple[str, str, bool]]] = []
+
+    async def process(self, frame: Frame) -> None:
+        await self.emit(frame)
+        if isinstance(frame, CallStarted) and self.params.greeting:
+            await self._say(self.params.greeting)
+        elif isinstance(frame, Transcript) and frame.final:
+            self.seen.append([(h.role, h.text, h.interrupted) for h in self.ctx.history])
+            text = frame.text.lower()
+            if self.params.hangup_on and self.params.hangup_on in text:
+                await self._say("Goodbye.")
+                await self.emit(Hangup(reason="dialogue"))
+            elif self.params.transfer_on and self.params.transfer_on in text:
+                await self._say("Transferring you now.")
+                await self.emit(Transfer(to=self.params.transfer_to))
+            else:
+                await self._say(self.params.reply)
+
+    async def _say(self, text: str) -> None:
+        from voicebridge.text import split_sentences
+
+        pieces = split_sentences(text)
+        turn = self.begin_turn()
+        for index, piece in enumerate(pieces):
+            if self.params.think_s:
+                await self.ctx.clock.sleep(self.params.think_s)
+            await self.emit(AgentText(piece, turn=turn, last=index == len(pieces) - 1))

@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge import __version__
+from voicebridge.call_control import PlivoCallControl
 from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
-from voicebridge.plivo.answer_xml import stream_xml
+from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.plivo.rest import PlivoRest
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
 
 log = structlog.get_logger("voicebridge.server")
+
+_TRANSFER_TARGET = re.compile(r"\+?[0-9]{3,16}|sip:[^\s<>\"']{3,200}")
 
 
 def create_app(
@@ -34,6 +40,7 @@ def create_app(
     clock_factory: Callable[[], Clock] | None = None,
     record_events: bool = False,
     on_session: Callable[[Session], None] | None = None,
+    rest_factory: Callable[[], PlivoRest | None] | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -43,13 +50,25 @@ def create_app(
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
 
-    def make_session(transport: Transport) -> Session:
+    rest_holder: dict[str, PlivoRest | None] = {"rest": None}
+
+    def make_session(transport: Transport, conn: HTTPConnection) -> Session:
+        rest = rest_holder["rest"]
+        control = None
+        if rest is not None:
+
+            def transfer_url(to: str) -> str:
+                base = http_url(conn, settings.public_url, "/transfer")
+                return f"{base}?{urlencode({'to': to})}"
+
+            control = PlivoCallControl(rest, transfer_url)
         session = Session(
             spec,
             transport,
             clock=clock_factory() if clock_factory else None,
             limits=limits,
             record_events=record_events,
+            call_control=control,
         )
         if on_session is not None:
             on_session(session)
@@ -91,6 +110,19 @@ def create_app(
         getattr(log, level)("stream_status", status_event=event, **fields)
         return PlainTextResponse("OK")
 
+    async def transfer(request: Request) -> Response:
+        """The XML a transferred call runs: dial the target the agent asked for."""
+        params: dict[str, Any] = dict(request.query_params)
+        if request.method == "POST":
+            with contextlib.suppress(Exception):
+                params.update(dict(await request.form()))
+        to = str(params.get("to", ""))
+        if not _TRANSFER_TARGET.fullmatch(to):
+            log.warning("transfer_target_refused", to=to[:64])
+            return PlainTextResponse("to: expected a phone number or sip: URI", status_code=400)
+        log.info("transfer_xml", to=to, call_uuid=str(params.get("CallUUID", ""))[:64])
+        return Response(dial_xml(to), media_type="application/xml")
+
     async def health(request: Request) -> Response:
         return JSONResponse(
             {
@@ -108,16 +140,25 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await spec.preload()  # models load at start-up, not on the first call
-        log.info("service_ready", pipeline=spec.name, version=__version__)
+        rest_holder["rest"] = rest_factory() if rest_factory else PlivoRest.from_env()
+        log.info(
+            "service_ready",
+            pipeline=spec.name,
+            version=__version__,
+            plivo_rest="configured" if rest_holder["rest"] else "no credentials",
+        )
         yield
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
+        if rest_holder["rest"] is not None:
+            await rest_holder["rest"].aclose()
 
     app = Starlette(
         routes=[
             Route("/answer", answer, methods=["GET", "POST"]),
             Route("/status", status, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/transfer", transfer, methods=["GET", "POST"]),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,

@@ -31,7 +31,7 @@ class StarletteTransport:
                 await self._ws.close(code, reason)
 
 
-SessionFactory = Callable[[StarletteTransport], Session]
+SessionFactory = Callable[[StarletteTransport, WebSocket], Session]
 
 
 async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: CallRegistry) -> None:
@@ -42,7 +42,7 @@ async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: Call
         log.warning("call_refused", reason="max_calls", active=len(calls))
         await ws.close(CloseCode.TRY_AGAIN_LATER, f"service at capacity ({calls.max_calls} calls)")
         return
-    session = make_session(StarletteTransport(ws))
+    session = make_session(StarletteTransport(ws), ws)
     calls.add(session)
     try:
         while not session.ended.is_set():

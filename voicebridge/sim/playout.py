@@ -45,22 +45,26 @@ class PlayoutModel:
     heard: list[HeardSegment] = field(default_factory=list)
     dropped_marks: list[str] = field(default_factory=list)
     dropped_samples: int = 0
+    _due: list[str] = field(default_factory=list)  # acks reached but not yet handed out
 
     def play(self, pcm: PCM, now: float) -> None:
         """A ``playAudio`` arrived."""
-        self.advance(now)
+        self._due.extend(self._play_until(now))
         if len(pcm):
             self._queue.append(_Audio(pcm))
 
     def checkpoint(self, name: str, now: float) -> list[str]:
-        """A ``checkpoint`` arrived; returns acks due at once (nothing was queued before it)."""
-        self.advance(now)
+        """A ``checkpoint`` arrived; returns every ack now due (this one too if nothing was
+        queued before it)."""
+        self._due.extend(self._play_until(now))
         self._queue.append(_Mark(name))
-        return self._acks()
+        self._due.extend(self._acks())
+        return self._take_due()
 
     def clear(self, now: float) -> list[str]:
-        """A ``clearAudio`` arrived: drop the queue. Returns the checkpoints that will never ack."""
-        self.advance(now)
+        """A ``clearAudio`` arrived: drop the queue. Returns the checkpoints that will never ack
+        (acks reached before the clear are still handed out by the next ``advance``)."""
+        self._due.extend(self._play_until(now))
         dropped: list[str] = []
         for item in self._queue:
             if isinstance(item, _Mark):
@@ -73,6 +77,14 @@ class PlayoutModel:
 
     def advance(self, now: float) -> list[str]:
         """Play until ``now``; returns the names of checkpoints reached, in order."""
+        self._due.extend(self._play_until(now))
+        return self._take_due()
+
+    def _take_due(self) -> list[str]:
+        due, self._due = self._due, []
+        return due
+
+    def _play_until(self, now: float) -> list[str]:
         acks: list[str] = []
         while now > self._time or (self._queue and isinstance(self._queue[0], _Mark)):
             acks.extend(self._acks())
