@@ -33,7 +33,7 @@ class TurnTiming:
         return {
             "turn": self.turn,
             "latency_s": gap(self.caller_end_s, self.first_played_s),
-            "stt_s": gap(self.caller_end_s, self.transcript_s),
+            "stt_s": gap(self.caller_end_s, self.transcript_s),  # VAD silence window + STT
             "dialogue_s": gap(self.transcript_s, self.first_text_s),
             "tts_s": gap(self.first_text_s, self.first_audio_s),
             "send_s": gap(self.first_audio_s, self.first_sent_s),

@@ -112,6 +112,14 @@ def _turns(
         played = [s for s, _ in record.played_spans if after - 1e-6 <= s < hi]
         first_played = round(played[0], 3) if played else None
         entries = [heard[t] for t in turn_numbers if t in heard]
+        timing = next(
+            (
+                {k: v for k, v in e.items() if k not in ("t", "kind")}
+                for e in events
+                if e["kind"] == "turn_metrics" and e.get("turn") in turn_numbers
+            ),
+            {},
+        )
         turns.append(
             TurnReport(
                 index=index,
@@ -129,6 +137,7 @@ def _turns(
                     else None
                 ),
                 interrupted=any(h.interrupted for h in entries),
+                timing=timing,
             )
         )
     return turns

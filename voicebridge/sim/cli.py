@@ -17,6 +17,9 @@ from voicebridge.sim.caller import CallRecord, PlivoCaller
 from voicebridge.sim.report import CallReport
 from voicebridge.sim.simulate import CallerLine
 
+# Per-turn figures printed after each latency ("vad+stt" includes the VAD's silence window).
+_STAGE_FIGURES = (("vad+stt", "stt_s"), ("dialogue", "dialogue_s"), ("tts", "tts_s"))
+
 # The caller's voice: the offline speaker, pitched down so the two sides sound different.
 CALLER_PITCH_SEMITONES = -2.0
 
@@ -82,7 +85,13 @@ def print_summary(report: CallReport) -> None:
             flag = " [interrupted]" if turn.interrupted else ""
             out.write(f"  agent:  {turn.heard_text or ' '.join(turn.agent_text)}{flag}\n")
         if turn.latency_s is not None:
-            out.write(f"          latency {turn.latency_s * 1000:.0f} ms\n")
+            parts = [
+                f"{name} {turn.timing[key] * 1000:.0f}"
+                for name, key in _STAGE_FIGURES
+                if isinstance(turn.timing.get(key), int | float)
+            ]
+            detail = f" ({', '.join(parts)} ms)" if parts else ""
+            out.write(f"          latency {turn.latency_s * 1000:.0f} ms{detail}\n")
     summary = report.summary()
     if summary["latency_p50_s"] is not None:
         out.write(

@@ -59,6 +59,8 @@ class TurnReport:
     first_audio_played_s: float | None = None
     latency_s: float | None = None
     interrupted: bool = False
+    # The service's own measurement of its reply (stt, dialogue, tts, send, playout start...)
+    timing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
