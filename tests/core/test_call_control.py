@@ -112,14 +112,13 @@ async def test_service_serves_dial_xml_for_transfers() -> None:
         running_service(settings, spec("x")) as service,
         httpx.AsyncClient(base_url=service.http_base) as client,
     ):
-        if True:  # keeps the assertions grouped under the running service
-            ok = await client.post("/transfer?to=%2B15550100", data={"CallUUID": "c1"})
-            assert ok.status_code == 200
-            assert "<Number>+15550100</Number>" in ok.text and "<Dial" in ok.text
-            sip = await client.get("/transfer", params={"to": "sip:desk@example.com"})
-            assert "<User>sip:desk@example.com</User>" in sip.text
-            bad = await client.get("/transfer", params={"to": "<script>"})
-            assert bad.status_code == 400
+        ok = await client.post("/transfer?to=%2B15550100", data={"CallUUID": "c1"})
+        assert ok.status_code == 200
+        assert "<Number>+15550100</Number>" in ok.text and "<Dial" in ok.text
+        sip = await client.get("/transfer", params={"to": "sip:desk@example.com"})
+        assert "<User>sip:desk@example.com</User>" in sip.text
+        bad = await client.get("/transfer", params={"to": "<script>"})
+        assert bad.status_code == 400
 
 
 async def test_service_builds_call_control_from_plivo_credentials(
