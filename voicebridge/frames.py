@@ -84,6 +84,19 @@ class SpeechEnded(Frame):
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused(Frame):
+    """The caller has been silent ``pause_ms`` mid-utterance; the utterance may be over.
+
+    ``at_ms`` is where the silence began: a ``SpeechEnded`` with the same ``at_ms`` confirms this
+    pause was the end, so a transcriber may start on ``audio`` early and be done sooner.
+    """
+
+    at_ms: float
+    started_ms: float
+    audio: PCM = field(repr=False, default_factory=lambda: np.zeros(0, np.int16))
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript(Frame):
     """Words the caller said; interim results have ``final`` False."""
 

