@@ -16,6 +16,7 @@ from typing import Any
 
 from voicebridge.context import CallContext
 from voicebridge.frames import Frame, MediaIn
+from voicebridge.providers import ProviderError
 from voicebridge.stage import Stage
 
 Sink = Callable[[Frame], Awaitable[None]]
@@ -53,6 +54,7 @@ class Pipeline:
         observer: Observer | None = None,
         observe: tuple[type[Frame], ...] = (),
         on_error: ErrorHandler | None = None,
+        on_provider_error: Callable[[Stage, ProviderError], None] | None = None,
         queue_size: int = 256,
     ) -> None:
         if not stages:
@@ -63,6 +65,7 @@ class Pipeline:
         self._observer = observer
         self._observe = observe
         self._on_error = on_error
+        self._on_provider_error = on_provider_error
         self._runners = [_Runner(stage, queue_size) for stage in self.stages]
         self.dropped_frames = 0
         self.failed: BaseException | None = None
@@ -185,6 +188,8 @@ class Pipeline:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
+            except ProviderError as exc:
+                self._stage_failed(stage, exc)  # not fatal: the call goes on
             except Exception as exc:
                 self._stage_failed(stage, exc)
                 return
@@ -211,6 +216,12 @@ class Pipeline:
         return {runner.stage.role for runner in self._runners}
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
+        """A stage raised. A ``ProviderError`` is the provider's fault and ends only the turn
+        (the session speaks a fallback); anything else is a bug and ends the call."""
+        if isinstance(exc, ProviderError):
+            if self._on_provider_error is not None:
+                self._on_provider_error(stage, exc)
+            return
         if self.failed is None:
             self.failed = exc
         if self._on_error is not None:

@@ -57,6 +57,7 @@ from voicebridge.plivo.events import (
     parse_event,
 )
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.providers import ProviderError
 from voicebridge.resume import quiet_cut, unheard_start
 from voicebridge.stage import Stage
 from voicebridge.text import split_sentences
@@ -248,6 +249,7 @@ class Session:
                 observer=self._observe,
                 observe=(SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio),
                 on_error=self._stage_failed,
+                on_provider_error=self._provider_failed,
             )
             await self.pipeline.start()
         except Exception as exc:
@@ -670,6 +672,23 @@ class Session:
                 self.log.error("rest_hangup_failed", error=str(exc)[:300])
                 self._note("rest_hangup_failed", error=str(exc)[:300])
         await self.end(f"hangup:{action.reason}", close_reason="agent hung up")
+
+    def _provider_failed(self, stage: Stage, exc: ProviderError) -> None:
+        """A provider let us down: one clear log line, then the fallback line, not dead air."""
+        self.stats["provider_errors"] = self.stats.get("provider_errors", 0) + 1
+        self.log.error(
+            "provider_failed",
+            stage=exc.stage,
+            provider=exc.provider,
+            kind=exc.kind,
+            status=exc.status,
+            error=exc.provider_message[:300],
+        )
+        self._note("provider_error", stage=exc.stage, provider=exc.provider, error_kind=exc.kind)
+        if stage.role == "tts" or self._ending:
+            return  # the speaker itself failed: nothing can be said
+        task = asyncio.get_running_loop().create_task(self.say(self.options.fallback_text))
+        task.add_done_callback(_log_task_failure(self.log, "fallback_failed"))
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
         self.log.error("stage_failed", stage=stage.name, error=repr(exc)[:300])

@@ -401,3 +401,21 @@ class ScriptedDialogue(Stage):
             if self.params.think_s:
                 await self.ctx.clock.sleep(self.params.think_s)
             await self.emit(AgentText(piece, turn=turn, last=index == len(pieces) - 1))
+
+
+class FailingDialogue(Stage):
+    """A dialogue whose provider is down whenever the caller says "fail"; else it echoes."""
+
+    type_name = "failing_dialogue"
+    role = "dialogue"
+    description = "Test dialogue: raises a ProviderError on 'fail', echoes otherwise."
+
+    async def process(self, frame: Frame) -> None:
+        await self.emit(frame)
+        if isinstance(frame, Transcript) and frame.final:
+            from voicebridge.providers import ProviderError
+
+            if "fail" in frame.text.lower():
+                raise ProviderError(self.name, "fake-llm", "unavailable", "503 upstream down")
+            turn = self.begin_turn()
+            await self.emit(AgentText(f"You said {frame.text}.", turn=turn, last=True))

@@ -279,3 +279,29 @@ async def test_turn_latency_is_measured_from_end_of_speech_to_audio_played() -> 
         # immediate in this pipeline.
         assert 0.3 <= metrics["latency_s"] <= 0.5
         assert metrics["stt_s"] is not None and metrics["interrupted"] is False
+
+
+async def test_a_provider_error_speaks_the_fallback_and_the_call_goes_on() -> None:
+    text = """
+name: provider-failure
+session: {fallback_text: "Sorry, something went wrong."}
+stages:
+  - type: decode
+  - type: vad
+    params: {min_speech_ms: 60, min_silence_ms: 300, forward_audio: false}
+  - type: voicebridge.testing:ScriptedStt
+    params: {lines: [fail now, hello again]}
+  - type: voicebridge.testing:FailingDialogue
+  - type: voicebridge.testing:ToneSpeaker
+  - type: encode
+"""
+    async with CallHarness(load_pipeline_text(text)) as call:
+        await caller_says(call, 0.5)
+        await call.idle(3.0)
+        await caller_says(call, 0.5)
+        await call.idle(3.0)
+        (error,) = call.timeline("provider_error")
+        assert error["provider"] == "fake-llm" and error["error_kind"] == "unavailable"
+        said = [e["text"] for e in call.timeline("agent_text")]
+        assert said == ["Sorry, something went wrong.", "You said hello again."]
+        assert call.wire.closed is None
