@@ -91,3 +91,26 @@ def test_simulate_cli_writes_wav_json_and_html(
     data = json.loads(rep.read_text())
     assert data["summary"]["checkpoints_acked"] == data["summary"]["checkpoints_sent"] > 0
     assert "<svg" in page.read_text()
+
+
+async def test_barge_in_through_the_real_service(offline_spec) -> None:  # type: ignore[no-untyped-def]
+    fmt = StreamFormat.from_short("l16", 16000)
+    lines = [line("What time do you open tomorrow?", 16000), line("Where are you located?", 16000)]
+    call = await simulate_call(offline_spec, fmt, lines, fast=True, interrupt_after_s=1.5)
+    report = build_report(call)
+    assert report.protocol_errors == []
+    hours = report.turns[1]
+    assert hours.interrupted
+    full = " ".join(hours.agent_text)
+    assert hours.heard_text and full.startswith(hours.heard_text)
+    assert len(hours.heard_text.split()) < len(full.split())
+    (barge,) = [b for b in report.barge_ins if b["cause"] == "speech"]
+    speech_start = report.turns[2].caller_speech_start_s
+    assert speech_start is not None
+    assert speech_start + 0.2 - 0.04 <= float(barge["t"]) <= speech_start + 0.2 + 0.1  # type: ignore[arg-type]
+    # The dialogue was told the caller heard only part of the reply.
+    agent_entries = [h for h in report.history if h["role"] == "agent"]
+    assert agent_entries[1]["interrupted"] is True
+    assert agent_entries[1]["text"] == hours.heard_text
+    # Checkpoints dropped by the clear were never acknowledged.
+    assert all(c.acked_s is None for c in report.checkpoints if c.cleared)

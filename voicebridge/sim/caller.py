@@ -99,6 +99,7 @@ class PlivoCaller:
         self._t0: float | None = None
         self._last_audio_t = -1.0  # caller time the last agent audio arrived
         self._busy_until = -1.0  # caller time agent audio was last heard playing
+        self._interrupt_after_s: float | None = None
 
     # --- the call -----------------------------------------------------------------------------
     async def run(
@@ -140,10 +141,15 @@ class PlivoCaller:
         gap_s: float = 0.8,
         reply_timeout_s: float = 15.0,
         tail_s: float = 1.0,
+        interrupt_after_s: float | None = None,
     ) -> CallRecord:
         """A conversation: let the agent finish (its greeting, then each reply), then speak the
         next utterance. The agent is done when its audio has played out and nothing new came for
-        ``gap_s``; a reply that never comes is given up on after ``reply_timeout_s``."""
+        ``gap_s``; a reply that never comes is given up on after ``reply_timeout_s``.
+
+        With ``interrupt_after_s`` the caller does not wait for replies to finish: it speaks its
+        next line that long after the reply started playing (a barge-in)."""
+        self._interrupt_after_s = interrupt_after_s
         track: list[PCM] = []
         async with connect(
             self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
@@ -194,8 +200,14 @@ class PlivoCaller:
     ) -> None:
         silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)
         began = self._t
+        first_heard: float | None = None
         while not self._closed.is_set() and self._t - began < timeout_s:
             replied = self._last_audio_t >= began
+            if expect_reply and first_heard is None and not self.playout.idle:
+                first_heard = self._t
+            barge = self._interrupt_after_s
+            if barge is not None and first_heard is not None and self._t - first_heard >= barge:
+                return
             quiet_for = self._t - max(self._last_audio_t, self._busy_until, began)
             settled = self.playout.idle and quiet_for >= gap_s and self._t - began >= min_wait_s
             if settled and (replied or not expect_reply):

@@ -35,6 +35,12 @@ def add_caller_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--html", metavar="HTML", help="an HTML report with both waveforms")
     p.add_argument("--gap", type=float, default=0.8, help="silence that means the agent is done")
     p.add_argument("--reply-timeout", type=float, default=15.0)
+    p.add_argument(
+        "--interrupt-after",
+        type=float,
+        metavar="SECONDS",
+        help="barge in: say each next line this long after the reply starts playing",
+    )
     p.add_argument("--log-level", default="warning", help="service logs shown (default warning)")
 
 
@@ -126,6 +132,7 @@ def run_simulate(args: argparse.Namespace, settings: Any) -> int:
             settings=settings,
             gap_s=args.gap,
             reply_timeout_s=args.reply_timeout,
+            interrupt_after_s=args.interrupt_after,
         )
         report = build_report(call)
         write_outputs(args, report, call.record)
@@ -165,7 +172,10 @@ def run_call(args: argparse.Namespace) -> int:
         lines = caller_lines(args, fmt.sample_rate)
         caller = PlivoCaller(ws_url, fmt, speed=1.0)
         record = await caller.run_turns(
-            [line.pcm for line in lines], gap_s=args.gap, reply_timeout_s=args.reply_timeout
+            [line.pcm for line in lines],
+            gap_s=args.gap,
+            reply_timeout_s=args.reply_timeout,
+            interrupt_after_s=args.interrupt_after,
         )
         report = report_from_parts(pipeline=ws_url, record=record, lines=lines, mode="realtime")
         write_outputs(args, report, record)

@@ -86,6 +86,7 @@ async def simulate_call(
     reply_timeout_s: float = 15.0,
     first_wait_s: float = 1.5,
     tail_s: float = 1.0,
+    interrupt_after_s: float | None = None,
 ) -> SimulatedCall:
     """Run ``lines`` as a conversation against ``spec`` served on a loopback port."""
     base = settings or ServiceSettings()
@@ -107,6 +108,7 @@ async def simulate_call(
             gap_s=gap_s,
             reply_timeout_s=reply_timeout_s,
             tail_s=tail_s,
+            interrupt_after_s=interrupt_after_s,
         )
         session = watch.session
         if session is not None:
