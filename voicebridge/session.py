@@ -166,8 +166,11 @@ class Session:
         return self._stream_ms / 1000.0
 
     def _now(self) -> float:
-        """Seconds since the stream started, on the session's clock."""
-        return self.clock.now() - self._origin
+        """Seconds since the stream started: the later of the session's clock and the caller's
+        audio received. Plivo streams in real time, so the two agree; a peer that streams faster
+        (a test client, a burst after a network stall) moves the call's time with its audio, so
+        pacing and playout estimates follow what the peer actually plays."""
+        return max(self.clock.now() - self._origin, self._stream_ms / 1000.0)
 
     def _note(self, kind: str, **fields: Any) -> None:
         if self.events is not None:

@@ -159,3 +159,15 @@ async def test_hostile_calls_do_not_disturb_a_healthy_call(service: RunningServi
     record, *_ = await asyncio.gather(healthy, *hostile)
     assert record.protocol_errors == []
     assert [a.message["name"] for a in record.sent_by_caller("playedStream")] == ["turn-1/piece-1"]
+
+
+async def test_a_client_faster_than_real_time_still_gets_paced_audio(
+    service: RunningService,
+) -> None:
+    """Pacing follows the caller's stream time, so a peer streaming at 10x real time hears the
+    whole echo and acknowledges every checkpoint, with no spurious barge-in."""
+    fmt = StreamFormat.from_short("mulaw", 8000)
+    audio = utterances([("silence", 0.3), ("speech", 1.2), ("silence", 3.0)], 8000)
+    record = await PlivoCaller(service.ws_url, fmt, speed=10.0).run(audio, tail_s=1.0)
+    assert record.protocol_errors == [] and record.sent_by_agent("clearAudio") == []
+    assert [a.message["name"] for a in record.sent_by_caller("playedStream")] == ["turn-1/piece-1"]
