@@ -35,6 +35,8 @@ BUILTIN_STAGES: dict[str, str] = {
     "rules": "voicebridge.stages.dialogue.rules:RulesDialogue",
     "whisper": "voicebridge.stages.stt.whisper:Whisper",
     "piper": "voicebridge.stages.tts.piper:Piper",
+    "llm": "voicebridge.stages.dialogue.llm:Llm",
+    "openai_tts": "voicebridge.stages.tts.openai_tts:OpenAITts",
 }
 
 # name -> the pip extra that installs its optional dependencies; "" for stages that need only core.
@@ -46,6 +48,8 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "rules": "",
     "whisper": "offline",
     "piper": "offline",
+    "llm": "openai",
+    "openai_tts": "openai",
 }
 
 

@@ -1,0 +1,612 @@
+"""The ``llm`` stage: the agent's replies from any OpenAI-compatible chat completions endpoint.
+
+OpenAI itself by default; with ``base_url`` any server that speaks the same API (vLLM,
+llama.cpp's server, Ollama, LiteLLM, Azure-style gateways). Replies are streamed: tokens are cut
+into sentence-sized ``AgentText`` pieces as they arrive, so the speaker starts on the first
+sentence while the model is still writing the rest.
+
+What the model is shown is what the caller actually heard: the system prompt, then
+``ctx.history`` (agent turns as played, an interrupted one ending in "[interrupted]"), then the
+caller's new words. The session adds a final transcript to the history the moment the
+transcriber emits it, so it is not added twice.
+
+The model may call tools: user functions declared in YAML (see
+:mod:`voicebridge.stages.dialogue.tools`), whose results go back to it for a follow-up
+completion, and the built-ins ``hang_up`` and ``transfer_call``, which speak a closing line and
+then end or hand off the call.
+
+A barge-in cancels ``process``: the HTTP stream is closed at once (the ``async with`` around it),
+so the provider stops generating. Failures become one ``ProviderError``: the SDK retries
+connection errors, 429 and 5xx (``max_retries``) before the stream starts; nothing is retried
+once tokens have been spoken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx2
+import openai
+from pydantic import Field, field_validator, model_validator
+
+from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript, Transfer
+from voicebridge.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.stages.dialogue.tools import (
+    HANG_UP,
+    TRANSFER,
+    ToolCall,
+    ToolContext,
+    ToolSpec,
+    hang_up_schema,
+    resolve_callable,
+    run_tool,
+    transfer_schema,
+)
+from voicebridge.stages.workers import run_blocking
+from voicebridge.text import SentenceChunker, split_sentences
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly, efficient agent answering a phone call. Your words are spoken aloud: "
+    "reply in one to three short sentences of plain text, without lists, markdown, emoji or "
+    "URLs. If the caller was cut off or you were interrupted, the message ends in "
+    "[interrupted]; carry on naturally from what was actually said."
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEYPAD = re.compile(r"^\[keypad: ([0-9*#A-D]*)\]$")
+_POOL_NAME = "openai-clients"  # building a client loads CA certificates: not on the event loop
+_LOCAL_KEY = "not-needed"  # most self-hosted servers ignore the key, but the SDK wants one
+
+
+# --- shared by the OpenAI family (the openai_tts stage uses these too) -------------------------
+
+
+class OpenAIClientParams(StageParams):
+    """Connection settings every OpenAI-family stage has."""
+
+    base_url: str | None = Field(
+        None,
+        description="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+        "(empty or None = OpenAI, or the OPENAI_BASE_URL environment variable)",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable that holds the API key"
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, le=600, description="wait at most this long for an answer or the next chunk"
+    )
+    connect_timeout_s: float = Field(3.0, gt=0, le=60, description="TCP + TLS connect timeout")
+    max_retries: int = Field(
+        1, ge=0, le=5, description="SDK retries (connection errors, 429, 5xx) before streaming"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _empty_is_default(cls, value: str | None) -> str | None:
+        # `${OPENAI_BASE_URL:-}` in YAML gives "" when unset: that means the default endpoint.
+        value = (value or "").strip()
+        return value or None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not _ENV_NAME.fullmatch(value):
+            raise ValueError("api_key_env is the NAME of an environment variable, not a key")
+        return value
+
+
+def provider_name(base_url: str | None) -> str:
+    """The provider as named in errors and logs: "openai", or the host of a compatible endpoint."""
+    if base_url is None:
+        return "openai"
+    host = urlsplit(base_url).netloc or base_url
+    return f"openai-compatible ({host})"
+
+
+def api_key(stage: str, params: OpenAIClientParams) -> str:
+    """The API key from the environment; raises StageError if OpenAI itself needs one."""
+    key = os.environ.get(params.api_key_env, "").strip()
+    if key:
+        return key
+    if params.base_url is None and not os.environ.get("OPENAI_BASE_URL"):
+        raise StageError(
+            f"{stage}: no API key: set the environment variable {params.api_key_env} "
+            "(or point base_url at a server that needs none)"
+        )
+    return _LOCAL_KEY
+
+
+def make_client(key: str, params: OpenAIClientParams) -> openai.AsyncOpenAI:
+    """An SDK client with our timeouts and retry budget (blocking: it loads CA certificates)."""
+    return openai.AsyncOpenAI(
+        api_key=key,
+        base_url=params.base_url,
+        timeout=openai.Timeout(params.timeout_s, connect=params.connect_timeout_s),
+        max_retries=params.max_retries,
+    )
+
+
+@dataclass
+class _SharedClient:
+    ready: asyncio.Future[openai.AsyncOpenAI]
+    users: int = 0
+
+
+_ClientKey = tuple[Any, ...]
+_clients: dict[_ClientKey, _SharedClient] = {}
+
+
+class ClientLease:
+    """The calls of one event loop share an SDK client per endpoint, key and settings.
+
+    Sharing keeps connections warm (a call's first request skips the TCP and TLS handshakes
+    while other calls are running) and building a client (~30 ms of certificate loading) happens
+    off the event loop, once. The client is closed when its last call ends, so nothing outlives
+    the calls that use it.
+    """
+
+    def __init__(self, params: OpenAIClientParams) -> None:
+        self._params = params
+        self._key: _ClientKey | None = None
+
+    async def acquire(self, stage: str) -> openai.AsyncOpenAI:
+        """The shared client; ``stage`` names the stage in a missing-key error."""
+        params = self._params
+        loop = asyncio.get_running_loop()
+        key_text = api_key(stage, params)
+        key: _ClientKey = (
+            loop,
+            params.base_url,
+            key_text,
+            params.timeout_s,
+            params.connect_timeout_s,
+            params.max_retries,
+        )
+        shared = _clients.get(key)
+        if shared is None:
+            ready = asyncio.ensure_future(run_blocking(_POOL_NAME, make_client, key_text, params))
+            shared = _clients[key] = _SharedClient(ready)
+        shared.users += 1
+        self._key = key
+        try:
+            return await asyncio.shield(shared.ready)
+        except BaseException:
+            await self.release()
+            raise
+
+    async def release(self) -> None:
+        key, self._key = self._key, None
+        if key is None:
+            return
+        shared = _clients.get(key)
+        if shared is None:
+            return
+        shared.users -= 1
+        if shared.users > 0:
+            return
+        del _clients[key]
+        if not shared.ready.done():
+            shared.ready.cancel()
+            return
+        if not shared.ready.cancelled() and shared.ready.exception() is None:
+            await shared.ready.result().close()
+
+
+def _body_message(body: object, fallback: str) -> str:
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return fallback
+
+
+def provider_error(stage: str, provider: str, exc: BaseException) -> ProviderError:
+    """Whatever the SDK (or its HTTP layer, mid-stream) raised, as one ProviderError."""
+    kind: ErrorKind
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            kind = "auth"
+        elif isinstance(exc, openai.RateLimitError):
+            kind = "quota"
+        elif isinstance(
+            exc, openai.BadRequestError | openai.NotFoundError | openai.UnprocessableEntityError
+        ):
+            kind = "invalid"
+        elif isinstance(exc, openai.InternalServerError):
+            kind = "unavailable"
+        else:
+            kind = kind_from_http_status(status)
+        return ProviderError(
+            stage, provider, kind, _body_message(exc.body, exc.message), status=status
+        )
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return ProviderError(stage, provider, "timeout", f"request timed out ({exc!r})")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        detail = f"{exc.message} ({cause!r})" if cause is not None else exc.message
+        return ProviderError(stage, provider, "unavailable", detail)
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderError(stage, provider, "unavailable", f"connection failed: {exc!r}")
+    if isinstance(exc, openai.APIError):  # an error event inside a stream
+        kind = "unavailable" if exc.type in ("server_error", "overloaded_error") else "other"
+        return ProviderError(stage, provider, kind, _body_message(exc.body, exc.message))
+    return ProviderError(stage, provider, "other", f"{type(exc).__name__}: {exc}")
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+class LlmParams(OpenAIClientParams):
+    model: str = Field("gpt-4.1-mini", description="chat model name at the endpoint")
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="the agent's instructions")
+    temperature: float | None = Field(None, ge=0, le=2, description="None = the model's default")
+    max_tokens: int | None = Field(
+        400, ge=1, le=100_000, description="cap on one completion's length (None = no cap)"
+    )
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = Field(
+        "max_completion_tokens",
+        description="how the cap is sent: OpenAI wants max_completion_tokens, some "
+        "self-hosted servers only know max_tokens",
+    )
+    greeting: str = Field("", description="spoken as is when the call starts (not generated)")
+    tools: list[ToolSpec] = Field(default_factory=list, description="user-defined tools")
+    hang_up: bool = Field(True, description="offer the built-in hang_up tool")
+    hang_up_text: str = Field("Goodbye.", description="said on hang_up if the model said nothing")
+    transfer_targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> number or SIP URI; offers transfer_call restricted to these",
+    )
+    transfer_text: str = Field(
+        "Please hold while I transfer you.",
+        description="said on transfer_call if the model said nothing",
+    )
+    max_tool_rounds: int = Field(
+        3, ge=1, le=10, description="tool calls answered per reply before the model must speak"
+    )
+    dtmf: bool = Field(True, description="pass keypad digits to the model as '[keypad: 5]'")
+    dtmf_wait_s: float = Field(
+        1.0, ge=0, le=10, description="wait this long for more digits before replying ('#' ends)"
+    )
+    max_history: int = Field(40, ge=1, le=1000, description="most recent history entries sent")
+    min_sentence_chars: int = Field(
+        12, ge=1, le=400, description="shorter sentences are joined to the next one"
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="extra JSON fields for the endpoint (provider-specific)"
+    )
+
+    @field_validator("transfer_targets")
+    @classmethod
+    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, number in value.items():
+            if not name.strip() or not str(number).strip():
+                raise ValueError("transfer targets need a name and a number or SIP URI")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> LlmParams:
+        names = [tool.name for tool in self.tools]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"tool names must be unique: {', '.join(duplicates)}")
+        return self
+
+
+@dataclass
+class _Round:
+    """What one streamed completion produced."""
+
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class _Reply:
+    """One agent turn being spoken: sentence pieces out as soon as they are complete."""
+
+    def __init__(self, stage: Llm, turn: int) -> None:
+        self.stage = stage
+        self.turn = turn
+        self.chunker = SentenceChunker(stage.params.min_sentence_chars)
+        self.started = time.perf_counter()
+        self.pieces = 0
+        self.first_token_ms: int | None = None
+
+    def ms(self) -> int:
+        return round(1000 * (time.perf_counter() - self.started))
+
+    def token(self) -> None:
+        if self.first_token_ms is None:
+            self.first_token_ms = self.ms()
+            self.stage.log.info("llm_first_token", ms=self.first_token_ms, turn=self.turn)
+
+    async def push(self, text: str) -> None:
+        for sentence in self.chunker.push(text):
+            await self._emit(sentence, last=False)
+
+    async def flush(self) -> None:
+        """Say what is still buffered (before a tool runs, the caller hears this much)."""
+        for sentence in self.chunker.flush():
+            await self._emit(sentence, last=False)
+
+    async def finish(self, extra: str = "") -> None:
+        """The reply's final pieces; the last carries ``last`` (empty if nothing is left)."""
+        pieces = self.chunker.flush() + split_sentences(extra)
+        if not pieces:
+            await self._emit("", last=True)
+            return
+        for index, piece in enumerate(pieces):
+            await self._emit(piece, last=index == len(pieces) - 1)
+
+    async def _emit(self, text: str, *, last: bool) -> None:
+        if text and self.pieces == 0:
+            self.stage.log.info("llm_first_sentence", ms=self.ms(), turn=self.turn)
+        if text:
+            self.pieces += 1
+        await self.stage.emit(AgentText(text, turn=self.turn, last=last))
+
+
+class Llm(Stage):
+    type_name = "llm"
+    role = "dialogue"
+    description = "Replies with an OpenAI-compatible chat model, streamed sentence by sentence."
+    Params = LlmParams
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        p: LlmParams = self.params
+        self.provider = provider_name(p.base_url)
+        self._lease = ClientLease(p)
+        self._client: openai.AsyncOpenAI | None = None
+        self._functions: dict[str, tuple[Callable[..., Any], float]] = {
+            tool.name: (resolve_callable(tool.function), tool.timeout_s) for tool in p.tools
+        }
+        schemas = [tool.tool_schema() for tool in p.tools]
+        if p.hang_up:
+            schemas.append(hang_up_schema())
+        if p.transfer_targets:
+            schemas.append(transfer_schema(p.transfer_targets))
+        self._tool_schemas = schemas
+
+    @classmethod
+    async def preload(cls, params: StageParams) -> None:
+        """At service start: refuse to run without a key rather than fail every call."""
+        assert isinstance(params, LlmParams)
+        api_key(cls.type_name, params)
+
+    async def start(self) -> None:
+        self._client = await self._lease.acquire(self.name)
+
+    async def stop(self) -> None:
+        self._client = None
+        await self._lease.release()
+
+    async def process(self, frame: Frame) -> None:
+        await self.emit(frame)
+        p: LlmParams = self.params
+        if isinstance(frame, Transcript):
+            text = frame.text.strip()
+            if frame.final and text:
+                await self._reply(self.begin_turn(), pending=text)
+        elif isinstance(frame, CallStarted):
+            if p.greeting.strip():
+                await self._say(p.greeting)
+        elif isinstance(frame, Dtmf) and p.dtmf:
+            self._note_digit(frame.digit)
+            turn = self.begin_turn()
+            if p.dtmf_wait_s and frame.digit != "#":
+                # Another digit within the wait interrupts this turn (the session's DTMF
+                # barge-in cancels us), so the model sees the whole number at once.
+                await self.ctx.clock.sleep(p.dtmf_wait_s)
+            await self._reply(turn, pending=None)
+
+    async def _say(self, text: str) -> None:
+        pieces = split_sentences(text)
+        if not pieces:
+            return
+        turn = self.begin_turn()
+        for index, piece in enumerate(pieces):
+            await self.emit(AgentText(piece, turn=turn, last=index == len(pieces) - 1))
+
+    def _note_digit(self, digit: str) -> None:
+        """Keypad digits join the history as caller input; a run of digits is one entry."""
+        history = self.ctx.history
+        last = history[-1] if history else None
+        if last is not None and last.role == "caller":
+            match = _KEYPAD.fullmatch(last.text)
+            if match is not None:
+                last.text = f"[keypad: {match.group(1)}{digit}]"
+                return
+        self.ctx.add_caller_text(f"[keypad: {digit}]")
+
+    # --- the prompt -------------------------------------------------------------------------
+
+    def messages(self, pending: str | None) -> list[dict[str, Any]]:
+        """System prompt, the history as heard, then ``pending`` unless already the last entry."""
+        p: LlmParams = self.params
+        messages: list[dict[str, Any]] = []
+        if p.system_prompt.strip():
+            messages.append({"role": "system", "content": p.system_prompt})
+        history = self.ctx.history
+        for entry in history[-p.max_history :]:
+            if not entry.text.strip():
+                continue  # an agent turn cut off before the caller heard a word
+            role = "user" if entry.role == "caller" else "assistant"
+            messages.append({"role": role, "content": entry.as_prompt_text()})
+        if pending is not None:
+            last = history[-1] if history else None
+            if last is None or last.role != "caller" or last.text.strip() != pending:
+                messages.append({"role": "user", "content": pending})
+        return messages
+
+    # --- one reply --------------------------------------------------------------------------
+
+    async def _reply(self, turn: int, pending: str | None) -> None:
+        p: LlmParams = self.params
+        reply = _Reply(self, turn)
+        messages = self.messages(pending)
+        rounds = 0
+        calls_made = 0
+        while True:
+            offer_tools = bool(self._tool_schemas)
+            tool_choice = None if rounds < p.max_tool_rounds else "none"
+            result = await self._complete(messages, reply, offer_tools, tool_choice)
+            rounds += 1
+            if not result.calls:
+                await reply.finish()
+                break
+            calls_made += len(result.calls)
+            action = next((c for c in result.calls if c.name in (HANG_UP, TRANSFER)), None)
+            if action is not None and await self._act(action, result, reply):
+                break
+            if rounds > p.max_tool_rounds:  # a server that ignored tool_choice "none"
+                await reply.finish()
+                break
+            await reply.flush()  # the caller hears "Let me check that." while the tool runs
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": result.text or None,
+                    "tool_calls": [call.message() for call in result.calls],
+                }
+            )
+            answers = await asyncio.gather(*(self._run_tool(call) for call in result.calls))
+            for call, answer in zip(result.calls, answers, strict=True):
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
+        self.log.info(
+            "llm_reply_done",
+            ms=reply.ms(),
+            first_token_ms=reply.first_token_ms,
+            turn=turn,
+            pieces=reply.pieces,
+            rounds=rounds,
+            tool_calls=calls_made,
+        )
+
+    async def _act(self, call: ToolCall, result: _Round, reply: _Reply) -> bool:
+        """Hang up or transfer; False (with the tool answered) when the call cannot be done."""
+        p: LlmParams = self.params
+        try:
+            arguments = call.parsed()
+        except ValueError:
+            arguments = {}
+        said = bool(result.text.strip()) or reply.pieces > 0
+        if call.name == HANG_UP and p.hang_up:
+            closing = "" if said else str(arguments.get("goodbye") or p.hang_up_text)
+            await reply.finish(closing)
+            self.log.info("llm_hang_up", turn=reply.turn)
+            await self.emit(Hangup(reason="llm"))
+            return True
+        if call.name == TRANSFER and p.transfer_targets:
+            target = str(arguments.get("to", ""))
+            number = p.transfer_targets.get(target)
+            if number is not None:
+                closing = "" if said else str(arguments.get("message") or p.transfer_text)
+                await reply.finish(closing)
+                self.log.info("llm_transfer", turn=reply.turn, target=target)
+                await self.emit(Transfer(to=number, reason=f"llm:{target}"))
+                return True
+        return False
+
+    async def _run_tool(self, call: ToolCall) -> str:
+        p: LlmParams = self.params
+        if call.name == TRANSFER:
+            names = ", ".join(sorted(p.transfer_targets)) or "none"
+            return f"error: unknown transfer target; the targets are: {names}"
+        if call.name == HANG_UP:
+            return "error: hang_up is not available"
+        found = self._functions.get(call.name)
+        if found is None:
+            return f"error: there is no tool named {call.name!r}"
+        fn, timeout_s = found
+        try:
+            arguments = call.parsed()
+        except ValueError as exc:
+            return f"error: the arguments are not a JSON object ({exc})"
+        context = ToolContext(
+            info=self.ctx.info,
+            history=list(self.ctx.history),
+            state=self.ctx.state,
+            log=self.log.bind(tool=call.name),
+        )
+        began = time.perf_counter()
+        answer = await run_tool(fn, arguments, context, timeout_s)
+        self.log.info(
+            "llm_tool_called", tool=call.name, ms=round(1000 * (time.perf_counter() - began))
+        )
+        return answer
+
+    async def _complete(
+        self,
+        messages: list[dict[str, Any]],
+        reply: _Reply,
+        offer_tools: bool,
+        tool_choice: str | None,
+    ) -> _Round:
+        """Stream one completion; text is spoken as it comes, tool calls are collected."""
+        p: LlmParams = self.params
+        client = self._client
+        if client is None:
+            raise StageError(f"{self.name}: not started")
+        request: dict[str, Any] = {"model": p.model, "messages": messages, "stream": True}
+        if p.temperature is not None:
+            request["temperature"] = p.temperature
+        if p.max_tokens is not None:
+            request[p.max_tokens_field] = p.max_tokens
+        if offer_tools:
+            request["tools"] = self._tool_schemas
+            if tool_choice is not None:
+                request["tool_choice"] = tool_choice
+        if p.extra_body:
+            request["extra_body"] = dict(p.extra_body)
+        result = _Round()
+        parts: list[str] = []
+        partial: dict[int, dict[str, str]] = {}
+        try:
+            stream = await client.chat.completions.create(**request)
+            async with stream:  # closes the HTTP stream on barge-in (CancelledError) too
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.index != 0:
+                            continue
+                        delta = choice.delta
+                        if delta.content:
+                            reply.token()
+                            parts.append(delta.content)
+                            await reply.push(delta.content)
+                        for tool_call in delta.tool_calls or ():
+                            reply.token()
+                            slot = partial.setdefault(
+                                tool_call.index, {"id": "", "name": "", "arguments": ""}
+                            )
+                            if tool_call.id:
+                                slot["id"] = tool_call.id
+                            function = tool_call.function
+                            if function is not None:
+                                if function.name:
+                                    slot["name"] += function.name
+                                if function.arguments:
+                                    slot["arguments"] += function.arguments
+                        if choice.finish_reason:
+                            result.finish_reason = choice.finish_reason
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            raise provider_error(self.name, self.provider, exc) from exc
+        result.text = "".join(parts)
+        result.calls = [
+            ToolCall(
+                id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["arguments"]
+            )
+            for index, slot in sorted(partial.items())
+            if slot["name"]
+        ]
+        if result.finish_reason == "length":
+            self.log.warning("llm_reply_truncated", max_tokens=p.max_tokens)
+        return result

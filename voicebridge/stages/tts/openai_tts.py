@@ -1,0 +1,163 @@
+"""The ``openai_tts`` stage: the agent's reply spoken by OpenAI's speech API (or a compatible one).
+
+Each sentence is one streamed request with ``response_format="pcm"``: raw 16-bit little-endian
+mono at 24 kHz, so nothing has to be decoded. Chunks are converted to the stream's rate by a
+streaming resampler as they arrive (no second pass at the end), and each sentence becomes one
+``AgentAudio``.
+
+Why one ``AgentAudio`` per sentence and not per network chunk: every ``AgentAudio`` becomes a
+``playAudio`` plus a checkpoint, and the checkpoints are how the session knows which words the
+caller heard when they interrupt. Sentence pieces keep that record in words; the cost is that
+the first audio leaves once the first sentence is synthesised (OpenAI streams several times
+faster than real time, so that is typically a few hundred ms after the first byte). The
+dialogue already sends sentence-sized pieces, so the first sentence starts while the LLM is
+still writing the rest.
+
+A barge-in cancels ``process``: the HTTP response is closed (``async with``) and the rest of the
+piece is never requested.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx2
+import numpy as np
+import openai
+from pydantic import Field
+
+from voicebridge.audio.resample import StreamResampler
+from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.stages.dialogue.llm import (
+    ClientLease,
+    OpenAIClientParams,
+    api_key,
+    provider_error,
+    provider_name,
+)
+from voicebridge.text import split_sentences
+
+OPENAI_PCM_RATE = 24000  # response_format="pcm": 24 kHz, 16-bit signed little-endian, mono
+_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
+
+
+class OpenAITtsParams(OpenAIClientParams):
+    model: str = Field("gpt-4o-mini-tts", description="speech model")
+    voice: str | dict[str, str] = Field(
+        "alloy", description="a built-in voice name, or {id: voice_...} for a custom voice"
+    )
+    instructions: str | None = Field(
+        None, description="how to speak (tone, pace, accent); not for tts-1/tts-1-hd"
+    )
+    speed: float | None = Field(None, ge=0.25, le=4.0, description="None = normal speed")
+    pcm_rate: int = Field(
+        OPENAI_PCM_RATE,
+        ge=8000,
+        le=48000,
+        description="rate of the 'pcm' audio the endpoint returns (OpenAI: 24000)",
+    )
+
+
+class OpenAITts(Stage):
+    type_name = "openai_tts"
+    role = "tts"
+    description = "Speaks the agent's reply with OpenAI text-to-speech, sentence by sentence."
+    Params = OpenAITtsParams
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self.provider = provider_name(self.params.base_url)
+        self._lease = ClientLease(self.params)
+        self._client: openai.AsyncOpenAI | None = None
+
+    @classmethod
+    async def preload(cls, params: StageParams) -> None:
+        """At service start: refuse to run without a key rather than fail every call."""
+        assert isinstance(params, OpenAITtsParams)
+        api_key(cls.type_name, params)
+
+    async def start(self) -> None:
+        self._client = await self._lease.acquire(self.name)
+
+    async def stop(self) -> None:
+        self._client = None
+        await self._lease.release()
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AgentText):
+            await self._speak(frame)
+            return
+        await self.emit(frame)
+
+    async def _speak(self, frame: AgentText) -> None:
+        rate = self.ctx.info.sample_rate
+        sentences = split_sentences(frame.text)
+        for index, sentence in enumerate(sentences):
+            if self.ctx.is_stale(frame.turn):
+                return  # interrupted between sentences: do not synthesise the rest
+            last = frame.last and index == len(sentences) - 1
+            pcm = await self.synthesize(sentence, rate, turn=frame.turn)
+            if not pcm.size:
+                if not last:
+                    continue
+                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            text = frame.text if len(sentences) == 1 else sentence
+            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last))
+        if frame.last and not sentences:
+            # An empty final piece: the turn still needs its last audio to be marked played.
+            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
+
+    async def synthesize(self, text: str, rate: int, *, turn: int | None = None) -> PCM:
+        """One sentence as int16 PCM at ``rate``, resampled chunk by chunk as it streams in."""
+        p: OpenAITtsParams = self.params
+        client = self._client
+        if client is None:
+            raise StageError(f"{self.name}: not started")
+        request: dict[str, Any] = {
+            "model": p.model,
+            "voice": p.voice,
+            "input": text,
+            "response_format": "pcm",
+        }
+        if p.instructions:
+            request["instructions"] = p.instructions
+        if p.speed is not None:
+            request["speed"] = p.speed
+        resampler = StreamResampler(p.pcm_rate, rate)
+        parts: list[PCM] = []
+        carry = b""
+        started = time.perf_counter()
+        first_byte = True
+        try:
+            async with client.audio.speech.with_streaming_response.create(**request) as response:
+                async for chunk in response.iter_bytes():
+                    if not chunk:
+                        continue
+                    if first_byte:
+                        first_byte = False
+                        self.log.info(
+                            "tts_first_byte",
+                            ms=round(1000 * (time.perf_counter() - started)),
+                            turn=turn,
+                        )
+                    data = carry + chunk
+                    even = len(data) - len(data) % 2  # a sample may straddle two chunks
+                    carry = data[even:]
+                    if even:
+                        samples = np.frombuffer(data[:even], dtype="<i2").astype(np.int16)
+                        parts.append(resampler.process(samples))
+        except (openai.OpenAIError, httpx2.HTTPError) as exc:
+            raise provider_error(self.name, self.provider, exc) from exc
+        parts.append(resampler.flush())
+        pcm = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        self.log.info(
+            "tts_first_audio",
+            ms=round(1000 * (time.perf_counter() - started)),
+            turn=turn,
+            chars=len(text),
+            audio_ms=round(1000 * pcm.size / rate),
+        )
+        return pcm
