@@ -37,6 +37,9 @@ BUILTIN_STAGES: dict[str, str] = {
     "piper": "voicebridge.stages.tts.piper:Piper",
     "llm": "voicebridge.stages.dialogue.llm:Llm",
     "openai_tts": "voicebridge.stages.tts.openai_tts:OpenAITts",
+    "transcribe": "voicebridge.stages.stt.transcribe:Transcribe",
+    "lex": "voicebridge.stages.dialogue.lex:LexDialogue",
+    "polly": "voicebridge.stages.tts.polly:Polly",
 }
 
 # name -> the pip extra that installs its optional dependencies; "" for stages that need only core.
@@ -50,6 +53,9 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "piper": "offline",
     "llm": "openai",
     "openai_tts": "openai",
+    "transcribe": "aws",
+    "lex": "aws",
+    "polly": "aws",
 }
 
 

@@ -1,0 +1,339 @@
+"""What the AWS stages share: region and credentials from AWS's standard chain, boto3 clients built
+once per process, bounded retries, and botocore failures turned into one ``ProviderError``.
+
+Credentials never come from pipeline YAML: boto3's chain reads ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the shared files, web
+identity, container and instance roles. botocore's own retries are switched off: a phone call
+cannot wait out its default backoff, so each stage retries here, a bounded number of times with a
+short backoff, and only where repeating the request is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import random
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+import botocore.loaders
+import botocore.session
+import structlog
+from botocore.config import Config
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from voicebridge.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.stage import StageError
+from voicebridge.stages.workers import WorkerPoolFull, run_blocking
+
+T = TypeVar("T")
+
+__all__ = [
+    "USER_AGENT",
+    "ClientSettings",
+    "call_with_retries",
+    "clear_clients",
+    "frozen_credentials",
+    "get_client",
+    "is_connect_failure",
+    "kind_from_aws_code",
+    "provider_error",
+    "resolve_region",
+    "ssml_to_text",
+]
+
+USER_AGENT = "voicebridge"
+_log = structlog.get_logger("voicebridge.aws")
+
+# AWS error codes (the ``__type``/``x-amzn-ErrorType`` of a response, or ``:exception-type`` of an
+# event-stream exception) by kind. Unlisted codes fall back to the HTTP status.
+_CODE_KINDS: dict[str, ErrorKind] = {
+    **dict.fromkeys(
+        (
+            "AccessDeniedException",
+            "AccessDenied",
+            "UnrecognizedClientException",
+            "InvalidSignatureException",
+            "SignatureDoesNotMatch",
+            "IncompleteSignature",
+            "MissingAuthenticationToken",
+            "InvalidClientTokenId",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "NotAuthorized",
+        ),
+        "auth",
+    ),
+    **dict.fromkeys(
+        (
+            "ThrottlingException",
+            "Throttling",
+            "TooManyRequestsException",
+            "LimitExceededException",
+            "ServiceQuotaExceededException",
+            "RequestLimitExceeded",
+        ),
+        "quota",
+    ),
+    **dict.fromkeys(
+        (
+            "ValidationException",
+            "BadRequestException",
+            "ResourceNotFoundException",
+            "ConflictException",
+            "SerializationException",
+            "InvalidParameterException",
+            "InvalidParameterValue",
+            "InvalidSsmlException",
+            "TextLengthExceededException",
+            "InvalidSampleRateException",
+            "LanguageNotSupportedException",
+            "EngineNotSupportedException",
+            "LexiconNotFoundException",
+            "MarksNotSupportedForFormatException",
+            "SsmlMarksNotSupportedForTextTypeException",
+        ),
+        "invalid",
+    ),
+    **dict.fromkeys(
+        (
+            "InternalFailure",
+            "InternalFailureException",
+            "InternalServerException",
+            "InternalServerError",
+            "ServiceUnavailable",
+            "ServiceUnavailableException",
+            "ServiceFailureException",
+            "BadGatewayException",
+            "DependencyFailedException",
+        ),
+        "unavailable",
+    ),
+    **dict.fromkeys(("RequestTimeout", "RequestTimeoutException"), "timeout"),
+}
+
+
+def kind_from_aws_code(code: str | None, status: int | None = None) -> ErrorKind:
+    """The error kind of an AWS error code; the HTTP status decides for codes not listed."""
+    if code and code in _CODE_KINDS:
+        return _CODE_KINDS[code]
+    if status:
+        return kind_from_http_status(status)
+    return "other"
+
+
+def provider_error(stage: str, provider: str, exc: BaseException) -> ProviderError:
+    """One ProviderError for whatever boto3/botocore (or the worker pool) raised."""
+    if isinstance(exc, ProviderError):
+        return exc
+    kind: ErrorKind
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {}) or {}
+        code = str(error.get("Code") or "") or None
+        meta = exc.response.get("ResponseMetadata", {}) or {}
+        status = meta.get("HTTPStatusCode")
+        message = str(error.get("Message") or exc)
+        kind = kind_from_aws_code(code, status if isinstance(status, int) else None)
+        label = f"{code}: {message}" if code else message
+        return ProviderError(stage, provider, kind, label, status=status or code)
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError | TimeoutError):
+        kind = "timeout"
+    elif isinstance(exc, EndpointConnectionError | ConnectionClosedError | ConnectionError):
+        kind = "unavailable"
+    elif isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        kind = "auth"
+    elif isinstance(exc, NoRegionError | ParamValidationError):
+        kind = "invalid"
+    elif isinstance(exc, WorkerPoolFull):
+        kind = "unavailable"
+    else:
+        kind = "other"
+    return ProviderError(stage, provider, kind, f"{type(exc).__name__}: {exc}")
+
+
+_TAG = re.compile(r"<[^>]*>")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,!?;:])")
+
+
+def ssml_to_text(ssml: str) -> str:
+    """What SSML says aloud, near enough for a history or a plain-text speaker."""
+    text = " ".join(html.unescape(_TAG.sub(" ", ssml)).split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """The request never reached AWS (so repeating it cannot repeat its effect)."""
+    return isinstance(exc, BotoConnectionError)
+
+
+# --- region and credentials ----------------------------------------------------------------------
+
+_lock = threading.Lock()  # boto3 sessions are not thread-safe to create clients from
+_loader: Any = None
+_profile_region: str | None = None
+
+
+def _new_session() -> boto3.session.Session:
+    """A boto3 session sharing one model loader with every other, so service models are read
+    from disk once per process (not per client). Call with ``_lock`` held."""
+    global _loader
+    if _loader is None:
+        _loader = botocore.loaders.create_loader()
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
+def resolve_region(region: str | None) -> str:
+    """The stage's ``region``, else AWS_REGION / AWS_DEFAULT_REGION / the profile's region."""
+    if region:
+        return region
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    global _profile_region
+    with _lock:
+        if _profile_region is None:  # read the shared config files once, not on every call
+            _profile_region = _new_session().region_name or ""
+        configured = _profile_region
+    if configured:
+        return configured
+    raise StageError(
+        "no AWS region: set the stage's region parameter, or AWS_REGION / AWS_DEFAULT_REGION"
+    )
+
+
+_credential_session: boto3.session.Session | None = None
+
+
+def frozen_credentials() -> ReadOnlyCredentials:
+    """Current credentials from the standard chain (blocking: may refresh a role's token)."""
+    global _credential_session
+    with _lock:
+        if _credential_session is None:
+            _credential_session = _new_session()
+        credentials = _credential_session.get_credentials()
+    if credentials is None:
+        raise NoCredentialsError()
+    frozen: ReadOnlyCredentials = credentials.get_frozen_credentials()
+    return frozen
+
+
+# --- clients -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Everything that makes two stages' clients different; equal settings share a client."""
+
+    service: str
+    region: str
+    endpoint_url: str | None = None
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    max_connections: int = 16
+
+
+_clients: dict[ClientSettings, Any] = {}
+
+
+def get_client(settings: ClientSettings) -> Any:
+    """The process-wide boto3 client for ``settings`` (created on first use; blocking).
+
+    boto3 clients are thread-safe, keep a connection pool, and cost tens of milliseconds to
+    build (they load the service model), so every call of a service shares one.
+    """
+    client = _clients.get(settings)
+    if client is not None:
+        return client
+    with _lock:
+        client = _clients.get(settings)
+        if client is None:
+            config = Config(
+                region_name=settings.region,
+                connect_timeout=settings.connect_timeout_s,
+                read_timeout=settings.read_timeout_s,
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                max_pool_connections=settings.max_connections,
+                tcp_keepalive=True,
+                user_agent_extra=USER_AGENT,
+            )
+            client = _new_session().client(
+                settings.service,
+                region_name=settings.region,
+                endpoint_url=settings.endpoint_url,
+                config=config,
+            )
+            _clients[settings] = client
+        return client
+
+
+def clear_clients() -> None:
+    """Forget cached clients and credentials (tests that change the environment)."""
+    global _credential_session, _profile_region
+    with _lock:
+        _clients.clear()
+        _credential_session = None
+        _profile_region = None
+
+
+# --- calls ---------------------------------------------------------------------------------------
+
+
+async def call_with_retries(
+    stage: str,
+    provider: str,
+    pool: str,
+    fn: Callable[..., T],
+    *args: Any,
+    attempts: int,
+    retry_if: Callable[[BaseException, ProviderError], bool],
+    backoff_s: float = 0.2,
+    workers: int = 16,
+    log: Any = None,
+) -> T:
+    """Run the blocking ``fn(*args)`` in the named worker pool, retrying while ``retry_if``
+    allows and attempts remain; any failure left becomes one ProviderError.
+
+    Cancelling the caller (barge-in) stops at once: a request still in its thread finishes there
+    and its result is discarded; no further attempt starts.
+    """
+    log = log or _log
+    for attempt in range(1, attempts + 1):
+        try:
+            return await run_blocking(pool, fn, *args, max_workers=workers, max_queue=workers * 4)
+        except (BotoCoreError, ClientError, WorkerPoolFull, OSError) as exc:
+            error = provider_error(stage, provider, exc)
+            if attempt >= attempts or not retry_if(exc, error):
+                raise error from exc
+            delay = backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+            log.warning(
+                "provider_retry",
+                provider=provider,
+                attempt=attempt,
+                kind=error.kind,
+                error=error.provider_message[:200],
+                delay_ms=round(delay * 1000),
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

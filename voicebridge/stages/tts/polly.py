@@ -1,0 +1,194 @@
+"""The ``polly`` stage: the agent's reply spoken by Amazon Polly (boto3 ``synthesize_speech``).
+
+Polly renders raw 16-bit little-endian mono PCM at 8000 or 16000 Hz, the two rates Plivo streams
+use, so audio goes out exactly as Polly made it: no resampling, no codec. Each sentence is one
+request and one ``AgentAudio``, so the caller hears the first sentence while the rest are still
+being rendered. A piece that is SSML (it starts with ``<speak>``) is sent whole as SSML; the text
+recorded as heard is the SSML with its tags removed.
+
+The blocking boto3 call runs in the process-wide ``polly`` worker pool. It is idempotent, so
+throttling, 5xx and timeouts are retried a bounded number of times. A barge-in cancels
+``process``: the sentence in flight is discarded and the rest of the reply is never requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+import numpy as np
+from botocore.exceptions import ClientError
+from pydantic import Field
+
+from voicebridge.audio.resample import resample
+from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.providers import ProviderError
+from voicebridge.stage import Stage, StageParams
+from voicebridge.stages.aws_common import (
+    ClientSettings,
+    call_with_retries,
+    get_client,
+    resolve_region,
+    ssml_to_text,
+)
+from voicebridge.text import split_sentences
+
+POOL_NAME = "polly"
+PROVIDER = "Amazon Polly"
+NATIVE_RATES = (8000, 16000)  # Polly's PCM rates
+_EMPTY_TURN_END_MS = 20
+
+
+class PollyParams(StageParams):
+    voice_id: str = Field("Joanna", min_length=1, description="Polly voice, e.g. Joanna, Matthew")
+    engine: Literal["neural", "standard", "generative"] = Field(
+        "neural", description="the voice must support it (most English voices have neural)"
+    )
+    language_code: str | None = Field(
+        None, description="for bilingual voices only, e.g. en-IN for Aditi; else the voice's own"
+    )
+    lexicon_names: list[str] = Field(
+        default_factory=list, max_length=5, description="pronunciation lexicons in the region"
+    )
+    region: str | None = Field(None, description="default: AWS_REGION / AWS_DEFAULT_REGION")
+    endpoint_url: str | None = Field(None, description="override the Polly endpoint (tests, VPC)")
+    connect_timeout_s: float = Field(3.0, gt=0, le=60, description="per request")
+    read_timeout_s: float = Field(10.0, gt=0, le=120, description="per request")
+    max_attempts: int = Field(3, ge=1, le=6, description="tries per sentence (throttling, 5xx)")
+    retry_backoff_s: float = Field(0.2, ge=0, le=5, description="first retry delay, then doubled")
+    workers: int = Field(16, ge=1, le=256, description="requests in flight per process")
+
+
+def is_ssml(text: str) -> bool:
+    return text.lstrip().startswith("<speak")
+
+
+def _synthesize(settings: ClientSettings, request: dict[str, Any]) -> bytes:
+    """One blocking request: the whole PCM body (runs in the worker pool)."""
+    response = get_client(settings).synthesize_speech(**request)
+    stream = response["AudioStream"]
+    try:
+        data: bytes = stream.read()
+    finally:
+        stream.close()
+    return data
+
+
+class Polly(Stage):
+    type_name = "polly"
+    role = "tts"
+    description = "Speaks the agent's reply with Amazon Polly (PCM at the call's own rate)."
+    Params = PollyParams
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._settings: ClientSettings | None = None
+
+    @staticmethod
+    def _client_settings(p: PollyParams) -> ClientSettings:
+        return ClientSettings(
+            service="polly",
+            region=resolve_region(p.region),
+            endpoint_url=p.endpoint_url,
+            connect_timeout_s=p.connect_timeout_s,
+            read_timeout_s=p.read_timeout_s,
+            max_connections=p.workers,
+        )
+
+    @classmethod
+    async def preload(cls, params: StageParams) -> None:
+        """Build the client at start-up (loading Polly's model takes tens of ms)."""
+        assert isinstance(params, PollyParams)
+        await asyncio.to_thread(get_client, cls._client_settings(params))
+
+    async def start(self) -> None:
+        self._settings = self._client_settings(self.params)
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, AgentText):
+            await self._speak(frame)
+            return
+        await self.emit(frame)
+
+    def _request(self, text: str, rate: int) -> dict[str, Any]:
+        p: PollyParams = self.params
+        request: dict[str, Any] = {
+            "Text": text,
+            "TextType": "ssml" if is_ssml(text) else "text",
+            "OutputFormat": "pcm",
+            "SampleRate": str(rate),
+            "VoiceId": p.voice_id,
+            "Engine": p.engine,
+        }
+        if p.language_code:
+            request["LanguageCode"] = p.language_code
+        if p.lexicon_names:
+            request["LexiconNames"] = list(p.lexicon_names)
+        return request
+
+    async def _render(self, text: str) -> PCM:
+        p: PollyParams = self.params
+        rate = self.ctx.info.sample_rate
+        polly_rate = rate if rate in NATIVE_RATES else 16000
+        settings = self._settings or self._client_settings(p)
+        data = await call_with_retries(
+            self.name,
+            PROVIDER,
+            POOL_NAME,
+            _synthesize,
+            settings,
+            self._request(text, polly_rate),
+            attempts=p.max_attempts,
+            retry_if=_retryable,
+            backoff_s=p.retry_backoff_s,
+            workers=p.workers,
+            log=self.log,
+        )
+        if len(data) % 2:
+            data = data[:-1]
+        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
+        if polly_rate != rate and pcm.size:
+            pcm = resample(pcm, polly_rate, rate)
+        return pcm
+
+    async def _speak(self, frame: AgentText) -> None:
+        rate = self.ctx.info.sample_rate
+        # SSML is one document: never split it.
+        ssml = is_ssml(frame.text)
+        sentences = [frame.text.strip()] if ssml else split_sentences(frame.text)
+        started = time.perf_counter()
+        sent_any = False
+        for index, sentence in enumerate(sentences):
+            if self.ctx.is_stale(frame.turn):
+                return  # interrupted between sentences: do not request the rest
+            last = frame.last and index == len(sentences) - 1
+            pcm = await self._render(sentence)
+            if not pcm.size:
+                if not last:
+                    continue
+                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            if not sent_any:
+                sent_any = True
+                self.log.info(
+                    "tts_first_audio",
+                    ms=round(1000 * (time.perf_counter() - started)),
+                    turn=frame.turn,
+                    sentences=len(sentences),
+                    chars=len(frame.text),
+                    audio_ms=round(1000 * pcm.size / rate),
+                )
+            heard = frame.text if len(sentences) == 1 else sentence
+            if is_ssml(heard):
+                heard = ssml_to_text(heard)
+            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=heard, last=last))
+        if frame.last and not sentences:
+            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
+
+
+def _retryable(exc: BaseException, error: ProviderError) -> bool:
+    """synthesize_speech has no side effect: retry whatever a retry can fix."""
+    if isinstance(exc, ClientError) and error.kind == "quota":
+        return True
+    return error.kind in ("unavailable", "timeout")
