@@ -89,8 +89,10 @@ class BargeInPolicy:
         return [w for w in words if w not in self._backchannels]
 
     # --- decisions ----------------------------------------------------------------------------
-    def decide(self, now_ms: float, agent_active: bool) -> Verdict:
-        """Called for every caller frame (and on transcripts)."""
+    def decide(self, now_ms: float, agent_active: bool, agent_since_ms: float = 0.0) -> Verdict:
+        """Called for every caller frame. ``agent_since_ms`` is when the agent's current reply
+        began: speech that started before it is what the reply answers (a transcriber can
+        finalise before the VAD hears the end), not an interruption of it."""
         options = self.options
         burst = self._burst
         if (
@@ -98,6 +100,7 @@ class BargeInPolicy:
             and burst is not None
             and not burst.cleared
             and agent_active
+            and burst.onset_ms >= agent_since_ms
             and now_ms - burst.onset_ms >= options.guard_ms
             and burst.words >= options.min_words
         ):

@@ -149,6 +149,8 @@ class Session:
         self._caller_speaking = False
         self._completed_turn = 0
         self._sent_turn = 0  # the newest turn whose last piece went out whole
+        self._agent_since_ms = 0.0  # stream time the newest agent reply began
+        self._newest_turn_seen = 0
         self._pending_action: Hangup | Transfer | None = None
         self._acting = False
         self._housekeeping: asyncio.Task[None] | None = None
@@ -417,6 +419,9 @@ class Session:
                 self.ctx.add_caller_text(frame.text.strip())
                 self.log.info("caller_said", text=frame.text[:200])
         elif isinstance(frame, AgentText):
+            if frame.turn > self._newest_turn_seen:
+                self._newest_turn_seen = frame.turn
+                self._agent_since_ms = self._stream_ms
             self.turns.agent_text(frame.turn, now)
             self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
         elif isinstance(frame, AgentAudio):
@@ -482,7 +487,7 @@ class Session:
         return self.ctx.turn > settled
 
     async def _decide_barge_in(self) -> None:
-        verdict = self.barge_in.decide(self._stream_ms, self._agent_active())
+        verdict = self.barge_in.decide(self._stream_ms, self._agent_active(), self._agent_since_ms)
         if verdict is Verdict.CLEAR:
             await self._clear("speech")
         elif verdict is Verdict.RESUME:
@@ -542,6 +547,8 @@ class Session:
             return
         items, self._interrupted_audio = self._interrupted_audio, []
         turn = self.ctx.begin_turn()
+        self._newest_turn_seen = turn
+        self._agent_since_ms = self._stream_ms
         codec = codec_for(self.ctx.info.encoding)
         rate = self.ctx.info.sample_rate
         resent: list[str] = []

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from voicebridge.config import load_pipeline_text
+from voicebridge.frames import Transcript
 from voicebridge.sim.signals import speech_like
 from voicebridge.testing import CallHarness, ScriptedDialogue
 
@@ -305,3 +306,30 @@ stages:
         said = [e["text"] for e in call.timeline("agent_text")]
         assert said == ["Sorry, something went wrong.", "You said hello again."]
         assert call.wire.closed is None
+
+
+async def test_a_reply_that_starts_while_the_caller_is_still_speaking_is_not_interrupted() -> None:
+    """Streaming transcribers can finalise before the VAD hears the end of speech; the reply
+    that answers the caller must not be cleared by the tail of the very speech it answers."""
+    text = """
+name: early-final
+session: {chunk_ms: 100, max_lead_ms: 600}
+stages:
+  - type: decode
+  - type: vad
+    params: {min_speech_ms: 60, min_silence_ms: 300, forward_audio: false}
+  - type: voicebridge.testing:ScriptedDialogue
+    params: {reply: "We open at nine."}
+  - type: voicebridge.testing:ToneSpeaker
+  - type: encode
+"""
+    async with CallHarness(load_pipeline_text(text)) as call:
+        await call.idle(0.2)
+        assert call.session.pipeline is not None
+        await call.speak(speech_like(0.5, call.rate))
+        # A transcript arrives while the caller is still talking (an early final).
+        await call.session.pipeline.push(Transcript("what are your hours", final=True))
+        await call.speak(speech_like(0.6, call.rate))
+        await call.idle(3.0)
+        assert call.events("clearAudio") == []
+        assert acked(call) == ["turn-1/piece-1"]
