@@ -40,6 +40,9 @@ BUILTIN_STAGES: dict[str, str] = {
     "transcribe": "voicebridge.stages.stt.transcribe:Transcribe",
     "lex": "voicebridge.stages.dialogue.lex:LexDialogue",
     "polly": "voicebridge.stages.tts.polly:Polly",
+    "google_stt": "voicebridge.stages.stt.google_stt:GoogleStt",
+    "google_tts": "voicebridge.stages.tts.google_tts:GoogleTts",
+    "dialogflow": "voicebridge.stages.dialogue.dialogflow:Dialogflow",
 }
 
 # name -> the pip extra that installs its optional dependencies; "" for stages that need only core.
@@ -56,6 +59,9 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "transcribe": "aws",
     "lex": "aws",
     "polly": "aws",
+    "google_stt": "google",
+    "google_tts": "google",
+    "dialogflow": "google",
 }
 
 
