@@ -51,6 +51,9 @@ class BargeInPolicy:
         self._burst: _Burst | None = None
         self._awaiting: _Burst | None = None  # cleared, waiting to learn if it was real
         self.words_known = True  # False when no transcriber runs: no false interruptions
+        # Interim words a streaming transcriber reported before the VAD's onset: they belong to
+        # the burst about to start (transcribers can be quicker than the VAD).
+        self._early_words = 0
 
     # --- inputs -------------------------------------------------------------------------------
     def speech_started(self, at_ms: float) -> None:
@@ -58,7 +61,8 @@ class BargeInPolicy:
             # The caller keeps talking after the clear: the interruption was real.
             self._awaiting.resolved = True
             self._awaiting = None
-        self._burst = _Burst(at_ms)
+        self._burst = _Burst(at_ms, words=self._early_words)
+        self._early_words = 0
 
     def speech_ended(self, at_ms: float) -> None:
         if self._burst is not None:
@@ -72,6 +76,10 @@ class BargeInPolicy:
         target = self._burst or self._awaiting
         if target is not None:
             target.words = max(target.words, len(words))
+        elif not final:
+            self._early_words = max(self._early_words, len(words))
+        if final:
+            self._early_words = 0
         if final and self._awaiting is not None and not self._awaiting.resolved:
             if not words:
                 self._awaiting.backchannel_only_final = True
