@@ -30,11 +30,12 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, unquote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from voicebridge.server.run import LoopServer, loopback_config
 
 AuthResult = Literal["ok", "bad", "missing"]
 
@@ -105,8 +106,7 @@ class FakePlivoRest:
 
     def __post_init__(self) -> None:
         self.live_calls = set(self.live_calls)
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopServer | None = None
         self._closing = asyncio.Event()
 
     # -- scripting ---------------------------------------------------------------------------
@@ -160,35 +160,15 @@ class FakePlivoRest:
         app = Starlette(
             routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "DELETE", "PUT"])]
         )
-        config = uvicorn.Config(
-            app,
-            host=self.host,
-            port=0,
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        # The test runner owns the signals; uvicorn would otherwise install its own handlers.
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._server = server
-        self._task = asyncio.get_running_loop().create_task(server.serve())
-        while not server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the fake Plivo REST server stopped while starting")
-            await asyncio.sleep(0.005)
-        self.host, self.port = server.servers[0].sockets[0].getsockname()[:2]
+        self._server = LoopServer(loopback_config(app, timeout_graceful_shutdown=2))
+        self.host, self.port = await self._server.start()
 
     async def stop(self) -> None:
         self._closing.set()  # cut scripted delays short so shutdown does not wait for them
-        if self._server is None or self._task is None:
+        if self._server is None:
             return
-        self._server.should_exit = True
-        await asyncio.wait_for(self._task, 10)
-        self._server = self._task = None
+        await self._server.stop()
+        self._server = None
 
     # -- the API -----------------------------------------------------------------------------
 

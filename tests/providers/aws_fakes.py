@@ -30,7 +30,6 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import numpy as np
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,6 +39,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
+from voicebridge.server.run import LoopServer, loopback_config
 from voicebridge.stages.aws_common import clear_clients
 from voicebridge.stages.stt.eventstream import (
     EventStreamDecoder,
@@ -257,8 +257,7 @@ class FakeAwsHttp:
     port: int = 0
 
     def __post_init__(self) -> None:
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopServer | None = None
         self._closing = asyncio.Event()
 
     @property
@@ -280,35 +279,17 @@ class FakeAwsHttp:
     async def __aenter__(self) -> FakeAwsHttp:
         self._closing = asyncio.Event()
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST", "GET"])])
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._server = server
-        self._task = asyncio.get_running_loop().create_task(server.serve())
-        while not server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the fake AWS server stopped while starting")
-            await asyncio.sleep(0.005)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
+        # boto3's idle keep-alive connections need no wait at shutdown.
+        self._server = LoopServer(loopback_config(app), force_exit=True)
+        _, self.port = await self._server.start()
+
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._closing.set()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True  # boto3's idle keep-alive connections need no wait
-            await asyncio.wait_for(self._task, 10)
-        self._server = self._task = None
+        if self._server is not None:
+            await self._server.stop()
+        self._server = None
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -38,6 +37,7 @@ from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import AgentAudio, AgentText, Frame
 from voicebridge.pipeline import Pipeline
 from voicebridge.providers import ProviderError
+from voicebridge.server.run import LoopServer, loopback_config
 from voicebridge.stage import Stage
 
 PCM_RATE = 24000
@@ -124,8 +124,7 @@ class FakeOpenAI:
         self.speech_requests: list[Recorded] = []
         self.host = "127.0.0.1"
         self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopServer | None = None
         self.release = asyncio.Event()  # held streams go on once this is set
         self.changed = asyncio.Event()  # set whenever something was recorded
 
@@ -167,35 +166,15 @@ class FakeOpenAI:
                 Route("/v1/audio/speech", _Endpoint(self._speech), methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(
-            app,
-            host=self.host,
-            port=0,
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._server = server
-        self._task = asyncio.get_running_loop().create_task(server.serve())
-        while not server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the fake OpenAI server stopped while starting")
-            await asyncio.sleep(0.005)
-        self.host, self.port = server.servers[0].sockets[0].getsockname()[:2]
+        self._server = LoopServer(loopback_config(app, host=self.host, http="h11"))
+        self.host, self.port = await self._server.start()
 
     async def stop(self) -> None:
         self.release.set()
-        if self._server is None or self._task is None:
+        if self._server is None:
             return
-        self._server.should_exit = True
-        await asyncio.wait_for(self._task, 10)
-        self._server = self._task = None
+        await self._server.stop()
+        self._server = None
 
     # --- the endpoints ----------------------------------------------------------------------
 

@@ -55,6 +55,56 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
             signal.signal(sig, handler)
 
 
+class LoopServer:
+    """A uvicorn server run as a task of the current event loop, on a free loopback port.
+
+    The one way tests, fakes and the simulator run an ASGI app beside their own code: the caller
+    owns the signals, startup failures surface as exceptions, and ``stop`` waits for shutdown.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, force_exit: bool = False) -> None:
+        self.server = uvicorn.Server(config)
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        self.force_exit = force_exit  # skip waiting for idle keep-alive connections
+        self._task: asyncio.Task[None] | None = None
+        self.host = config.host
+        self.port = config.port
+
+    async def start(self) -> tuple[str, int]:
+        server = self.server
+        self._task = asyncio.get_running_loop().create_task(server.serve())
+        while not server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the server stopped while starting")
+            await asyncio.sleep(0.005)
+        self.host, self.port = server.servers[0].sockets[0].getsockname()[:2]
+        return self.host, self.port
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        self.server.force_exit = self.force_exit
+        await asyncio.wait_for(self._task, timeout)
+        self._task = None
+
+
+def loopback_config(app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn settings for a small test or fake server: port 0, quiet, no lifespan."""
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "ws": "none",
+        "lifespan": "off",
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 1,
+    }
+    settings.update(options)
+    return uvicorn.Config(app, **settings)
+
+
 @dataclass
 class RunningService:
     app: Starlette
@@ -80,18 +130,9 @@ async def running_service(
     ``app_options`` go to ``create_app`` (clock_factory, record_events, on_session).
     """
     app = create_app(settings, spec, **app_options)
-    server = uvicorn.Server(uvicorn_config(app, settings))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("the service stopped while starting")
-        await asyncio.sleep(0.01)
-    sock = server.servers[0].sockets[0]
-    host, port = sock.getsockname()[:2]
+    loop_server = LoopServer(uvicorn_config(app, settings))
+    host, port = await loop_server.start()
     try:
-        yield RunningService(app, server, host, port)
+        yield RunningService(app, loop_server.server, host, port)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        await loop_server.stop()
