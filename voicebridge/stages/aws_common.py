@@ -253,6 +253,18 @@ class ClientSettings:
     read_timeout_s: float = 10.0
     max_connections: int = 16
 
+    @classmethod
+    def for_stage(cls, service: str, params: Any) -> ClientSettings:
+        """Settings from a stage's params (``region``, ``endpoint_url``, timeouts, ``workers``)."""
+        return cls(
+            service=service,
+            region=resolve_region(params.region),
+            endpoint_url=params.endpoint_url,
+            connect_timeout_s=params.connect_timeout_s,
+            read_timeout_s=params.read_timeout_s,
+            max_connections=params.workers,
+        )
+
 
 _clients: dict[ClientSettings, Any] = {}
 

@@ -31,7 +31,6 @@ from voicebridge.stages.aws_common import (
     call_with_retries,
     get_client,
     is_connect_failure,
-    resolve_region,
     ssml_to_text,
 )
 from voicebridge.text import split_sentences
@@ -111,14 +110,7 @@ class LexDialogue(Stage):
 
     @staticmethod
     def _client_settings(p: LexParams) -> ClientSettings:
-        return ClientSettings(
-            service="lexv2-runtime",
-            region=resolve_region(p.region),
-            endpoint_url=p.endpoint_url,
-            connect_timeout_s=p.connect_timeout_s,
-            read_timeout_s=p.read_timeout_s,
-            max_connections=p.workers,
-        )
+        return ClientSettings.for_stage("lexv2-runtime", p)
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:

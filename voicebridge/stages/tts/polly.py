@@ -29,7 +29,6 @@ from voicebridge.stages.aws_common import (
     ClientSettings,
     call_with_retries,
     get_client,
-    resolve_region,
     ssml_to_text,
 )
 from voicebridge.text import split_sentences
@@ -87,14 +86,7 @@ class Polly(Stage):
 
     @staticmethod
     def _client_settings(p: PollyParams) -> ClientSettings:
-        return ClientSettings(
-            service="polly",
-            region=resolve_region(p.region),
-            endpoint_url=p.endpoint_url,
-            connect_timeout_s=p.connect_timeout_s,
-            read_timeout_s=p.read_timeout_s,
-            max_connections=p.workers,
-        )
+        return ClientSettings.for_stage("polly", p)
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:
