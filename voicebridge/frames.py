@@ -138,6 +138,10 @@ class AgentAudio(Frame):
     turn: int
     text: str = ""
     last: bool = True
+    # When each whitespace word of ``text`` ends, in ms from the start of ``pcm``, if the speaker
+    # knows (Piper's alignments, cloud speech marks). The ledger then knows exactly which words
+    # played; without it, it assumes an even rate of characters.
+    word_ends_ms: tuple[float, ...] | None = field(default=None, repr=False)
 
     @property
     def turn_tag(self) -> int | None:
@@ -153,6 +157,7 @@ class OutputAudio(Frame):
     text: str = ""
     last: bool = True
     duration_ms: float = 0.0
+    word_ends_ms: tuple[float, ...] | None = field(default=None, repr=False)
 
     @property
     def turn_tag(self) -> int | None:

@@ -80,6 +80,7 @@ class Outbox:
                     now,
                     last=frame.last,
                     history_turn=item.history_turn,
+                    word_ends_ms=frame.word_ends_ms,
                 )
             end = min(len(frame.payload), item.offset + self.chunk_bytes)
             if end > item.offset:

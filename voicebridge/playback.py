@@ -14,6 +14,7 @@ can say which piece is playing and how far into it.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -38,6 +39,7 @@ class Piece:
     starts_at: float  # estimated clock seconds when Plivo starts playing it
     last: bool = False
     history_turn: int | None = None  # the history entry it speaks for (resumed pieces)
+    word_ends_ms: tuple[float, ...] | None = None  # the speaker's word timings, if it knows
     sent_ms: float = 0.0
     checkpoint_sent_at: float | None = None
     cum_end_ms: float = 0.0  # total audio sent on the stream when its checkpoint went out
@@ -45,6 +47,7 @@ class Piece:
     settled_at: float | None = None
     heard_text: str = ""
     heard_fraction: float = 0.0
+    heard_ms: float = 0.0  # how much of it had played when it was cleared
 
     @property
     def ends_at(self) -> float:
@@ -107,13 +110,16 @@ class PlaybackLedger:
         *,
         last: bool = False,
         history_turn: int | None = None,
+        word_ends_ms: tuple[float, ...] | None = None,
     ) -> Piece:
         """A piece's first chunk is about to go out; it gets its checkpoint name now."""
         index = self._next_index.get(turn, 0) + 1
         self._next_index[turn] = index
         name = checkpoint_name(turn, index)
         start = max(now, self._playhead)
-        piece = Piece(turn, index, name, text, duration_ms, now, start, last, history_turn)
+        piece = Piece(
+            turn, index, name, text, duration_ms, now, start, last, history_turn, word_ends_ms
+        )
         self._pieces[name] = piece
         self._pending.append(piece)
         return piece
@@ -175,7 +181,8 @@ class PlaybackLedger:
                 continue
             if result.interrupted is None and piece.starts_at <= now < piece.ends_at:
                 result.interrupted = piece
-                piece.heard_fraction = (now - piece.starts_at) * 1000.0 / piece.duration_ms
+                piece.heard_ms = (now - piece.starts_at) * 1000.0
+                piece.heard_fraction = piece.heard_ms / piece.duration_ms
                 piece.heard_text = words_heard(piece, now)
             self._settle(piece, PieceState.CLEARED, now)
             result.cleared.append(piece)
@@ -245,15 +252,32 @@ class PlaybackLedger:
 
 
 def words_heard(piece: Piece, now: float) -> str:
-    """The words of ``piece`` that elapsed playout covers, by the share of time played.
+    """The words of ``piece`` that elapsed playout covers (see :func:`count_heard`)."""
+    elapsed_ms = (now - piece.starts_at) * 1000.0
+    count = count_heard(piece.text, elapsed_ms, piece.duration_ms, piece.word_ends_ms)
+    return " ".join(piece.text.split()[:count])
 
-    Speech runs at a roughly even rate of characters, so the share of time played is mapped to
-    the share of characters: a word counts as heard once playout has passed its end.
+
+def timings_fit(text: str, word_ends_ms: tuple[float, ...] | None) -> bool:
+    """Whether ``word_ends_ms`` gives one end time per whitespace word of ``text``."""
+    return word_ends_ms is not None and len(word_ends_ms) == len(text.split())
+
+
+def count_heard(
+    text: str, elapsed_ms: float, duration_ms: float, word_ends_ms: tuple[float, ...] | None = None
+) -> int:
+    """How many words of ``text`` have played after ``elapsed_ms`` of its audio.
+
+    A word counts once playout has passed its end. With the speaker's word timings that end is
+    known; without them, speech is assumed to run at an even rate of characters, which real
+    voices do not quite do (short words spoken slowly), so timings are used whenever they fit.
     """
-    if piece.duration_ms <= 0:
-        return ""
-    fraction = min(1.0, max(0.0, (now - piece.starts_at) * 1000.0 / piece.duration_ms))
-    return " ".join(split_heard(piece.text, fraction)[0])
+    if duration_ms <= 0 or not text.strip():
+        return 0
+    if word_ends_ms is not None and timings_fit(text, word_ends_ms):
+        return bisect_right(word_ends_ms, elapsed_ms)
+    fraction = min(1.0, max(0.0, elapsed_ms / duration_ms))
+    return len(split_heard(text, fraction)[0])
 
 
 def split_heard(text: str, fraction: float) -> tuple[list[str], list[str]]:

@@ -1,26 +1,46 @@
 """Resuming an interrupted piece after a false interruption, from a word boundary.
 
 Plivo cannot pause playback, so a false interruption (a cough, "mm-hmm") has already cleared the
-agent's audio. The agent goes on from the first word the caller did not hear: the cut is placed
-at the quietest 20 ms near where that word should start, so the restart does not land mid-word.
+agent's audio. The agent goes on from the first word the caller did not hear. With the speaker's
+word timings the cut is where the last heard word ends; without them, it is placed at the quietest
+20 ms near where the first unheard word should start, so the restart does not land mid-word.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from voicebridge.frames import PCM
-from voicebridge.playback import split_heard
+from voicebridge.playback import timings_fit
 
 
-def unheard_start(text: str, fraction: float) -> tuple[float, str]:
-    """(share of the audio before the first unheard word, the unheard words)."""
-    heard, rest = split_heard(text, fraction)
+@dataclass(frozen=True, slots=True)
+class Remainder:
+    """The unheard rest of a piece: where its audio starts and the words it speaks."""
+
+    start_ms: float  # where the first unheard word starts, by estimate or by timings
+    text: str
+    word_ends_ms: tuple[float, ...] | None  # relative to ``start_ms``; None without timings
+    exact: bool  # the start comes from word timings (cut there) rather than the char share
+
+
+def unheard_rest(
+    text: str, heard_words: int, duration_ms: float, word_ends_ms: tuple[float, ...] | None
+) -> Remainder:
+    """The words of ``text`` after the first ``heard_words``, and where their audio starts."""
+    words = text.split()
+    rest = words[heard_words:]
     if not rest:
-        return 1.0, ""
-    total = sum(len(w) + 1 for w in heard + rest)
-    before = sum(len(w) + 1 for w in heard)
-    return before / total, " ".join(rest)
+        return Remainder(duration_ms, "", None, True)
+    if word_ends_ms is not None and timings_fit(text, word_ends_ms):
+        start = word_ends_ms[heard_words - 1] if heard_words else 0.0
+        ends = tuple(end - start for end in word_ends_ms[heard_words:])
+        return Remainder(start, " ".join(rest), ends, True)
+    total = sum(len(w) + 1 for w in words)
+    before = sum(len(w) + 1 for w in words[:heard_words])
+    return Remainder(duration_ms * before / total, " ".join(rest), None, False)
 
 
 def quiet_cut(pcm: PCM, rate: int, target: int, search_ms: int = 250) -> int:

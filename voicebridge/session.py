@@ -58,7 +58,7 @@ from voicebridge.plivo.events import (
 )
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.providers import ProviderError
-from voicebridge.resume import quiet_cut, unheard_start
+from voicebridge.resume import quiet_cut, unheard_rest
 from voicebridge.stage import Stage
 from voicebridge.text import split_sentences
 from voicebridge.turns import TurnTracker
@@ -553,14 +553,27 @@ class Session:
         rate = self.ctx.info.sample_rate
         resent: list[str] = []
         for position, (piece, audio) in enumerate(items):
-            payload, text = audio.payload, audio.text
-            if piece.heard_fraction > 0:
-                share, text = unheard_start(audio.text, piece.heard_fraction)
-                if not text:
+            payload, text, ends = audio.payload, audio.text, audio.word_ends_ms
+            if piece.heard_ms > 0:
+                rest = unheard_rest(
+                    audio.text,
+                    len(piece.heard_text.split()),
+                    audio.duration_ms,
+                    audio.word_ends_ms,
+                )
+                if not rest.text:
                     continue
                 pcm = codec.decode(payload)
-                cut = quiet_cut(pcm, rate, int(share * len(pcm)))
+                target = int(rest.start_ms * rate / 1000.0)
+                cut = min(target, len(pcm)) if rest.exact else quiet_cut(pcm, rate, target)
                 payload = payload[cut * codec.bytes_per_sample :]
+                text = rest.text
+                shift_ms = rest.start_ms - 1000.0 * cut / rate
+                ends = (
+                    tuple(max(0.0, end + shift_ms) for end in rest.word_ends_ms)
+                    if rest.word_ends_ms is not None
+                    else None
+                )
             last = position == len(items) - 1
             self.outbox.add(
                 OutputAudio(
@@ -569,6 +582,7 @@ class Session:
                     text=text,
                     last=last,
                     duration_ms=len(payload) / self.format.bytes_per_ms if self.format else 0.0,
+                    word_ends_ms=ends,
                 ),
                 history_turn=piece.entry_turn,
             )

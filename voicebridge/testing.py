@@ -300,7 +300,11 @@ class CallHarness:
 
 class ToneSpeaker(Stage):
     """A speaker whose timing is exact: each character of a word is ``ms_per_char`` of tone and
-    each gap between words as long in silence, so which words played is known to the sample."""
+    each gap between words as long in silence, so which words played is known to the sample.
+
+    ``ms_per_word`` makes every word that long whatever its length (speech whose pace is not
+    even in characters, which the ledger can only follow with timings); ``word_timings`` has it
+    report each word's end, as Piper and cloud speech marks do."""
 
     type_name = "tone_speaker"
     role = "tts"
@@ -308,20 +312,36 @@ class ToneSpeaker(Stage):
 
     class Params(StageParams):
         ms_per_char: int = 50
+        ms_per_word: int | None = None
         level: int = 3000
+        word_timings: bool = False
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, AgentText):
             import numpy as np
 
+            p = self.params
             rate = self.ctx.info.sample_rate
-            per_char = rate * self.params.ms_per_char // 1000
+            per_char = rate * p.ms_per_char // 1000
             parts = []
+            ends: list[float] = []
+            samples = 0
             for word in frame.text.split():
-                parts.append(np.full(per_char * len(word), self.params.level, np.int16))
+                length = rate * p.ms_per_word // 1000 if p.ms_per_word else per_char * len(word)
+                parts.append(np.full(length, p.level, np.int16))
                 parts.append(np.zeros(per_char, np.int16))
+                ends.append(1000.0 * (samples + length) / rate)
+                samples += length + per_char
             pcm = np.concatenate(parts) if parts else np.zeros(per_char, np.int16)
-            await self.emit(AgentAudio(pcm, turn=frame.turn, text=frame.text, last=frame.last))
+            await self.emit(
+                AgentAudio(
+                    pcm,
+                    turn=frame.turn,
+                    text=frame.text,
+                    last=frame.last,
+                    word_ends_ms=tuple(ends) if p.word_timings and ends else None,
+                )
+            )
             return
         await self.emit(frame)
 

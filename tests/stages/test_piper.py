@@ -198,3 +198,20 @@ def test_a_missing_voice_file_is_a_clear_error(tmp_path: object) -> None:
     make: Callable[..., PiperParams] = PiperParams
     with pytest.raises(StageError, match=r"\.onnx\.json beside it"):
         asyncio.run(Piper.preload(make(voice_path=f"{tmp_path}/nope.onnx")))
+
+
+@pytest.mark.parametrize("rate", RATES)
+async def test_each_piece_carries_the_end_of_each_word(rate: int, voice_loaded: float) -> None:
+    text = "We open at nine of the clock, call 42 times."
+    run = await run_stages([Piper()], [AgentText(text, turn=1)], info=CallInfo(sample_rate=rate))
+    (piece,) = audio_of(run.frames)
+    ends = piece.word_ends_ms
+    assert ends is not None and len(ends) == len(text.split())
+    assert list(ends) == sorted(ends) and ends[0] > 0
+    duration_ms = 1000 * len(piece.pcm) / rate
+    assert ends[-1] <= duration_ms
+    assert ends[4] == ends[5]  # espeak says "of the" as one group: both end with it
+    # The last word's end is where the voice falls quiet: loud just before, quiet after.
+    end = int(ends[-1] * rate / 1000)
+    window = rate // 20
+    assert rms(piece.pcm[end - 2 * window : end]) > 4 * rms(piece.pcm[end + window // 2 :])

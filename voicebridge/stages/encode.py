@@ -30,6 +30,7 @@ class Encode(Stage):
                     text=frame.text,
                     last=frame.last,
                     duration_ms=1000.0 * len(frame.pcm) / rate,
+                    word_ends_ms=frame.word_ends_ms,
                 )
             )
             return

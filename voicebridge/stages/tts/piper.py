@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
+import structlog
 from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
@@ -32,12 +33,18 @@ from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
 from voicebridge.offline_models import piper_voice_path
 from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.stages.tts.word_timing import phoneme_key, piper_phoneme_groups, word_ends_for
 from voicebridge.stages.workers import run_blocking
 from voicebridge.text import split_sentences
 
+log = structlog.get_logger("voicebridge.stages.piper")
+
 POOL_NAME = "piper"
 _POOL_QUEUE = 64
-_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
+_EMPTY_TURN_END_MS = 20
+_WORD_PUNCTUATION = (
+    ",.;:!?¡¿—…\"'()"  # an empty final piece still ends its turn, with this much silence
+)
 
 
 class PiperParams(StageParams):
@@ -96,29 +103,77 @@ def _load_voice(key: _VoiceKey) -> PiperVoice:
         options.intra_op_num_threads = key.threads
         options.inter_op_num_threads = 1
     session = onnxruntime.InferenceSession(
-        key.path, sess_options=options, providers=["CPUExecutionProvider"]
+        _model_with_alignments(key.path), sess_options=options, providers=["CPUExecutionProvider"]
     )
     return PiperVoice(session=session, config=PiperConfig.from_dict(config))
+
+
+def _model_with_alignments(path: str) -> str | bytes:
+    """The voice with its phoneme durations exposed as a second output (Piper's own patch,
+    done in memory), so every synthesis also says when each word ends. Same computation, same
+    audio; the plain file when the ``onnx`` package is missing or the voice has no such tensor
+    (the ledger then falls back to an even rate of characters)."""
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        log.warning("piper_word_timings_unavailable", reason="the onnx package is not installed")
+        return path
+    model = onnx.load(path)
+    try:
+        add_alignment_output(model)
+    except ValueError as exc:  # already patched on disk, or no duration tensor to expose
+        log.info("piper_voice_not_patched", reason=str(exc)[:200])
+        return path
+    return bytes(model.SerializeToString())
 
 
 # --- synthesis (runs in a worker thread) --------------------------------------------------------
 
 
-def _render(key: _VoiceKey, text: str, syn: SynthesisConfig) -> tuple[PCM, int]:
-    """Text to int16 PCM at the voice's own rate (all of Piper's sentences joined)."""
+def _render(
+    key: _VoiceKey, text: str, syn: SynthesisConfig
+) -> tuple[PCM, int, tuple[float, ...] | None]:
+    """Text to int16 PCM at the voice's own rate (all of Piper's sentences joined), and the end
+    of each of the text's words in ms when the voice gives alignments."""
     voice = _get_voice(key)
-    chunks = [chunk.audio_int16_array for chunk in voice.synthesize(text, syn_config=syn)]
-    pcm = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
-    return pcm.astype(np.int16, copy=False), voice.config.sample_rate
+    chunks = list(voice.synthesize(text, syn_config=syn, include_alignments=True))
+    parts = [chunk.audio_int16_array for chunk in chunks]
+    pcm = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    ends = _word_ends(voice, text, chunks) if chunks else None
+    return pcm.astype(np.int16, copy=False), voice.config.sample_rate, ends
 
 
-def _render_at(key: _VoiceKey, text: str, syn: SynthesisConfig, rate: int, pad: int) -> PCM:
-    pcm, voice_rate = _render(key, text, syn)
+def _word_ends(voice: PiperVoice, text: str, chunks: list[Any]) -> tuple[float, ...] | None:
+    """Each word's end from the alignments: the phoneme groups are matched to each word's
+    phonemes said alone, since espeak merges some words and splits others."""
+    groups = piper_phoneme_groups(chunks)
+    if groups is None:
+        return None
+    ends, unit_keys = groups
+    words = text.split()
+    return word_ends_for(text, ends, word_keys=_word_keys(voice, words), unit_keys=unit_keys)
+
+
+def _word_keys(voice: PiperVoice, words: list[str]) -> list[str]:
+    """Each word's phonemes said alone: one espeak call with every word as its own sentence,
+    or a call per word when espeak does not keep them apart."""
+    bare = [word.strip(_WORD_PUNCTUATION) or word for word in words]
+    sentences = voice.phonemize("! ".join(bare) + "!")
+    if len(sentences) == len(words):
+        return [phoneme_key(sentence) for sentence in sentences]
+    return [phoneme_key(p for s in voice.phonemize(word) for p in s) for word in bare]
+
+
+def _render_at(
+    key: _VoiceKey, text: str, syn: SynthesisConfig, rate: int, pad: int
+) -> tuple[PCM, tuple[float, ...] | None]:
+    pcm, voice_rate, ends = _render(key, text, syn)
     if pcm.size and voice_rate != rate:
         pcm = resample(pcm, voice_rate, rate)
     if pad and pcm.size:
         pcm = np.concatenate((pcm, np.zeros(pad, np.int16)))
-    return pcm
+    return pcm, ends
 
 
 def synthesize(
@@ -148,7 +203,7 @@ def synthesize(
         noise_scale=noise_scale,
         noise_w_scale=noise_w,
     )
-    pcm, voice_rate = _render(key, text, syn)
+    pcm, voice_rate, _ = _render(key, text, syn)
     if not pcm.size:
         return pcm
     # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
@@ -211,7 +266,7 @@ class Piper(Stage):
             if self.ctx.is_stale(frame.turn):
                 return  # interrupted between sentences: do not synthesise the rest
             last = frame.last and index == len(sentences) - 1
-            pcm = await run_blocking(
+            pcm, ends = await run_blocking(
                 POOL_NAME,
                 _render_at,
                 key,
@@ -225,7 +280,7 @@ class Piper(Stage):
             if not pcm.size:
                 if not last:
                     continue  # nothing to say (punctuation only); the turn goes on
-                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+                pcm, ends = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16), None
             if not sent_any:
                 sent_any = True
                 self.log.debug(
@@ -237,7 +292,9 @@ class Piper(Stage):
                     audio_ms=round(1000 * pcm.size / rate),
                 )
             text = frame.text if len(sentences) == 1 else sentence
-            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last))
+            await self.emit(
+                AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last, word_ends_ms=ends)
+            )
         if frame.last and not sentences:
             # An empty final piece: the turn still needs its last audio to be marked played.
             silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
