@@ -9,7 +9,9 @@ never acknowledged. The ledger models exactly that.
 A piece is registered when its first chunk goes out (``begin``), grows as chunks are sent
 (``sent``), and gets its checkpoint at the end (``finish``). Between acknowledgements the ledger
 keeps an estimate of Plivo's playhead, re-anchored on every acknowledgement, so at any moment it
-can say which piece is playing and how far into it.
+can say which piece is playing and how far into it. Which words that covers comes from the
+speaker's word end times when it gave them (``AgentAudio.word_ends_ms``), else from an even rate
+of characters.
 """
 
 from __future__ import annotations
