@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -241,7 +242,8 @@ def default_lex_reply(text: str, request: dict[str, Any]) -> dict[str, Any]:
 class FakeAwsHttp:
     """Polly and Lex V2 runtime on one loopback port.
 
-    Polly answers PCM of ``ms_per_char`` per character of text at the requested rate. Lex answers
+    Polly answers PCM of ``ms_per_char`` per character of text at the requested rate, and word
+    speech marks on the same timing (``OutputFormat: json``). Lex answers
     with ``lex_replies`` in order while any are queued, else with ``lex_reply(text, body)``.
     ``fail_next`` answers the next requests with AWS rest-json errors; ``delay_s`` (or
     ``slow_next``) holds answers back so timeouts and barge-in can be tested.
@@ -249,6 +251,7 @@ class FakeAwsHttp:
 
     ms_per_char: int = 20
     delay_s: float = 0.0
+    mark_failures: int = 0
     lex_reply: Callable[[str, dict[str, Any]], dict[str, Any]] = default_lex_reply
     lex_replies: deque[dict[str, Any]] = field(default_factory=deque)
     faults: deque[Fault] = field(default_factory=deque)
@@ -333,8 +336,10 @@ class FakeAwsHttp:
     def _polly(self, body: Any) -> Response:
         if not isinstance(body, dict) or not body.get("Text") or not body.get("VoiceId"):
             return _aws_error(400, "ValidationException", "Text and VoiceId are required")
+        if body.get("OutputFormat") == "json":
+            return self._speech_marks(body)
         if body.get("OutputFormat") != "pcm":
-            return _aws_error(400, "ValidationException", "this fake speaks pcm only")
+            return _aws_error(400, "ValidationException", "this fake speaks pcm or json only")
         rate = body.get("SampleRate")
         if rate not in ("8000", "16000"):
             return _aws_error(400, "InvalidSampleRateException", f"bad SampleRate {rate!r}")
@@ -348,6 +353,30 @@ class FakeAwsHttp:
             media_type="audio/pcm",
             headers={"x-amzn-RequestCharacters": str(len(text))},
         )
+
+    def _speech_marks(self, body: dict[str, Any]) -> Response:
+        """Word speech marks as Polly sends them: one JSON object per line, ``time`` the ms at
+        which the word starts (``ms_per_char`` per character, as the audio), ``start``/``end``
+        its byte offsets in the request's text. Marks for ``mark_failures`` requests fail."""
+        if body.get("SpeechMarkTypes") != ["word"]:
+            return _aws_error(400, "ValidationException", "this fake marks words only")
+        if self.mark_failures > 0:
+            self.mark_failures -= 1
+            return _aws_error(500, "ServiceFailureException", "marks unavailable")
+        text = str(body["Text"])
+        lines = []
+        for match in re.finditer(r"[\w'$%.,:-]*\w[\w'$%]*", text):
+            start = len(text[: match.start()].encode())
+            value = match.group().rstrip(".,:")
+            mark = {
+                "time": self.ms_per_char * match.start(),
+                "type": "word",
+                "start": start,
+                "end": start + len(value.encode()),
+                "value": value,
+            }
+            lines.append(json.dumps(mark))
+        return Response(("\n".join(lines) + "\n").encode(), media_type="application/x-json-stream")
 
     def _lex(self, parts: list[str], body: Any) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):

@@ -213,3 +213,31 @@ def test_params_are_validated() -> None:
     with pytest.raises(ValueError):
         Polly(api_key="nope")
     assert Polly().params.voice_id == "Joanna"
+
+
+async def test_word_timings_come_from_speech_marks_requested_beside_the_audio() -> None:
+    async with fakes.FakeAwsHttp(ms_per_char=20) as fake:
+        stage = polly(fake, word_timings=True)
+        out = await bound(stage, 8000)
+        await stage.process(AgentText("Call us at 9 - we're open.", turn=1, last=True))
+        (audio,) = [f for f in out if isinstance(f, AgentAudio)]
+        marks, pcm = sorted(fake.polly_requests(), key=lambda r: r.json["OutputFormat"])
+        assert marks.json["OutputFormat"] == "json" and marks.json["SpeechMarkTypes"] == ["word"]
+        assert "SampleRate" not in marks.json and marks.json["Text"] == pcm.json["Text"]
+        # Words start at 20 ms per character: "Call"@0, "us"@100, "at"@160, "9"@220,
+        # "we're"@300, "open"@420. A word ends when the next starts; "-" (no mark) ends with
+        # "9"; the last ends with the audio (26 characters: 520 ms).
+        assert audio.word_ends_ms == (100, 160, 220, 300, 300, 420, 520)
+
+
+async def test_without_marks_the_audio_still_plays() -> None:
+    async with fakes.FakeAwsHttp(ms_per_char=20, mark_failures=5) as fake:
+        stage = polly(fake, word_timings=True, max_attempts=1)
+        out = await bound(stage, 8000)
+        await stage.process(AgentText("Hello there.", turn=1, last=True))
+        (audio,) = [f for f in out if isinstance(f, AgentAudio)]
+        assert audio.pcm.size == 8000 * 20 * 12 // 1000 and audio.word_ends_ms is None
+        # SSML is never marked (its offsets are into the markup, not the words heard).
+        await stage.process(AgentText("<speak>Hi <break time='1s'/> there</speak>", turn=2))
+        requests = fake.polly_requests()
+        assert [r.json["OutputFormat"] for r in requests].count("json") == 1

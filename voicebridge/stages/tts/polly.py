@@ -14,6 +14,7 @@ throttling, 5xx and timeouts are retried a bounded number of times. A barge-in c
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Literal
 
@@ -57,10 +58,65 @@ class PollyParams(StageParams):
     max_attempts: int = Field(3, ge=1, le=6, description="tries per sentence (throttling, 5xx)")
     retry_backoff_s: float = Field(0.2, ge=0, le=5, description="first retry delay, then doubled")
     workers: int = Field(16, ge=1, le=256, description="requests in flight per process")
+    word_timings: bool = Field(
+        False,
+        description="also ask for word speech marks (a second request, billed like the audio) so "
+        "the words an interrupted caller heard are known exactly",
+    )
 
 
 def is_ssml(text: str) -> bool:
     return text.lstrip().startswith("<speak")
+
+
+def _speech_marks(settings: ClientSettings, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """One blocking request for the word speech marks of the same text (JSON lines)."""
+    marks_request = {**request, "OutputFormat": "json", "SpeechMarkTypes": ["word"]}
+    marks_request.pop("SampleRate", None)
+    raw = _synthesize(settings, marks_request)
+    marks = []
+    for line in raw.decode("utf-8", "replace").splitlines():
+        if line.strip():
+            mark = json.loads(line)
+            if isinstance(mark, dict) and mark.get("type") == "word":
+                marks.append(mark)
+    return marks
+
+
+def word_ends_from_marks(
+    text: str, marks: list[dict[str, Any]], duration_ms: float
+) -> tuple[float, ...] | None:
+    """Each whitespace word's end from Polly's word marks, which give only where words start:
+    a word ends by the time the next one starts (late by the pause between them, never
+    early), the last one with the audio. A word with no mark of its own (a dash, "&") ends with
+    the word before it."""
+    spans = []
+    position = 0
+    encoded = text.encode()
+    for word in text.split():
+        start = encoded.index(word.encode(), position)
+        spans.append((start, start + len(word.encode())))
+        position = spans[-1][1]
+    starts: list[float | None] = [None] * len(spans)
+    for mark in marks:
+        try:
+            begin, time_ms = int(mark["start"]), float(mark["time"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        for k, (lo, hi) in enumerate(spans):
+            if lo <= begin < hi and starts[k] is None:
+                starts[k] = time_ms
+                break
+    if not spans or all(s is None for s in starts):
+        return None
+    ends: list[float] = []
+    for k in range(len(spans)):
+        following = [s for s in starts[k + 1 :] if s is not None]
+        if starts[k] is None and ends:
+            ends.append(ends[-1])
+        else:
+            ends.append(min(following[0], duration_ms) if following else duration_ms)
+    return tuple(ends)
 
 
 def _synthesize(settings: ClientSettings, request: dict[str, Any]) -> bytes:
@@ -119,30 +175,52 @@ class Polly(Stage):
             request["LexiconNames"] = list(p.lexicon_names)
         return request
 
-    async def _render(self, text: str) -> PCM:
+    async def _render(self, text: str) -> tuple[PCM, tuple[float, ...] | None]:
         p: PollyParams = self.params
         rate = self.ctx.info.sample_rate
         polly_rate = rate if rate in NATIVE_RATES else 16000
         settings = self._settings or self._client_settings(p)
-        data = await call_with_retries(
+        request = self._request(text, polly_rate)
+        audio = self._call(_synthesize, settings, request)
+        if not p.word_timings or is_ssml(text):
+            data, marks = await audio, None
+        else:
+            data, marks = await asyncio.gather(audio, self._marks(settings, request))
+        if len(data) % 2:
+            data = data[:-1]
+        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
+        if polly_rate != rate and pcm.size:
+            pcm = resample(pcm, polly_rate, rate)
+        duration_ms = 1000.0 * pcm.size / rate
+        ends = word_ends_from_marks(text, marks, duration_ms) if marks else None
+        return pcm, ends
+
+    async def _call(self, function: Any, settings: ClientSettings, request: Any) -> Any:
+        p: PollyParams = self.params
+        return await call_with_retries(
             self.name,
             PROVIDER,
             POOL_NAME,
-            _synthesize,
+            function,
             settings,
-            self._request(text, polly_rate),
+            request,
             attempts=p.max_attempts,
             retry_if=_retryable,
             backoff_s=p.retry_backoff_s,
             workers=p.workers,
             log=self.log,
         )
-        if len(data) % 2:
-            data = data[:-1]
-        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
-        if polly_rate != rate and pcm.size:
-            pcm = resample(pcm, polly_rate, rate)
-        return pcm
+
+    async def _marks(
+        self, settings: ClientSettings, request: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
+        """Word marks, or None: without them the audio still plays (heard words estimated)."""
+        try:
+            marks: list[dict[str, Any]] = await self._call(_speech_marks, settings, request)
+        except (ProviderError, ValueError) as exc:
+            self.log.warning("polly_speech_marks_failed", error=str(exc)[:200])
+            return None
+        return marks
 
     async def _speak(self, frame: AgentText) -> None:
         rate = self.ctx.info.sample_rate
@@ -155,11 +233,11 @@ class Polly(Stage):
             if self.ctx.is_stale(frame.turn):
                 return  # interrupted between sentences: do not request the rest
             last = frame.last and index == len(sentences) - 1
-            pcm = await self._render(sentence)
+            pcm, ends = await self._render(sentence)
             if not pcm.size:
                 if not last:
                     continue
-                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
+                pcm, ends = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16), None
             if not sent_any:
                 sent_any = True
                 self.log.info(
@@ -173,7 +251,9 @@ class Polly(Stage):
             heard = frame.text if len(sentences) == 1 else sentence
             if is_ssml(heard):
                 heard = ssml_to_text(heard)
-            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=heard, last=last))
+            await self.emit(
+                AgentAudio(pcm=pcm, turn=frame.turn, text=heard, last=last, word_ends_ms=ends)
+            )
         if frame.last and not sentences:
             silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
             await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
