@@ -202,6 +202,10 @@ async def test_sigterm_drains_the_real_process_and_it_exits_0(tmp_path: Path) ->
     assert "shutdown_requested" in events
     (done,) = [entry for entry in logs if entry["event"] == "drain_complete"]
     assert (done["finished"], done["ended_by_drain"]) == (1, 0)
+    # Structured JSON logs: every line of the call carries its call and stream ids.
+    call_lines = [e for e in logs if e.get("call_id") == record.call_id]
+    assert {"call_started", "turn_played", "call_ended"} <= {e["event"] for e in call_lines}
+    assert all(e["stream_id"] == record.stream_id for e in call_lines)
 
 
 def _listening(port: int) -> bool:
@@ -214,3 +218,44 @@ async def refused_reason_at(url: str) -> tuple[int | None, str]:
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
     return ws.close_code, ws.close_reason or ""
+
+
+async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "service.yaml"
+    config.write_text("drain:\n  deadline_s: 600\n")  # the drain alone would wait ten minutes
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebridge.cli", "serve", "pipelines/echo.yaml",
+        "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+        "--log-format", "json",
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await until(lambda: proc.returncode is not None or _listening(port), 30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def at_frame_10(caller: PlivoCaller) -> None:
+                if caller.frames_sent != 10:
+                    return
+                proc.send_signal(signal.SIGTERM)
+                while (await client.get("/health")).status_code != 503:
+                    await asyncio.sleep(0.01)  # the signal is handled asynchronously
+                proc.send_signal(signal.SIGTERM)
+
+            audio = utterances([("silence", 120.0)], 8000)
+            caller = PlivoCaller(f"ws://127.0.0.1:{port}/stream", FMT, speed=4.0, probe=at_frame_10)
+            record = await caller.run(audio, tail_s=0.5)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert record.closed_by == "agent" and record.duration_s < 120.0
+    assert (record.close_code, record.close_reason) == (1001, "service stopping")
+    logs = [json.loads(line) for line in err.decode().splitlines() if line[:1] == "{"]
+    assert "shutdown_forced" in [e["event"] for e in logs]
+    (ended,) = [e for e in logs if e["event"] == "call_ended"]
+    assert ended["reason"] == "service_stopping"
+    assert (ended["call_id"], ended["stream_id"]) == (record.call_id, record.stream_id)

@@ -55,6 +55,19 @@ class Drainer:
     async def run(self, deadline_s: float | None = None) -> DrainResult:
         return await asyncio.shield(self.start(deadline_s))
 
+    async def stop_now(self) -> None:
+        """Stop without waiting (a second SIGTERM): every live call is closed with 1001."""
+        self.calls.draining = True
+        sessions = self.calls.sessions()
+        log.warning("calls_stopped", active_calls=len(sessions))
+        await asyncio.gather(
+            *(
+                s.end("service_stopping", code=1001, close_reason="service stopping")
+                for s in sessions
+            ),
+            return_exceptions=True,
+        )
+
     async def _run(self, deadline_s: float) -> DrainResult:
         live = len(self.calls)
         log.info("drain_started", active_calls=live, deadline_s=deadline_s)

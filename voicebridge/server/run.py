@@ -57,6 +57,7 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
 async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None:
     loop = asyncio.get_running_loop()
     received: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
 
     def on_signal(signum: int) -> None:
         received.append(signum)
@@ -67,8 +68,14 @@ async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None
             task.add_done_callback(lambda _: setattr(server, "should_exit", True))
         else:
             log.warning("shutdown_forced", signal=name, active_calls=len(drainer.calls))
-            server.force_exit = True  # do not wait for calls or connections
-            server.should_exit = True
+
+            def exit_now(_: object) -> None:
+                server.force_exit = True  # do not wait for connections
+                server.should_exit = True
+
+            stopping = loop.create_task(drainer.stop_now())
+            stopping.add_done_callback(exit_now)
+            tasks.append(stopping)  # a task nobody references may be garbage-collected
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
