@@ -769,6 +769,7 @@ class Session:
             return
         self._ending = True
         self.end_reason = reason
+        self._turn_played.set()  # wake a goodbye waiting to be played: it never will be
         if self._housekeeping is not None and self._housekeeping is not asyncio.current_task():
             self._housekeeping.cancel()
         if self.pipeline is not None:

@@ -259,3 +259,35 @@ async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
     (ended,) = [e for e in logs if e["event"] == "call_ended"]
     assert ended["reason"] == "service_stopping"
     assert (ended["call_id"], ended["stream_id"]) == (record.call_id, record.stream_id)
+
+
+async def test_a_caller_hanging_up_during_the_goodbye_ends_the_drain_at_once() -> None:
+    sessions = Sessions()
+    drain = {"deadline_s": 0, "goodbye_timeout_s": 600}  # the hang-up, not a timeout, ends it
+    async with running_service(
+        settings(drain=drain), scripted_spec([]), on_session=sessions
+    ) as service:
+        async with connect(service.ws_url) as ws:
+            await ws.send(
+                json.dumps(
+                    {
+                        "event": "start",
+                        "start": {
+                            "callId": "leaving",
+                            "streamId": "leaving-stream",
+                            "accountId": "MA1",
+                            "mediaFormat": {"encoding": FMT.encoding, "sampleRate": 8000},
+                        },
+                    }
+                )
+            )
+            await until(lambda: bool(sessions.all) and sessions.all[0].pipeline is not None)
+            draining = service.app.state.drainer.start()
+            first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert first["event"] == "playAudio"  # the goodbye is being spoken...
+        # ...and the caller hangs up before it has played.
+        result = await asyncio.wait_for(draining, 30)
+        metrics = service.app.state.metrics
+    assert result == DrainResult(finished=0, wound_up=1)
+    assert sessions.all[0].end_reason == "socket_closed"
+    assert metrics.value("voicebridge_calls_total", {"outcome": "caller_hangup"}) == 1
