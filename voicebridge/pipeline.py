@@ -87,6 +87,9 @@ class Pipeline:
         self._runners = [
             _Runner(stage, queue_size, head=index == 0) for index, stage in enumerate(self.stages)
         ]
+        head = self._runners[0].queue
+        assert isinstance(head, _HeadQueue)
+        self._head: _HeadQueue = head
         self.dropped_frames = 0
         self._on_dropped = on_dropped
         self._drops_unlogged = 0
@@ -147,8 +150,7 @@ class Pipeline:
         """Feed a frame to the head. Caller audio never waits: when the head lags and its queue
         is full, the oldest queued caller audio is dropped (and counted) to make room, for audio
         and for control frames alike, so the socket reader is never held up by a slow stage."""
-        queue = self._runners[0].queue
-        assert isinstance(queue, _HeadQueue)
+        queue = self._head
         if queue.full() and queue.evict_audio():
             self._dropped()
         if isinstance(frame, MediaIn) and queue.full():

@@ -12,7 +12,9 @@ from websockets.asyncio.client import connect
 
 from voicebridge.clock import StreamClock
 from voicebridge.config.pipeline_config import StageSpec
-from voicebridge.frames import Frame, MediaIn
+from voicebridge.context import CallContext, CallInfo
+from voicebridge.frames import CallEnded, Dtmf, Frame, MediaIn
+from voicebridge.pipeline import Pipeline
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import utterances
 from voicebridge.stage import Stage, StageParams
@@ -110,3 +112,38 @@ async def test_a_stalled_pipeline_drops_the_oldest_caller_audio_and_nothing_else
     assert [a.message["name"] for a in record.sent_by_caller("playedStream")] == ["turn-1/piece-1"]
     assert other is not None and other.pipeline is not None
     assert other.pipeline.dropped_frames == 0
+
+
+async def test_control_frames_are_never_dropped_and_never_wait() -> None:
+    """A full head queue makes room for a DTMF digit (or the end of the call) by dropping the
+    oldest caller audio, never the control frame, and never keeps the caller waiting."""
+    ctx = CallContext(CallInfo())
+    gate = asyncio.Event()
+    seen: list[Frame] = []
+
+    class Stuck(Stage):
+        async def process(self, frame: Frame) -> None:
+            seen.append(frame)
+            await gate.wait()
+
+    async def sink(frame: Frame) -> None:
+        return None
+
+    drops: list[int] = []
+    pipeline = Pipeline([Stuck()], ctx, sink, queue_size=4, on_dropped=drops.append)
+    await pipeline.start()
+    audio = [MediaIn(b"\0\0", 20.0 * i) for i in range(7)]
+    await pipeline.push(audio[0])
+    await asyncio.sleep(0)  # the stage takes it and stalls
+    for frame in audio[1:5]:
+        await pipeline.push(frame)  # fills the queue
+    # Each push below completes without the stage moving: a wait would hang the test.
+    await asyncio.wait_for(pipeline.push(Dtmf("5", at_ms=100.0)), 5)
+    await asyncio.wait_for(pipeline.push(audio[5]), 5)
+    await asyncio.wait_for(pipeline.push(CallEnded("test")), 5)
+    gate.set()
+    while len(seen) < 5:
+        await asyncio.sleep(0)
+    await pipeline.stop()
+    assert seen == [audio[0], audio[4], Dtmf("5", at_ms=100.0), audio[5], CallEnded("test")]
+    assert pipeline.dropped_frames == 3 and drops == [1, 1, 1]
