@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -61,7 +61,8 @@ _OUTCOME_OF = {
     "service_stopping": "draining",
     "draining": "draining",
 }
-# The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output.
+# The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output,
+# by the role of that stage.
 STAGE_FIELDS = {"stt": "stt_s", "dialogue": "dialogue_s", "tts": "tts_s"}
 DROP_REASONS = ("backpressure",)
 
@@ -82,8 +83,15 @@ def outcome_of(reason: str | None) -> str:
 class ServiceMetrics:
     """The metric objects of one service, in their own registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        stage_names: Mapping[str, str] | None = None,
+    ) -> None:
+        """``stage_names``: the pipeline's stage name for each role (``{"stt": "whisper"}``),
+        the ``stage`` label of the per-stage histogram; roles without one use the role."""
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.stage_names = {role: (stage_names or {}).get(role, role) for role in STAGE_FIELDS}
         r = self.registry
         self.active_calls = Gauge(
             PREFIX + "active_calls", "Calls being handled right now.", registry=r
@@ -103,8 +111,8 @@ class ServiceMetrics:
         )
         self.stage_first_output = Histogram(
             PREFIX + "stage_first_output_seconds",
-            "Per turn, each stage's time from its input to its first output, by pipeline role.",
-            ["stage"],
+            "Per turn, each stage's time from its input to its first output.",
+            ["stage", "role"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -128,8 +136,8 @@ class ServiceMetrics:
         )
         for outcome in OUTCOMES:
             self.calls.labels(outcome)  # every outcome shows from the start, at 0
-        for stage in STAGE_FIELDS:
-            self.stage_first_output.labels(stage)
+        for role, stage in self.stage_names.items():
+            self.stage_first_output.labels(stage, role)
         for reason in DROP_REASONS:
             self.dropped_frames.labels(reason)
 
@@ -159,10 +167,11 @@ class MetricsObserver(CallObserver):
         latency = timing.get("latency_s")
         if latency is not None:
             self.m.turn_latency.observe(max(0.0, latency))
-        for stage, field in STAGE_FIELDS.items():
+        for role, field in STAGE_FIELDS.items():
             seconds = timing.get(field)
             if seconds is not None:
-                self.m.stage_first_output.labels(stage).observe(max(0.0, seconds))
+                stage = self.m.stage_names[role]
+                self.m.stage_first_output.labels(stage, role).observe(max(0.0, seconds))
 
     def barge_in(self, reaction_s: float | None, cause: str) -> None:
         if reaction_s is not None:

@@ -105,12 +105,17 @@ async def test_a_call_with_every_stage_reports_turns_stages_and_provider_errors(
     latencies = [t["latency_s"] for t in turns if t["latency_s"] is not None]
     assert values[("voicebridge_turn_latency_seconds_count", ())] == len(latencies) >= 1
     assert values[("voicebridge_turn_latency_seconds_sum", ())] == pytest.approx(sum(latencies))
-    for stage, field in (("stt", "stt_s"), ("dialogue", "dialogue_s"), ("tts", "tts_s")):
+    stages = {
+        "stt": ("voicebridge.testing:ScriptedStt", "stt_s"),
+        "dialogue": ("voicebridge.testing:FailingDialogue", "dialogue_s"),
+        "tts": ("voicebridge.testing:ToneSpeaker", "tts_s"),
+    }
+    for role, (stage, field) in stages.items():
         seen = [t[field] for t in turns if t[field] is not None]
-        key = ("voicebridge_stage_first_output_seconds_count", (("stage", stage),))
-        assert values[key] == len(seen) >= 1, stage
-        key = ("voicebridge_stage_first_output_seconds_sum", (("stage", stage),))
-        assert values[key] == pytest.approx(sum(seen)), stage
+        labels = (("role", role), ("stage", stage))
+        assert values[("voicebridge_stage_first_output_seconds_count", labels)] == len(seen) >= 1
+        total = values[("voicebridge_stage_first_output_seconds_sum", labels)]
+        assert total == pytest.approx(sum(seen)), role
     errors = {k: v for k, v in values.items() if k[0] == "voicebridge_provider_errors_total"}
     assert errors == {
         (

@@ -58,7 +58,7 @@ def create_app(
     """
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
     calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
     drainer = Drainer(calls, settings.drain)
