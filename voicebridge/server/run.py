@@ -51,7 +51,16 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     # uvicorn would install its own handlers and re-raise the signal after shutting down (exit
     # status -15); an orderly stop is a success for process supervisors.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    asyncio.run(_serve_until_drained(server, app.state.drainer))
+    # uvicorn's own choice of event loop (uvloop when installed), as ``server.run()`` would.
+    config = server.config
+    get_factory = getattr(config, "get_loop_factory", None)
+    if get_factory is None:  # older uvicorn sets an event loop policy instead
+        config.setup_event_loop()
+        factory = None
+    else:
+        factory = get_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_until_drained(server, app.state.drainer))
 
 
 async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None:
