@@ -96,6 +96,11 @@ class BargeInPolicy:
             return []
         return [w for w in words if w not in self._backchannels]
 
+    @property
+    def speech_onset_ms(self) -> float | None:
+        """Onset of the caller speech going on now (the barge-in reaction clock starts here)."""
+        return self._burst.onset_ms if self._burst is not None else None
+
     # --- decisions ----------------------------------------------------------------------------
     def decide(self, now_ms: float, agent_active: bool, agent_since_ms: float = 0.0) -> Verdict:
         """Called for every caller frame. ``agent_since_ms`` is when the agent's current reply

@@ -10,6 +10,7 @@ stage emits them, so the session reacts to speech onset without waiting for busy
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -25,6 +26,22 @@ Observer = Callable[[Frame], bool | None]
 ErrorHandler = Callable[[Stage, BaseException], None]
 
 _STOP = object()
+DROP_LOG_INTERVAL_S = 5.0  # at most one "caller_audio_dropped" line per call this often
+
+
+class _HeadQueue(asyncio.Queue[Any]):
+    """The queue into the first stage. ``evict_audio`` drops its oldest caller audio frame, so
+    the session can always add a frame without waiting for a slow pipeline (asyncio.Queue keeps
+    its items in ``_queue``, the documented hook its own subclasses use)."""
+
+    _queue: collections.deque[Any]
+
+    def evict_audio(self) -> bool:
+        for index, item in enumerate(self._queue):
+            if isinstance(item, MediaIn):
+                del self._queue[index]
+                return True
+        return False
 
 
 class _Runner:
@@ -32,9 +49,9 @@ class _Runner:
 
     __slots__ = ("busy", "busy_turn", "current", "interrupting", "queue", "stage", "task")
 
-    def __init__(self, stage: Stage, maxsize: int) -> None:
+    def __init__(self, stage: Stage, maxsize: int, head: bool = False) -> None:
         self.stage = stage
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Any] = _HeadQueue(maxsize) if head else asyncio.Queue(maxsize)
         self.task: asyncio.Task[None] | None = None
         self.busy_turn: int | None = None
         self.busy = False
@@ -56,6 +73,7 @@ class Pipeline:
         on_error: ErrorHandler | None = None,
         on_provider_error: Callable[[Stage, ProviderError], None] | None = None,
         queue_size: int = 256,
+        on_dropped: Callable[[int], None] | None = None,
     ) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
@@ -66,8 +84,16 @@ class Pipeline:
         self._observe = observe
         self._on_error = on_error
         self._on_provider_error = on_provider_error
-        self._runners = [_Runner(stage, queue_size) for stage in self.stages]
+        self._runners = [
+            _Runner(stage, queue_size, head=index == 0) for index, stage in enumerate(self.stages)
+        ]
+        head = self._runners[0].queue
+        assert isinstance(head, _HeadQueue)
+        self._head: _HeadQueue = head
         self.dropped_frames = 0
+        self._on_dropped = on_dropped
+        self._drops_unlogged = 0
+        self._drop_logged_at: float | None = None
         self.failed: BaseException | None = None
         self._started = False
         self._stopped = False
@@ -121,16 +147,35 @@ class Pipeline:
 
     # --- input --------------------------------------------------------------------------------
     async def push(self, frame: Frame) -> None:
-        """Feed a frame to the head. Caller audio never blocks: when the head lags, the oldest
-        queued caller audio is dropped and counted instead of growing without bound."""
-        queue = self._runners[0].queue
+        """Feed a frame to the head. Caller audio never waits: when the head lags and its queue
+        is full, the oldest queued caller audio is dropped (and counted) to make room, for audio
+        and for control frames alike, so the socket reader is never held up by a slow stage."""
+        queue = self._head
+        if queue.full() and queue.evict_audio():
+            self._dropped()
         if isinstance(frame, MediaIn) and queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                queue.get_nowait()
-                self.dropped_frames += 1
-            queue.put_nowait(frame)
+            self._dropped()  # nothing older to drop: the new frame itself goes
             return
-        await queue.put(frame)
+        await queue.put(frame)  # only a queue full of control frames makes this wait
+
+    def _dropped(self) -> None:
+        self.dropped_frames += 1
+        self._drops_unlogged += 1
+        if self._on_dropped is not None:
+            self._on_dropped(1)
+        now = self.ctx.clock.now()
+        last = self._drop_logged_at
+        if last is None or now - last >= DROP_LOG_INTERVAL_S:
+            self._drop_logged_at = now
+            self.ctx.log.warning(
+                "caller_audio_dropped",
+                reason="backpressure",
+                dropped=self._drops_unlogged,
+                dropped_total=self.dropped_frames,
+                stage=self.stages[0].name,
+                queue_size=self._runners[0].queue.maxsize,
+            )
+            self._drops_unlogged = 0
 
     @property
     def idle(self) -> bool:

@@ -39,6 +39,7 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
+from voicebridge.observe import CallObserver
 from voicebridge.outbox import Outbox
 from voicebridge.pipeline import Pipeline
 from voicebridge.playback import Piece, PlaybackLedger
@@ -110,6 +111,7 @@ class Session:
         logger: Any = None,
         record_events: bool = False,
         call_control: CallControl | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.spec = spec
         self.options: SessionOptions = spec.session
@@ -117,6 +119,7 @@ class Session:
         self.clock: Clock = clock or MonotonicClock()
         self.limits = limits or SessionLimits()
         self.call_control = call_control
+        self.observer = observer or CallObserver()  # metrics, recording, event log
         self._stage_factory = stage_factory or spec.create_stages
         self.log = logger or structlog.get_logger("voicebridge.session")
         self.ctx: CallContext | None = None
@@ -160,6 +163,7 @@ class Session:
         self._last_activity_s = 0.0
         self._reprompts = 0
         self._can_speak = False
+        self._turn_played = asyncio.Event()  # set when a turn finishes playing or is cleared
 
     # --- time, recording and sending ----------------------------------------------------------
     @property
@@ -255,6 +259,7 @@ class Session:
                 observe=(SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio),
                 on_error=self._stage_failed,
                 on_provider_error=self._provider_failed,
+                on_dropped=lambda count: self.observer.frames_dropped("backpressure", count),
             )
             await self.pipeline.start()
         except Exception as exc:
@@ -264,6 +269,7 @@ class Session:
             return
         roles = self.pipeline.roles()
         self._can_speak = "tts" in roles
+        self.observer.call_started(info)
         # Without a transcriber, "no words" proves nothing: never call an interruption false.
         self.barge_in.words_known = "stt" in roles
         self._note(
@@ -309,6 +315,7 @@ class Session:
         self.stats["media"] += 1
         timestamp = self._stream_ms
         self._stream_ms += size / self.format.bytes_per_ms
+        self.observer.caller_audio(payload, timestamp / 1000.0)
         await self.pipeline.push(MediaIn(payload, timestamp))
         if isinstance(self.clock, StreamClock):
             await self.clock.advance_to(self._origin + self._stream_ms / 1000.0)
@@ -359,6 +366,8 @@ class Session:
         self.ledger.forget_turns_through(turn - 2)
         self.log.info("turn_played", **timing)
         self._note("turn_metrics", **timing)
+        self.observer.turn_completed(timing)
+        self._turn_played.set()
 
     # --- bad input ----------------------------------------------------------------------------
     async def _bad_message(self, reason: str, detail: str) -> None:
@@ -454,6 +463,7 @@ class Session:
                 self._sent_audio[send.piece.name] = send.started  # kept for a resume
                 self.turns.sent(send.started.turn, now)
             if send.payload is not None:
+                self.observer.agent_audio(send.payload, now)
                 await self._send(encoder.encode(send.payload))
             elif send.checkpoint is not None:
                 piece = send.checkpoint
@@ -504,7 +514,12 @@ class Session:
         for piece in cleared.played:
             self._piece_played(piece, now)
         self.stats["clears"] += 1
+        onset = self.barge_in.speech_onset_ms if cause == "speech" else None
+        reaction = self._stream_ms / 1000.0 - onset / 1000.0 if onset is not None else None
         await self._send(messages.clear_audio(self.ctx.info.stream_id))
+        self.observer.agent_cleared(now)
+        self.observer.barge_in(reaction, cause)
+        self._turn_played.set()  # a goodbye being waited for may have been cut off
         interrupted = cleared.interrupted
         if interrupted is not None:
             entry = self.ctx.agent_entry(interrupted.entry_turn)
@@ -709,6 +724,7 @@ class Session:
             error=exc.provider_message[:300],
         )
         self._note("provider_error", stage=exc.stage, provider=exc.provider, error_kind=exc.kind)
+        self.observer.provider_error(exc.stage, exc.kind)
         if stage.role == "tts" or self._ending:
             return  # the speaker itself failed: nothing can be said
         task = asyncio.get_running_loop().create_task(self.say(self.options.fallback_text))
@@ -726,6 +742,38 @@ class Session:
         task.add_done_callback(_log_task_failure(self.log, "end_failed"))
 
     # --- ending -------------------------------------------------------------------------------
+    async def wind_up(
+        self, reason: str, goodbye: str | None, timeout_s: float, *, close_reason: str = ""
+    ) -> None:
+        """End the call politely because the service is going away: say ``goodbye`` if the
+        pipeline can speak and wait (at most ``timeout_s``) until it has played, hang up, and
+        close the socket with 1001 (going away)."""
+        if self._ending:
+            await self.ended.wait()
+            return
+        self._pending_action = None
+        if goodbye and await self.say(goodbye):
+            turn = self.ctx.turn if self.ctx else 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._played_through(turn), timeout_s)
+        if self.call_control is not None and self.ctx is not None and not self._ending:
+            try:
+                outcome = await asyncio.wait_for(
+                    self.call_control.hangup(self.ctx.info.call_id), self.limits.hangup_attempt_s
+                )
+                self._note("rest_hangup", outcome=outcome)
+            except Exception as exc:  # the socket close below still ends the stream
+                self.log.error("rest_hangup_failed", error=str(exc)[:300])
+        await self.end(reason, code=CloseCode.GOING_AWAY, close_reason=close_reason or reason)
+
+    async def _played_through(self, turn: int) -> None:
+        """Wait until ``turn`` has played to its end, been cut off, or the call ended."""
+        while not self._ending and self.ctx is not None:
+            if self._completed_turn >= turn or self.ctx.stale_through >= turn:
+                return
+            self._turn_played.clear()
+            await self._turn_played.wait()
+
     async def end(
         self, reason: str, *, code: int = CloseCode.NORMAL, close_reason: str | None = None
     ) -> None:
@@ -735,6 +783,7 @@ class Session:
             return
         self._ending = True
         self.end_reason = reason
+        self._turn_played.set()  # wake a goodbye waiting to be played: it never will be
         if self._housekeeping is not None and self._housekeeping is not asyncio.current_task():
             self._housekeeping.cancel()
         if self.pipeline is not None:
@@ -745,6 +794,10 @@ class Session:
             await self.transport.close(code, (close_reason or reason)[:120])
         self._note("call_ended", reason=reason)
         self.log.info("call_ended", reason=reason, **self.stats)
+        try:
+            await self.observer.call_ended(self)
+        except Exception as exc:  # a full disk must not keep the call from ending
+            self.log.error("call_observer_failed", error=repr(exc)[:300])
         self.ended.set()
 
 

@@ -60,11 +60,14 @@ def test_shipped_service_yaml_documents_every_setting() -> None:
         "stream": ServiceSettings.model_fields["stream"].annotation.model_fields,  # type: ignore[union-attr]
         "limits": ServiceSettings.model_fields["limits"].annotation.model_fields,  # type: ignore[union-attr]
         "log": ServiceSettings.model_fields["log"].annotation.model_fields,  # type: ignore[union-attr]
+        "drain": ServiceSettings.model_fields["drain"].annotation.model_fields,  # type: ignore[union-attr]
+        "events": ServiceSettings.model_fields["events"].annotation.model_fields,  # type: ignore[union-attr]
+        "recording": ServiceSettings.model_fields["recording"].annotation.model_fields,  # type: ignore[union-attr]
     }
     for section, fields in sections.items():
         indent = "  " if section else ""
         for name in fields:
-            if name in ("stream", "limits", "log"):
+            if name in ("stream", "limits", "log", "drain", "events", "recording"):
                 continue
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{indent}{name}:"))
             assert lines[index - 1].strip().startswith("#"), f"no comment above {name}"
@@ -105,6 +108,9 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_MAX_CALLS": "12",
         "VOICEBRIDGE_LOG_FORMAT": "json",
         "VOICEBRIDGE_LOG_LEVEL": "DEBUG",
+        "VOICEBRIDGE_DRAIN_DEADLINE_S": "12.5",
+        "VOICEBRIDGE_EVENTS_DIR": "/var/log/voicebridge/events",
+        "VOICEBRIDGE_RECORDING_DIR": "/var/lib/voicebridge/recordings",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -115,6 +121,9 @@ def test_every_environment_variable() -> None:
     assert (settings.stream.codec, settings.stream.sample_rate) == ("mulaw", 8000)
     assert settings.limits.max_calls == 12
     assert (settings.log.format, settings.log.level) == ("json", "debug")
+    assert settings.drain.deadline_s == 12.5
+    assert settings.events.dir == "/var/log/voicebridge/events"
+    assert settings.recording.dir == "/var/lib/voicebridge/recordings"
 
 
 def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_MAX_CALLS": ("limits", "max_calls"),
     "VOICEBRIDGE_LOG_FORMAT": ("log", "format"),
     "VOICEBRIDGE_LOG_LEVEL": ("log", "level"),
+    "VOICEBRIDGE_DRAIN_DEADLINE_S": ("drain", "deadline_s"),
+    "VOICEBRIDGE_EVENTS_DIR": ("events", "dir"),
+    "VOICEBRIDGE_RECORDING_DIR": ("recording", "dir"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
@@ -108,6 +111,25 @@ class LimitSettings(_Section):
     max_yaml_bytes: int = Field(default=1 << 20, ge=1024)
 
 
+class DrainSettings(_Section):
+    """Graceful shutdown: SIGTERM stops new calls and lets live ones finish, up to a deadline."""
+
+    deadline_s: float = Field(default=30.0, ge=0)
+    goodbye: str = "Sorry, I have to end this call now. Please call again. Goodbye."
+    goodbye_timeout_s: float = Field(default=10.0, ge=0)
+
+
+class RecordSettings(_Section):
+    """Optional per-call files; ``dir: null`` (the default) writes nothing."""
+
+    dir: str | None = None
+
+    @field_validator("dir")
+    @classmethod
+    def _blank_is_off(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: str = "info"
@@ -131,6 +153,9 @@ class ServiceSettings(_Section):
     stream: StreamSettings = Field(default_factory=lambda: StreamSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     log: LogSettings = Field(default_factory=lambda: LogSettings())
+    drain: DrainSettings = Field(default_factory=lambda: DrainSettings())
+    events: RecordSettings = Field(default_factory=lambda: RecordSettings())
+    recording: RecordSettings = Field(default_factory=lambda: RecordSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

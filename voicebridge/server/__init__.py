@@ -1,4 +1,4 @@
-"""The agent service: one ASGI app on one port: /answer, /stream, /status, /health."""
+"""The agent service: one ASGI app on one port: /answer, /stream, /status, /health, /metrics."""
 
 from voicebridge.server.app import create_app
 from voicebridge.server.run import running_service, serve

@@ -1,4 +1,8 @@
-"""The ASGI app: routes, start-up (models load here, not on the first call) and state."""
+"""The ASGI app: routes, start-up (models load here, not on the first call) and state.
+
+Operators get ``/health`` (503 while draining), ``/metrics`` (Prometheus) and
+``app.state.drainer`` (graceful drain; ``serve`` starts it on SIGTERM).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,15 @@ from voicebridge.call_control import PlivoCallControl
 from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
+from voicebridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from voicebridge.metrics import LoopLagMonitor, ServiceMetrics
+from voicebridge.observe import CallObserver, CallObservers
 from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.plivo.rest import PlivoRest
+from voicebridge.recording import CallRecorder, EventLogWriter
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.drain import Drainer
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
@@ -49,6 +58,19 @@ def create_app(
     """
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
+    metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
+    metrics.track_active(lambda: len(calls))
+    calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
+    drainer = Drainer(calls, settings.drain)
+    lag_monitor = LoopLagMonitor(metrics)
+
+    def call_observer() -> CallObserver:
+        observers: list[CallObserver] = [metrics.call_observer()]
+        if settings.events.dir:
+            observers.append(EventLogWriter(settings.events.dir))
+        if settings.recording.dir:
+            observers.append(CallRecorder(settings.recording.dir))
+        return CallObservers(observers)  # which also keeps an observer's bug out of the call
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
 
@@ -67,8 +89,9 @@ def create_app(
             transport,
             clock=clock_factory() if clock_factory else None,
             limits=limits,
-            record_events=record_events,
+            record_events=record_events or settings.events.dir is not None,
             call_control=control,
+            observer=call_observer(),
         )
         if on_session is not None:
             on_session(session)
@@ -77,6 +100,9 @@ def create_app(
     stream_format = StreamFormat.from_short(settings.stream.codec, settings.stream.sample_rate)
 
     async def answer(request: Request) -> Response:
+        if drainer.draining:  # Plivo then tries the number's fallback answer URL
+            log.info("answer_refused", reason="draining")
+            return PlainTextResponse("draining", status_code=503, headers={"Retry-After": "5"})
         params: dict[str, Any] = dict(request.query_params)
         if request.method == "POST":
             with contextlib.suppress(Exception):
@@ -126,13 +152,17 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "draining" if drainer.draining else "ok",
                 "version": __version__,
                 "pipeline": spec.name,
                 "active_calls": len(calls),
                 "total_calls": calls.total,
-            }
+            },
+            status_code=503 if drainer.draining else 200,
         )
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
         await handle_stream(ws, make_session, calls)
@@ -147,7 +177,9 @@ def create_app(
             version=__version__,
             plivo_rest="configured" if rest_holder["rest"] else "no credentials",
         )
+        lag_monitor.start()
         yield
+        await lag_monitor.stop()
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
         if rest_holder["rest"] is not None:
@@ -158,6 +190,7 @@ def create_app(
             Route("/answer", answer, methods=["GET", "POST"]),
             Route("/status", status, methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", transfer, methods=["GET", "POST"]),
             WebSocketRoute("/stream", stream),
         ],
@@ -166,4 +199,8 @@ def create_app(
     app.state.calls = calls
     app.state.spec = spec
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.drainer = drainer
+    app.state.drain = drainer.run  # await app.state.drain(): drain now (tests, embedding)
+    app.state.loop_lag = lag_monitor
     return app

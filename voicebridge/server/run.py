@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 import uvicorn
 from starlette.applications import Starlette
 
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.server.app import create_app
+from voicebridge.server.drain import Drainer
+
+log = structlog.get_logger("voicebridge.server")
 
 
 def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
@@ -32,27 +36,63 @@ def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
         access_log=False,
         lifespan="on",
         proxy_headers=True,
+        timeout_graceful_shutdown=10,  # after a drain, idle keep-alive connections only
     )
 
 
 def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
-    """Run the service in the foreground; SIGTERM or Ctrl-C stop it cleanly with exit status 0."""
-    server = uvicorn.Server(uvicorn_config(create_app(settings, spec), settings))
+    """Run the service in the foreground until SIGTERM or Ctrl-C, then exit with status 0.
 
-    def stop(signum: int, frame: object) -> None:
-        if server.should_exit and signum == signal.SIGINT:
-            server.force_exit = True  # a second Ctrl-C does not wait for calls
-        server.should_exit = True
-
-    # uvicorn would re-raise the signal after shutting down (exit status -15); an orderly
-    # stop is a success for process supervisors.
+    The first signal drains (``voicebridge.server.drain``): no new calls, live calls finish up
+    to ``drain.deadline_s``, the rest get the goodbye line. A second signal stops at once.
+    """
+    app = create_app(settings, spec)
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    # uvicorn would install its own handlers and re-raise the signal after shutting down (exit
+    # status -15); an orderly stop is a success for process supervisors.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # uvicorn's own choice of event loop (uvloop when installed), as ``server.run()`` would.
+    config = server.config
+    get_factory = getattr(config, "get_loop_factory", None)
+    if get_factory is None:  # older uvicorn sets an event loop policy instead
+        config.setup_event_loop()
+        factory = None
+    else:
+        factory = get_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve_until_drained(server, app.state.drainer))
+
+
+async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            log.info("shutdown_requested", signal=name, active_calls=len(drainer.calls))
+            task = drainer.start()
+            task.add_done_callback(lambda _: setattr(server, "should_exit", True))
+        else:
+            log.warning("shutdown_forced", signal=name, active_calls=len(drainer.calls))
+
+            def exit_now(_: object) -> None:
+                server.force_exit = True  # do not wait for connections
+                server.should_exit = True
+
+            stopping = loop.create_task(drainer.stop_now())
+            stopping.add_done_callback(exit_now)
+            tasks.append(stopping)  # a task nobody references may be garbage-collected
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
-        server.run()
+        await server.serve()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 class LoopServer:

@@ -37,10 +37,12 @@ SessionFactory = Callable[[StarletteTransport, WebSocket], Session]
 async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: CallRegistry) -> None:
     """Run one Plivo stream from accept to close. Nothing in here may raise to the server."""
     await ws.accept()
-    if not calls.has_room():
-        calls.refused += 1
-        log.warning("call_refused", reason="max_calls", active=len(calls))
-        await ws.close(CloseCode.TRY_AGAIN_LATER, f"service at capacity ({calls.max_calls} calls)")
+    refusal = calls.refusal()
+    if refusal is not None:
+        why, close_text = refusal
+        calls.refuse(why)
+        log.warning("call_refused", reason=why, active=len(calls))
+        await ws.close(CloseCode.TRY_AGAIN_LATER, close_text)
         return
     session = make_session(StarletteTransport(ws), ws)
     calls.add(session)

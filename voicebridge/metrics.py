@@ -1,0 +1,223 @@
+"""Prometheus metrics of one service: what its calls did and how fast, served at ``/metrics``.
+
+Each app owns a ``CollectorRegistry`` (not prometheus_client's process-wide default), so tests
+and several apps in one process never collide. Labels come from small fixed sets (call outcomes,
+pipeline roles, error kinds), never from call ids or caller input, so the number of series stays
+bounded however many calls the service takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from voicebridge.observe import CallObserver
+
+if TYPE_CHECKING:
+    from voicebridge.session import Session
+
+log = structlog.get_logger("voicebridge.metrics")
+
+PREFIX = "voicebridge_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Call outcomes: every session end reason maps to one of these.
+OUTCOMES = (
+    "caller_hangup",
+    "agent_hangup",
+    "transfer",
+    "timeout",
+    "protocol_error",
+    "error",
+    "draining",
+    "refused",
+    "other",
+)
+_OUTCOME_OF = {
+    "socket_closed": "caller_hangup",
+    "stop_event": "caller_hangup",
+    "idle": "agent_hangup",
+    "transferred": "transfer",
+    "max_call_duration": "timeout",
+    "unsupported_format": "protocol_error",
+    "invalid_start": "protocol_error",
+    "too_many_bad_messages": "protocol_error",
+    "no_start": "protocol_error",
+    "pipeline_start_failed": "error",
+    "stage_failed": "error",
+    "internal_error": "error",
+    "service_stopping": "draining",
+    "draining": "draining",
+}
+# The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output,
+# by the role of that stage.
+STAGE_FIELDS = {"stt": "stt_s", "dialogue": "dialogue_s", "tts": "tts_s"}
+DROP_REASONS = ("backpressure",)
+
+_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+_REACTION_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def outcome_of(reason: str | None) -> str:
+    """The ``calls_total`` outcome for a session end reason."""
+    if not reason:
+        return "other"
+    if reason.startswith("hangup:"):
+        return "agent_hangup"
+    return _OUTCOME_OF.get(reason, "other")
+
+
+class ServiceMetrics:
+    """The metric objects of one service, in their own registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        stage_names: Mapping[str, str] | None = None,
+    ) -> None:
+        """``stage_names``: the pipeline's stage name for each role (``{"stt": "whisper"}``),
+        the ``stage`` label of the per-stage histogram; roles without one use the role."""
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.stage_names = {role: (stage_names or {}).get(role, role) for role in STAGE_FIELDS}
+        r = self.registry
+        self.active_calls = Gauge(
+            PREFIX + "active_calls", "Calls being handled right now.", registry=r
+        )
+        self.calls = Counter(PREFIX + "calls", "Calls ended, by outcome.", ["outcome"], registry=r)
+        self.turn_latency = Histogram(
+            PREFIX + "turn_latency_seconds",
+            "Caller's end of speech to the first agent audio played (from Plivo's ack).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bargein_reaction = Histogram(
+            PREFIX + "bargein_reaction_seconds",
+            "Caller's speech onset to the clearAudio that cut the agent off (guard included).",
+            buckets=_REACTION_BUCKETS,
+            registry=r,
+        )
+        self.stage_first_output = Histogram(
+            PREFIX + "stage_first_output_seconds",
+            "Per turn, each stage's time from its input to its first output.",
+            ["stage", "role"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            PREFIX + "provider_errors",
+            "Failed provider calls, by stage and kind of failure.",
+            ["stage", "kind"],
+            registry=r,
+        )
+        self.dropped_frames = Counter(
+            PREFIX + "dropped_frames",
+            "Caller audio frames thrown away, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.event_loop_lag = Histogram(
+            PREFIX + "event_loop_lag_seconds",
+            "How late the event loop ran a periodic timer: time it could not serve calls.",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        for outcome in OUTCOMES:
+            self.calls.labels(outcome)  # every outcome shows from the start, at 0
+        for role, stage in self.stage_names.items():
+            self.stage_first_output.labels(stage, role)
+        for reason in DROP_REASONS:
+            self.dropped_frames.labels(reason)
+
+    def track_active(self, count: Callable[[], int]) -> None:
+        """Read the active call count from its owner at scrape time (never out of step)."""
+        self.active_calls.set_function(lambda: float(count()))
+
+    def call_observer(self) -> CallObserver:
+        return MetricsObserver(self)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """One sample's current value (tests and the health page use it)."""
+        return self.registry.get_sample_value(name, labels or {})
+
+
+class MetricsObserver(CallObserver):
+    """One call's reports into the service's metrics."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self.m = metrics
+
+    def turn_completed(self, timing: dict[str, Any]) -> None:
+        latency = timing.get("latency_s")
+        if latency is not None:
+            self.m.turn_latency.observe(max(0.0, latency))
+        for role, field in STAGE_FIELDS.items():
+            seconds = timing.get(field)
+            if seconds is not None:
+                stage = self.m.stage_names[role]
+                self.m.stage_first_output.labels(stage, role).observe(max(0.0, seconds))
+
+    def barge_in(self, reaction_s: float | None, cause: str) -> None:
+        if reaction_s is not None:
+            self.m.bargein_reaction.observe(max(0.0, reaction_s))
+
+    def provider_error(self, stage: str, kind: str) -> None:
+        self.m.provider_errors.labels(stage[:40], kind[:20]).inc()
+
+    def frames_dropped(self, reason: str, count: int) -> None:
+        self.m.dropped_frames.labels(reason).inc(count)
+
+    async def call_ended(self, session: Session) -> None:
+        self.m.calls.labels(outcome_of(session.end_reason)).inc()
+
+
+class LoopLagMonitor:
+    """Measures event-loop lag: a timer asked to wake every ``interval_s`` seconds, and how
+    much later than that it actually ran. Lag is time every call on this loop was stalled."""
+
+    def __init__(self, metrics: ServiceMetrics, interval_s: float = 0.5) -> None:
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self.samples = 0
+        self.worst_s = 0.0
+        self.sampled = asyncio.Event()  # set after each sample (tests wait on it)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.interval_s)
+            lag = max(0.0, loop.time() - before - self.interval_s)
+            self.metrics.event_loop_lag.observe(lag)
+            self.samples += 1
+            self.worst_s = max(self.worst_s, lag)
+            self.sampled.set()
+            if lag >= 0.25:
+                log.warning("event_loop_lag", lag_s=round(lag, 3))

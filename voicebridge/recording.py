@@ -1,0 +1,156 @@
+"""Optional per-call files: a JSONL event log and a stereo WAV recording.
+
+Both are off by default (``events.dir`` / ``recording.dir`` in the service settings). Files are
+named after the call and stream ids (reduced to safe characters), so one call's log lines, events
+and audio are found together.
+
+The recording puts the caller on the left channel and the agent on the right, on the call's own
+timeline. While the call runs each channel is appended to a raw file beside the WAV, so memory
+stays flat however long the call; at the end the two are interleaved into the WAV (in a worker
+thread) and removed. Agent audio is placed where Plivo plays it: when it was sent, or right after
+the agent audio before it, and a ``clearAudio`` cuts what had not played yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import wave
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from voicebridge.audio.codec import codec_for
+from voicebridge.observe import CallObserver
+
+if TYPE_CHECKING:
+    from voicebridge.context import CallInfo
+    from voicebridge.session import Session
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_MERGE_SAMPLES = 1 << 16  # samples per channel interleaved at a time when the call ends
+
+
+def call_file_stem(info: CallInfo) -> str:
+    """``<call id>-<stream id>`` with anything but letters, digits, ``_ . -`` replaced; both ids
+    come from the caller's side of the wire, so they never choose a path."""
+    call = _UNSAFE.sub("_", info.call_id)[:64].strip(".") or "call"
+    stream = _UNSAFE.sub("_", info.stream_id)[:16].strip(".") or "stream"
+    return f"{call}-{stream}"
+
+
+class EventLogWriter(CallObserver):
+    """Writes the session's event timeline (``record_events``) as ``<dir>/<call>.jsonl``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path: Path | None = None
+
+    async def call_ended(self, session: Session) -> None:
+        if session.ctx is None or session.events is None:
+            return  # the stream never started: there is no call to write about
+        self.path = self.directory / f"{call_file_stem(session.ctx.info)}.jsonl"
+        header = {
+            "t": 0.0,
+            "kind": "call",
+            "call_id": session.ctx.info.call_id,
+            "stream_id": session.ctx.info.stream_id,
+            "pipeline": session.spec.name,
+            "end_reason": session.end_reason,
+            "stats": dict(session.stats),
+        }
+        lines = [json.dumps(header), *(json.dumps(e, default=str) for e in session.events)]
+        await asyncio.to_thread(_write_text, self.path, "\n".join(lines) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+class CallRecorder(CallObserver):
+    """Records one call as ``<dir>/<call>.wav``: 16-bit stereo at the stream's rate."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path: Path | None = None
+        self._rate = 0
+        self._decode: Any = None
+        self._caller: IO[bytes] | None = None
+        self._agent: IO[bytes] | None = None
+        self._agent_end = 0  # sample index where queued agent audio ends
+        self._caller_end = 0
+
+    def call_started(self, info: CallInfo) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / f"{call_file_stem(info)}.wav"
+        self._rate = info.sample_rate
+        self._decode = codec_for(info.encoding).decode
+        self._caller = open(self.path.with_suffix(".caller.raw"), "w+b")  # noqa: SIM115
+        self._agent = open(self.path.with_suffix(".agent.raw"), "w+b")  # noqa: SIM115
+
+    def _sample(self, at_s: float) -> int:
+        return max(0, round(at_s * self._rate))
+
+    def caller_audio(self, payload: bytes, at_s: float) -> None:
+        if self._caller is None:
+            return
+        pcm = self._decode(payload)
+        start = self._sample(at_s)
+        if start != self._caller_end:
+            self._caller.seek(2 * start)
+        self._caller.write(pcm.astype("<i2", copy=False).tobytes())
+        self._caller_end = start + len(pcm)
+
+    def agent_audio(self, payload: bytes, at_s: float) -> None:
+        if self._agent is None:
+            return
+        pcm = self._decode(payload)
+        start = max(self._sample(at_s), self._agent_end)
+        self._agent.seek(2 * start)  # past the end: the gap reads back as silence
+        self._agent.write(pcm.astype("<i2", copy=False).tobytes())
+        self._agent_end = start + len(pcm)
+
+    def agent_cleared(self, at_s: float) -> None:
+        if self._agent is None:
+            return
+        cut = self._sample(at_s)
+        if cut < self._agent_end:
+            self._agent.truncate(2 * cut)
+            self._agent_end = cut
+
+    async def call_ended(self, session: Session) -> None:
+        caller, agent, path = self._caller, self._agent, self.path
+        self._caller = self._agent = None
+        if caller is None or agent is None or path is None:
+            return
+        await asyncio.to_thread(_merge, caller, agent, path, self._rate)
+
+
+def _merge(caller: IO[bytes], agent: IO[bytes], path: Path, rate: int) -> None:
+    """Interleave the two raw channels into ``path`` block by block, then delete them."""
+    try:
+        sizes = [f.seek(0, os.SEEK_END) // 2 for f in (caller, agent)]
+        total = max(sizes)
+        for f in (caller, agent):
+            f.seek(0)
+        block = np.zeros((_MERGE_SAMPLES, 2), dtype="<i2")
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(2)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            for offset in range(0, total, _MERGE_SAMPLES):
+                n = min(_MERGE_SAMPLES, total - offset)
+                block[:n] = 0
+                for channel, f in enumerate((caller, agent)):
+                    data = np.frombuffer(f.read(2 * n), dtype="<i2")
+                    block[: len(data), channel] = data
+                out.writeframes(block[:n].tobytes())
+    finally:
+        for f in (caller, agent):
+            name = f.name
+            f.close()
+            Path(name).unlink(missing_ok=True)
