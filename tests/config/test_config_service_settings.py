@@ -60,11 +60,12 @@ def test_shipped_service_yaml_documents_every_setting() -> None:
         "stream": ServiceSettings.model_fields["stream"].annotation.model_fields,  # type: ignore[union-attr]
         "limits": ServiceSettings.model_fields["limits"].annotation.model_fields,  # type: ignore[union-attr]
         "log": ServiceSettings.model_fields["log"].annotation.model_fields,  # type: ignore[union-attr]
+        "security": ServiceSettings.model_fields["security"].annotation.model_fields,  # type: ignore[union-attr]
     }
     for section, fields in sections.items():
         indent = "  " if section else ""
         for name in fields:
-            if name in ("stream", "limits", "log"):
+            if name in ("stream", "limits", "log", "security"):
                 continue
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{indent}{name}:"))
             assert lines[index - 1].strip().startswith("#"), f"no comment above {name}"
@@ -105,6 +106,9 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_MAX_CALLS": "12",
         "VOICEBRIDGE_LOG_FORMAT": "json",
         "VOICEBRIDGE_LOG_LEVEL": "DEBUG",
+        "VOICEBRIDGE_VERIFY_SIGNATURES": "on",
+        "VOICEBRIDGE_STREAM_TOKEN_MODE": "OFF",
+        "VOICEBRIDGE_STREAM_TOKEN_TTL_S": "30",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -115,6 +119,9 @@ def test_every_environment_variable() -> None:
     assert (settings.stream.codec, settings.stream.sample_rate) == ("mulaw", 8000)
     assert settings.limits.max_calls == 12
     assert (settings.log.format, settings.log.level) == ("json", "debug")
+    security = settings.security
+    assert (security.verify_signatures, security.stream_token) == ("on", "off")
+    assert security.stream_token_ttl_s == 30
 
 
 def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:

@@ -24,6 +24,12 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.plivo.rest import PlivoRest
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.security import (
+    SecurityConfig,
+    StreamGuard,
+    protect_routes,
+    security_summary,
+)
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
@@ -41,12 +47,17 @@ def create_app(
     record_events: bool = False,
     on_session: Callable[[Session], None] | None = None,
     rest_factory: Callable[[], PlivoRest | None] | None = None,
+    security: SecurityConfig | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
     ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
+    ``security`` defaults to the settings' switches with secrets from the environment.
     """
+    security = security or SecurityConfig.from_env(settings)
+    signed = protect_routes(security, settings.public_url)
+    stream_guard = StreamGuard.from_config(security)
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
 
@@ -81,8 +92,16 @@ def create_app(
         if request.method == "POST":
             with contextlib.suppress(Exception):
                 params.update(dict(await request.form()))
+        call_uuid = str(params.get("CallUUID", ""))
+        query = ""
+        if stream_guard is not None:
+            try:
+                query = stream_guard.stream_query(call_uuid)
+            except ValueError:
+                log.warning("answer_refused", reason="no_call_uuid", call_uuid=call_uuid[:64])
+                return PlainTextResponse("CallUUID: required for a stream token", status_code=400)
         xml = stream_xml(
-            stream_url(request, settings.public_url),
+            stream_url(request, settings.public_url, query),
             bidirectional=True,
             keep_call_alive=settings.stream.keep_call_alive,
             content_type=stream_format.content_type,
@@ -96,7 +115,7 @@ def create_app(
             extra_headers=settings.stream.extra_headers or None,
             noise_cancellation=settings.stream.noise_cancellation or None,
         )
-        log.info("answered", call_uuid=str(params.get("CallUUID", ""))[:64], method=request.method)
+        log.info("answered", call_uuid=call_uuid[:64], method=request.method)
         return Response(xml, media_type="application/xml")
 
     async def status(request: Request) -> Response:
@@ -135,7 +154,7 @@ def create_app(
         )
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls)
+        await handle_stream(ws, make_session, calls, stream_guard)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -146,6 +165,7 @@ def create_app(
             pipeline=spec.name,
             version=__version__,
             plivo_rest="configured" if rest_holder["rest"] else "no credentials",
+            **security_summary(security),
         )
         yield
         for session in calls.sessions():
@@ -155,10 +175,10 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/answer", answer, methods=["GET", "POST"]),
-            Route("/status", status, methods=["GET", "POST"]),
+            Route("/answer", signed(answer), methods=["GET", "POST"]),
+            Route("/status", signed(status), methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
-            Route("/transfer", transfer, methods=["GET", "POST"]),
+            Route("/transfer", signed(transfer), methods=["GET", "POST"]),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -166,4 +186,5 @@ def create_app(
     app.state.calls = calls
     app.state.spec = spec
     app.state.settings = settings
+    app.state.stream_guard = stream_guard
     return app
