@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from urllib.parse import urlencode
 
 import structlog
@@ -24,6 +23,7 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.plivo.rest import PlivoRest
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.forms import callback_params
 from voicebridge.server.security import (
     SecurityConfig,
     StreamGuard,
@@ -88,10 +88,7 @@ def create_app(
     stream_format = StreamFormat.from_short(settings.stream.codec, settings.stream.sample_rate)
 
     async def answer(request: Request) -> Response:
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
         call_uuid = str(params.get("CallUUID", ""))
         query = ""
         if stream_guard is not None:
@@ -119,10 +116,7 @@ def create_app(
         return Response(xml, media_type="application/xml")
 
     async def status(request: Request) -> Response:
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
         event = str(params.get("Event", "unknown"))[:64]
         fields = {k: str(v)[:200] for k, v in params.items() if k != "Event"}
         level = "warning" if event in ("DroppedStream", "DegradedStream") else "info"
@@ -131,10 +125,7 @@ def create_app(
 
     async def transfer(request: Request) -> Response:
         """The XML a transferred call runs: dial the target the agent asked for."""
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
         to = str(params.get("to", ""))
         if not _TRANSFER_TARGET.fullmatch(to):
             log.warning("transfer_target_refused", to=to[:64])

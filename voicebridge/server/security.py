@@ -26,6 +26,7 @@ from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.plivo.errors import ProtocolError
 from voicebridge.plivo.events import StartEvent, parse_event
 from voicebridge.plivo.signature import ParamValue, validate_v3_signature
+from voicebridge.server.forms import FormError, form_fields
 from voicebridge.server.stream_token import (
     MIN_SECRET_BYTES,
     Claim,
@@ -146,14 +147,11 @@ class SignatureGuard:
         if not nonce or not any(signatures):
             return self._refuse(request, url, "missing_signature")
         params: dict[str, ParamValue] = {}
-        if request.method == "POST":
-            try:
-                form = await request.form()
-            except Exception:
-                return self._refuse(request, url, "unreadable_body")
-            for key in form:
-                values = [v for v in form.getlist(key) if isinstance(v, str)]
+        try:
+            for key, values in (await form_fields(request)).items():
                 params[key] = values[0] if len(values) == 1 else values
+        except FormError:
+            return self._refuse(request, url, "unreadable_body")
         for header in signatures:
             for token in self._tokens:
                 if header and validate_v3_signature(
