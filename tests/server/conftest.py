@@ -16,6 +16,7 @@ from voicebridge.server.run import RunningService, running_service
 from voicebridge.server.security import SecurityConfig
 from voicebridge.session import Session
 from voicebridge.sim.answer import plivo_headers
+from voicebridge.sim.simulate import SessionWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "MAtestAuthToken0123456789abcdef"
@@ -39,13 +40,15 @@ class WallClock:
         return self.now
 
 
-class Sessions:
-    """Every session the service made, in order."""
+class Sessions(SessionWatch):
+    """Every session the service made, in order; the newest one drives lockstep callers."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.all: list[Session] = []
 
     def __call__(self, session: Session) -> None:
+        super().__call__(session)
         self.all.append(session)
 
 

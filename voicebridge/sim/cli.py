@@ -8,6 +8,8 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from voicebridge.logs import configure_logging
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.sim.answer import answer_call
@@ -155,6 +157,10 @@ async def resolve_target(
     answer_url = url if parts.path not in ("", "/") else url.rstrip("/") + "/answer"
     try:
         answered = await answer_call(answer_url)
+    except httpx.HTTPStatusError as exc:
+        status, text = exc.response.status_code, exc.response.text.strip()[:200]
+        hint = " (set PLIVO_AUTH_TOKEN to sign like Plivo)" if status == 403 else ""
+        raise ValueError(f"call: {answer_url} answered {status}: {text}{hint}") from None
     except ValueError as exc:
         raise ValueError(f"call: {exc}") from None
     return answered.url, fmt or answered.fmt, answered.call_uuid
