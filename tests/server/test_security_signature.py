@@ -169,3 +169,11 @@ def test_on_without_a_token_is_a_startup_error() -> None:
     assert config.verify_signatures and config.stream_tokens
     for secret in SECRETS:
         assert secret not in repr(config)
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+def test_an_open_service_on_a_public_interface_is_warned_about(host: str, warned: bool) -> None:
+    with capture_logs() as entries:
+        SecurityConfig.from_env(settings(host=host), {})
+        SecurityConfig.from_env(settings(host=host), ENV)  # protected: no warning
+    assert [e["event"] for e in entries] == (["security_off"] if warned else [])

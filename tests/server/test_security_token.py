@@ -176,3 +176,16 @@ def test_live_entries_are_kept_and_stale_ones_pruned() -> None:
     assert s.claim("fresh", "call", 160).ok  # pruning happens on claims
     assert len(s) == 51  # the 50 live ones and the new one
     assert s.claim("j60", "call", 60) is Claim.IN_USE
+
+
+def test_a_tokened_url_survives_the_answer_xml() -> None:
+    """The XML escapes what a query may hold; Plivo reads back exactly the URL we minted."""
+    import xml.etree.ElementTree as ET
+
+    from voicebridge.plivo.answer_xml import stream_xml
+
+    url = f"wss://agent.example/stream?tenant=a&token={codec().mint('call')}"
+    xml = stream_xml(url, content_type="audio/x-l16;rate=16000")
+    assert "&amp;token=" in xml
+    stream = ET.fromstring(xml).find("Stream")
+    assert stream is not None and stream.text == url

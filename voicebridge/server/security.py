@@ -9,6 +9,7 @@ Secrets come from the environment only; nothing here logs them.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -105,7 +106,7 @@ class SecurityConfig:
             )
         if issues:
             raise ConfigError(issues)
-        return cls(
+        config = cls(
             verify_signatures=mode.verify_signatures != "off" and bool(tokens),
             auth_tokens=tokens,
             stream_tokens=use_tokens,
@@ -113,6 +114,21 @@ class SecurityConfig:
             token_ttl_s=mode.stream_token_ttl_s,
             time_fn=time_fn,
         )
+        if not (config.verify_signatures or config.stream_tokens) and not _loopback(settings.host):
+            log.warning(
+                "security_off",
+                host=settings.host,
+                detail="anyone who reaches this port can fetch /answer and open /stream; set "
+                "PLIVO_AUTH_TOKEN and VOICEBRIDGE_STREAM_SECRET (docs/security.md)",
+            )
+        return config
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 # --- HTTP: Plivo's signatures ---------------------------------------------------------------
