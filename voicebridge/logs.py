@@ -19,23 +19,28 @@ LogFormat = Literal["auto", "console", "json"]
 
 MASK = "***"
 # A key is secret when its last word is one of these, or it mentions signature/secret/password:
-# ``auth_token``, ``stream_token`` and ``x-plivo-signature-v3`` are; ``max_tokens`` and
-# ``token_ttl_s`` are not.
+# ``auth_token``, ``stream_token`` and ``x-plivo-signature-v3`` are; ``max_tokens``,
+# ``token_ttl_s`` and ``api_key_env`` (the NAME of a variable) are not.
 _SECRET_WORDS = {"token", "secret", "password", "passwd", "authorization", "cookie", "apikey"}
 _SECRET_PARTS = ("signature", "secret", "password", "api_key", "private_key", "access_key")
 # ``token=…`` and friends inside URLs and messages; ``Bearer …`` and ``Basic …`` credentials.
 _SECRET_QUERY = re.compile(
-    r"(?i)((?:^|[?&;\s])(?:[a-z0-9_\-]*token|[a-z0-9_\-]*secret|signature|password|api_?key)=)"
+    r"(?i)((?:^|[?&;\s])(?:[a-z0-9_\-]*token|[a-z0-9_\-]*secret|signature|password|api_?key)=|"
+    r"[?&](?:key|sig|access_?key)=)"  # URL-only names: Google's ?key=, S3's &sig=
     r"[^&\s\"'#,;]+"
 )
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
-_SECRET_ENV = re.compile(r"(?i)(token|secret|password|passwd|api_?key|private_?key|credentials?)$")
+# Environment variables whose values are secrets: PLIVO_AUTH_TOKEN, OPENAI_API_KEY,
+# AWS_SECRET_ACCESS_KEY, AZURE_SPEECH_KEY, …; not GOOGLE_APPLICATION_CREDENTIALS (a path).
+_SECRET_ENV = re.compile(r"(?i)(token|secret|password|passwd|apikey|_key)$")
 _MIN_SECRET_CHARS = 8  # shorter values would mask ordinary words
 
 
 def secret_key(key: str) -> bool:
     """Whether a log field named ``key`` holds a secret."""
     name = key.lower().replace("-", "_")
+    if name.endswith(("_env", "_var")):
+        return False
     return name.rsplit("_", 1)[-1] in _SECRET_WORDS or any(p in name for p in _SECRET_PARTS)
 
 

@@ -28,6 +28,7 @@ def test_secret_named_fields_are_masked_and_counts_are_not() -> None:
             "authorization": "Basic Zm9vOmJhcg==",
             "api_key": "k",
             "max_tokens": 256,
+            "api_key_env": "OPENAI_API_KEY",
             "stream_token_ttl_s": 60,
             "headers": {"Authorization": "Bearer xyz", "tenant": "acme"},
         },
@@ -35,6 +36,7 @@ def test_secret_named_fields_are_masked_and_counts_are_not() -> None:
     assert event["auth_token"] == event["stream_token"] == "***"
     assert event["X-Plivo-Signature-V3"] == event["authorization"] == event["api_key"] == "***"
     assert event["max_tokens"] == 256 and event["stream_token_ttl_s"] == 60
+    assert event["api_key_env"] == "OPENAI_API_KEY"
     assert event["headers"] == {"Authorization": "***", "tenant": "acme"}
 
 
@@ -46,6 +48,10 @@ def test_secret_named_fields_are_masked_and_counts_are_not() -> None:
         ("GET /answer?auth_token=zzz HTTP/1.1", "GET /answer?auth_token=*** HTTP/1.1"),
         ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ***"),
         ("tokens=5 and max_tokens", "tokens=5 and max_tokens"),
+        (
+            "https://speech.example/v1?key=AIzaSyA0123&alt=json",
+            "https://speech.example/v1?key=***&alt=json",
+        ),
     ],
 )
 def test_tokens_in_urls_and_messages_are_masked(text: str, masked: str) -> None:
@@ -53,8 +59,17 @@ def test_tokens_in_urls_and_messages_are_masked(text: str, masked: str) -> None:
 
 
 def test_known_secret_values_are_masked_anywhere() -> None:
-    secrets = environment_secrets({**ENV, "OPENAI_API_KEY": "sk-test-1234567890", "HOME": "/root"})
-    assert set(secrets) == {*SECRETS, "sk-test-1234567890"}
+    environ = {
+        **ENV,
+        "OPENAI_API_KEY": "sk-test-1234567890",
+        "AWS_SECRET_ACCESS_KEY": "aws/secret/0123456789",
+        "AWS_ACCESS_KEY_ID": "AKIA0123456789",
+        "GOOGLE_APPLICATION_CREDENTIALS": "/etc/creds.json",
+        "HOME": "/root",
+        "SHORT_TOKEN": "abc",
+    }
+    secrets = environment_secrets(environ)
+    assert set(secrets) == {*SECRETS, "sk-test-1234567890", "aws/secret/0123456789"}
     redact = Redactor(secrets)
     event = redact(None, "error", {"event": "failed", "error": f"401 for key {STREAM_SECRET}!"})
     assert event["error"] == "401 for key ***!"

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from websockets.exceptions import InvalidStatus
 
 from voicebridge.logs import configure_logging
 from voicebridge.plivo.formats import StreamFormat
@@ -176,12 +177,19 @@ def run_call(args: argparse.Namespace) -> int:
         ws_url, fmt, call_uuid = await resolve_target(args.url, explicit)
         lines = caller_lines(args, fmt.sample_rate)
         caller = PlivoCaller(ws_url, fmt, speed=1.0, call_id=call_uuid)
-        record = await caller.run_turns(
-            [line.pcm for line in lines],
-            gap_s=args.gap,
-            reply_timeout_s=args.reply_timeout,
-            interrupt_after_s=args.interrupt_after,
-        )
+        try:
+            record = await caller.run_turns(
+                [line.pcm for line in lines],
+                gap_s=args.gap,
+                reply_timeout_s=args.reply_timeout,
+                interrupt_after_s=args.interrupt_after,
+            )
+        except InvalidStatus as exc:  # e.g. a ws:// URL without the stream token
+            body = exc.response.body.decode(errors="replace").strip()[:200]
+            where = ws_url.split("?", 1)[0]
+            raise ValueError(
+                f"call: {where} refused the WebSocket ({exc.response.status_code}: {body})"
+            ) from None
         report = report_from_parts(
             pipeline=ws_url.split("?", 1)[0], record=record, lines=lines, mode="realtime"
         )
