@@ -173,7 +173,21 @@ def test_on_without_a_token_is_a_startup_error() -> None:
 
 @pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
 def test_an_open_service_on_a_public_interface_is_warned_about(host: str, warned: bool) -> None:
+    tokens_only = {"VOICEBRIDGE_STREAM_SECRET": ENV["VOICEBRIDGE_STREAM_SECRET"]}
     with capture_logs() as entries:
         SecurityConfig.from_env(settings(host=host), {})
+        SecurityConfig.from_env(settings(host=host), tokens_only)  # /answer still mints for all
         SecurityConfig.from_env(settings(host=host), ENV)  # protected: no warning
-    assert [e["event"] for e in entries] == (["security_off"] if warned else [])
+    assert [e["event"] for e in entries] == (["security_off"] * 2 if warned else [])
+
+
+async def test_oversized_or_non_form_bodies_are_refused_unread() -> None:
+    import httpx
+
+    async with secured_service() as service, httpx.AsyncClient() as client:
+        headers = {"X-Plivo-Signature-V3": "c2ln", "X-Plivo-Signature-V3-Nonce": "1"}
+        url = f"{service.http_base}/answer"
+        big = await client.post(url, content=b"a=" + b"x" * 70_000, headers=headers)
+        as_json = await client.post(url, json={"CallUUID": "x"}, headers=headers)
+        assert big.status_code == as_json.status_code == 403
+        assert big.text == as_json.text == "forbidden: unreadable body"

@@ -114,12 +114,16 @@ class SecurityConfig:
             token_ttl_s=mode.stream_token_ttl_s,
             time_fn=time_fn,
         )
-        if not (config.verify_signatures or config.stream_tokens) and not _loopback(settings.host):
+        if not config.verify_signatures and not _loopback(settings.host):
+            # Tokens alone stop direct /stream connections, but anyone can still ask /answer
+            # for one: only Plivo's signature makes the token Plivo's.
             log.warning(
                 "security_off",
                 host=settings.host,
-                detail="anyone who reaches this port can fetch /answer and open /stream; set "
-                "PLIVO_AUTH_TOKEN and VOICEBRIDGE_STREAM_SECRET (docs/security.md)",
+                stream_tokens="on" if config.stream_tokens else "off",
+                detail="anyone who reaches this port can fetch /answer"
+                + ("" if config.stream_tokens else " and open /stream")
+                + "; set PLIVO_AUTH_TOKEN and VOICEBRIDGE_STREAM_SECRET (docs/security.md)",
             )
         return config
 
