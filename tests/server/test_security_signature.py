@@ -191,3 +191,23 @@ async def test_oversized_or_non_form_bodies_are_refused_unread() -> None:
         as_json = await client.post(url, json={"CallUUID": "x"}, headers=headers)
         assert big.status_code == as_json.status_code == 403
         assert big.text == as_json.text == "forbidden: unreadable body"
+
+
+def test_serve_refuses_to_start_when_on_without_its_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voicebridge.cli import main
+
+    from .conftest import ROOT
+
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VOICEBRIDGE_VERIFY_SIGNATURES", "on")
+    monkeypatch.setenv("VOICEBRIDGE_STREAM_TOKEN_MODE", "on")
+    monkeypatch.setenv("VOICEBRIDGE_STREAM_SECRET", "too-short")
+    code = main(["serve", str(ROOT / "pipelines" / "echo.yaml"), "--port", "0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "security.verify_signatures: is 'on' but PLIVO_AUTH_TOKEN is not set" in err
+    assert "VOICEBRIDGE_STREAM_SECRET must hold at least 16 bytes" in err
+    assert "too-short" not in err
