@@ -83,6 +83,7 @@ async def test_wrong_token_tampered_params_and_wrong_url_are_refused() -> None:
             assert elsewhere.status_code == 403
         reasons = [e["reason"] for e in refusals(entries)]
         assert reasons == ["bad_signature", "bad_signature", "bad_signature"]
+        assert service.app.state.signature_guard.refusals == {"bad_signature": 3}
         no_secret_in(entries, "bm90LWEtcmVhbC1zaWduYXR1cmU=")
 
 

@@ -114,6 +114,9 @@ async def test_missing_and_tampered_tokens_are_refused() -> None:
             assert secret not in repr(entries)
         # The tampering did not spend the real token.
         await call_runs(service, url)
+        guard = service.app.state.stream_guard
+        assert guard.refusals == {"missing": 1, "bad_signature": 1, "malformed": 1}
+        assert guard.admitted == 1
 
 
 async def test_an_expired_token_is_refused() -> None:
@@ -145,6 +148,7 @@ async def test_a_token_for_another_call_is_closed_with_1008() -> None:
         await session.ended.wait()
         assert session.end_reason == "stream_token_foreign_call"
         assert session.pipeline is None  # the stranger's call never started
+        assert service.app.state.stream_guard.refusals == {"foreign_call": 1}
 
 
 async def test_one_live_connection_per_token() -> None:

@@ -26,8 +26,8 @@ from voicebridge.server.calls import CallRegistry
 from voicebridge.server.forms import callback_params
 from voicebridge.server.security import (
     SecurityConfig,
+    SignatureGuard,
     StreamGuard,
-    protect_routes,
     security_summary,
 )
 from voicebridge.server.stream import handle_stream
@@ -56,7 +56,7 @@ def create_app(
     ``security`` defaults to the settings' switches with secrets from the environment.
     """
     security = security or SecurityConfig.from_env(settings)
-    signed = protect_routes(security, settings.public_url)
+    signatures = SignatureGuard.from_config(security, settings.public_url)
     stream_guard = StreamGuard.from_config(security)
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
@@ -166,10 +166,10 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/answer", signed(answer), methods=["GET", "POST"]),
-            Route("/status", signed(status), methods=["GET", "POST"]),
+            Route("/answer", signatures.protect(answer), methods=["GET", "POST"]),
+            Route("/status", signatures.protect(status), methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
-            Route("/transfer", signed(transfer), methods=["GET", "POST"]),
+            Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -177,5 +177,6 @@ def create_app(
     app.state.calls = calls
     app.state.spec = spec
     app.state.settings = settings
+    app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     return app

@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,13 @@ class SignatureGuard:
     def __init__(self, auth_tokens: tuple[str, ...], public_url: str | None) -> None:
         self._tokens = auth_tokens
         self.public_url = public_url
+        self.enabled = bool(auth_tokens)
+        self.refusals: Counter[str] = Counter()  # by reason, for metrics
+
+    @classmethod
+    def from_config(cls, config: SecurityConfig, public_url: str | None) -> SignatureGuard:
+        """A guard that checks when ``verify_signatures`` is on, and lets all through if not."""
+        return cls(config.auth_tokens if config.verify_signatures else (), public_url)
 
     def __repr__(self) -> str:
         return f"SignatureGuard(tokens={len(self._tokens)}, public_url={self.public_url!r})"
@@ -181,6 +189,7 @@ class SignatureGuard:
         return self._refuse(request, url, "bad_signature")
 
     def _refuse(self, request: Request, url: str, reason: str) -> Response:
+        self.refusals[reason] += 1
         log.warning(
             "request_refused",
             reason=reason,
@@ -192,7 +201,9 @@ class SignatureGuard:
         return PlainTextResponse(f"forbidden: {reason.replace('_', ' ')}", status_code=403)
 
     def protect(self, endpoint: Endpoint) -> Endpoint:
-        """``endpoint`` behind the check."""
+        """``endpoint`` behind the check; as it is when the guard is off."""
+        if not self.enabled:
+            return endpoint
 
         @functools.wraps(endpoint)
         async def guarded(request: Request) -> Response:
@@ -200,15 +211,6 @@ class SignatureGuard:
             return refused if refused is not None else await endpoint(request)
 
         return guarded
-
-
-def protect_routes(
-    config: SecurityConfig, public_url: str | None
-) -> Callable[[Endpoint], Endpoint]:
-    """A decorator for Plivo's routes: the signature check when it is on, else the route as is."""
-    if not config.verify_signatures:
-        return lambda endpoint: endpoint
-    return SignatureGuard(config.auth_tokens, public_url).protect
 
 
 # --- WebSocket: stream tokens --------------------------------------------------------------
@@ -223,9 +225,10 @@ class StreamRefused(Exception):
 class StreamTicket:
     """One admitted connection's hold on its token, until ``close``."""
 
-    def __init__(self, token: StreamToken, store: TokenStore) -> None:
+    def __init__(self, token: StreamToken, store: TokenStore, refusals: Counter[str]) -> None:
         self.token = token
         self._store = store
+        self._refusals = refusals
         self.bound = False  # the start event named the token's call
         self._closed = False
 
@@ -245,6 +248,7 @@ class StreamTicket:
                     call_id=event.call_id[:64],
                     token_call_id=self.token.call_id[:64],
                 )
+                self._refusals["foreign_call"] += 1
                 raise StreamRefused("foreign_call")
             self.bound = True
 
@@ -269,6 +273,8 @@ class StreamGuard:
     def __init__(self, codec: StreamTokenCodec, store: TokenStore) -> None:
         self.codec = codec
         self.store = store
+        self.admitted = 0
+        self.refusals: Counter[str] = Counter()  # by reason, for metrics
 
     @classmethod
     def from_config(cls, config: SecurityConfig) -> StreamGuard | None:
@@ -295,15 +301,18 @@ class StreamGuard:
         try:
             token = self.codec.verify(ws.query_params.get(TOKEN_PARAM))
         except TokenError as exc:
+            self.refusals[exc.reason] += 1
             log.warning("stream_refused", reason=exc.reason, client=client)
             raise StreamRefused(exc.reason) from None
         claim = self.store.claim(token.jti, token.call_id, token.expires_at)
         if not claim.ok:
+            self.refusals[claim.value] += 1
             log.warning(
                 "stream_refused", reason=claim.value, call_id=token.call_id[:64], client=client
             )
             raise StreamRefused(claim.value)
-        return StreamTicket(token, self.store)
+        self.admitted += 1
+        return StreamTicket(token, self.store, self.refusals)
 
 
 async def refuse_handshake(ws: WebSocket, reason: str) -> None:
@@ -331,7 +340,6 @@ __all__ = [
     "StreamGuard",
     "StreamRefused",
     "StreamTicket",
-    "protect_routes",
     "refuse_handshake",
     "security_summary",
     "signed_url",
