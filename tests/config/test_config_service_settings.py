@@ -63,11 +63,12 @@ def test_shipped_service_yaml_documents_every_setting() -> None:
         "drain": ServiceSettings.model_fields["drain"].annotation.model_fields,  # type: ignore[union-attr]
         "events": ServiceSettings.model_fields["events"].annotation.model_fields,  # type: ignore[union-attr]
         "recording": ServiceSettings.model_fields["recording"].annotation.model_fields,  # type: ignore[union-attr]
+        "security": ServiceSettings.model_fields["security"].annotation.model_fields,  # type: ignore[union-attr]
     }
     for section, fields in sections.items():
         indent = "  " if section else ""
         for name in fields:
-            if name in ("stream", "limits", "log", "drain", "events", "recording"):
+            if name in ("stream", "limits", "log", "drain", "events", "recording", "security"):
                 continue
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{indent}{name}:"))
             assert lines[index - 1].strip().startswith("#"), f"no comment above {name}"
@@ -111,6 +112,9 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_DRAIN_DEADLINE_S": "12.5",
         "VOICEBRIDGE_EVENTS_DIR": "/var/log/voicebridge/events",
         "VOICEBRIDGE_RECORDING_DIR": "/var/lib/voicebridge/recordings",
+        "VOICEBRIDGE_VERIFY_SIGNATURES": "on",
+        "VOICEBRIDGE_STREAM_TOKEN_MODE": "OFF",
+        "VOICEBRIDGE_STREAM_TOKEN_TTL_S": "30",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -124,6 +128,9 @@ def test_every_environment_variable() -> None:
     assert settings.drain.deadline_s == 12.5
     assert settings.events.dir == "/var/log/voicebridge/events"
     assert settings.recording.dir == "/var/lib/voicebridge/recordings"
+    security = settings.security
+    assert (security.verify_signatures, security.stream_token) == ("on", "off")
+    assert security.stream_token_ttl_s == 30
 
 
 def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:

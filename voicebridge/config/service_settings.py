@@ -49,6 +49,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_DRAIN_DEADLINE_S": ("drain", "deadline_s"),
     "VOICEBRIDGE_EVENTS_DIR": ("events", "dir"),
     "VOICEBRIDGE_RECORDING_DIR": ("recording", "dir"),
+    "VOICEBRIDGE_VERIFY_SIGNATURES": ("security", "verify_signatures"),
+    "VOICEBRIDGE_STREAM_TOKEN_MODE": ("security", "stream_token"),
+    "VOICEBRIDGE_STREAM_TOKEN_TTL_S": ("security", "stream_token_ttl_s"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
@@ -143,6 +146,29 @@ class LogSettings(_Section):
         return level
 
 
+Switch = Literal["auto", "on", "off"]
+
+
+class SecuritySettings(_Section):
+    """Which protections run. Their secrets come from the environment only (``PLIVO_AUTH_TOKEN``,
+    ``VOICEBRIDGE_STREAM_SECRET``); ``auto`` means on when the secret is set."""
+
+    verify_signatures: Switch = "auto"
+    stream_token: Switch = "auto"
+    stream_token_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("verify_signatures", "stream_token", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        # YAML 1.1 readers and env vars spell the switch as a boolean or in any case.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return {"true": "on", "false": "off", "yes": "on", "no": "off"}.get(text, text)
+        return value
+
+
 class ServiceSettings(_Section):
     """Everything the agent service needs besides the pipeline and the secrets."""
 
@@ -156,6 +182,7 @@ class ServiceSettings(_Section):
     drain: DrainSettings = Field(default_factory=lambda: DrainSettings())
     events: RecordSettings = Field(default_factory=lambda: RecordSettings())
     recording: RecordSettings = Field(default_factory=lambda: RecordSettings())
+    security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 from urllib.parse import urlencode
 
 import structlog
@@ -33,6 +32,13 @@ from voicebridge.plivo.rest import PlivoRest
 from voicebridge.recording import CallRecorder, EventLogWriter
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
+from voicebridge.server.forms import callback_params
+from voicebridge.server.security import (
+    SecurityConfig,
+    SignatureGuard,
+    StreamGuard,
+    security_summary,
+)
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
@@ -50,12 +56,17 @@ def create_app(
     record_events: bool = False,
     on_session: Callable[[Session], None] | None = None,
     rest_factory: Callable[[], PlivoRest | None] | None = None,
+    security: SecurityConfig | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
     ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
+    ``security`` defaults to the settings' switches with secrets from the environment.
     """
+    security = security or SecurityConfig.from_env(settings)
+    signatures = SignatureGuard.from_config(security, settings.public_url)
+    stream_guard = StreamGuard.from_config(security)
     calls = CallRegistry(settings.limits.max_calls)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
@@ -103,12 +114,17 @@ def create_app(
         if drainer.draining:  # Plivo then tries the number's fallback answer URL
             log.info("answer_refused", reason="draining")
             return PlainTextResponse("draining", status_code=503, headers={"Retry-After": "5"})
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
+        call_uuid = str(params.get("CallUUID", ""))
+        query = ""
+        if stream_guard is not None:
+            try:
+                query = stream_guard.stream_query(call_uuid)
+            except ValueError:
+                log.warning("answer_refused", reason="no_call_uuid", call_uuid=call_uuid[:64])
+                return PlainTextResponse("CallUUID: required for a stream token", status_code=400)
         xml = stream_xml(
-            stream_url(request, settings.public_url),
+            stream_url(request, settings.public_url, query),
             bidirectional=True,
             keep_call_alive=settings.stream.keep_call_alive,
             content_type=stream_format.content_type,
@@ -122,14 +138,11 @@ def create_app(
             extra_headers=settings.stream.extra_headers or None,
             noise_cancellation=settings.stream.noise_cancellation or None,
         )
-        log.info("answered", call_uuid=str(params.get("CallUUID", ""))[:64], method=request.method)
+        log.info("answered", call_uuid=call_uuid[:64], method=request.method)
         return Response(xml, media_type="application/xml")
 
     async def status(request: Request) -> Response:
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
         event = str(params.get("Event", "unknown"))[:64]
         fields = {k: str(v)[:200] for k, v in params.items() if k != "Event"}
         level = "warning" if event in ("DroppedStream", "DegradedStream") else "info"
@@ -138,10 +151,7 @@ def create_app(
 
     async def transfer(request: Request) -> Response:
         """The XML a transferred call runs: dial the target the agent asked for."""
-        params: dict[str, Any] = dict(request.query_params)
-        if request.method == "POST":
-            with contextlib.suppress(Exception):
-                params.update(dict(await request.form()))
+        params = await callback_params(request)
         to = str(params.get("to", ""))
         if not _TRANSFER_TARGET.fullmatch(to):
             log.warning("transfer_target_refused", to=to[:64])
@@ -165,7 +175,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls)
+        await handle_stream(ws, make_session, calls, stream_guard)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -176,6 +186,7 @@ def create_app(
             pipeline=spec.name,
             version=__version__,
             plivo_rest="configured" if rest_holder["rest"] else "no credentials",
+            **security_summary(security),
         )
         lag_monitor.start()
         yield
@@ -187,11 +198,11 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/answer", answer, methods=["GET", "POST"]),
-            Route("/status", status, methods=["GET", "POST"]),
+            Route("/answer", signatures.protect(answer), methods=["GET", "POST"]),
+            Route("/status", signatures.protect(status), methods=["GET", "POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),
-            Route("/transfer", transfer, methods=["GET", "POST"]),
+            Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -203,4 +214,6 @@ def create_app(
     app.state.drainer = drainer
     app.state.drain = drainer.run  # await app.state.drain(): drain now (tests, embedding)
     app.state.loop_lag = lag_monitor
+    app.state.signature_guard = signatures  # refusal counts for metrics
+    app.state.stream_guard = stream_guard
     return app

@@ -10,6 +10,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.security import StreamGuard, StreamRefused, StreamTicket, refuse_handshake
 from voicebridge.session import CloseCode, Session
 
 log = structlog.get_logger("voicebridge.server")
@@ -34,30 +35,70 @@ class StarletteTransport:
 SessionFactory = Callable[[StarletteTransport, WebSocket], Session]
 
 
-async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: CallRegistry) -> None:
-    """Run one Plivo stream from accept to close. Nothing in here may raise to the server."""
-    await ws.accept()
-    refusal = calls.refusal()
-    if refusal is not None:
-        why, close_text = refusal
-        calls.refuse(why)
-        log.warning("call_refused", reason=why, active=len(calls))
-        await ws.close(CloseCode.TRY_AGAIN_LATER, close_text)
-        return
-    session = make_session(StarletteTransport(ws), ws)
-    calls.add(session)
+async def handle_stream(
+    ws: WebSocket,
+    make_session: SessionFactory,
+    calls: CallRegistry,
+    guard: StreamGuard | None = None,
+) -> None:
+    """Run one Plivo stream from accept to close. Nothing in here may raise to the server.
+
+    With a ``guard``, a handshake without an admissible stream token is refused with HTTP 403
+    before anything else, and a ``start`` naming another call than the token's closes with 1008.
+    """
+    ticket: StreamTicket | None = None
+    if guard is not None:
+        try:
+            ticket = guard.admit(ws)
+        except StreamRefused as refused:
+            await refuse_handshake(ws, refused.reason)
+            return
+    session: Session | None = None
+    peer_code: int | None = None
+    try:
+        await ws.accept()
+        refusal = calls.refusal()
+        if refusal is not None:
+            why, close_text = refusal
+            calls.refuse(why)
+            log.warning("call_refused", reason=why, active=len(calls))
+            await ws.close(CloseCode.TRY_AGAIN_LATER, close_text)
+            return
+        session = make_session(StarletteTransport(ws), ws)
+        calls.add(session)
+        peer_code = await _run(ws, session, ticket)
+    finally:
+        if session is not None:
+            calls.remove(session)
+        if ticket is not None:
+            ticket.close(end_reason=session.end_reason if session else None, peer_code=peer_code)
+
+
+async def _run(ws: WebSocket, session: Session, ticket: StreamTicket | None) -> int | None:
+    """Feed the session until either side ends the call; the peer's close code if it closed."""
+    peer_code: int | None = None
     try:
         while not session.ended.is_set():
             message: MutableMapping[str, Any] = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                peer_code = message.get("code")
                 break
             text = message.get("text")
-            await session.handle_message(text if text is not None else message.get("bytes") or b"")
-    except WebSocketDisconnect:
-        pass
+            data = text if text is not None else message.get("bytes") or b""
+            if ticket is not None and not ticket.bound:
+                ticket.check_message(data)
+            await session.handle_message(data)
+    except WebSocketDisconnect as exc:
+        peer_code = exc.code
+    except StreamRefused as refused:
+        await session.end(
+            f"stream_token_{refused.reason}",
+            code=CloseCode.POLICY_VIOLATION,
+            close_reason=str(refused),
+        )
     except Exception as exc:  # one call's fault must never reach the server
         session.log.error("session_crashed", error=repr(exc)[:300])
         await session.end("internal_error", code=CloseCode.INTERNAL_ERROR)
     finally:
         await session.end(session.end_reason or "socket_closed")
-        calls.remove(session)
+    return peer_code

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from websockets.exceptions import InvalidStatus
 
 from voicebridge.logs import configure_logging
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.sim.answer import answer_call
 from voicebridge.sim.caller import CallRecord, PlivoCaller
 from voicebridge.sim.report import CallReport
 from voicebridge.sim.simulate import CallerLine
@@ -143,22 +144,27 @@ def run_simulate(args: argparse.Namespace, settings: Any) -> int:
     return 0 if not report.protocol_errors else 1
 
 
-async def resolve_target(url: str, fmt: StreamFormat | None) -> tuple[str, StreamFormat]:
-    """A ws(s) URL is used as is; an http(s) URL is asked for its answer XML, like Plivo does."""
+async def resolve_target(
+    url: str, fmt: StreamFormat | None
+) -> tuple[str, StreamFormat, str | None]:
+    """(stream URL, format, call UUID). A ws(s) URL is used as is; an http(s) URL is asked for
+    its answer XML like Plivo does, and the call must then start with the UUID it was asked for
+    (a service with stream tokens admits only that call)."""
     parts = urlsplit(url)
     if parts.scheme in ("ws", "wss"):
-        return url, fmt or StreamFormat.from_short("l16", 16000)
+        return url, fmt or StreamFormat.from_short("l16", 16000), None
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"call: expected a ws://, wss://, http:// or https:// URL, got {url!r}")
-    answer = url if parts.path not in ("", "/") else url.rstrip("/") + "/answer"
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(answer, data={"CallUUID": "voicebridge-call", "From": "sim"})
-    response.raise_for_status()
-    stream = ET.fromstring(response.text).find("Stream")
-    if stream is None or not (stream.text or "").strip():
-        raise ValueError(f"call: {answer} returned no <Stream> element")
-    content_type = stream.get("contentType", "audio/x-l16;rate=8000")
-    return stream.text.strip(), fmt or StreamFormat.from_content_type(content_type)  # type: ignore[union-attr]
+    answer_url = url if parts.path not in ("", "/") else url.rstrip("/") + "/answer"
+    try:
+        answered = await answer_call(answer_url)
+    except httpx.HTTPStatusError as exc:
+        status, text = exc.response.status_code, exc.response.text.strip()[:200]
+        hint = " (set PLIVO_AUTH_TOKEN to sign like Plivo)" if status == 403 else ""
+        raise ValueError(f"call: {answer_url} answered {status}: {text}{hint}") from None
+    except ValueError as exc:
+        raise ValueError(f"call: {exc}") from None
+    return answered.url, fmt or answered.fmt, answered.call_uuid
 
 
 def run_call(args: argparse.Namespace) -> int:
@@ -168,16 +174,25 @@ def run_call(args: argparse.Namespace) -> int:
 
     async def go() -> CallReport:
         explicit = stream_format(args) if args.rate or args.codec != "l16" else None
-        ws_url, fmt = await resolve_target(args.url, explicit)
+        ws_url, fmt, call_uuid = await resolve_target(args.url, explicit)
         lines = caller_lines(args, fmt.sample_rate)
-        caller = PlivoCaller(ws_url, fmt, speed=1.0)
-        record = await caller.run_turns(
-            [line.pcm for line in lines],
-            gap_s=args.gap,
-            reply_timeout_s=args.reply_timeout,
-            interrupt_after_s=args.interrupt_after,
+        caller = PlivoCaller(ws_url, fmt, speed=1.0, call_id=call_uuid)
+        try:
+            record = await caller.run_turns(
+                [line.pcm for line in lines],
+                gap_s=args.gap,
+                reply_timeout_s=args.reply_timeout,
+                interrupt_after_s=args.interrupt_after,
+            )
+        except InvalidStatus as exc:  # e.g. a ws:// URL without the stream token
+            body = exc.response.body.decode(errors="replace").strip()[:200]
+            where = ws_url.split("?", 1)[0]
+            raise ValueError(
+                f"call: {where} refused the WebSocket ({exc.response.status_code}: {body})"
+            ) from None
+        report = report_from_parts(
+            pipeline=ws_url.split("?", 1)[0], record=record, lines=lines, mode="realtime"
         )
-        report = report_from_parts(pipeline=ws_url, record=record, lines=lines, mode="realtime")
         write_outputs(args, report, record)
         return report
 

@@ -23,6 +23,7 @@ from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service
 from voicebridge.session import Session
+from voicebridge.sim.answer import answer_call
 from voicebridge.sim.caller import CallRecord, PlivoCaller
 
 
@@ -90,15 +91,19 @@ async def simulate_call(
 ) -> SimulatedCall:
     """Run ``lines`` as a conversation against ``spec`` served on a loopback port."""
     base = settings or ServiceSettings()
-    settings = base.model_copy(update={"host": "127.0.0.1", "port": 0})
+    # Loopback only: a configured public URL would send the simulated caller out to the world.
+    settings = base.model_copy(update={"host": "127.0.0.1", "port": 0, "public_url": None})
     watch = SessionWatch()
     options: dict[str, Any] = {"record_events": True, "on_session": watch}
     if fast:
         options["clock_factory"] = StreamClock
     async with running_service(settings, spec, **options) as service:
+        # As Plivo: ask /answer where to stream (the URL may carry the call's stream token).
+        answered = await answer_call(f"{service.http_base}/answer")
         caller = PlivoCaller(
-            service.ws_url,
+            answered.url,
             fmt,
+            call_id=answered.call_uuid,
             speed=float("inf") if fast else 1.0,
             probe=watch.lockstep if fast else None,
         )
