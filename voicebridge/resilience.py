@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -291,7 +291,7 @@ class ProviderGuard:
         self.breaker = self.registry.get(self.key, params.breaker)
 
     async def call(
-        self, request: Callable[[Attempt], Awaitable[T]], *, clock: Clock, log: Any = None
+        self, request: Callable[[Attempt], Coroutine[Any, Any, T]], *, clock: Clock, log: Any = None
     ) -> T:
         """Run ``request`` until it succeeds or may not be tried again; raises ProviderError."""
         log = log or _log
@@ -348,13 +348,13 @@ class ProviderGuard:
         raise error
 
     async def _attempt(
-        self, request: Callable[[Attempt], Awaitable[T]], attempt: Attempt, clock: Clock
+        self, request: Callable[[Attempt], Coroutine[Any, Any, T]], attempt: Attempt, clock: Clock
     ) -> T:
         timeout = self.params.first_byte_timeout_s
         if timeout is None:
             return await request(attempt)
         loop = asyncio.get_running_loop()
-        work = loop.create_task(request(attempt), name=f"{self.stage}-attempt")
+        work: asyncio.Task[T] = loop.create_task(request(attempt), name=f"{self.stage}-attempt")
         expired = False
 
         async def deadline() -> None:
