@@ -58,6 +58,7 @@ from voicebridge.plivo.events import (
 )
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.providers import ProviderError
+from voicebridge.reply_watch import ReplyWatch
 from voicebridge.resume import quiet_cut, unheard_start
 from voicebridge.stage import Stage
 from voicebridge.text import split_sentences
@@ -160,6 +161,7 @@ class Session:
         self._last_activity_s = 0.0
         self._reprompts = 0
         self._can_speak = False
+        self.replies = ReplyWatch(self)  # fillers, reply timeouts, giving up on a dead provider
 
     # --- time, recording and sending ----------------------------------------------------------
     @property
@@ -417,12 +419,14 @@ class Session:
             if frame.final and frame.text.strip() and self.ctx:
                 self.turns.transcript(now)
                 self.ctx.add_caller_text(frame.text.strip())
+                self.replies.caller_turn_ended(now)
                 self.log.info("caller_said", text=frame.text[:200])
         elif isinstance(frame, AgentText):
             if frame.turn > self._newest_turn_seen:
                 self._newest_turn_seen = frame.turn
                 self._agent_since_ms = self._stream_ms
             self.turns.agent_text(frame.turn, now)
+            self.replies.agent_text(frame)
             self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
         elif isinstance(frame, AgentAudio):
             self.turns.agent_audio(frame.turn, now)
@@ -453,6 +457,7 @@ class Session:
             if send.started is not None and send.piece is not None:
                 self._sent_audio[send.piece.name] = send.started  # kept for a resume
                 self.turns.sent(send.started.turn, now)
+                self.replies.audio_sent(send.started.turn, now, send.started.duration_ms / 1000)
             if send.payload is not None:
                 await self._send(encoder.encode(send.payload))
             elif send.checkpoint is not None:
@@ -469,7 +474,7 @@ class Session:
                 )
 
     def _record_heard(self, piece: Piece) -> None:
-        if self.ctx is None or not piece.heard_text:
+        if self.ctx is None or not piece.heard_text or self.replies.is_filler(piece.turn):
             return
         entry = self.ctx.agent_entry(piece.entry_turn)
         entry.text = f"{entry.text} {piece.heard_text}".strip()
@@ -505,8 +510,9 @@ class Session:
             self._piece_played(piece, now)
         self.stats["clears"] += 1
         await self._send(messages.clear_audio(self.ctx.info.stream_id))
+        self.replies.cleared()
         interrupted = cleared.interrupted
-        if interrupted is not None:
+        if interrupted is not None and not self.replies.is_filler(interrupted.turn):
             entry = self.ctx.agent_entry(interrupted.entry_turn)
             entry.text = f"{entry.text} {interrupted.heard_text}".strip()
             entry.interrupted = True
@@ -579,19 +585,28 @@ class Session:
         await self._pump()
 
     # --- the agent speaking on its own (reprompts, fallbacks) ---------------------------------
-    async def say(self, text: str, *, then: Hangup | None = None) -> bool:
-        """Speak ``text`` through the pipeline's speaker as a new turn; False if none."""
+    async def say(self, text: str, *, then: Hangup | None = None, direct: bool = False) -> bool:
+        """Speak ``text`` through the pipeline's speaker as a new turn; False if none.
+
+        ``direct`` hands it to the speaker stage itself, past a dialogue that may be busy.
+        """
         if self.pipeline is None or self.ctx is None or not self._can_speak:
             return False
+        pipeline = self.pipeline
         pieces = split_sentences(text)
         turn = self.ctx.begin_turn()
         for index, piece in enumerate(pieces):
             frame = AgentText(piece, turn=turn, last=index == len(pieces) - 1)
             self._observe(frame)  # made here, not by a stage: the observer would not see it
-            await self.pipeline.push(frame)
+            await (pipeline.push_to("tts", frame) if direct else pipeline.push(frame))
         if then is not None:
-            await self.pipeline.push(then)
+            await (pipeline.push_to("tts", then) if direct else pipeline.push(then))
         return True
+
+    async def request_action(self, action: Hangup | Transfer) -> None:
+        """Hang up or transfer once what was already said has played."""
+        self._pending_action = action
+        await self._maybe_act()
 
     def _caller_active(self) -> None:
         self._last_activity_s = self._now()
@@ -633,6 +648,7 @@ class Session:
             await self._decide_barge_in()
             await self._maybe_act()
             await self._idle_check(now)
+            await self.replies.tick(now)
             if limit and now >= limit:
                 self.log.info("max_call_duration_reached", seconds=limit)
                 await self.end("max_call_duration", close_reason="maximum call duration reached")
@@ -695,9 +711,10 @@ class Session:
             error=exc.provider_message[:300],
         )
         self._note("provider_error", stage=exc.stage, provider=exc.provider, error_kind=exc.kind)
-        if stage.role == "tts" or self._ending:
-            return  # the speaker itself failed: nothing can be said
-        task = asyncio.get_running_loop().create_task(self.say(self.options.fallback_text))
+        if self._ending:
+            return
+        # The fallback line, or a goodbye if the provider stays down (voicebridge.reply_watch).
+        task = asyncio.get_running_loop().create_task(self.replies.provider_failed(stage, exc))
         task.add_done_callback(_log_task_failure(self.log, "fallback_failed"))
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
