@@ -267,6 +267,28 @@ class Attempt:
 RetryIf = Callable[[ProviderError], bool]
 
 
+def stage_guard(
+    stage: str,
+    provider: str,
+    endpoint: str,
+    params: ResilienceParams,
+    *,
+    retries: int | None = None,
+    backoff_s: float | None = None,
+    retry_if: RetryIf | None = None,
+) -> ProviderGuard:
+    """A stage's guard. ``retries``/``backoff_s`` are the stage's own older settings (e.g.
+    Polly's ``max_attempts``); they apply unless the ``resilience:`` block sets its own."""
+    overrides: dict[str, Any] = {}
+    if retries is not None and "retries" not in params.model_fields_set:
+        overrides["retries"] = retries
+    if backoff_s is not None and "backoff_s" not in params.model_fields_set:
+        overrides["backoff_s"] = backoff_s
+        overrides["backoff_max_s"] = max(params.backoff_max_s, backoff_s)
+    policy = RetryPolicy.from_params(params, **overrides)
+    return ProviderGuard(stage, provider, endpoint, params, retry_if=retry_if, policy=policy)
+
+
 class ProviderGuard:
     """Runs a stage's provider requests under the retry policy, deadline and breaker."""
 

@@ -24,6 +24,7 @@ from pydantic import Field
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
 from voicebridge.providers import ProviderError
+from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
@@ -57,6 +58,10 @@ class PollyParams(StageParams):
     max_attempts: int = Field(3, ge=1, le=6, description="tries per sentence (throttling, 5xx)")
     retry_backoff_s: float = Field(0.2, ge=0, le=5, description="first retry delay, then doubled")
     workers: int = Field(16, ge=1, le=256, description="requests in flight per process")
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="first-byte deadline, circuit breaker; retries override max_attempts",
+    )
 
 
 def is_ssml(text: str) -> bool:
@@ -83,6 +88,16 @@ class Polly(Stage):
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._settings: ClientSettings | None = None
+        p: PollyParams = self.params
+        self.guard = stage_guard(
+            self.name,
+            PROVIDER,
+            f"{p.region or 'default-region'} {p.endpoint_url or ''}",
+            p.resilience,
+            retries=p.max_attempts - 1,
+            backoff_s=p.retry_backoff_s,
+            retry_if=lambda error: _retryable(error.__cause__ or error, error),
+        )
 
     @staticmethod
     def _client_settings(p: PollyParams) -> ClientSettings:
@@ -136,6 +151,8 @@ class Polly(Stage):
             backoff_s=p.retry_backoff_s,
             workers=p.workers,
             log=self.log,
+            guard=self.guard,
+            clock=self.ctx.clock,
         )
         if len(data) % 2:
             data = data[:-1]
