@@ -171,4 +171,3 @@ class ReplyWatch:
             return
         # Nothing can be said (the speaker is what failed): hang up now.
         await session.request_action(hangup)
-
