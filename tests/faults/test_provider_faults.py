@@ -21,11 +21,14 @@ from typing import Any
 import pytest
 
 from voicebridge import resilience
+from voicebridge.call_control import PlivoCallControl
 from voicebridge.clock import VirtualClock
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.plivo.rest import PlivoCredentials, PlivoRest
 from voicebridge.sim.signals import speech_like
 from voicebridge.testing import CallHarness
+from voicebridge.testing_plivo_rest import FakePlivoRest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from openai_fakes import ChatReply, FakeOpenAI, SpeechReply
@@ -67,6 +70,13 @@ stages:
   - type: voicebridge.testing:ToneSpeaker
   - type: encode
 """
+
+
+def call_control(plivo: FakePlivoRest) -> PlivoCallControl:
+    rest = PlivoRest(
+        PlivoCredentials("MAFAKE", "token"), base_url=plivo.base_url, backoff_s=0.01, timeout_s=2
+    )
+    return PlivoCallControl(rest, lambda to: f"https://agent.example/transfer?to={to}")
 
 
 def spec(
@@ -291,7 +301,11 @@ async def test_a_reply_cut_mid_stream_keeps_what_was_said_and_is_not_repeated(
 async def test_consecutive_failed_turns_end_the_call_with_a_goodbye(fake: FakeOpenAI) -> None:
     fake.default_chat = ChatReply(status=503)
     lines = ["hello", "hello again"]
-    async with CallHarness(spec(fake, lines, retries=0, give_up_after=2)) as call:
+    call_spec = spec(fake, lines, retries=0, give_up_after=2)
+    async with (
+        FakePlivoRest("MAFAKE", "token", live_calls={"harness-call"}) as plivo,
+        CallHarness(call_spec, call_control=call_control(plivo)) as call,
+    ):
         await caller_says(call)
         await call.until(lambda: FALLBACK in played(call), limit_s=4)
         await caller_says(call)
@@ -302,6 +316,10 @@ async def test_consecutive_failed_turns_end_the_call_with_a_goodbye(fake: FakeOp
         assert call.wire.closed == (1000, "agent hung up")
         (down,) = call.timeline("provider_down")
         assert down["why"] == "failed_turns"
+        # Hung up through Plivo's REST API once the goodbye had played.
+        (hangup,) = call.timeline("rest_hangup")
+        assert hangup["outcome"] == "hung_up" and "harness-call" in plivo.ended_calls
+        assert at(call, "played", text=GOODBYE) <= hangup["t"]
 
 
 async def test_the_breaker_opens_fails_fast_and_a_probe_closes_it(fake: FakeOpenAI) -> None:
