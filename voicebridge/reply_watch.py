@@ -48,7 +48,6 @@ class ReplyWatch:
         self._after_turn = 0  # agent turns begun before the caller's turn ended
         self._fillers = 0
         self._text_turns: set[int] = set()
-        self._next_filler = 0
 
     # --- what the session tells it -----------------------------------------------------------
     def caller_turn_ended(self, now: float) -> None:
@@ -115,8 +114,7 @@ class ReplyWatch:
         if session.ctx is None:
             return
         texts = self.options.filler_texts
-        text = texts[self._next_filler % len(texts)]
-        self._next_filler += 1
+        text = texts[self._fillers % len(texts)]  # each turn starts from the first line
         self._fillers += 1
         self._quiet_since = now  # no second filler before this one has had its chance
         turn = session.ctx.turn + 1  # the turn say() is about to begin
