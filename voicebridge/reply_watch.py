@@ -38,6 +38,8 @@ class ReplyWatch:
         self.session = session
         self.options = session.options.replies
         self.filler_turns: set[int] = set()
+        self._filler_wait: dict[int, int] = {}  # filler turn -> the wait it was said for
+        self._wait = 0  # counts caller turns waited on
         self.failed_turns = 0  # caller turns in a row that got no reply
         self.giving_up = False
         self._enabled: bool | None = None
@@ -55,6 +57,7 @@ class ReplyWatch:
         if ctx is None or self.giving_up:
             return
         self._armed = True
+        self._wait += 1
         self._turn_failed = False
         self._started_at = self._quiet_since = now
         self._after_turn = ctx.turn
@@ -86,6 +89,12 @@ class ReplyWatch:
 
     def is_filler(self, turn: int) -> bool:
         return turn in self.filler_turns
+
+    def wanted(self, turn: int) -> bool:
+        """False for a filler whose wait is over: a speaker that was itself slow may finish
+        it after the reply began, and a filler must never come after the answer."""
+        wait = self._filler_wait.get(turn)
+        return wait is None or (self._armed and wait == self._wait)
 
     # --- the clock ------------------------------------------------------------------------
     async def tick(self, now: float) -> None:
@@ -119,6 +128,7 @@ class ReplyWatch:
         self._quiet_since = now  # no second filler before this one has had its chance
         turn = session.ctx.turn + 1  # the turn say() is about to begin
         self.filler_turns.add(turn)
+        self._filler_wait[turn] = self._wait
         session.turns.aside(turn)
         session.log.info("reply_late_filler", turn=turn, waited_s=round(now - self._started_at, 3))
         session._note("filler", turn=turn, text=text)

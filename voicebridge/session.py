@@ -436,7 +436,7 @@ class Session:
         if isinstance(frame, OutputAudio):
             if self.ctx is None or self.outbox is None or self._ending:
                 return
-            if self.ctx.is_stale(frame.turn):
+            if self.ctx.is_stale(frame.turn) or not self.replies.wanted(frame.turn):
                 return
             self.outbox.add(frame)
             await self._pump()

@@ -455,3 +455,70 @@ async def test_a_speech_request_that_fails_is_retried_and_heard_once(
         assert call.timeline("provider_error") == []
     inputs = [r.body["input"] for r in fake.speech_requests]
     assert inputs == ["Sure thing.", "Sure thing.", "Anything else?"]
+
+
+STALLING_TTS_PIPELINE = """
+name: tts-stall
+session:
+  chunk_ms: 100
+  max_lead_ms: 600
+  fallback_text: "{fallback}"
+  replies: {{filler_after_ms: 1500, reply_timeout_ms: {reply_timeout_ms}}}
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_speech_ms: 60, min_silence_ms: 300, pre_roll_ms: 100, forward_audio: false}}
+  - type: voicebridge.testing:ScriptedStt
+    params: {{lines: [hello]}}
+  - type: voicebridge.testing:ScriptedDialogue
+    params: {{reply: "We open at nine. We close at five."}}
+  - type: voicebridge.stages.tts.openai_tts:OpenAITts
+    name: openai_tts
+    params:
+      base_url: {base_url}
+      resilience: {{retries: 1, backoff_s: 0.1, first_byte_timeout_s: {first_byte}}}
+  - type: encode
+"""
+
+
+async def test_a_stalled_speaker_is_retried_and_a_filler_never_follows_the_answer(
+    fake: FakeOpenAI,
+) -> None:
+    fake.speak(SpeechReply(hold_after=0))  # the reply's first sentence stalls
+    text = STALLING_TTS_PIPELINE.format(
+        fallback=FALLBACK, base_url=fake.base_url, reply_timeout_ms=6000, first_byte=2.5
+    )
+    async with CallHarness(load_pipeline_text(text)) as call:
+        call.stalled = lambda: fake.holding > 0
+        await caller_says(call)
+        await call.until(lambda: "We close at five." in played(call), limit_s=8)
+        await call.idle(1.0)
+        # The filler was due at 1.5 s but queued behind the stalled sentence: once the answer
+        # began it was dropped, not said after it.
+        assert [e["text"] for e in call.timeline("filler")] == ["One moment."]
+        assert sent_texts(call) == ["We open at nine.", "We close at five."]
+        assert history(call) == [
+            ("caller", "hello", False),
+            ("agent", "We open at nine. We close at five.", False),
+        ]
+    inputs = [r.body["input"] for r in fake.speech_requests]
+    assert inputs[:3] == ["We open at nine.", "We open at nine.", "We close at five."]
+    assert fake.speech_requests[0].disconnected
+
+
+async def test_a_speaker_stalled_past_the_reply_timeout_gives_way_to_the_fallback(
+    fake: FakeOpenAI,
+) -> None:
+    fake.speak(SpeechReply(hold_after=0))
+    text = STALLING_TTS_PIPELINE.format(
+        fallback=FALLBACK, base_url=fake.base_url, reply_timeout_ms=4000, first_byte="null"
+    )
+    async with CallHarness(load_pipeline_text(text)) as call:
+        call.stalled = lambda: fake.holding > 0
+        await caller_says(call)
+        await call.until(lambda: FALLBACK in played(call), limit_s=8)
+        await call.idle(1.0)
+        assert sent_texts(call) == [FALLBACK]  # the stalled reply and its filler were dropped
+        assert at(call, "reply_timeout") - turn_end(call) == pytest.approx(4.0, abs=0.15)
+        assert history(call) == [("caller", "hello", False), ("agent", FALLBACK, False)]
+    assert fake.speech_requests[0].disconnected
