@@ -177,6 +177,15 @@ class Pipeline:
             )
             self._drops_unlogged = 0
 
+    async def push_to(self, role: str, frame: Frame) -> None:
+        """Feed a frame to the first stage with ``role`` (the head if there is none): what the
+        session says on its own reaches the speaker even while an earlier stage is busy."""
+        for runner in self._runners:
+            if runner.stage.role == role:
+                await runner.queue.put(frame)
+                return
+        await self.push(frame)
+
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing being processed, no background work: the call is at rest.

@@ -26,18 +26,42 @@ class ProviderError(Exception):
         message: str,
         *,
         status: int | str | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         self.stage = stage
         self.provider = provider
         self.kind: ErrorKind = kind
         self.provider_message = message[:500]
         self.status = status
+        # The provider's own hint (Retry-After) of when to try again, in seconds.
+        self.retry_after_s = retry_after_s
+        # Set when a circuit breaker refused the request without sending it: the provider has
+        # been failing for every call, not just this one.
+        self.circuit_open = False
         detail = f" (status {status})" if status is not None else ""
         super().__init__(f"{stage}: {provider} {kind} error{detail}: {self.provider_message}")
 
     @property
     def retryable(self) -> bool:
         return self.kind in RETRYABLE
+
+
+def retry_after_from_headers(headers: object) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds form), if present."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except (TypeError, ValueError):
+            continue  # an HTTP date: too rare from these APIs to be worth parsing
+        if seconds >= 0:
+            return seconds
+    return None
 
 
 def kind_from_http_status(status: int) -> ErrorKind:

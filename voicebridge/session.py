@@ -59,6 +59,7 @@ from voicebridge.plivo.events import (
 )
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.providers import ProviderError
+from voicebridge.reply_watch import ReplyWatch
 from voicebridge.resume import quiet_cut, unheard_rest
 from voicebridge.stage import Stage
 from voicebridge.text import split_sentences
@@ -164,6 +165,7 @@ class Session:
         self._reprompts = 0
         self._can_speak = False
         self._turn_played = asyncio.Event()  # set when a turn finishes playing or is cleared
+        self.replies = ReplyWatch(self)  # fillers, reply timeouts, giving up on a dead provider
 
     # --- time, recording and sending ----------------------------------------------------------
     @property
@@ -426,12 +428,14 @@ class Session:
             if frame.final and frame.text.strip() and self.ctx:
                 self.turns.transcript(now)
                 self.ctx.add_caller_text(frame.text.strip())
+                self.replies.caller_turn_ended(now)
                 self.log.info("caller_said", text=frame.text[:200])
         elif isinstance(frame, AgentText):
             if frame.turn > self._newest_turn_seen:
                 self._newest_turn_seen = frame.turn
                 self._agent_since_ms = self._stream_ms
             self.turns.agent_text(frame.turn, now)
+            self.replies.agent_text(frame)
             self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
         elif isinstance(frame, AgentAudio):
             self.turns.agent_audio(frame.turn, now)
@@ -441,7 +445,7 @@ class Session:
         if isinstance(frame, OutputAudio):
             if self.ctx is None or self.outbox is None or self._ending:
                 return
-            if self.ctx.is_stale(frame.turn):
+            if self.ctx.is_stale(frame.turn) or not self.replies.wanted(frame.turn):
                 return
             self.outbox.add(frame)
             await self._pump()
@@ -462,6 +466,7 @@ class Session:
             if send.started is not None and send.piece is not None:
                 self._sent_audio[send.piece.name] = send.started  # kept for a resume
                 self.turns.sent(send.started.turn, now)
+                self.replies.audio_sent(send.started.turn, now, send.started.duration_ms / 1000)
             if send.payload is not None:
                 self.observer.agent_audio(send.payload, now)
                 await self._send(encoder.encode(send.payload))
@@ -479,7 +484,7 @@ class Session:
                 )
 
     def _record_heard(self, piece: Piece) -> None:
-        if self.ctx is None or not piece.heard_text:
+        if self.ctx is None or not piece.heard_text or self.replies.is_filler(piece.turn):
             return
         entry = self.ctx.agent_entry(piece.entry_turn)
         entry.text = f"{entry.text} {piece.heard_text}".strip()
@@ -520,8 +525,9 @@ class Session:
         self.observer.agent_cleared(now)
         self.observer.barge_in(reaction, cause)
         self._turn_played.set()  # a goodbye being waited for may have been cut off
+        self.replies.cleared()
         interrupted = cleared.interrupted
-        if interrupted is not None:
+        if interrupted is not None and not self.replies.is_filler(interrupted.turn):
             entry = self.ctx.agent_entry(interrupted.entry_turn)
             entry.text = f"{entry.text} {interrupted.heard_text}".strip()
             entry.interrupted = True
@@ -608,19 +614,28 @@ class Session:
         await self._pump()
 
     # --- the agent speaking on its own (reprompts, fallbacks) ---------------------------------
-    async def say(self, text: str, *, then: Hangup | None = None) -> bool:
-        """Speak ``text`` through the pipeline's speaker as a new turn; False if none."""
+    async def say(self, text: str, *, then: Hangup | None = None, direct: bool = False) -> bool:
+        """Speak ``text`` through the pipeline's speaker as a new turn; False if none.
+
+        ``direct`` hands it to the speaker stage itself, past a dialogue that may be busy.
+        """
         if self.pipeline is None or self.ctx is None or not self._can_speak:
             return False
+        pipeline = self.pipeline
         pieces = split_sentences(text)
         turn = self.ctx.begin_turn()
         for index, piece in enumerate(pieces):
             frame = AgentText(piece, turn=turn, last=index == len(pieces) - 1)
             self._observe(frame)  # made here, not by a stage: the observer would not see it
-            await self.pipeline.push(frame)
+            await (pipeline.push_to("tts", frame) if direct else pipeline.push(frame))
         if then is not None:
-            await self.pipeline.push(then)
+            await (pipeline.push_to("tts", then) if direct else pipeline.push(then))
         return True
+
+    async def request_action(self, action: Hangup | Transfer) -> None:
+        """Hang up or transfer once what was already said has played."""
+        self._pending_action = action
+        await self._maybe_act()
 
     def _caller_active(self) -> None:
         self._last_activity_s = self._now()
@@ -662,6 +677,7 @@ class Session:
             await self._decide_barge_in()
             await self._maybe_act()
             await self._idle_check(now)
+            await self.replies.tick(now)
             if limit and now >= limit:
                 self.log.info("max_call_duration_reached", seconds=limit)
                 await self.end("max_call_duration", close_reason="maximum call duration reached")
@@ -725,9 +741,10 @@ class Session:
         )
         self._note("provider_error", stage=exc.stage, provider=exc.provider, error_kind=exc.kind)
         self.observer.provider_error(exc.stage, exc.kind)
-        if stage.role == "tts" or self._ending:
-            return  # the speaker itself failed: nothing can be said
-        task = asyncio.get_running_loop().create_task(self.say(self.options.fallback_text))
+        if self._ending:
+            return
+        # The fallback line, or a goodbye if the provider stays down (voicebridge.reply_watch).
+        task = asyncio.get_running_loop().create_task(self.replies.provider_failed(stage, exc))
         task.add_done_callback(_log_task_failure(self.log, "fallback_failed"))
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:

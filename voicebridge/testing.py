@@ -164,6 +164,9 @@ class CallHarness:
         self.ack = ack  # False: Plivo never acknowledges (lost acks)
         self.log: list[WireMessage] = []  # everything the agent sent, stamped with stream time
         self.acks_sent: list[WireMessage] = []
+        # True while a wire fake deliberately holds a provider request (a stalled provider):
+        # the harness then lets call time run on although a stage is waiting on the network.
+        self.stalled: Any = None
         self._seen = 0
         self._t = 0.0
         from voicebridge.audio.codec import codec_for
@@ -258,6 +261,10 @@ class CallHarness:
             if pipeline is None or pipeline.idle:
                 await asyncio.sleep(0)
                 if pipeline is None or pipeline.idle:
+                    return
+            if self.stalled is not None and self.stalled():
+                await asyncio.sleep(0.001)  # let the held request's own I/O settle first
+                if self.stalled():
                     return
             if self.session.ended.is_set():
                 return

@@ -51,6 +51,12 @@ class TurnTracker:
     _caller_end_s: float | None = None
     _transcript_s: float | None = None
     _answered_end: float | None = None
+    _aside: set[int] = field(default_factory=set)
+
+    def aside(self, turn: int) -> None:
+        """``turn`` answers nothing (a filler while the reply is late): it must not take the
+        caller's end of speech from the reply that does."""
+        self._aside.add(turn)
 
     def speech_ended(self, at_s: float) -> None:
         self._caller_end_s = at_s
@@ -65,7 +71,11 @@ class TurnTracker:
         if timing is None:
             timing = TurnTiming(turn)
             # A turn answers the caller's latest utterance, unless an earlier turn already did.
-            if self._caller_end_s is not None and self._caller_end_s != self._answered_end:
+            if (
+                self._caller_end_s is not None
+                and self._caller_end_s != self._answered_end
+                and turn not in self._aside
+            ):
                 timing.caller_end_s = self._caller_end_s
                 timing.transcript_s = self._transcript_s
                 self._answered_end = self._caller_end_s

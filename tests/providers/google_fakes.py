@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import struct
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -524,7 +525,22 @@ class Driven:
 
     async def drain(self) -> None:
         await self.clock.settle()
+        await self.run_out_backoffs()
         await self.pipeline.drain()
+
+    async def run_out_backoffs(self, limit_s: float = 5.0) -> None:
+        """Retry backoffs sleep on the call's (virtual) clock: move it on while a stage waits
+        only for time, and wait real time while one waits for the fake's answer."""
+        deadline = time.monotonic() + limit_s
+        runners = self.pipeline._runners
+        while time.monotonic() < deadline:
+            sleeping = [r for r in runners if r.busy and r.task in self.clock.sleeping]
+            if sleeping:
+                await self.clock.advance(0.05)
+                continue
+            if not any(r.busy or not r.queue.empty() for r in runners):
+                return
+            await asyncio.sleep(0.002)
 
     def of(self, kind: type) -> list[Any]:
         return [f for f in self.frames if isinstance(f, kind)]

@@ -126,6 +126,7 @@ class FakeOpenAI:
         self.port = 0
         self._server: LoopServer | None = None
         self.release = asyncio.Event()  # held streams go on once this is set
+        self.holding = 0  # streams waiting for release right now (a stalled provider)
         self.changed = asyncio.Event()  # set whenever something was recorded
 
     @property
@@ -272,7 +273,7 @@ class FakeOpenAI:
             if reply.cut_after is not None and sent == reply.cut_after + 1:
                 return  # ends without completing the body: uvicorn drops the connection
             if reply.hold_after is not None and sent == reply.hold_after + 1:
-                await _wait(self.release, gone)
+                await self._hold(gone)
             if index and reply.token_delay_s:
                 await _pause(reply.token_delay_s, gone)
             chunk = {
@@ -301,6 +302,15 @@ class FakeOpenAI:
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
         record.completed = True
 
+    async def _hold(self, gone: asyncio.Event) -> None:
+        self.holding += 1
+        self.changed.set()
+        try:
+            await _wait(self.release, gone)
+        finally:
+            self.holding -= 1
+            self.changed.set()
+
     async def _speech(self, scope: Scope, receive: Receive, send: Send) -> None:
         record, gone, watcher = await self._begin(scope, receive, self.speech_requests)
         reply = self.speech_replies.popleft() if self.speech_replies else self.default_speech
@@ -328,7 +338,7 @@ class FakeOpenAI:
                 if reply.cut_after is not None and index == reply.cut_after:
                     return
                 if reply.hold_after is not None and index == reply.hold_after:
-                    await _wait(self.release, gone)
+                    await self._hold(gone)
                 if gone.is_set():
                     raise _Disconnected
                 chunk = audio[start : start + step]

@@ -161,6 +161,7 @@ stages:
     params:
       base_url: {base_url}
       max_retries: 0
+      resilience: {{retries: 0}}
       greeting: {greeting!r}
       dtmf_wait_s: 0.5
       transfer_targets: {{sales: "+15550101"}}

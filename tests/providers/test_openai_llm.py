@@ -44,6 +44,7 @@ async def fake() -> Any:
 
 def llm(fake: FakeOpenAI, **params: Any) -> Llm:
     params.setdefault("max_retries", 0)
+    params.setdefault("resilience", {"retries": 0})  # one failure, one error
     params.setdefault("dtmf_wait_s", 0)
     return Llm(base_url=fake.base_url, **params)
 

@@ -39,6 +39,7 @@ async def fake() -> Any:
 
 def tts(fake: FakeOpenAI, **params: Any) -> OpenAITts:
     params.setdefault("max_retries", 0)
+    params.setdefault("resilience", {"retries": 0})  # one failure, one error
     return OpenAITts(base_url=fake.base_url, **params)
 
 

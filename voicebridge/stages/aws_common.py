@@ -41,7 +41,9 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.resilience import Attempt, ProviderGuard
 from voicebridge.stage import StageError
 from voicebridge.stages.workers import WorkerPoolFull, run_blocking
 
@@ -323,6 +325,8 @@ async def call_with_retries(
     backoff_s: float = 0.2,
     workers: int = 16,
     log: Any = None,
+    guard: ProviderGuard | None = None,
+    clock: Clock | None = None,
 ) -> T:
     """Run the blocking ``fn(*args)`` in the named worker pool, retrying while ``retry_if``
     allows and attempts remain; any failure left becomes one ProviderError.
@@ -331,6 +335,18 @@ async def call_with_retries(
     and its result is discarded; no further attempt starts.
     """
     log = log or _log
+    if guard is not None:
+        # The stage's guard (voicebridge.resilience): its policy, deadline and breaker apply.
+
+        async def attempt_once(_: Attempt) -> T:
+            try:
+                return await run_blocking(
+                    pool, fn, *args, max_workers=workers, max_queue=workers * 4
+                )
+            except (BotoCoreError, ClientError, WorkerPoolFull, OSError) as exc:
+                raise provider_error(stage, provider, exc) from exc
+
+        return await guard.call(attempt_once, clock=clock or MonotonicClock(), log=log)
     for attempt in range(1, attempts + 1):
         try:
             return await run_blocking(pool, fn, *args, max_workers=workers, max_queue=workers * 4)

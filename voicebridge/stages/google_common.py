@@ -33,12 +33,14 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from pydantic import Field
 
+from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.providers import (
     ErrorKind,
     ProviderError,
     kind_from_grpc_code,
     kind_from_http_status,
 )
+from voicebridge.resilience import Attempt, ProviderGuard
 from voicebridge.stage import StageError, StageParams
 
 T = TypeVar("T")
@@ -215,12 +217,27 @@ async def with_retries(
     retries: int,
     retry_on: frozenset[str],
     log: Any,
+    guard: ProviderGuard | None = None,
+    clock: Clock | None = None,
 ) -> T:
     """Run ``call`` and retry it ``retries`` times on errors whose kind is in ``retry_on``.
 
     Only for calls that are safe to repeat; the SDK's own retries are switched off by the
-    caller (``retry=None``) so the bound here is the only one.
+    caller (``retry=None``) so the bound here is the only one. With a stage's ``guard`` (see
+    :mod:`voicebridge.resilience`) the guard's policy, first-byte deadline and circuit breaker
+    apply instead, on ``clock`` (the call's).
     """
+    if guard is not None:
+
+        async def once(_: Attempt) -> T:
+            try:
+                return await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise provider_error(stage, provider, exc) from exc
+
+        return await guard.call(once, clock=clock or MonotonicClock(), log=log)
     attempt = 0
     while True:
         try:

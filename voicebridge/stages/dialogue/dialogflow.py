@@ -52,6 +52,7 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
+from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
@@ -103,6 +104,10 @@ class DialogflowParams(GoogleParams):
     )
     timeout_s: float = Field(10.0, gt=0, le=60, description="deadline of one DetectIntent")
     retries: int = Field(1, ge=0, le=5, description="retries after UNAVAILABLE only")
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="first-byte deadline, circuit breaker; retries override retries",
+    )
 
     @field_validator("welcome")
     @classmethod
@@ -199,6 +204,15 @@ class Dialogflow(Stage):
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
+        p: DialogflowParams = self.params
+        self.guard = stage_guard(
+            self.name,
+            self.provider,
+            f"{p.endpoint or 'dialogflow.googleapis.com'} {p.location} {p.agent}",
+            p.resilience,
+            retries=p.retries,
+            retry_if=lambda error: error.kind in _RETRY_ON,
+        )
         self._client: Any = None
         self._session = ""
         self._agent_path = ""
@@ -384,6 +398,8 @@ class Dialogflow(Stage):
             retries=p.retries,
             retry_on=_RETRY_ON,
             log=self.log,
+            guard=self.guard,
+            clock=self.ctx.clock,
         )
         return cx_reply(response) if p.version == "cx" else es_reply(response)
 

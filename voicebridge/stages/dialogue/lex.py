@@ -25,6 +25,7 @@ from pydantic import Field
 
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript
 from voicebridge.providers import ProviderError
+from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
@@ -80,6 +81,10 @@ class LexParams(StageParams):
     max_attempts: int = Field(3, ge=1, le=6, description="tries on throttling / connect failure")
     retry_backoff_s: float = Field(0.2, ge=0, le=5, description="first retry delay, then doubled")
     workers: int = Field(16, ge=1, le=256, description="requests in flight per process")
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="first-byte deadline, circuit breaker; retries override max_attempts",
+    )
 
 
 def lex_session_id(call_id: str) -> str:
@@ -102,6 +107,16 @@ class LexDialogue(Stage):
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._settings: ClientSettings | None = None
+        p: LexParams = self.params
+        self.guard = stage_guard(
+            self.name,
+            PROVIDER,
+            f"{p.region or 'default-region'} {p.endpoint_url or ''} {p.bot_id}",
+            p.resilience,
+            retries=p.max_attempts - 1,
+            backoff_s=p.retry_backoff_s,
+            retry_if=lambda error: _retryable(error.__cause__ or error, error),
+        )
         self._session_id = ""
         self._attributes_sent = False
         self._digits = ""
@@ -181,6 +196,8 @@ class LexDialogue(Stage):
             backoff_s=p.retry_backoff_s,
             workers=p.workers,
             log=self.log,
+            guard=self.guard,
+            clock=self.ctx.clock,
         )
         self._attributes_sent = True
         messages = [

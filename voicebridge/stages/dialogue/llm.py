@@ -16,9 +16,10 @@ completion, and the built-ins ``hang_up`` and ``transfer_call``, which speak a c
 then end or hand off the call.
 
 A barge-in cancels ``process``: the HTTP stream is closed at once (the ``async with`` around it),
-so the provider stops generating. Failures become one ``ProviderError``: the SDK retries
-connection errors, 429 and 5xx (``max_retries``) before the stream starts; nothing is retried
-once tokens have been spoken.
+so the provider stops generating. Failures become one ``ProviderError``. Requests go through
+the shared :class:`~voicebridge.resilience.ProviderGuard` (``resilience:`` params): a failed
+completion is retried only while none of its sentences has been emitted, and a stream that ends
+without its finish (a cut connection) is an error, never a retry: what was said stays said.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ import openai
 from pydantic import Field, field_validator, model_validator
 
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript, Transfer
-from voicebridge.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.providers import (
+    ErrorKind,
+    ProviderError,
+    kind_from_http_status,
+    retry_after_from_headers,
+)
+from voicebridge.resilience import Attempt, ProviderGuard, ResilienceParams
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.dialogue.tools import (
     HANG_UP,
@@ -84,7 +91,15 @@ class OpenAIClientParams(StageParams):
     )
     connect_timeout_s: float = Field(3.0, gt=0, le=60, description="TCP + TLS connect timeout")
     max_retries: int = Field(
-        1, ge=0, le=5, description="SDK retries (connection errors, 429, 5xx) before streaming"
+        0,
+        ge=0,
+        le=5,
+        description="the SDK's own retries (real time, off the call's clock); "
+        "prefer resilience.retries",
+    )
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="retries, first-byte deadline and circuit breaker (docs/resilience.md)",
     )
 
     @field_validator("base_url")
@@ -207,6 +222,14 @@ def _body_message(body: object, fallback: str) -> str:
     return fallback
 
 
+def openai_guard(
+    stage: str, provider: str, params: OpenAIClientParams, model: str
+) -> ProviderGuard:
+    """The guard of an OpenAI-family stage: one breaker per endpoint and model."""
+    endpoint = f"{params.base_url or 'https://api.openai.com/v1'} {model}"
+    return ProviderGuard(stage, provider, endpoint, params.resilience)
+
+
 def provider_error(stage: str, provider: str, exc: BaseException) -> ProviderError:
     """Whatever the SDK (or its HTTP layer, mid-stream) raised, as one ProviderError."""
     kind: ErrorKind
@@ -225,7 +248,12 @@ def provider_error(stage: str, provider: str, exc: BaseException) -> ProviderErr
         else:
             kind = kind_from_http_status(status)
         return ProviderError(
-            stage, provider, kind, _body_message(exc.body, exc.message), status=status
+            stage,
+            provider,
+            kind,
+            _body_message(exc.body, exc.message),
+            status=status,
+            retry_after_s=retry_after_from_headers(exc.response.headers),
         )
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         return ProviderError(stage, provider, "timeout", f"request timed out ({exc!r})")
@@ -319,11 +347,19 @@ class _Reply:
         self.started = time.perf_counter()
         self.pieces = 0
         self.first_token_ms: int | None = None
+        self.attempt: Attempt | None = None  # the request in flight, told what got out
 
     def ms(self) -> int:
         return round(1000 * (time.perf_counter() - self.started))
 
+    def begin_attempt(self, attempt: Attempt) -> None:
+        """A (re)try of a completion: nothing of a failed try that was not emitted survives."""
+        self.attempt = attempt
+        self.chunker = SentenceChunker(self.stage.params.min_sentence_chars)
+
     def token(self) -> None:
+        if self.attempt is not None:
+            self.attempt.progress()
         if self.first_token_ms is None:
             self.first_token_ms = self.ms()
             self.stage.log.info("llm_first_token", ms=self.first_token_ms, turn=self.turn)
@@ -351,6 +387,8 @@ class _Reply:
             self.stage.log.info("llm_first_sentence", ms=self.ms(), turn=self.turn)
         if text:
             self.pieces += 1
+            if self.attempt is not None:
+                self.attempt.commit()  # the caller will hear it: this request is never repeated
         await self.stage.emit(AgentText(text, turn=self.turn, last=last))
 
 
@@ -375,6 +413,7 @@ class Llm(Stage):
         if p.transfer_targets:
             schemas.append(transfer_schema(p.transfer_targets))
         self._tool_schemas = schemas
+        self.guard = openai_guard(self.name, self.provider, p, p.model)
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:
@@ -552,6 +591,23 @@ class Llm(Stage):
         tool_choice: str | None,
     ) -> _Round:
         """Stream one completion; text is spoken as it comes, tool calls are collected."""
+
+        async def attempt(try_: Attempt) -> _Round:
+            reply.begin_attempt(try_)
+            return await self._stream(messages, reply, offer_tools, tool_choice)
+
+        try:
+            return await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        finally:
+            reply.attempt = None
+
+    async def _stream(
+        self,
+        messages: list[dict[str, Any]],
+        reply: _Reply,
+        offer_tools: bool,
+        tool_choice: str | None,
+    ) -> _Round:
         p: LlmParams = self.params
         client = self._client
         if client is None:
@@ -599,6 +655,14 @@ class Llm(Stage):
                             result.finish_reason = choice.finish_reason
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise provider_error(self.name, self.provider, exc) from exc
+        if result.finish_reason is None:
+            # The stream ended without its finish (no finish_reason, no [DONE]): cut short.
+            raise ProviderError(
+                self.name,
+                self.provider,
+                "unavailable",
+                f"the reply stream ended before the reply did ({len(parts)} tokens)",
+            )
         result.text = "".join(parts)
         result.calls = [
             ToolCall(

@@ -33,6 +33,7 @@ from voicebridge.audio.mulaw import mulaw_decode
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
 from voicebridge.providers import ProviderError
+from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
@@ -70,6 +71,10 @@ class GoogleTtsParams(GoogleParams):
     )
     timeout_s: float = Field(10.0, gt=0, le=60, description="deadline of one request")
     retries: int = Field(2, ge=0, le=5, description="retries of a request after a transient error")
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="first-byte deadline, circuit breaker; retries override retries",
+    )
 
 
 def parse_wav(data: bytes) -> tuple[int, int, int, bytes] | None:
@@ -125,6 +130,15 @@ class GoogleTts(Stage):
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
+        p: GoogleTtsParams = self.params
+        self.guard = stage_guard(
+            self.name,
+            PROVIDER,
+            p.endpoint or "texttospeech.googleapis.com",
+            p.resilience,
+            retries=p.retries,
+            retry_if=lambda error: error.kind in _RETRY_ON,
+        )
         self._client: Any = None
         self._encoding = "linear16"
         self._voice: tts.VoiceSelectionParams | None = None
@@ -238,6 +252,8 @@ class GoogleTts(Stage):
             retries=p.retries,
             retry_on=_RETRY_ON,
             log=self.log,
+            guard=self.guard,
+            clock=self.ctx.clock,
         )
         try:
             pcm, got_rate = decode_audio(response.audio_content, self._encoding, rate)

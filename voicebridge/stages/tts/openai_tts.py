@@ -13,6 +13,10 @@ faster than real time, so that is typically a few hundred ms after the first byt
 dialogue already sends sentence-sized pieces, so the first sentence starts while the LLM is
 still writing the rest.
 
+Requests go through the shared :class:`~voicebridge.resilience.ProviderGuard` (``resilience:``
+params). A sentence's audio is emitted only once it is whole, so a failed or cut request is
+safe to retry: the caller never hears part of a sentence twice.
+
 A barge-in cancels ``process``: the HTTP response is closed (``async with``) and the rest of the
 piece is never requested.
 """
@@ -29,11 +33,13 @@ from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
 from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.resilience import Attempt
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.dialogue.llm import (
     ClientLease,
     OpenAIClientParams,
     api_key,
+    openai_guard,
     provider_error,
     provider_name,
 )
@@ -71,6 +77,7 @@ class OpenAITts(Stage):
         self.provider = provider_name(self.params.base_url)
         self._lease = ClientLease(self.params)
         self._client: openai.AsyncOpenAI | None = None
+        self.guard = openai_guard(self.name, self.provider, self.params, self.params.model)
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:
@@ -112,6 +119,13 @@ class OpenAITts(Stage):
 
     async def synthesize(self, text: str, rate: int, *, turn: int | None = None) -> PCM:
         """One sentence as int16 PCM at ``rate``, resampled chunk by chunk as it streams in."""
+
+        async def attempt(try_: Attempt) -> PCM:
+            return await self._request(text, rate, turn, try_)
+
+        return await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+
+    async def _request(self, text: str, rate: int, turn: int | None, attempt: Attempt) -> PCM:
         p: OpenAITtsParams = self.params
         client = self._client
         if client is None:
@@ -138,6 +152,7 @@ class OpenAITts(Stage):
                         continue
                     if first_byte:
                         first_byte = False
+                        attempt.progress()
                         self.log.info(
                             "tts_first_byte",
                             ms=round(1000 * (time.perf_counter() - started)),

@@ -25,6 +25,7 @@ from pydantic import Field
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
 from voicebridge.providers import ProviderError
+from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
@@ -62,6 +63,10 @@ class PollyParams(StageParams):
         False,
         description="also ask for word speech marks (a second request, billed like the audio) so "
         "the words an interrupted caller heard are known exactly",
+    )
+    resilience: ResilienceParams = Field(
+        default_factory=lambda: ResilienceParams(),
+        description="first-byte deadline, circuit breaker; retries override max_attempts",
     )
 
 
@@ -139,6 +144,16 @@ class Polly(Stage):
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._settings: ClientSettings | None = None
+        p: PollyParams = self.params
+        self.guard = stage_guard(
+            self.name,
+            PROVIDER,
+            f"{p.region or 'default-region'} {p.endpoint_url or ''}",
+            p.resilience,
+            retries=p.max_attempts - 1,
+            backoff_s=p.retry_backoff_s,
+            retry_if=lambda error: _retryable(error.__cause__ or error, error),
+        )
 
     @staticmethod
     def _client_settings(p: PollyParams) -> ClientSettings:
@@ -209,6 +224,8 @@ class Polly(Stage):
             backoff_s=p.retry_backoff_s,
             workers=p.workers,
             log=self.log,
+            guard=self.guard,
+            clock=self.ctx.clock,
         )
 
     async def _marks(
