@@ -44,7 +44,6 @@ from voicebridge.stages.workers import WorkerPoolFull, run_blocking
 WHISPER_RATE = 16000
 POOL_NAME = "whisper"
 _POOL_QUEUE = 64
-_CALL_END_WAIT_S = 10.0  # at call end, how long pending transcripts may still take
 
 # Non-speech annotations Whisper writes instead of words: [BLANK_AUDIO], (music), *coughs*, ♪.
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|[♪♫]+")
@@ -75,6 +74,9 @@ class WhisperParams(StageParams):
     )
     initial_prompt: str | None = Field(None, description="domain words to bias recognition")
     min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed")
+    call_end_wait_s: float = Field(
+        10.0, gt=0, le=600, description="at call end, how long pending transcripts may still take"
+    )
 
 
 # --- the process-wide model ---------------------------------------------------------------------
@@ -361,7 +363,7 @@ class Whisper(Stage):
             self._interim_task.cancel()
         last = self._last_final
         if last is not None and not last.done():
-            await asyncio.wait([last], timeout=_CALL_END_WAIT_S)
+            await asyncio.wait([last], timeout=self.params.call_end_wait_s)
 
     async def stop(self) -> None:
         await self.cancel_tasks()
