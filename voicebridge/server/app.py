@@ -24,6 +24,7 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.plivo.rest import PlivoRest
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
@@ -41,13 +42,18 @@ def create_app(
     record_events: bool = False,
     on_session: Callable[[Session], None] | None = None,
     rest_factory: Callable[[], PlivoRest | None] | None = None,
+    resumes: ResumeRegistry | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
     ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
+    ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
+    on a virtual clock).
     """
     calls = CallRegistry(settings.limits.max_calls)
+    if resumes is None:
+        resumes = resume_registry(settings)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
@@ -69,6 +75,7 @@ def create_app(
             limits=limits,
             record_events=record_events,
             call_control=control,
+            state_hooks=resumes if resumes.enabled else None,
         )
         if on_session is not None:
             on_session(session)
@@ -131,11 +138,13 @@ def create_app(
                 "pipeline": spec.name,
                 "active_calls": len(calls),
                 "total_calls": calls.total,
+                "suspended_calls": len(resumes),
+                "state": resumes.store.name,
             }
         )
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls)
+        await handle_stream(ws, make_session, calls, resumes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -150,6 +159,7 @@ def create_app(
         yield
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
+        await resumes.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
 
@@ -164,6 +174,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.calls = calls
+    app.state.resumes = resumes
     app.state.spec = spec
     app.state.settings = settings
     return app
+
+
+def resume_registry(settings: ServiceSettings) -> ResumeRegistry:
+    """The dropped-call registry and state store that ``settings`` ask for."""
+    from voicebridge.state.store import open_store
+
+    store = open_store(
+        settings.state,
+        timeout_s=settings.resume.store_timeout_s,
+        backoff_s=settings.resume.store_backoff_s,
+    )
+    return ResumeRegistry(store, grace_s=settings.resume.grace_s)

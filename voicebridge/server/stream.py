@@ -10,6 +10,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.session import CloseCode, Session
 
 log = structlog.get_logger("voicebridge.server")
@@ -34,8 +35,16 @@ class StarletteTransport:
 SessionFactory = Callable[[StarletteTransport, WebSocket], Session]
 
 
-async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: CallRegistry) -> None:
-    """Run one Plivo stream from accept to close. Nothing in here may raise to the server."""
+async def handle_stream(
+    ws: WebSocket,
+    make_session: SessionFactory,
+    calls: CallRegistry,
+    resumes: ResumeRegistry | None = None,
+) -> None:
+    """Run one Plivo stream from accept to close. Nothing in here may raise to the server.
+
+    A socket lost mid-call is handed to ``resumes``, which keeps the call resumable for Plivo's
+    reconnect instead of ending it."""
     await ws.accept()
     if not calls.has_room():
         calls.refused += 1
@@ -44,18 +53,25 @@ async def handle_stream(ws: WebSocket, make_session: SessionFactory, calls: Call
         return
     session = make_session(StarletteTransport(ws), ws)
     calls.add(session)
+    close_code: int | None = None
     try:
         while not session.ended.is_set():
             message: MutableMapping[str, Any] = await ws.receive()
             if message["type"] == "websocket.disconnect":
+                close_code = message.get("code", CloseCode.NORMAL)
                 break
             text = message.get("text")
             await session.handle_message(text if text is not None else message.get("bytes") or b"")
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as exc:
+        close_code = exc.code
     except Exception as exc:  # one call's fault must never reach the server
         session.log.error("session_crashed", error=repr(exc)[:300])
         await session.end("internal_error", code=CloseCode.INTERNAL_ERROR)
     finally:
+        try:
+            if resumes is not None:
+                await resumes.closed(session, close_code)
+        except Exception as exc:  # resuming is an aid: never let it break ending the call
+            session.log.error("suspend_failed", error=repr(exc)[:300])
         await session.end(session.end_reason or "socket_closed")
         calls.remove(session)
