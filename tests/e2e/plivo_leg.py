@@ -39,11 +39,21 @@ class Watch:
 
 
 class Leg:
+    """With a ``watch`` (the service in this process) each frame waits for the service to catch
+    up; without one (a service in another process) frames go out ``speed`` times real time."""
+
     def __init__(
-        self, url: str, watch: Watch, call_id: str, stream_id: str, rate: int = 8000
+        self,
+        url: str,
+        watch: Watch | None,
+        call_id: str,
+        stream_id: str,
+        rate: int = 8000,
+        speed: float = 1.0,
     ) -> None:
         self.url, self.watch, self.call_id, self.stream_id = url, watch, call_id, stream_id
         self.rate = rate
+        self.speed = speed
         self.codec = codec_for("audio/x-l16")
         self.playout = PlayoutModel(rate)
         self.t = 0.0
@@ -72,8 +82,9 @@ class Leg:
                 "extra_headers": "{}",
             }
         )
-        self.session = self.watch.session
-        await self._lockstep()
+        if self.watch is not None:
+            self.session = self.watch.session
+            await self._lockstep()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -90,7 +101,10 @@ class Leg:
         self.t += 0.02
         for name in self.playout.advance(self.t):
             await self._ack(name)
-        await self._lockstep()
+        if self.watch is not None:
+            await self._lockstep()
+        else:
+            await asyncio.sleep(0.02 / self.speed)
 
     async def idle(self, seconds: float) -> None:
         for _ in range(round(seconds / 0.02)):
@@ -121,9 +135,8 @@ class Leg:
         await self._server_noticed()
 
     async def _server_noticed(self) -> None:
-        session = self.session
-        assert session is not None
-        await asyncio.wait_for(session.ended.wait(), 10)
+        if self.session is not None:
+            await asyncio.wait_for(self.session.ended.wait(), 10)
 
     # --- wire ---------------------------------------------------------------------------------
     async def _send(self, message: dict[str, Any]) -> None:
@@ -181,3 +194,8 @@ class Leg:
 
     def checkpoints(self) -> list[str]:
         return [m["name"] for m in self.messages if m.get("event") == "checkpoint"]
+
+    def audio_s(self) -> float:
+        """Seconds of agent audio received on this leg."""
+        samples = sum(m["samples"] for m in self.messages if m.get("event") == "playAudio")
+        return float(samples) / self.rate

@@ -192,9 +192,12 @@ async def test_drop_without_reconnect_is_finalised_after_the_grace_period() -> N
             await first.idle(1.0)
             await first.drop()
         assert await reg.store.load(CALL) is not None
+        timer = reg.grace_timer(CALL)
+        assert timer is not None
         await clock.advance(9.9)
-        assert reg.finalised == [] and len(reg) == 1
+        assert reg.finalised == [] and len(reg) == 1 and not timer.done()
         await clock.advance(0.2)
+        await timer
         assert reg.finalised == [(CALL, "socket_lost")] and len(reg) == 0
         assert await reg.store.load(CALL) is None
 

@@ -7,6 +7,7 @@ resumes when it is back, and a call dropped while Redis is down still resumes on
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -61,7 +62,10 @@ async def test_a_call_dropped_on_one_worker_resumes_on_another(redis_server: Red
         assert reg_b.stats.resumed == 1
         # Worker A's grace timer finds the call claimed by B: it does not finalise it.
         assert isinstance(reg_a.clock, VirtualClock)
+        timer = reg_a.grace_timer(CALL)
+        assert timer is not None
         await reg_a.clock.advance(10.5)
+        await asyncio.wait_for(timer, 10)  # its claim is a real round trip to Redis
         assert reg_a.finalised == [] and reg_a.stats.resumed_elsewhere == 1
 
 

@@ -39,6 +39,7 @@ def sample() -> CallSnapshot:
         elapsed_s=12.5,
         saved_at=1_700_000_000.25,
         resumes=1,
+        suspended=True,
         state={"slots": {"order": "A12"}},
     )
 
@@ -67,6 +68,7 @@ def test_minimal_snapshot_round_trips() -> None:
         ({"history": [{"role": "robot", "text": "x"}]}, "role"),
         ({"pending": [{"turn": 1}]}, "snapshot fields"),
         ({"action": {"kind": "explode"}}, "action.kind"),
+        ({"suspended": "yes"}, "snapshot.suspended"),
         ({"surprise": 1}, "snapshot fields"),
     ],
 )

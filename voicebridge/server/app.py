@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -139,6 +140,7 @@ def create_app(
                 "active_calls": len(calls),
                 "total_calls": calls.total,
                 "suspended_calls": len(resumes),
+                "pid": os.getpid(),
                 "state": resumes.store.name,
             }
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import uuid
@@ -35,6 +36,10 @@ log = structlog.get_logger("voicebridge.resume")
 LIVE_TTL_S = 600.0
 # A suspended call's snapshot outlives the grace period by this much; the finaliser deletes it.
 SUSPENDED_SLACK_S = 5.0
+# A reconnect that finds only a live snapshot waits this long for the worker that held the call
+# to notice the drop and save the exact one; past it, that worker is taken for dead.
+HANDOVER_WAIT_S = 1.0
+HANDOVER_POLL_S = 0.05
 
 
 @dataclass
@@ -94,6 +99,11 @@ class ResumeRegistry:
     def __len__(self) -> int:
         """Calls suspended here, waiting for Plivo to reconnect."""
         return len(self._dropped)
+
+    def grace_timer(self, call_id: str) -> asyncio.Task[None] | None:
+        """The task that finalises a dropped call when its grace period ends (tests await it)."""
+        dropped = self._dropped.get(call_id)
+        return dropped.timer if dropped is not None else None
 
     def _claim_key(self, snapshot: CallSnapshot) -> str:
         return f"{snapshot.call_id}:{snapshot.epoch}"
@@ -158,6 +168,8 @@ class ResumeRegistry:
     async def suspend(self, session: Session, *, close_code: int | None = None) -> None:
         """Keep the call resumable for ``grace_s``: snapshot it, end its pipeline, save it."""
         snapshot = session.snapshot()
+        if snapshot is not None:
+            snapshot = dataclasses.replace(snapshot, suspended=True)
         await session.end("suspended", code=CloseCode.GOING_AWAY, close_reason="stream replaced")
         self._stop_saver(session)
         if snapshot is None:
@@ -193,12 +205,7 @@ class ResumeRegistry:
                 dropped.timer.cancel()
             snapshot: CallSnapshot | None = dropped.snapshot
         else:
-            try:
-                snapshot = await self.store.load(call_id)
-            except StoreError as exc:
-                self.stats.store_errors += 1
-                log.warning("snapshot_load_failed", call_id=call_id[:64], error=str(exc)[:200])
-                return None
+            snapshot = await self._load_for_resume(call_id)
         if snapshot is None:
             return None
         try:
@@ -215,6 +222,22 @@ class ResumeRegistry:
         with contextlib.suppress(StoreError):
             await self.store.delete(call_id)
         return snapshot
+
+    async def _load_for_resume(self, call_id: str) -> CallSnapshot | None:
+        """The stored snapshot, preferring the one saved at the drop over a live one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_WAIT_S
+        while True:
+            try:
+                snapshot = await self.store.load(call_id)
+            except StoreError as exc:
+                self.stats.store_errors += 1
+                log.warning("snapshot_load_failed", call_id=call_id[:64], error=str(exc)[:200])
+                return None
+            if snapshot is None or snapshot.suspended or loop.time() >= deadline:
+                return snapshot
+            # Another worker still holds the call: Plivo came back before it saw the drop.
+            await asyncio.sleep(HANDOVER_POLL_S)
 
     async def _expire(self, call_id: str, epoch: int) -> None:
         await self.clock.sleep(self.grace_s)

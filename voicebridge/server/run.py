@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,26 +18,32 @@ from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.server.app import create_app
 
 
-def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
     """uvicorn settings that suit a media stream: no compression, bounded messages."""
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.limits.max_message_bytes,
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=True,
-    )
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.limits.max_message_bytes,
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "proxy_headers": True,
+    }
+
+
+def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
+    return uvicorn.Config(app, **uvicorn_options(settings))
 
 
 def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     """Run the service in the foreground; SIGTERM or Ctrl-C stop it cleanly with exit status 0."""
+    if settings.workers > 1:
+        serve_workers(settings, spec)
+        return
     server = uvicorn.Server(uvicorn_config(create_app(settings, spec), settings))
 
     def stop(signum: int, frame: object) -> None:
@@ -53,6 +60,24 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def serve_workers(settings: ServiceSettings, spec: PipelineSpec) -> None:
+    """Run ``settings.workers`` processes on one port: uvicorn's supervisor binds the socket,
+    the kernel spreads connections over the workers, and each worker builds the app itself from
+    the settings handed down in the environment (``voicebridge.server.factory``). Calls share
+    nothing but the state store, so a resumed call may land on any worker."""
+    from voicebridge.server import factory
+
+    os.environ[factory.SETTINGS_ENV] = settings.model_dump_json()
+    pipeline = spec.path or settings.resolve_pipeline_path()
+    os.environ[factory.PIPELINE_ENV] = str(pipeline.resolve())
+    uvicorn.run(
+        "voicebridge.server.factory:app_from_env",
+        factory=True,
+        workers=settings.workers,
+        **uvicorn_options(settings),
+    )
 
 
 class LoopServer:

@@ -66,6 +66,7 @@ class CallSnapshot:
     elapsed_s: float = 0.0  # call time used when saved
     saved_at: float = 0.0  # wall-clock seconds (time.time()) when saved: time keeps running
     resumes: int = 0
+    suspended: bool = False  # saved at the drop (True) or while the call was live (False)
     state: dict[str, Any] = field(default_factory=dict)  # stages' JSON-safe call state
     version: int = SNAPSHOT_VERSION
 
@@ -122,6 +123,8 @@ class CallSnapshot:
         for reply in self.pending:
             if not isinstance(reply.turn, int) or not isinstance(reply.text, str):
                 raise SnapshotError("snapshot.pending: entries need a turn and text")
+        if not isinstance(self.suspended, bool):
+            raise SnapshotError("snapshot.suspended: expected true or false")
         if self.action is not None and self.action.kind not in ("hangup", "transfer"):
             raise SnapshotError("snapshot.action.kind: expected hangup or transfer")
 
