@@ -90,9 +90,13 @@ class Leg:
     async def __aexit__(self, *exc: object) -> None:
         if self.ws is not None and not self.closed.is_set():
             await self.hang_up()
+        elif self.ws is not None:
+            await self._stop_receiver()
 
     # --- the caller --------------------------------------------------------------------------
     async def frame(self, pcm: PCM | None = None) -> None:
+        if self.closed.is_set():
+            return
         step = self.rate // 50
         pcm = np.zeros(step, np.int16) if pcm is None else pcm
         payload = base64.b64encode(self.codec.encode(pcm)).decode("ascii")
@@ -115,6 +119,8 @@ class Leg:
     async def speak(self, pcm: PCM) -> None:
         step = self.rate // 50
         for offset in range(0, len(pcm), step):
+            if self.closed.is_set():
+                return
             chunk = pcm[offset : offset + step]
             if len(chunk) < step:
                 chunk = np.pad(chunk, (0, step - len(chunk)))
@@ -141,7 +147,8 @@ class Leg:
     # --- wire ---------------------------------------------------------------------------------
     async def _send(self, message: dict[str, Any]) -> None:
         assert self.ws is not None
-        await self.ws.send(json.dumps(message))
+        with contextlib.suppress(ConnectionClosed):  # the service ended the call
+            await self.ws.send(json.dumps(message))
 
     async def _ack(self, name: str) -> None:
         await self._send({"event": "playedStream", "streamId": self.stream_id, "name": name})

@@ -57,11 +57,11 @@ stages:
 
 @contextlib.asynccontextmanager
 async def service(
-    registry: ResumeRegistry, lines: list[str] | None = None
+    registry: ResumeRegistry, lines: list[str] | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[RunningService, Watch]]:
     watch = Watch()
     async with running_service(
-        settings(),
+        settings(**overrides),
         spec(lines or ["what now"]),
         clock_factory=StreamClock,
         record_events=True,
@@ -136,6 +136,7 @@ async def test_drop_while_the_agent_speaks_resumes_from_the_first_unheard_word()
             ]
             assert second.checkpoints()[-1] == "turn-3/piece-1"
         assert new.stats["reconnects"] == 1
+        assert new.resumed_from is not None and new.resumed_from.elapsed_s >= 2.3
         assert reg.stats.suspended == 1 and reg.stats.resumed == 1 and reg.finalised == []
 
 
@@ -242,6 +243,58 @@ async def test_grace_zero_ends_a_dropped_call() -> None:
         async with Leg(svc.ws_url, watch, CALL, "stream-b") as second:
             await second.idle(0.3)
             assert spoken_texts(watch.session)[0] == "Hello and welcome to the test line."
+
+
+async def test_a_goodbye_cut_off_by_the_drop_is_finished_then_the_call_hangs_up() -> None:
+    reg = registry()
+    async with service(reg, lines=["goodbye"]) as (svc, watch):
+        async with Leg(svc.ws_url, watch, CALL, "stream-a") as first:
+            await first.idle(4.0)
+            await first.speak(speech_like(0.6, RATE))
+            while spoken_texts(watch.session)[-1] != "Goodbye.":
+                await first.frame()
+            await first.idle(0.1)  # the reply "Goodbye." (0.45 s) has just begun
+            await first.drop()
+        snapshot = reg.snapshot(CALL)
+        assert snapshot is not None and snapshot.action is not None
+        assert snapshot.action.kind == "hangup" and snapshot.pending_text == "Goodbye."
+        async with Leg(svc.ws_url, watch, CALL, "stream-b") as second:
+            new = watch.session
+            await second.idle(2.0)
+            assert sent_texts(new) == ["Goodbye."]
+            assert new.end_reason == "hangup:dialogue"
+            assert second.closed.is_set()
+
+
+async def test_call_time_keeps_counting_across_the_drop() -> None:
+    reg = registry()
+    async with service(reg, limits={"max_call_seconds": 3}) as (svc, watch):
+        async with Leg(svc.ws_url, watch, CALL, "stream-a") as first:
+            await first.idle(2.0)
+            await first.drop()
+        async with Leg(svc.ws_url, watch, CALL, "stream-b") as second:
+            await second.idle(2.0)
+            new = watch.session
+            assert new.end_reason == "max_call_duration"
+            assert 0.9 <= second.t <= 1.2  # 3 s in all, not 3 s more
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_drop_points_without_resume_start_a_new_call(seed: int) -> None:
+    """Fault injection with resuming off: every drop ends its call and the retry is a new call,
+    greeted from the top; the service takes each one."""
+    rng = random.Random(100 + seed)
+    reg = registry(grace_s=0)
+    async with service(reg) as (svc, watch):
+        for index in range(3):
+            async with Leg(svc.ws_url, watch, CALL, f"stream-{index}") as leg:
+                session = watch.session
+                assert session.resumed_from is None
+                await leg.idle(round(rng.uniform(0.1, 3.0) / 0.02) * 0.02)
+                assert spoken_texts(session)[0] == "Hello and welcome to the test line."
+                await leg.drop()
+            assert session.end_reason == "socket_closed"
+        assert len(reg) == 0 and reg.stats.suspended == 0
 
 
 @pytest.mark.parametrize("seed", range(6))

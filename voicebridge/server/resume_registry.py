@@ -100,6 +100,11 @@ class ResumeRegistry:
         """Calls suspended here, waiting for Plivo to reconnect."""
         return len(self._dropped)
 
+    def snapshot(self, call_id: str) -> CallSnapshot | None:
+        """The snapshot of a call suspended here, if any."""
+        dropped = self._dropped.get(call_id)
+        return dropped.snapshot if dropped is not None else None
+
     def grace_timer(self, call_id: str) -> asyncio.Task[None] | None:
         """The task that finalises a dropped call when its grace period ends (tests await it)."""
         dropped = self._dropped.get(call_id)
