@@ -16,7 +16,6 @@ RUN pip install ".[offline,redis]"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1 \
     VOICEBRIDGE_HOST=0.0.0.0 \
     VOICEBRIDGE_PORT=8080 \
     VOICEBRIDGE_LOG_FORMAT=json \

@@ -338,6 +338,7 @@ class Session:
         self._housekeeping = asyncio.get_running_loop().create_task(
             self._housekeep(), name=f"housekeeping-{info.call_id[:16]}"
         )
+        self._state_changed()  # a shared store knows of the call from its first moment
 
     async def _on_media(self, event: MediaEvent) -> None:
         if self.pipeline is None or self.format is None:

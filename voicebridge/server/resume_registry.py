@@ -173,12 +173,12 @@ class ResumeRegistry:
     async def suspend(self, session: Session, *, close_code: int | None = None) -> None:
         """Keep the call resumable for ``grace_s``: snapshot it, end its pipeline, save it."""
         snapshot = session.snapshot()
-        if snapshot is not None:
-            snapshot = dataclasses.replace(snapshot, suspended=True)
-        await session.end("suspended", code=CloseCode.GOING_AWAY, close_reason="stream replaced")
+        session.state_hooks = None  # nothing it does from now on is the call's state
         self._stop_saver(session)
         if snapshot is None:
+            await session.end("suspended", code=CloseCode.GOING_AWAY)
             return
+        snapshot = dataclasses.replace(snapshot, suspended=True)
         call_id = snapshot.call_id
         if self._live.get(call_id) is session:
             del self._live[call_id]
@@ -196,8 +196,13 @@ class ResumeRegistry:
             turn=snapshot.turn,
             pending=snapshot.pending_text[:200],
         )
+        # Saved while the pipeline stops: a retry on another worker is waiting for it.
+        saving = asyncio.get_running_loop().create_task(
+            self.store.save(call_id, snapshot, self.grace_s + SUSPENDED_SLACK_S)
+        )
+        await session.end("suspended", code=CloseCode.GOING_AWAY, close_reason="stream replaced")
         try:
-            await self.store.save(call_id, snapshot, self.grace_s + SUSPENDED_SLACK_S)
+            await saving
         except StoreError as exc:
             # Only this worker can resume the call now; it still can.
             self.stats.store_errors += 1
