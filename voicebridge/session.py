@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -185,6 +186,7 @@ class Session:
         self._done_entries: set[int] = set()
         self._elapsed_before = 0.0
         self._epoch = 0
+        self._stream_token = uuid.uuid4().hex
         self.resumed_from: CallSnapshot | None = None
 
     # --- time, recording and sending ----------------------------------------------------------

@@ -207,6 +207,10 @@ async def test_drop_without_reconnect_is_finalised_after_the_grace_period() -> N
             await late.idle(0.5)
             assert spoken_texts(watch.session)[0] == "Hello and welcome to the test line."
             assert watch.session.resumed_from is None
+            await late.drop()
+        # ...which is resumable in its own right (the finalised stream's claim is not its own).
+        async with Leg(svc.ws_url, watch, CALL, "stream-later"):
+            assert watch.session.resumed_from is not None
 
 
 async def test_a_normal_close_ends_the_call_at_once() -> None:

@@ -78,7 +78,8 @@ async def test_only_one_worker_resumes_a_call(redis_server: RedisServer) -> None
         snapshot = await reg_b.store.load(CALL)
         assert snapshot is not None
         # A racing worker claimed this stream first: B must not resume it too.
-        assert await reg_b.store.claim(f"{CALL}:{snapshot.epoch}", "racer", 60)
+        key = f"{CALL}:{snapshot.epoch}:{snapshot.stream_token}"
+        assert await reg_b.store.claim(key, "racer", 60)
         async with Leg(svc_b.ws_url, watch_b, CALL, "stream-b") as second:
             await second.idle(0.3)
             assert watch_b.session.resumed_from is None

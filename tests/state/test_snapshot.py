@@ -25,6 +25,7 @@ def sample() -> CallSnapshot:
         sample_rate=8000,
         extra_headers={"tenant": "acme"},
         epoch=2,
+        stream_token="0f3a",
         turn=4,
         stale_through=2,
         completed_turn=3,

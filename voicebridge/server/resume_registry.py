@@ -111,7 +111,9 @@ class ResumeRegistry:
         return dropped.timer if dropped is not None else None
 
     def _claim_key(self, snapshot: CallSnapshot) -> str:
-        return f"{snapshot.call_id}:{snapshot.epoch}"
+        # Per stream, not per call: a call id seen again later (a retry after the grace period
+        # starts a new call) must not find its new streams already claimed.
+        return f"{snapshot.call_id}:{snapshot.epoch}:{snapshot.stream_token}"
 
     @property
     def _claim_ttl(self) -> float:

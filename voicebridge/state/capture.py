@@ -99,6 +99,7 @@ def capture(session: Session, *, epoch: int) -> CallSnapshot | None:
         sample_rate=info.sample_rate,
         extra_headers=dict(info.extra_headers),
         epoch=epoch,
+        stream_token=session._stream_token,
         turn=ctx.turn,
         stale_through=ctx.stale_through,
         completed_turn=session._completed_turn,

@@ -55,7 +55,8 @@ class CallSnapshot:
     encoding: str = "audio/x-l16"
     sample_rate: int = 8000
     extra_headers: dict[str, str] = field(default_factory=dict)
-    epoch: int = 0  # suspensions so far; each one is claimed once
+    epoch: int = 0  # the call's streams before this one (0: its first)
+    stream_token: str = ""  # unique per stream: its snapshot is claimed once, by one party
     turn: int = 0
     stale_through: int = 0
     completed_turn: int = 0
@@ -104,7 +105,7 @@ class CallSnapshot:
         return snapshot
 
     def _check(self) -> None:
-        for name in ("call_id", "stream_id", "account_id", "encoding"):
+        for name in ("call_id", "stream_id", "account_id", "encoding", "stream_token"):
             if not isinstance(getattr(self, name), str):
                 raise SnapshotError(f"snapshot.{name}: expected text")
         for name in ("epoch", "turn", "stale_through", "completed_turn", "reprompts", "resumes"):
