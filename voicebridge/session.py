@@ -409,6 +409,7 @@ class Session:
         entry = self._respoken.get(turn, turn)
         self._done_entries.add(entry)
         self._reply_text.pop(entry, None)
+        self._forget_replies_before(turn - 8)
         timing = self.turns.completed(turn, now).as_dict()
         self.ledger.forget_turns_through(turn - 2)
         self.log.info("turn_played", **timing)
@@ -776,11 +777,19 @@ class Session:
         if self.state_hooks is not None and not self._ending:
             self.state_hooks.changed(self)
 
+    def _forget_replies_before(self, turn: int) -> None:
+        """Bounded memory on long calls: old replies are long settled (played or cut off)."""
+        for table in (self._reply_text, self._respoken):
+            for old in [t for t in table if t < turn]:
+                del table[old]
+        self._done_entries = {t for t in self._done_entries if t >= turn}
+
     def suspendable(self, close_code: int | None) -> bool:
         """The socket went away mid-call without anyone ending the call: Plivo may come back.
 
-        A normal close (1000) is Plivo ending the stream with the call; anything else (1006 for
-        a connection lost without a close frame, 1001, 1011, ...) is a drop it retries."""
+        A normal close (1000) is Plivo ending the stream with the call; anything else (1005 or
+        1006 for a connection lost without a close frame, 1001, 1011, 1012 for a server
+        restart, ...) is a drop Plivo retries."""
         return (
             not self._ending
             and self.ctx is not None
