@@ -20,6 +20,10 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--port", type=int, help="port to listen on (default from config: 8080)")
     p.add_argument("--config", help="service settings YAML (default: configs/service.yaml)")
     p.add_argument("--public-url", help="https URL Plivo reaches this service at")
+    p.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (default from config: 1)"
+    )
+    p.add_argument("--state", help="where resumable call state lives: memory or redis://host/db")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
     p.set_defaults(handler=_serve)
 
@@ -30,6 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "public_url": args.public_url,
         "pipeline": args.pipeline,
+        "workers": args.workers,
+        "state": args.state,
     }
     if args.log_format:
         overrides["log"] = {"format": args.log_format}

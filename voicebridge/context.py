@@ -76,6 +76,11 @@ class CallContext:
         self._stale_through = self._turn
         return self._stale_through
 
+    def restore_turns(self, turn: int, stale_through: int) -> None:
+        """A resumed call goes on counting from where its dropped stream left off."""
+        self._turn = max(self._turn, turn)
+        self._stale_through = max(self._stale_through, min(stale_through, self._turn))
+
     @property
     def stale_through(self) -> int:
         return self._stale_through

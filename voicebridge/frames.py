@@ -39,6 +39,9 @@ class CallStarted(Frame):
     encoding: str  # "audio/x-mulaw" or "audio/x-l16"
     sample_rate: int
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # True when a dropped stream came back and the call goes on: the caller was already
+    # greeted, so stages that greet or open a conversation skip that.
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

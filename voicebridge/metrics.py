@@ -22,6 +22,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 
 from voicebridge.observe import CallObserver
 
@@ -60,6 +61,9 @@ _OUTCOME_OF = {
     "internal_error": "error",
     "service_stopping": "draining",
     "draining": "draining",
+    # The socket dropped mid-call and the call is kept for Plivo's reconnect; how that ends is
+    # in voicebridge_resume_events_total (resumed, finalised, ...).
+    "suspended": "suspended",
 }
 # The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output,
 # by the role of that stage.
@@ -145,6 +149,11 @@ class ServiceMetrics:
         """Read the active call count from its owner at scrape time (never out of step)."""
         self.active_calls.set_function(lambda: float(count()))
 
+    def track_resumes(self, stats: Callable[[], Mapping[str, int]]) -> None:
+        """Dropped-call resume counters (suspended, resumed, finalised, store errors, ...),
+        read from the resume registry at scrape time."""
+        self.registry.register(_CountersCollector(PREFIX + "resume_events", stats))
+
     def call_observer(self) -> CallObserver:
         return MetricsObserver(self)
 
@@ -221,3 +230,25 @@ class LoopLagMonitor:
             self.sampled.set()
             if lag >= 0.25:
                 log.warning("event_loop_lag", lag_s=round(lag, 3))
+
+
+class _CountersCollector:
+    """Counters kept elsewhere (plain ints), exposed as one labelled Prometheus counter."""
+
+    def __init__(self, name: str, read: Callable[[], Mapping[str, int]]) -> None:
+        self.name = name
+        self.read = read
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[CounterMetricFamily]:
+        family = self._family()
+        for event, value in sorted(self.read().items()):
+            family.add_metric([event], float(value))
+        return [family]
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            self.name, "Dropped calls kept for a reconnect, by what happened.", labels=["event"]
+        )

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -65,6 +66,9 @@ from voicebridge.stage import Stage
 from voicebridge.text import split_sentences
 from voicebridge.turns import TurnTracker
 
+if TYPE_CHECKING:
+    from voicebridge.state.snapshot import CallSnapshot
+
 
 class CloseCode:
     """WebSocket close codes the session uses (RFC 6455 §7.4.1)."""
@@ -85,6 +89,18 @@ class Transport(Protocol):
     async def send_text(self, text: str) -> None: ...
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None: ...
+
+
+class StateHooks(Protocol):
+    """Where a session's resumable state goes (``voicebridge.server.resume_registry``)."""
+
+    async def on_start(self, session: Session, call_id: str) -> CallSnapshot | None:
+        """A stream started: the snapshot of the dropped stream it resumes, if any."""
+        ...
+
+    def changed(self, session: Session) -> None:
+        """Something worth saving happened (a piece heard, a turn ended, the caller spoke)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +129,10 @@ class Session:
         record_events: bool = False,
         call_control: CallControl | None = None,
         observer: CallObserver | None = None,
+        state_hooks: StateHooks | None = None,
     ) -> None:
         self.spec = spec
+        self.state_hooks = state_hooks
         self.options: SessionOptions = spec.session
         self.transport = transport
         self.clock: Clock = clock or MonotonicClock()
@@ -166,6 +184,16 @@ class Session:
         self._can_speak = False
         self._turn_played = asyncio.Event()  # set when a turn finishes playing or is cleared
         self.replies = ReplyWatch(self)  # fillers, reply timeouts, giving up on a dead provider
+        # For resuming after a dropped socket (voicebridge.state.capture): the text of each
+        # reply by history entry, re-spoken turns -> the entry they speak for, finished entries,
+        # call time used before this stream, and how many times the call was suspended.
+        self._reply_text: dict[int, list[str]] = {}
+        self._respoken: dict[int, int] = {}
+        self._done_entries: set[int] = set()
+        self._elapsed_before = 0.0
+        self._epoch = 0
+        self._stream_token = uuid.uuid4().hex
+        self.resumed_from: CallSnapshot | None = None
 
     # --- time, recording and sending ----------------------------------------------------------
     @property
@@ -242,6 +270,14 @@ class Session:
         )
         self.ctx = CallContext(info, clock=self.clock, logger=self.log)
         self._origin = self.clock.now()
+        snapshot = None
+        if self.state_hooks is not None:
+            snapshot = await self.state_hooks.on_start(self, event.call_id)
+        if snapshot is not None:
+            from voicebridge.state.capture import restore
+
+            restore(self, snapshot)
+            self.resumed_from = snapshot
         self._play_encoder = messages.PlayAudioEncoder(fmt, event.stream_id)
         chunk = int(fmt.bytes_per_ms * self.options.chunk_ms)
         chunk -= chunk % fmt.bytes_per_sample
@@ -294,11 +330,25 @@ class Session:
                 encoding=info.encoding,
                 sample_rate=info.sample_rate,
                 extra_headers=info.extra_headers,
+                resumed=snapshot is not None,
             )
         )
+        if snapshot is not None:
+            from voicebridge.state.capture import respeak
+
+            said = await respeak(self, snapshot)
+            self.log.info(
+                "call_resumed",
+                epoch=snapshot.epoch,
+                turn=snapshot.turn,
+                history=len(snapshot.history),
+                respoken=" ".join(said)[:200],
+            )
+            self._note("call_resumed", epoch=snapshot.epoch, respoken=" ".join(said))
         self._housekeeping = asyncio.get_running_loop().create_task(
             self._housekeep(), name=f"housekeeping-{info.call_id[:16]}"
         )
+        self._state_changed()  # a shared store knows of the call from its first moment
 
     async def _on_media(self, event: MediaEvent) -> None:
         if self.pipeline is None or self.format is None:
@@ -360,10 +410,15 @@ class Session:
         self._record_heard(piece)
         if piece.last:
             self._turn_done(piece.turn, now)
+        self._state_changed()
 
     def _turn_done(self, turn: int, now: float) -> None:
         self._completed_turn = max(self._completed_turn, turn)
         self._last_activity_s = now
+        entry = self._respoken.get(turn, turn)
+        self._done_entries.add(entry)
+        self._reply_text.pop(entry, None)
+        self._forget_replies_before(turn - 8)
         timing = self.turns.completed(turn, now).as_dict()
         self.ledger.forget_turns_through(turn - 2)
         self.log.info("turn_played", **timing)
@@ -430,10 +485,13 @@ class Session:
                 self.ctx.add_caller_text(frame.text.strip())
                 self.replies.caller_turn_ended(now)
                 self.log.info("caller_said", text=frame.text[:200])
+                self._state_changed()
         elif isinstance(frame, AgentText):
             if frame.turn > self._newest_turn_seen:
                 self._newest_turn_seen = frame.turn
                 self._agent_since_ms = self._stream_ms
+            if frame.turn not in self._respoken:
+                self._reply_text.setdefault(frame.turn, []).append(frame.text)
             self.turns.agent_text(frame.turn, now)
             self.replies.agent_text(frame)
             self._note("agent_text", turn=frame.turn, text=frame.text, last=frame.last)
@@ -447,13 +505,14 @@ class Session:
                 return
             if self.ctx.is_stale(frame.turn) or not self.replies.wanted(frame.turn):
                 return
-            self.outbox.add(frame)
+            self.outbox.add(frame, history_turn=self._respoken.get(frame.turn))
             await self._pump()
         elif isinstance(frame, Hangup | Transfer):
             detail = frame.reason if isinstance(frame, Hangup) else frame.to
             self.log.info("call_action_requested", action=type(frame).__name__, detail=detail)
             self._note(type(frame).__name__.lower(), reason=frame.reason, detail=detail)
             self._pending_action = frame
+            self._state_changed()
             await self._maybe_act()
 
     async def _pump(self) -> None:
@@ -550,6 +609,7 @@ class Session:
             cleared=[p.name for p in cleared.cleared],
             heard=interrupted.heard_text if interrupted else None,
         )
+        self._state_changed()
         self.log.info(
             "barge_in",
             cause=cause,
@@ -568,6 +628,7 @@ class Session:
             return
         items, self._interrupted_audio = self._interrupted_audio, []
         turn = self.ctx.begin_turn()
+        self._respoken[turn] = items[0][0].entry_turn
         self._newest_turn_seen = turn
         self._agent_since_ms = self._stream_ms
         codec = codec_for(self.ctx.info.encoding)
@@ -678,7 +739,7 @@ class Session:
             await self._maybe_act()
             await self._idle_check(now)
             await self.replies.tick(now)
-            if limit and now >= limit:
+            if limit and now + self._elapsed_before >= limit:
                 self.log.info("max_call_duration_reached", seconds=limit)
                 await self.end("max_call_duration", close_reason="maximum call duration reached")
 
@@ -757,6 +818,42 @@ class Session:
             )
         )
         task.add_done_callback(_log_task_failure(self.log, "end_failed"))
+
+    # --- resuming after a dropped socket -------------------------------------------------------
+    def _state_changed(self) -> None:
+        if self.state_hooks is not None and not self._ending:
+            self.state_hooks.changed(self)
+
+    def _forget_replies_before(self, turn: int) -> None:
+        """Bounded memory on long calls: old replies are long settled (played or cut off)."""
+        for table in (self._reply_text, self._respoken):
+            for old in [t for t in table if t < turn]:
+                del table[old]
+        self._done_entries = {t for t in self._done_entries if t >= turn}
+
+    def suspendable(self, close_code: int | None) -> bool:
+        """The socket went away mid-call without anyone ending the call: Plivo may come back.
+
+        A normal close (1000) is Plivo ending the stream with the call; anything else (1005 or
+        1006 for a connection lost without a close frame, 1001, 1011, 1012 for a server
+        restart, ...) is a drop Plivo retries."""
+        return (
+            not self._ending
+            and self.ctx is not None
+            and self.pipeline is not None
+            and close_code != CloseCode.NORMAL
+        )
+
+    def snapshot(self, *, epoch: int | None = None) -> CallSnapshot | None:
+        """The call's resumable state now (``voicebridge.state.capture``)."""
+        from voicebridge.state.capture import capture
+
+        return capture(self, epoch=self._epoch if epoch is None else epoch)
+
+    @property
+    def epoch(self) -> int:
+        """How many times this call's stream dropped and was suspended before this one."""
+        return self._epoch
 
     # --- ending -------------------------------------------------------------------------------
     async def wind_up(

@@ -405,7 +405,7 @@ class ScriptedDialogue(Stage):
 
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
-        if isinstance(frame, CallStarted) and self.params.greeting:
+        if isinstance(frame, CallStarted) and self.params.greeting and not frame.resumed:
             await self._say(self.params.greeting)
         elif isinstance(frame, Transcript) and frame.final:
             self.seen.append([(h.role, h.text, h.interrupted) for h in self.ctx.history])

@@ -64,11 +64,21 @@ def test_shipped_service_yaml_documents_every_setting() -> None:
         "events": ServiceSettings.model_fields["events"].annotation.model_fields,  # type: ignore[union-attr]
         "recording": ServiceSettings.model_fields["recording"].annotation.model_fields,  # type: ignore[union-attr]
         "security": ServiceSettings.model_fields["security"].annotation.model_fields,  # type: ignore[union-attr]
+        "resume": ServiceSettings.model_fields["resume"].annotation.model_fields,  # type: ignore[union-attr]
     }
     for section, fields in sections.items():
         indent = "  " if section else ""
         for name in fields:
-            if name in ("stream", "limits", "log", "drain", "events", "recording", "security"):
+            if name in (
+                "stream",
+                "limits",
+                "log",
+                "drain",
+                "events",
+                "recording",
+                "security",
+                "resume",
+            ):
                 continue
             index = next(i for i, line in enumerate(lines) if line.startswith(f"{indent}{name}:"))
             assert lines[index - 1].strip().startswith("#"), f"no comment above {name}"
@@ -115,6 +125,9 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_VERIFY_SIGNATURES": "on",
         "VOICEBRIDGE_STREAM_TOKEN_MODE": "OFF",
         "VOICEBRIDGE_STREAM_TOKEN_TTL_S": "30",
+        "VOICEBRIDGE_STATE": "redis://redis:6379/0",
+        "VOICEBRIDGE_WORKERS": "4",
+        "VOICEBRIDGE_RESUME_GRACE_S": "7.5",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -131,6 +144,22 @@ def test_every_environment_variable() -> None:
     security = settings.security
     assert (security.verify_signatures, security.stream_token) == ("on", "off")
     assert security.stream_token_ttl_s == 30
+    assert (settings.state, settings.workers) == ("redis://redis:6379/0", 4)
+    assert settings.resume.grace_s == 7.5
+
+
+@pytest.mark.parametrize("state", ["postgres://db", "redis://", "mem"])
+def test_state_must_be_memory_or_redis(state: str) -> None:
+    with pytest.raises(ConfigError, match="state: must be 'memory' or a Redis URL"):
+        load_service_settings(environ={"VOICEBRIDGE_STATE": state})
+
+
+def test_workers_need_a_shared_state() -> None:
+    with pytest.raises(ConfigError, match="cannot share 'state: memory'"):
+        load_service_settings(overrides={"workers": 2})
+    assert load_service_settings(overrides={"workers": 2, "resume.grace_s": 0}).workers == 2
+    shared = load_service_settings(overrides={"workers": 2, "state": "redis://r:6379/0"})
+    assert shared.workers == 2
 
 
 def test_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:

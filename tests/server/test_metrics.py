@@ -29,6 +29,7 @@ EXPECTED = {
     "voicebridge_provider_errors",
     "voicebridge_dropped_frames",
     "voicebridge_event_loop_lag_seconds",
+    "voicebridge_resume_events",
 }
 
 
@@ -201,3 +202,13 @@ async def test_event_loop_lag_measures_a_blocked_loop() -> None:
     assert monitor.worst_s >= 0.05 - 0.001
     assert metrics.value("voicebridge_event_loop_lag_seconds_count") == monitor.samples
     assert metrics.value("voicebridge_event_loop_lag_seconds_bucket", {"le": "+Inf"}) >= 2
+
+
+async def test_resume_counters_are_read_from_the_registry_at_scrape_time() -> None:
+    async with running_service(settings(), echo_spec()) as service:
+        stats = service.app.state.resumes.stats
+        stats.suspended, stats.resumed, stats.finalised = 3, 2, 1
+        _, values = await scrape(service.http_base)
+    assert values[("voicebridge_resume_events_total", (("event", "suspended"),))] == 3
+    assert values[("voicebridge_resume_events_total", (("event", "resumed"),))] == 2
+    assert values[("voicebridge_resume_events_total", (("event", "finalised"),))] == 1

@@ -52,6 +52,9 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_VERIFY_SIGNATURES": ("security", "verify_signatures"),
     "VOICEBRIDGE_STREAM_TOKEN_MODE": ("security", "stream_token"),
     "VOICEBRIDGE_STREAM_TOKEN_TTL_S": ("security", "stream_token_ttl_s"),
+    "VOICEBRIDGE_STATE": ("state",),
+    "VOICEBRIDGE_WORKERS": ("workers",),
+    "VOICEBRIDGE_RESUME_GRACE_S": ("resume", "grace_s"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
@@ -133,6 +136,14 @@ class RecordSettings(_Section):
         return value.strip() or None if value is not None else None
 
 
+class ResumeSettings(_Section):
+    """Resuming a call whose WebSocket dropped (Plivo retries a failed stream twice)."""
+
+    grace_s: float = Field(default=10.0, ge=0, le=600)  # 0: a dropped socket ends the call
+    store_timeout_s: float = Field(default=0.5, gt=0, le=10)
+    store_backoff_s: float = Field(default=1.0, ge=0, le=60)
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: str = "info"
@@ -183,6 +194,10 @@ class ServiceSettings(_Section):
     events: RecordSettings = Field(default_factory=lambda: RecordSettings())
     recording: RecordSettings = Field(default_factory=lambda: RecordSettings())
     security: SecuritySettings = Field(default_factory=lambda: SecuritySettings())
+    # Where resumable call state lives: "memory" (one process) or redis://host:port/db.
+    state: str = "memory"
+    workers: int = Field(default=1, ge=1, le=256)
+    resume: ResumeSettings = Field(default_factory=lambda: ResumeSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 
@@ -197,6 +212,27 @@ class ServiceSettings(_Section):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         return value.strip().rstrip("/")
+
+    @field_validator("state")
+    @classmethod
+    def _check_state(cls, value: str) -> str:
+        value = value.strip()
+        if value == "memory":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.netloc or parts.path):
+            raise ValueError("must be 'memory' or a Redis URL such as redis://localhost:6379/0")
+        return value
+
+    @model_validator(mode="after")
+    def _shared_state_for_workers(self) -> ServiceSettings:
+        if self.workers > 1 and self.state == "memory" and self.resume.grace_s > 0:
+            raise ValueError(
+                f"workers: {self.workers} processes cannot share 'state: memory': a dropped "
+                "call may reconnect to another worker. Set state: redis://host:port/db, or "
+                "resume.grace_s: 0 to end calls whose socket drops"
+            )
+        return self
 
     @property
     def config_path(self) -> Path | None:

@@ -7,6 +7,7 @@ Operators get ``/health`` (503 while draining), ``/metrics`` (Prometheus) and
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlencode
@@ -33,6 +34,7 @@ from voicebridge.recording import CallRecorder, EventLogWriter
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
+from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
     SignatureGuard,
@@ -57,20 +59,27 @@ def create_app(
     on_session: Callable[[Session], None] | None = None,
     rest_factory: Callable[[], PlivoRest | None] | None = None,
     security: SecurityConfig | None = None,
+    resumes: ResumeRegistry | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
     ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
     ``security`` defaults to the settings' switches with secrets from the environment.
+    ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
+    on a virtual clock).
     """
     security = security or SecurityConfig.from_env(settings)
     signatures = SignatureGuard.from_config(security, settings.public_url)
     stream_guard = StreamGuard.from_config(security)
     calls = CallRegistry(settings.limits.max_calls)
+    if resumes is None:
+        resumes = resume_registry(settings)
     limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
+    registry_of_drops = resumes
+    metrics.track_resumes(lambda: registry_of_drops.stats.as_dict())
     calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
@@ -103,6 +112,7 @@ def create_app(
             record_events=record_events or settings.events.dir is not None,
             call_control=control,
             observer=call_observer(),
+            state_hooks=resumes if resumes.enabled else None,
         )
         if on_session is not None:
             on_session(session)
@@ -167,6 +177,9 @@ def create_app(
                 "pipeline": spec.name,
                 "active_calls": len(calls),
                 "total_calls": calls.total,
+                "suspended_calls": len(resumes),
+                "pid": os.getpid(),
+                "state": resumes.store.name,
             },
             status_code=503 if drainer.draining else 200,
         )
@@ -175,7 +188,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls, stream_guard)
+        await handle_stream(ws, make_session, calls, stream_guard, resumes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -193,6 +206,7 @@ def create_app(
         await lag_monitor.stop()
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
+        await resumes.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
 
@@ -208,6 +222,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.calls = calls
+    app.state.resumes = resumes
     app.state.spec = spec
     app.state.settings = settings
     app.state.metrics = metrics
@@ -217,3 +232,15 @@ def create_app(
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     return app
+
+
+def resume_registry(settings: ServiceSettings) -> ResumeRegistry:
+    """The dropped-call registry and state store that ``settings`` ask for."""
+    from voicebridge.state.store import open_store
+
+    store = open_store(
+        settings.state,
+        timeout_s=settings.resume.store_timeout_s,
+        backoff_s=settings.resume.store_backoff_s,
+    )
+    return ResumeRegistry(store, grace_s=settings.resume.grace_s)

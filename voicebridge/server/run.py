@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,23 +22,26 @@ from voicebridge.server.drain import Drainer
 log = structlog.get_logger("voicebridge.server")
 
 
-def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
     """uvicorn settings that suit a media stream: no compression, bounded messages."""
-    return uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.limits.max_message_bytes,
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,  # after a drain, idle keep-alive connections only
-    )
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.limits.max_message_bytes,
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "on",
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 10,  # after a drain, idle keep-alive connections only
+    }
+
+
+def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
+    return uvicorn.Config(app, **uvicorn_options(settings))
 
 
 def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
@@ -45,7 +49,11 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
 
     The first signal drains (``voicebridge.server.drain``): no new calls, live calls finish up
     to ``drain.deadline_s``, the rest get the goodbye line. A second signal stops at once.
+    With ``workers`` > 1, uvicorn's supervisor runs the worker processes instead.
     """
+    if settings.workers > 1:
+        serve_workers(settings, spec)
+        return
     app = create_app(settings, spec)
     server = uvicorn.Server(uvicorn_config(app, settings))
     # uvicorn would install its own handlers and re-raise the signal after shutting down (exit
@@ -93,6 +101,24 @@ async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def serve_workers(settings: ServiceSettings, spec: PipelineSpec) -> None:
+    """Run ``settings.workers`` processes on one port: uvicorn's supervisor binds the socket,
+    the kernel spreads connections over the workers, and each worker builds the app itself from
+    the settings handed down in the environment (``voicebridge.server.factory``). Calls share
+    nothing but the state store, so a resumed call may land on any worker."""
+    from voicebridge.server import factory
+
+    os.environ[factory.SETTINGS_ENV] = settings.model_dump_json()
+    pipeline = spec.path or settings.resolve_pipeline_path()
+    os.environ[factory.PIPELINE_ENV] = str(pipeline.resolve())
+    uvicorn.run(
+        "voicebridge.server.factory:app_from_env",
+        factory=True,
+        workers=settings.workers,
+        **uvicorn_options(settings),
+    )
 
 
 class LoopServer:

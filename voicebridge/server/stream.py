@@ -10,6 +10,7 @@ import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicebridge.server.calls import CallRegistry
+from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import StreamGuard, StreamRefused, StreamTicket, refuse_handshake
 from voicebridge.session import CloseCode, Session
 
@@ -40,11 +41,14 @@ async def handle_stream(
     make_session: SessionFactory,
     calls: CallRegistry,
     guard: StreamGuard | None = None,
+    resumes: ResumeRegistry | None = None,
 ) -> None:
     """Run one Plivo stream from accept to close. Nothing in here may raise to the server.
 
     With a ``guard``, a handshake without an admissible stream token is refused with HTTP 403
     before anything else, and a ``start`` naming another call than the token's closes with 1008.
+    A socket lost mid-call is handed to ``resumes``, which keeps the call resumable for Plivo's
+    reconnect instead of ending it.
     """
     ticket: StreamTicket | None = None
     if guard is not None:
@@ -66,7 +70,7 @@ async def handle_stream(
             return
         session = make_session(StarletteTransport(ws), ws)
         calls.add(session)
-        peer_code = await _run(ws, session, ticket)
+        peer_code = await _run(ws, session, ticket, resumes)
     finally:
         if session is not None:
             calls.remove(session)
@@ -74,14 +78,19 @@ async def handle_stream(
             ticket.close(end_reason=session.end_reason if session else None, peer_code=peer_code)
 
 
-async def _run(ws: WebSocket, session: Session, ticket: StreamTicket | None) -> int | None:
+async def _run(
+    ws: WebSocket,
+    session: Session,
+    ticket: StreamTicket | None,
+    resumes: ResumeRegistry | None,
+) -> int | None:
     """Feed the session until either side ends the call; the peer's close code if it closed."""
     peer_code: int | None = None
     try:
         while not session.ended.is_set():
             message: MutableMapping[str, Any] = await ws.receive()
             if message["type"] == "websocket.disconnect":
-                peer_code = message.get("code")
+                peer_code = message.get("code", CloseCode.NORMAL)
                 break
             text = message.get("text")
             data = text if text is not None else message.get("bytes") or b""
@@ -100,5 +109,10 @@ async def _run(ws: WebSocket, session: Session, ticket: StreamTicket | None) -> 
         session.log.error("session_crashed", error=repr(exc)[:300])
         await session.end("internal_error", code=CloseCode.INTERNAL_ERROR)
     finally:
+        try:
+            if resumes is not None:
+                await resumes.closed(session, peer_code)
+        except Exception as exc:  # resuming is an aid: never let it break ending the call
+            session.log.error("suspend_failed", error=repr(exc)[:300])
         await session.end(session.end_reason or "socket_closed")
     return peer_code

@@ -290,7 +290,7 @@ class Dialogflow(Stage):
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
         if isinstance(frame, CallStarted):
-            query = self._welcome_query()
+            query = None if frame.resumed else self._welcome_query()
             if query is not None:
                 await self._converse(query, "welcome")
         elif isinstance(frame, Transcript):

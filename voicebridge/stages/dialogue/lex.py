@@ -147,6 +147,8 @@ class LexDialogue(Stage):
             if not self._session_id and frame.call_id:
                 self._session_id = lex_session_id(frame.call_id)
             self._headers = dict(frame.extra_headers)
+            if frame.resumed:
+                return  # the Lex session (keyed by call id) is still where it was
             if p.greeting:
                 await self._say([("PlainText", p.greeting)])
             if p.start_text:

@@ -436,7 +436,7 @@ class Llm(Stage):
             if frame.final and text:
                 await self._reply(self.begin_turn(), pending=text)
         elif isinstance(frame, CallStarted):
-            if p.greeting.strip():
+            if p.greeting.strip() and not frame.resumed:
                 await self._say(p.greeting)
         elif isinstance(frame, Dtmf) and p.dtmf:
             self._note_digit(frame.digit)

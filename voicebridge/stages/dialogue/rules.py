@@ -172,7 +172,7 @@ class RulesDialogue(Stage):
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
         if isinstance(frame, CallStarted):
-            if self.params.greeting:
+            if self.params.greeting and not frame.resumed:
                 await self.say(self.params.greeting)
         elif isinstance(frame, Transcript):
             if frame.final and frame.text.strip():

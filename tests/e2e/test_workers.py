@@ -1,0 +1,125 @@
+"""`voicebridge serve --workers 2` as a real process tree with Redis state: calls are served by
+both workers, and a call whose socket drops resumes on whichever worker Plivo's retry reaches."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from voicebridge.testing_redis import REDIS_SERVER, RedisServer, free_port, redis_available
+
+from .conftest import ROOT
+from .plivo_leg import Leg
+from .test_resume import GREETING
+
+PIPELINE = f"""
+name: workers-test
+session: {{chunk_ms: 100, max_lead_ms: 600}}
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_speech_ms: 60, min_silence_ms: 300, forward_audio: false}}
+  - type: voicebridge.testing:ScriptedStt
+  - type: voicebridge.testing:ScriptedDialogue
+    params: {{greeting: {GREETING!r}}}
+  - type: voicebridge.testing:ToneSpeaker
+  - type: encode
+"""
+GREETING_S = 3.3  # ToneSpeaker: 50 ms a character and 50 ms a word gap
+SPEED = 2.0  # the caller streams at twice real time; the service's time follows its audio
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
+    if not redis_available():
+        pytest.skip(f"redis-server is not installed ({REDIS_SERVER}); .ci/run installs it")
+    redis = RedisServer()
+    redis.start()
+    pipeline = tmp_path / "workers.yaml"
+    pipeline.write_text(PIPELINE)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "VOICEBRIDGE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "voicebridge.cli", "serve", str(pipeline),
+            "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+            "--state", redis.url, "--log-format", "json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}", redis
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        redis.stop()
+
+
+async def worker_pids(base: str, want: int = 2, timeout_s: float = 60.0) -> set[int]:
+    """Health checks on fresh connections until ``want`` workers answered (start-up included)."""
+    pids: set[int] = set()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=f"http://{base}", limits=limits, timeout=2) as client:
+        while len(pids) < want and loop.time() < deadline:
+            try:
+                health = (await client.get("/health")).json()
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)  # still starting
+                continue
+            assert health["state"] == "redis"
+            pids.add(health["pid"])
+    return pids
+
+
+async def test_workers_share_calls_and_resume_through_redis(
+    workers: tuple[str, RedisServer],
+) -> None:
+    base, _ = workers
+    assert len(await worker_pids(base)) == 2
+    url = f"ws://{base}/stream"
+
+    async def dropped_call() -> tuple[Leg, Leg]:
+        async with Leg(url, None, "w-call-1", "w-stream-1", speed=SPEED) as first:
+            await first.idle(1.2)  # piece 1 (1.8 s) is playing
+            await first.drop()
+        async with Leg(url, None, "w-call-1", "w-stream-2", speed=SPEED) as second:
+            await second.idle(3.0)
+        return first, second
+
+    async def plain_call(call_id: str) -> Leg:
+        async with Leg(url, None, call_id, f"{call_id}-stream", speed=SPEED) as leg:
+            await leg.idle(4.5)
+        return leg
+
+    (first, second), *plain = await asyncio.gather(
+        dropped_call(), plain_call("w-call-2"), plain_call("w-call-3")
+    )
+    for leg in plain:
+        assert leg.checkpoints() == ["turn-1/piece-1", "turn-1/piece-2"]
+        assert abs(leg.audio_s() - GREETING_S) < 0.01
+    # The retry resumed the call: no greeting from the top (turn 1) but the rest of it (turn 2),
+    # and only what the caller had not heard: together about one greeting's worth of audio.
+    assert second.checkpoints() and second.checkpoints()[0] == "turn-2/piece-1"
+    heard_first = sum(len(seg.pcm) for seg in first.playout.heard) / 8000
+    assert 0.5 < heard_first < 1.5
+    assert second.audio_s() < GREETING_S - 0.5
+    assert abs(heard_first + second.audio_s() - GREETING_S) < 0.45  # a word's worth at most
