@@ -68,11 +68,14 @@ async def run_stages(
     start_call: bool = True,
     frame_interval_s: float = 0.0,
     settle_s: float = 0.0,
+    drain_timeout_s: float = 5.0,
 ) -> StageRun:
     """Run frames through ``stages`` as a pipeline and collect what comes out of the last one.
 
     ``frame_interval_s`` moves the virtual clock between input frames (0.02 for live audio);
     ``settle_s`` lets time pass at the end so timers (silence windows, timeouts) can fire.
+    ``drain_timeout_s`` bounds, in real time, how long each stage may take to finish its work
+    at the end (a model on a busy machine may need more than the default).
     """
     info = info or CallInfo(call_id="test-call", stream_id="test-stream")
     clock = clock or VirtualClock()
@@ -96,7 +99,7 @@ async def run_stages(
         await clock.settle()
         if settle_s:
             await clock.advance(settle_s, step=0.01)
-        await pipeline.drain()
+        await pipeline.drain(drain_timeout_s)
     finally:
         await pipeline.stop()
     return run

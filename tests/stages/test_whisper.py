@@ -137,7 +137,9 @@ async def test_transcribes_caller_utterances_accurately(
     rate: int, caller_speech: dict[int, list[PCM]], whisper_loaded: float
 ) -> None:
     frames = utterance_frames(caller_speech[rate], rate)
-    run = await run_stages([patient_whisper()], frames, info=CallInfo(sample_rate=rate))
+    run = await run_stages(
+        [patient_whisper()], frames, info=CallInfo(sample_rate=rate), drain_timeout_s=300
+    )
     assert not run.errors
     transcripts = [f for f in run.frames if isinstance(f, Transcript)]
     assert len(transcripts) == len(PHRASES), [t.text for t in transcripts]
@@ -171,7 +173,9 @@ async def test_passes_every_frame_on_and_does_not_wait_for_the_model(
         Dtmf("5"),
         CallEnded(),
     ]
-    run = await run_stages([patient_whisper()], frames, info=CallInfo(sample_rate=rate))
+    run = await run_stages(
+        [patient_whisper()], frames, info=CallInfo(sample_rate=rate), drain_timeout_s=300
+    )
     out = run.frames[1:]  # after CallStarted
     transcripts = [f for f in out if isinstance(f, Transcript)]
     assert len(transcripts) == 1 and "open" in transcripts[0].text.lower()
@@ -192,7 +196,9 @@ async def test_short_and_silent_utterances_give_no_transcript(whisper_loaded: fl
         SpeechEnded(at_ms=4000.0, started_ms=3000.0, audio=hiss),
         CallEnded(),
     ]
-    run = await run_stages([patient_whisper()], frames, info=CallInfo(sample_rate=rate))
+    run = await run_stages(
+        [patient_whisper()], frames, info=CallInfo(sample_rate=rate), drain_timeout_s=300
+    )
     assert not run.errors
     assert run.of(Transcript) == []
 
@@ -217,7 +223,7 @@ async def test_interim_transcripts_while_the_caller_speaks(
         yield CallEnded()
 
     stage = Whisper(interim_interval_ms=1000, call_end_wait_s=300)
-    run = await run_stages([stage], frames(), info=CallInfo(sample_rate=rate))
+    run = await run_stages([stage], frames(), info=CallInfo(sample_rate=rate), drain_timeout_s=300)
     assert not run.errors
     transcripts = [f for f in run.frames if isinstance(f, Transcript)]
     interims = [t for t in transcripts if not t.final]
@@ -260,7 +266,9 @@ async def test_an_overloaded_pool_drops_the_utterance_without_ending_the_call(
     monkeypatch.setattr(whisper_module, "run_blocking", full)
     pcm = np.full(8000, 1000, np.int16)
     frames = [SpeechEnded(at_ms=1000.0, started_ms=0.0, audio=pcm), CallEnded()]
-    run = await run_stages([patient_whisper()], frames, info=CallInfo(sample_rate=8000))
+    run = await run_stages(
+        [patient_whisper()], frames, info=CallInfo(sample_rate=8000), drain_timeout_s=300
+    )
     assert not run.errors and run.of(Transcript) == []
     assert isinstance(run.frames[-1], CallEnded)
 
@@ -307,7 +315,9 @@ async def test_a_pause_that_was_the_end_reuses_the_early_transcription(
         SpeechEnded(at_ms=7000.0, started_ms=5000.0, audio=pcm),  # a later silence ended it
         CallEnded(),
     ]
-    run = await run_stages([patient_whisper()], frames, info=CallInfo(sample_rate=rate))
+    run = await run_stages(
+        [patient_whisper()], frames, info=CallInfo(sample_rate=rate), drain_timeout_s=300
+    )
     transcripts = [f for f in run.frames if isinstance(f, Transcript)]
     assert [t.at_ms for t in transcripts] == [ended_ms, 7000.0]
     assert all("open" in t.text.lower() for t in transcripts)
