@@ -31,6 +31,7 @@ import numpy as np
 from websockets.client import ClientProtocol
 from websockets.frames import Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.uri import parse_uri
 
 RATE = 8000
@@ -225,7 +226,7 @@ class _Caller(asyncio.Protocol):
 
     def send_due(self, now: float) -> None:
         """Send every frame now due (normally one), then any checkpoint acks now due."""
-        if not self.open:
+        if not self.open or self.ws.state is not State.OPEN:
             return
         log = self.log
         payloads = log.track.payloads
@@ -252,7 +253,7 @@ class _Caller(asyncio.Protocol):
                 ).encode()
             )
         self._flush()
-        if self.next_frame >= len(payloads) and self.ws.state.name == "OPEN":
+        if self.next_frame >= len(payloads):
             self.ws.send_close(1000, "call ended")
             self._flush()
 
@@ -278,6 +279,8 @@ class _Caller(asyncio.Protocol):
             self.log.clears.append(now)
             self.marks.clear()
             self.play_end = now
+            if self.ws.state is not State.OPEN:
+                return
             self.seq += 1
             self.ws.send_text(
                 json.dumps(

@@ -86,6 +86,7 @@ class InstantDialogue(Stage):
 
     type_name = "bench_instant_dialogue"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Benchmark dialogue: a fixed reply, at once."
 
     class Params(StageParams):
@@ -106,6 +107,7 @@ class PreparedSpeaker(Stage):
 
     type_name = "bench_prepared_speaker"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Benchmark speaker: the same prepared audio for every sentence."
 
     class Params(StageParams):

@@ -28,7 +28,7 @@ import openai
 from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.dialogue.llm import (
     ClientLease,
@@ -63,6 +63,7 @@ class OpenAITtsParams(OpenAIClientParams):
 class OpenAITts(Stage):
     type_name = "openai_tts"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with OpenAI text-to-speech, sentence by sentence."
     Params = OpenAITtsParams
 

@@ -29,7 +29,7 @@ from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.offline_models import piper_voice_path
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.workers import run_blocking
@@ -162,6 +162,7 @@ def synthesize(
 class Piper(Stage):
     type_name = "piper"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply offline with a Piper voice (onnxruntime, CPU)."
     Params = PiperParams
 
