@@ -4,8 +4,9 @@
     PYTHONPATH=. python bench/kernels.py --only voicebridge
 
 Each kernel runs on one 20 ms frame (μ-law 8 kHz: 160 bytes; L16 16 kHz: 640 bytes) many times;
-the figure is the median of 7 repeats of the mean. The floor is ``bytes(bytearray(x))`` of the
-frame's bytes: a copy, what the least work on that frame costs from Python. Writes
+the figure is the median of 7 repeats of the mean, in CPU time. The floor is
+``bytes(bytearray(x))`` of the frame's bytes: a copy, the least work on that frame from Python.
+Writes
 ``bench/out/kernels.json`` and prints a markdown table.
 """
 
@@ -16,6 +17,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import timeit
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ OUT = REPO / "bench" / "out"
 def measure(fn: Any, number: int = 2000) -> float:
     """µs per call: median over 7 repeats of ``number`` calls."""
     fn()
-    runs = timeit.repeat(fn, number=number, repeat=7)
+    # CPU time, not wall time: other work on a shared machine does not inflate it.
+    runs = timeit.repeat(fn, number=number, repeat=7, timer=time.process_time)
     return round(float(np.median(runs)) / number * 1e6, 2)
 
 
