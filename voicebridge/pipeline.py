@@ -104,9 +104,19 @@ class Pipeline:
         observer = self._observer
         observe = self._observe
         runner = self._runners[index]
-        forward: Callable[[Frame], Awaitable[None]] = (
-            self._runners[index + 1].queue.put if index + 1 < len(self._runners) else self._sink
-        )
+        later = self._runners[index + 1 :]
+        routes: dict[type[Frame], Callable[[Frame], Awaitable[None]]] = {}
+
+        def route(kind: type[Frame]) -> Callable[[Frame], Awaitable[None]]:
+            """The next stage that does not pass ``kind`` through untouched, or the sink."""
+            for after in later:
+                if not issubclass(kind, after.stage.passthrough):
+                    forward: Callable[[Frame], Awaitable[None]] = after.queue.put
+                    break
+            else:
+                forward = self._sink
+            routes[kind] = forward
+            return forward
 
         async def emit(frame: Frame) -> None:
             if ctx.is_stale(frame.turn_tag):
@@ -119,6 +129,9 @@ class Pipeline:
                 and observer(frame) is False
             ):
                 return
+            forward = routes.get(type(frame))
+            if forward is None:
+                forward = route(type(frame))
             await forward(frame)
 
         return emit

@@ -20,6 +20,7 @@ from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
+    AudioIn,
     CallStarted,
     Frame,
     Hangup,
@@ -318,6 +319,7 @@ class ToneSpeaker(Stage):
 
     type_name = "tone_speaker"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Test speaker: a tone per character, silence between words."
 
     class Params(StageParams):
@@ -392,6 +394,7 @@ class ScriptedDialogue(Stage):
 
     type_name = "scripted_dialogue"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Test dialogue: a fixed reply, paced like an LLM; records the history it saw."
 
     class Params(StageParams):
@@ -438,6 +441,7 @@ class FailingDialogue(Stage):
 
     type_name = "failing_dialogue"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Test dialogue: raises a ProviderError on 'fail', echoes otherwise."
 
     async def process(self, frame: Frame) -> None:

@@ -1,11 +1,12 @@
 import asyncio
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from voicebridge.clock import VirtualClock
 from voicebridge.context import CallContext, CallInfo
-from voicebridge.frames import AgentText, Frame, MediaIn, Transcript
+from voicebridge.frames import AgentText, AudioIn, Frame, MediaIn, Transcript
 from voicebridge.pipeline import Pipeline
 from voicebridge.stage import Stage, StageParams
 from voicebridge.testing import run_stages
@@ -137,3 +138,43 @@ async def test_start_failure_stops_started_stages() -> None:
     with pytest.raises(RuntimeError, match="cannot open"):
         await pipeline.start()
     assert stopped == ["good"]
+
+
+class Seen(Stage):
+    """Records every frame it is given, passes it on."""
+
+    type_name = "seen"
+
+    def __init__(self, params: StageParams | None = None, /, **kwargs: object) -> None:
+        super().__init__(params, **kwargs)
+        self.seen: list[Frame] = []
+
+    async def process(self, frame: Frame) -> None:
+        self.seen.append(frame)
+        await self.emit(frame)
+
+
+class SkipsAudio(Seen):
+    passthrough = (AudioIn,)
+
+
+async def test_passthrough_frames_go_around_the_stage() -> None:
+    """A stage that declares caller audio as passthrough never gets it; the stages after it and
+    the sink still do, and it still sees every other frame."""
+    first, skipper, last = Seen(), SkipsAudio(), Seen()
+    audio = [AudioIn(np.zeros(160, np.int16), 20.0 * k) for k in range(3)]
+    run = await run_stages([first, skipper, last], [*audio, Transcript("hello")])
+    assert [f for f in first.seen if isinstance(f, AudioIn)] == audio
+    assert not any(isinstance(f, AudioIn) for f in skipper.seen)
+    assert any(isinstance(f, Transcript) for f in skipper.seen)
+    assert [f for f in last.seen if isinstance(f, AudioIn)] == audio
+    assert run.of(AudioIn) == audio
+    assert [f.text for f in run.of(Transcript)] == ["hello"]  # type: ignore[attr-defined]
+
+
+async def test_passthrough_at_the_tail_goes_to_the_sink() -> None:
+    skipper = SkipsAudio()
+    frame = AudioIn(np.zeros(160, np.int16), 0.0)
+    run = await run_stages([Seen(), skipper], [frame])
+    assert run.of(AudioIn) == [frame]
+    assert skipper.seen and not any(isinstance(f, AudioIn) for f in skipper.seen)

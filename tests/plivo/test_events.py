@@ -575,3 +575,17 @@ def test_events_are_frozen_and_slotted():
     with pytest.raises(AttributeError):
         event.stream_id = "other"  # type: ignore[misc]
     assert not hasattr(event, "__dict__")
+
+
+@pytest.mark.parametrize("seq", [0, 7, 2**63 + 1, 10**40, "12"])
+def test_media_numbers_read_exactly(seq):
+    """The media event's fast JSON path gives the same numbers as json (no float rounding)."""
+    msg = {
+        "event": "media",
+        "sequenceNumber": seq,
+        "media": {"payload": "AAAA", "chunk": 10**30, "timestamp": "1687353805345"},
+    }
+    event = parse_event(_dumps(msg))
+    assert event.sequence_number == int(seq)
+    assert event.chunk == 10**30
+    assert event.timestamp_ms == 1687353805345

@@ -60,6 +60,8 @@ class FrameSplitter:
         if samples.ndim != 1:
             raise ValueError(f"pcm must be 1-D, got shape {samples.shape}")
         frame, pending = self._frame, self._pending
+        if pending == 0 and samples.size == frame:  # the usual case: one whole frame in
+            return [samples.copy()]
         total = pending + samples.size
         if total < frame:
             self._carry[pending:total] = samples

@@ -18,6 +18,34 @@ from typing import Any, ClassVar
 from .errors import InvalidField, MalformedMessage, MissingField
 from .formats import StreamFormat
 
+_fast_loads: Callable[[str], Any] | None
+try:
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency; json alone still works
+    _fast_loads = None
+
+
+def _json_loads(text: str) -> Any:
+    """orjson is 2-3x faster than json on a media event (50 a second per call), but it reads
+    integers past 64 bits as floats and refuses NaN. So its result is kept only for a media
+    event whose numbers came out as json would read them; json has the last word on anything
+    else: the same results and errors as json alone, at orjson's speed on the hot path."""
+    if _fast_loads is not None:
+        try:
+            data = _fast_loads(text)
+        except ValueError:
+            data = None
+        if type(data) is dict and data.get("event") == "media":
+            media = data.get("media")
+            exact = type(data.get("sequenceNumber")) is not float and not (
+                type(media) is dict
+                and (type(media.get("chunk")) is float or type(media.get("timestamp")) is float)
+            )
+            if exact:
+                return data
+    return json.loads(text)
+
+
 _DIGITS = re.compile(r"[0-9]+")
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
@@ -155,6 +183,11 @@ def _opt_str(data: dict[str, Any], key: str, path: str) -> str | None:
 
 def _as_int(value: object, path: str) -> int:
     """Integers, integral floats and digit strings: Plivo sends numbers both ways."""
+    # Fast paths first: three of these per media event, 50 events a second per call.
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is str and value.isascii() and value.isdigit() and len(value) < 4000:
+        return int(value)
     if isinstance(value, bool):
         raise InvalidField(path, "non-negative integer or numeric string", value)
     if isinstance(value, int):
@@ -375,7 +408,7 @@ def parse_event(message: str | bytes) -> InboundEvent:
     if not isinstance(message, str):
         raise MalformedMessage(f"expected a text frame, got {type(message).__name__}")
     try:
-        data = json.loads(message)
+        data = _json_loads(message)
     except json.JSONDecodeError as exc:
         raise MalformedMessage(f"not JSON: {exc.msg} at position {exc.pos}") from None
     except (ValueError, RecursionError) as exc:

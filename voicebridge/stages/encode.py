@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from voicebridge.audio.codec import Codec, codec_for
-from voicebridge.frames import AgentAudio, CallStarted, Frame, OutputAudio
+from voicebridge.frames import AgentAudio, AudioIn, CallStarted, Frame, OutputAudio
 from voicebridge.stage import Stage, StageParams
 
 
 class Encode(Stage):
     type_name = "encode"
     role = "encode"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Encodes agent audio into the stream's own codec (never switching mid-stream)."
 
     class Params(StageParams):

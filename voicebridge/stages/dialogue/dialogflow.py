@@ -45,6 +45,7 @@ from pydantic import Field, field_validator, model_validator
 
 from voicebridge.frames import (
     AgentText,
+    AudioIn,
     CallStarted,
     Dtmf,
     Frame,
@@ -199,6 +200,7 @@ def es_reply(response: es.DetectIntentResponse) -> Reply:
 class Dialogflow(Stage):
     type_name = "dialogflow"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "A Google Dialogflow CX (or ES) agent answers each caller utterance."
     Params = DialogflowParams
 

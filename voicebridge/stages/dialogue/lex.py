@@ -23,7 +23,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript
+from voicebridge.frames import AgentText, AudioIn, CallStarted, Dtmf, Frame, Hangup, Transcript
 from voicebridge.providers import ProviderError
 from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
@@ -101,6 +101,7 @@ def _recognize(settings: ClientSettings, request: dict[str, Any]) -> dict[str, A
 class LexDialogue(Stage):
     type_name = "lex"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Answers the caller with an Amazon Lex V2 bot (RecognizeText, one session/call)."
     Params = LexParams
 

@@ -37,7 +37,16 @@ import httpx2
 import openai
 from pydantic import Field, field_validator, model_validator
 
-from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript, Transfer
+from voicebridge.frames import (
+    AgentText,
+    AudioIn,
+    CallStarted,
+    Dtmf,
+    Frame,
+    Hangup,
+    Transcript,
+    Transfer,
+)
 from voicebridge.providers import (
     ErrorKind,
     ProviderError,
@@ -395,6 +404,7 @@ class _Reply:
 class Llm(Stage):
     type_name = "llm"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Replies with an OpenAI-compatible chat model, streamed sentence by sentence."
     Params = LlmParams
 

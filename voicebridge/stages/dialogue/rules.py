@@ -15,7 +15,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ruamel.yaml import YAML
 
-from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript, Transfer
+from voicebridge.frames import (
+    AgentText,
+    AudioIn,
+    CallStarted,
+    Dtmf,
+    Frame,
+    Hangup,
+    Transcript,
+    Transfer,
+)
 from voicebridge.stage import Stage, StageParams
 from voicebridge.text import split_sentences
 
@@ -157,6 +166,7 @@ def load_rules_file(path: Path) -> list[Rule]:
 class RulesDialogue(Stage):
     type_name = "rules"
     role = "dialogue"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Offline dialogue from keyword/regex/keypad rules with greeting and fallback."
     Params = RulesParams
 

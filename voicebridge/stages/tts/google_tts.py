@@ -31,7 +31,7 @@ from voicebridge.audio.codec import codec_for
 from voicebridge.audio.l16 import l16_decode
 from voicebridge.audio.mulaw import mulaw_decode
 from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.providers import ProviderError
 from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
@@ -125,6 +125,7 @@ def decode_audio(content: bytes, encoding: str, requested_rate: int) -> tuple[PC
 class GoogleTts(Stage):
     type_name = "google_tts"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with Google Cloud Text-to-Speech, sentence by sentence."
     Params = GoogleTtsParams
 

@@ -32,7 +32,7 @@ import openai
 from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.resilience import Attempt
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.dialogue.llm import (
@@ -69,6 +69,7 @@ class OpenAITtsParams(OpenAIClientParams):
 class OpenAITts(Stage):
     type_name = "openai_tts"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with OpenAI text-to-speech, sentence by sentence."
     Params = OpenAITtsParams
 

@@ -30,7 +30,7 @@ from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.offline_models import piper_voice_path
 from voicebridge.stage import Stage, StageError, StageParams
 from voicebridge.stages.tts.word_timing import phoneme_key, piper_phoneme_groups, word_ends_for
@@ -217,6 +217,7 @@ def synthesize(
 class Piper(Stage):
     type_name = "piper"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply offline with a Piper voice (onnxruntime, CPU)."
     Params = PiperParams
 

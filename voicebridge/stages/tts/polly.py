@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, Frame
+from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.providers import ProviderError
 from voicebridge.resilience import ResilienceParams, stage_guard
 from voicebridge.stage import Stage, StageParams
@@ -138,6 +138,7 @@ def _synthesize(settings: ClientSettings, request: dict[str, Any]) -> bytes:
 class Polly(Stage):
     type_name = "polly"
     role = "tts"
+    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with Amazon Polly (PCM at the call's own rate)."
     Params = PollyParams
 
