@@ -1,0 +1,166 @@
+"""Fuzzing the real service over loopback WebSockets (issue 7).
+
+The echo pipeline is served by ``running_service`` on 127.0.0.1. Generated messages (valid
+events, mutated events, raw text and binary frames) are sent on one socket after another (a new
+one whenever the service closes the last, as it does after a ``stop``, an unusable ``start`` or
+too many bad messages) while a clean echo call runs on its own socket. The clean call must hear
+exactly what it hears when alone, ``/health`` must stay ok, and when the sockets are gone every
+call must be released (``CallRegistry`` empty) with no asyncio task left behind.
+
+Message count: 3 examples of 120 messages (derandomized): 360 messages through the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from voicebridge.clock import StreamClock
+from voicebridge.config import ServiceSettings, load_pipeline
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.server.run import RunningService, running_service
+from voicebridge.sim.caller import CallRecord, PlivoCaller
+from voicebridge.sim.signals import utterances
+
+from .strategies import FUZZ, mutated_events, raw_frames, valid_events
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = load_pipeline(ROOT / "pipelines" / "echo.yaml")
+FMT = StreamFormat("audio/x-l16", 8000)
+START = json.dumps(
+    {
+        "event": "start",
+        "start": {
+            "callId": "fuzz-call",
+            "streamId": "fuzz-stream",
+            "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
+        },
+    }
+)
+messages = st.one_of(mutated_events(), raw_frames(), valid_events().map(json.dumps), st.just(START))
+
+
+class Watches:
+    """Every session the service makes, so the clean call can run in lockstep with its own."""
+
+    def __init__(self) -> None:
+        self.sessions: list[Any] = []
+
+    def __call__(self, session: Any) -> None:
+        self.sessions.append(session)
+
+    async def lockstep(self, caller: PlivoCaller) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while loop.time() < deadline:
+            session = next(
+                (
+                    s
+                    for s in self.sessions
+                    if s.ctx is not None and s.ctx.info.stream_id == caller.record.stream_id
+                ),
+                None,
+            )
+            if session is None:
+                pass  # our start is not read yet
+            elif session.ended.is_set():
+                return
+            elif session.pipeline is not None:
+                caught_up = session.stats["media"] >= caller.frames_sent
+                delivered = caller.messages_received >= session.stats["sent"]
+                if caught_up and delivered and session.pipeline.idle:
+                    return
+            await asyncio.sleep(0.0005)
+
+
+CLEAN_AUDIO = utterances([("silence", 0.3), ("speech", 0.8), ("silence", 1.5)], 8000)
+
+
+async def clean_call(service: RunningService, watches: Watches) -> CallRecord:
+    caller = PlivoCaller(service.ws_url, FMT, speed=float("inf"), probe=watches.lockstep)
+    return await caller.run(CLEAN_AUDIO, tail_s=0.5)
+
+
+def summary(record: CallRecord) -> tuple[Any, ...]:
+    plays = record.sent_by_agent("playAudio")
+    return (
+        tuple(record.protocol_errors),
+        tuple(e.message["name"] for e in record.sent_by_agent("checkpoint")),
+        tuple(e.message["name"] for e in record.sent_by_caller("playedStream")),
+        sum(p.message["media"]["payload_bytes"] for p in plays),
+        record.closed_by,
+        record.close_code,
+    )
+
+
+async def send_garbage(url: str, batch: list[str | bytes]) -> int:
+    """Send every message, opening a new socket whenever the service closed the last one.
+    Returns how many sockets it took."""
+    sockets = 0
+    pending = list(batch)
+    while pending:
+        sockets += 1
+        ws: ClientConnection
+        async with connect(url, compression=None, max_size=None) as ws:
+            try:
+                while pending:
+                    await ws.send(pending[0])
+                    pending.pop(0)
+                    await asyncio.sleep(0)
+            except ConnectionClosed:
+                pending.pop(0)  # the service closed this socket on that message
+    return sockets
+
+
+async def fuzz_round(batch: list[str | bytes]) -> None:
+    settings_ = ServiceSettings.model_validate({"host": "127.0.0.1", "port": 0})
+    watches = Watches()
+    async with running_service(
+        settings_, SPEC, clock_factory=StreamClock, on_session=watches
+    ) as service:
+        baseline_tasks = len(asyncio.all_tasks())
+        alone = summary(await clean_call(service, watches))
+        assert alone[0] == () and len(alone[1]) == 1, alone  # one echo, acknowledged
+        garbage = asyncio.create_task(send_garbage(service.ws_url, batch))
+        beside = summary(await clean_call(service, watches))
+        sockets = await garbage
+        assert sockets >= 1
+        assert beside == alone  # the garbage never reached the clean call
+        async with httpx.AsyncClient(base_url=service.http_base) as client:
+            health = (await client.get("/health")).json()
+        assert health["status"] == "ok"
+        calls = service.app.state.calls
+        for _ in range(2000):  # the service notices the last closes
+            if len(calls) == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert len(calls) == 0
+        assert all(s.ended.is_set() for s in watches.sessions)
+        assert len(watches.sessions) == 2 + sockets  # alone, beside, and the garbage sockets
+        assert sum(s.stats["bad_messages"] for s in watches.sessions) > 0
+        for _ in range(2000):
+            if len(asyncio.all_tasks()) <= baseline_tasks:
+                break
+            await asyncio.sleep(0.005)
+        assert len(asyncio.all_tasks()) <= baseline_tasks, asyncio.all_tasks()
+
+
+def test_service_survives_garbage_beside_a_clean_call() -> None:
+    examples: list[int] = []
+
+    @settings(FUZZ, max_examples=3)
+    @given(st.lists(messages, min_size=120, max_size=120))
+    def check(batch: list[str | bytes]) -> None:
+        examples.append(len(batch))
+        asyncio.run(fuzz_round(batch))
+
+    check()
+    assert sum(examples) >= 360
