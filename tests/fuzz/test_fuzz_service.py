@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 from hypothesis import given, settings
@@ -25,16 +24,13 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.clock import StreamClock
 from voicebridge.config import ServiceSettings, load_pipeline
-from voicebridge.plivo.formats import StreamFormat
-from voicebridge.server.run import RunningService, running_service
-from voicebridge.sim.caller import CallRecord, PlivoCaller
-from voicebridge.sim.signals import utterances
+from voicebridge.server.run import running_service
 
+from ..faults.loopback import Sessions, assert_released, clean_call, summary
 from .strategies import FUZZ, mutated_events, raw_frames, valid_events
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = load_pipeline(ROOT / "pipelines" / "echo.yaml")
-FMT = StreamFormat("audio/x-l16", 8000)
 START = json.dumps(
     {
         "event": "start",
@@ -46,59 +42,6 @@ START = json.dumps(
     }
 )
 messages = st.one_of(mutated_events(), raw_frames(), valid_events().map(json.dumps), st.just(START))
-
-
-class Watches:
-    """Every session the service makes, so the clean call can run in lockstep with its own."""
-
-    def __init__(self) -> None:
-        self.sessions: list[Any] = []
-
-    def __call__(self, session: Any) -> None:
-        self.sessions.append(session)
-
-    async def lockstep(self, caller: PlivoCaller) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while loop.time() < deadline:
-            session = next(
-                (
-                    s
-                    for s in self.sessions
-                    if s.ctx is not None and s.ctx.info.stream_id == caller.record.stream_id
-                ),
-                None,
-            )
-            if session is None:
-                pass  # our start is not read yet
-            elif session.ended.is_set():
-                return
-            elif session.pipeline is not None:
-                caught_up = session.stats["media"] >= caller.frames_sent
-                delivered = caller.messages_received >= session.stats["sent"]
-                if caught_up and delivered and session.pipeline.idle:
-                    return
-            await asyncio.sleep(0.0005)
-
-
-CLEAN_AUDIO = utterances([("silence", 0.3), ("speech", 0.8), ("silence", 1.5)], 8000)
-
-
-async def clean_call(service: RunningService, watches: Watches) -> CallRecord:
-    caller = PlivoCaller(service.ws_url, FMT, speed=float("inf"), probe=watches.lockstep)
-    return await caller.run(CLEAN_AUDIO, tail_s=0.5)
-
-
-def summary(record: CallRecord) -> tuple[Any, ...]:
-    plays = record.sent_by_agent("playAudio")
-    return (
-        tuple(record.protocol_errors),
-        tuple(e.message["name"] for e in record.sent_by_agent("checkpoint")),
-        tuple(e.message["name"] for e in record.sent_by_caller("playedStream")),
-        sum(p.message["media"]["payload_bytes"] for p in plays),
-        record.closed_by,
-        record.close_code,
-    )
 
 
 async def send_garbage(url: str, batch: list[str | bytes]) -> int:
@@ -122,7 +65,7 @@ async def send_garbage(url: str, batch: list[str | bytes]) -> int:
 
 async def fuzz_round(batch: list[str | bytes]) -> None:
     settings_ = ServiceSettings.model_validate({"host": "127.0.0.1", "port": 0})
-    watches = Watches()
+    watches = Sessions()
     async with running_service(
         settings_, SPEC, clock_factory=StreamClock, on_session=watches
     ) as service:
@@ -137,20 +80,9 @@ async def fuzz_round(batch: list[str | bytes]) -> None:
         async with httpx.AsyncClient(base_url=service.http_base) as client:
             health = (await client.get("/health")).json()
         assert health["status"] == "ok"
-        calls = service.app.state.calls
-        for _ in range(2000):  # the service notices the last closes
-            if len(calls) == 0:
-                break
-            await asyncio.sleep(0.005)
-        assert len(calls) == 0
-        assert all(s.ended.is_set() for s in watches.sessions)
-        assert len(watches.sessions) == 2 + sockets  # alone, beside, and the garbage sockets
-        assert sum(s.stats["bad_messages"] for s in watches.sessions) > 0
-        for _ in range(2000):
-            if len(asyncio.all_tasks()) <= baseline_tasks:
-                break
-            await asyncio.sleep(0.005)
-        assert len(asyncio.all_tasks()) <= baseline_tasks, asyncio.all_tasks()
+        await assert_released(service, watches, baseline_tasks)
+        assert len(watches.all) == 2 + sockets  # alone, beside, and the garbage sockets
+        assert sum(s.stats["bad_messages"] for s in watches.all) > 0
 
 
 def test_service_survives_garbage_beside_a_clean_call() -> None:
