@@ -7,8 +7,8 @@ come back as the matching typed event with their values.
 
 Message count (derandomized, so the same every run; each test asserts its own count):
 valid events 1,000 + mutated events 2,500 + raw frames 1,500 = 5,000 messages in this module,
-plus the deterministic nesting-depth sweep. ``test_fuzz_session.py`` adds at least 9,500
-messages in sequences (asserted there): over 14,500 in all.
+plus the deterministic nesting-depth sweep. ``test_fuzz_session.py`` adds at least 12,000
+messages in sequences (asserted there): over 17,000 in all.
 """
 
 from __future__ import annotations

@@ -29,11 +29,12 @@ After every step:
 Isolation: two sessions side by side, garbage (messages the parser rejects) sent only to one;
 both wire outputs are identical to a run of the clean sequence alone.
 
-Message count (derandomized, so the same every run; each test asserts its count):
-``test_session_survives_message_sequences`` plays 250 sequences of 5-40 steps, at least 7,000
-messages into ``handle_message`` (7,273 today); the isolation test 40 sequences, at least 2,500
-messages into the two side-by-side sessions (2,750 today). With the 5,000 messages of
-``test_fuzz_protocol.py`` the fuzz suite sends over 14,500 generated messages.
+Message count (derandomized; each test asserts its count): the main test plays 250
+sequences (a 10-frame lead-in, then 5-40 generated steps) and asserts at least 10,000 messages
+into ``handle_message``; the isolation test plays 40 sequences into two sessions and asserts at
+least 2,000. (Hypothesis draws differently when other test modules ran first in the same
+process, so the exact counts vary: 12,000-12,800 and 2,500-3,600 seen.) With the 5,000
+messages of ``test_fuzz_protocol.py`` the fuzz suite sends over 17,000 generated messages.
 """
 
 from __future__ import annotations
@@ -309,6 +310,9 @@ async def run_sequence(steps: list[tuple[str, Any]], watch: Watch) -> CallHarnes
     return call
 
 
+# Every sequence starts with this much silence, so the greeting is playing when the generated
+# steps begin (and each example has a floor of messages, whatever Hypothesis draws).
+LEAD_IN = ("silence", 10)
 # A whole conversation up to the agent hanging up: four utterances, the fourth "goodbye".
 GOODBYE_CALL = [("silence", 60)] + [("speech", 20), ("silence", 40)] * 4 + [("silence", 60)]
 
@@ -324,11 +328,11 @@ def test_session_survives_message_sequences() -> None:
     @example(GOODBYE_CALL)  # the hang-up path, which random sequences rarely reach
     def check(steps: list[tuple[str, Any]]) -> None:
         examples.append(len(steps))
-        asyncio.run(run_sequence(steps, watch))
+        asyncio.run(run_sequence([LEAD_IN, *steps], watch))
 
     check()
     assert len(examples) >= 250
-    assert watch.messages >= 7000, watch.messages
+    assert watch.messages >= 10000, watch.messages
     # The sequences reached the interesting paths, not only the parser's refusals.
     assert all(count > 0 for count in watch.stats.values()), watch.stats
     assert {"stop_event", "fuzz over", "hangup:dialogue"} <= watch.end_reasons, watch.end_reasons
@@ -341,6 +345,7 @@ def wire_of(call: CallHarness) -> list[tuple[float, str]]:
 async def isolation(
     steps: list[tuple[tuple[str, Any], list[str | bytes]]], watch: Watch
 ) -> tuple[list[Any], list[Any], list[Any]]:
+    steps = [(LEAD_IN, []), *steps]
     clean = [step for step, _ in steps]
     alone = await run_sequence(clean, Watch())
     a, b = CallHarness(SPEC), CallHarness(SPEC)
@@ -381,4 +386,4 @@ def test_garbage_to_one_call_disturbs_no_call() -> None:
 
     check()
     assert len(examples) >= 40
-    assert watch.messages >= 2500, watch.messages
+    assert watch.messages >= 2000, watch.messages
