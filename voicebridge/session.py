@@ -248,9 +248,8 @@ class Session:
             self.log.info("stop_event", reason=event.reason)
             await self.end("stop_event")
         elif isinstance(event, PlayFailedEvent | ErrorEvent):
-            self.log.warning(
-                "plivo_reported_error", event=type(event).__name__, reason=event.reason
-            )
+            # Not ``event=``: structlog's first argument is the event name.
+            self.log.warning("plivo_reported_error", plivo_event=event.kind, reason=event.reason)
         elif isinstance(event, UnknownEvent):
             self.log.info("unknown_event_ignored", event_name=event.event[:64])
 

@@ -32,6 +32,22 @@ def test_unknown_and_duplicate_acks_are_ignored_with_reason() -> None:
     assert dup.piece is None and "already settled" in (dup.ignored_reason or "")
 
 
+def test_ack_for_a_checkpoint_not_sent_yet_is_ignored() -> None:
+    """Found by fuzzing: names are predictable, and an ack for a piece still being sent marked
+    all its words heard (and everything before it played)."""
+    ledger = PlaybackLedger()
+    first = ledger.record(1, "Hello there.", 500, now=0.0, last=False)
+    piece = ledger.begin(1, "We open at nine tomorrow morning.", 2000, now=0.0)
+    ledger.sent(piece, 200, now=0.0)
+    result = ledger.ack(piece.name, now=0.1)
+    assert result.piece is None and "not been sent yet" in (result.ignored_reason or "")
+    assert piece.state is PieceState.PENDING and piece.heard_text == ""
+    assert first.state is PieceState.PENDING  # the early ack settles nothing before it either
+    ledger.sent(piece, 1800, now=0.2)
+    ledger.finish(piece, now=0.2)
+    assert ledger.ack(piece.name, now=2.6).piece is piece
+
+
 def test_clear_settles_pending_and_reports_words_heard_of_playing_piece() -> None:
     ledger = ledger_with_two_pieces()
     ledger.ack("turn-1/piece-1", now=1.0)

@@ -50,6 +50,9 @@ CASES: list[tuple[str, str | bytes, str, str]] = [
     ("second start", START, "duplicate_start_ignored", ""),
     ("unknown event", '{"event": "surprise"}', "unknown_event_ignored", "surprise"),
     ("ack never sent", '{"event": "playedStream", "name": "x"}', "ack_ignored", "x"),
+    # Found by fuzzing: these two raised TypeError (a log keyword clash) and ended the call.
+    ("playFailed event", '{"event": "playFailed", "reason": "r1"}', "plivo_reported_error", "r1"),
+    ("error event", '{"event": "error", "reason": "r2"}', "plivo_reported_error", "r2"),
 ]
 
 

@@ -125,3 +125,15 @@ def test_from_short(codec, rate, ctype):
 def test_from_short_rejects(codec, rate):
     with pytest.raises(UnsupportedFormat, match="supported:"):
         StreamFormat.from_short(codec, rate)
+
+
+def test_unsupported_format_errors_stay_short_for_huge_values() -> None:
+    """Found by fuzzing: the offending value was quoted whole (thousands of characters)."""
+    for value in ("9" * 5000, "audio/x-l16;rate=" + "1" * 3000, "audio/" + "x" * 10_000):
+        with pytest.raises(UnsupportedFormat) as info:
+            StreamFormat.from_content_type(value, field="start.mediaFormat")
+        assert len(str(info.value)) < 250
+        assert str(info.value).startswith("start.mediaFormat: unsupported audio format")
+    with pytest.raises(UnsupportedFormat) as info:
+        StreamFormat("x" * 10_000, 8000)
+    assert len(str(info.value)) < 250

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .errors import InvalidField, MalformedMessage, MissingField
+from .errors import InvalidField, MalformedMessage, MissingField, short_repr
 from .formats import StreamFormat
 
 _fast_loads: Callable[[str], Any] | None
@@ -215,7 +215,16 @@ def _loose_text(value: object) -> str | None:
     """Free-text diagnostics (``reason``) are for logs: never fail an event over their type."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _compact_json(value)
+
+
+def _compact_json(value: object) -> str:
+    """JSON text of a parsed value, for logs. ``json.loads`` accepts nesting a little deeper
+    than ``json.dumps`` can write from further down the stack: fall back to a short repr."""
+    try:
+        return json.dumps(value, separators=(",", ":"), default=str)
+    except (RecursionError, ValueError):
+        return short_repr(value)
 
 
 # --- extra headers ---------------------------------------------------------------------------
@@ -230,7 +239,7 @@ def _header_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _compact_json(value)
 
 
 def parse_extra_headers(value: object) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UnsupportedFormat
+from .errors import UnsupportedFormat, short_repr
 
 MULAW = "audio/x-mulaw"
 L16 = "audio/x-l16"
@@ -58,7 +58,7 @@ class StreamFormat:
             or isinstance(rate, bool)
             or (self.encoding, rate) not in _PAIRS
         ):
-            raise _unsupported(f"{self.encoding!r} at {rate!r} Hz")
+            raise _unsupported(f"{short_repr(self.encoding)} at {short_repr(rate)} Hz")
 
     @property
     def content_type(self) -> str:
@@ -89,11 +89,11 @@ class StreamFormat:
         rejected rather than guessed, since a wrong guess plays audio at the wrong speed.
         """
         if not isinstance(value, str):
-            raise _unsupported(repr(value), field)
+            raise _unsupported(short_repr(value), field)
         mime, *params = (part.strip() for part in value.lower().split(";"))
         encoding = _MIME_ALIASES.get(mime)
         if encoding is None:
-            raise _unsupported(repr(value), field)
+            raise _unsupported(short_repr(value), field)
         rate_text: str | None = None
         for param in params:
             key, sep, val = param.partition("=")
@@ -101,21 +101,21 @@ class StreamFormat:
                 rate_text = val.strip()
         if rate_text is None:
             if encoding != MULAW:
-                raise _unsupported(f"{value!r} (no rate)", field)
+                raise _unsupported(f"{short_repr(value)} (no rate)", field)
             rate_text = "8000"
         if not (rate_text.isascii() and rate_text.isdigit()):
-            raise _unsupported(repr(value), field)
+            raise _unsupported(short_repr(value), field)
         try:
             return cls(encoding, int(rate_text))
         except UnsupportedFormat:
-            raise _unsupported(repr(value), field) from None
+            raise _unsupported(short_repr(value), field) from None
 
     @classmethod
     def from_short(cls, codec: str, rate: int) -> StreamFormat:
         """Build from config spellings such as ``("mulaw", 8000)`` or ``("l16", 16000)``."""
         encoding = _SHORT_ALIASES.get(codec.strip().lower()) if isinstance(codec, str) else None
         if encoding is None:
-            raise _unsupported(f"codec {codec!r} at {rate!r} Hz")
+            raise _unsupported(f"codec {short_repr(codec)} at {short_repr(rate)} Hz")
         return cls(encoding, rate)
 
 

@@ -123,9 +123,8 @@ class PlivoCaller:
             except ConnectionClosed:
                 pass
             finally:
-                if hang_up and not self._closed.is_set():
-                    self.record.closed_by = "caller"
-                    await ws.close(1000, "call ended")
+                if hang_up:
+                    await self._hang_up(ws)
                 await asyncio.wait({receiver}, timeout=5)
                 receiver.cancel()
         self.record.caller_audio = caller_audio
@@ -171,15 +170,22 @@ class PlivoCaller:
             except ConnectionClosed:
                 pass
             finally:
-                if not self._closed.is_set():
-                    self.record.closed_by = "caller"
-                    await ws.close(1000, "call ended")
+                await self._hang_up(ws)
                 await asyncio.wait({receiver}, timeout=5)
                 receiver.cancel()
         self.record.caller_audio = np.concatenate(track) if track else np.zeros(0, np.int16)
         self.record.duration_s = self._t
         self._finish_record()
         return self.record
+
+    async def _hang_up(self, ws: ClientConnection) -> None:
+        """Close the call from the caller's side, unless the agent's close came first: a send
+        can meet the agent's close before the receiver has seen it, and the call was then
+        ended by the agent, not by us."""
+        if self._closed.is_set() or ws.protocol.close_rcvd is not None:
+            return
+        self.record.closed_by = "caller"
+        await ws.close(1000, "call ended")
 
     def _finish_record(self) -> None:
         self.record.heard_audio = self.playout.heard_track(self._t)

@@ -1,0 +1,584 @@
+"""Soak benchmark (issue 7): many concurrent calls for a long time, with calls churning.
+
+N simulated Plivo callers (default 100) talk to ONE service process over real WebSockets on
+127.0.0.1 for ``--duration`` seconds (default 600). Each caller runs a short conversation (the
+agent's greeting, then three lines, each answered), hangs up (or is hung up on, when its last
+line is "goodbye") and is replaced at once by a new call, so thousands of calls start and end.
+Every provider is a zero-latency fake (scripted transcriber, scripted dialogue, tone speaker from
+``voicebridge.testing``) behind the real WebRTC VAD: what is measured is the framework's own
+resource use over time, not a model's.
+
+Every few seconds it samples the service's RSS and open file descriptors (``/proc/<pid>``) and,
+from the service itself, its asyncio task count and active calls. A call fails when it raises,
+gets a protocol error, is closed with a code other than 1000, or misses a reply. At the end the
+load stops, every call must be gone (``/health`` ``active_calls`` 0) and the task and fd counts
+must be back at their idle level of the start.
+
+Run from the repository root::
+
+    PYTHONPATH=. python bench/soak.py                       # full run: 100 calls, 10 minutes
+    PYTHONPATH=. python bench/soak.py --duration 60         # validation run
+    PYTHONPATH=. python bench/soak.py --help
+
+Results: ``bench/out/soak.json`` (every sample) and ``bench/out/soak.md`` (tables, also on
+stdout); progress on stderr; the service's warnings in ``bench/out/soak-service.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bargein import code_version, cpu_ticks, machine_info, machine_ticks, progress
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "bench" / "out" / "soak.json"
+RATE = 8000
+ENCODING = "audio/x-mulaw"
+LINES = ["tell me about the opening hours", "and where is the shop", "thank you goodbye"]
+GREETING = "Hello, this is the soak test line. How can I help?"
+REPLY = "Sure. Here is what I know about that."
+CALL_LIMIT_S = 120.0  # one call may not take longer than this
+
+PIPELINE = f"""
+name: soak-bench
+session:
+  barge_in: {{guard_ms: 200}}
+stages:
+  - type: decode
+  - type: vad
+    params: {{aggressiveness: 2, min_speech_ms: 120, min_silence_ms: 500, pre_roll_ms: 240,
+              forward_audio: false}}
+  - type: voicebridge.testing:ScriptedStt
+    params: {{lines: {json.dumps(LINES)}}}
+  - type: voicebridge.testing:ScriptedDialogue
+    params: {{greeting: {json.dumps(GREETING)}, reply: {json.dumps(REPLY)}}}
+  - type: voicebridge.testing:ToneSpeaker
+    params: {{ms_per_char: 20}}
+  - type: encode
+"""
+
+
+# --- the service child --------------------------------------------------------------------------
+
+
+def emit(kind: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
+    sys.stdout.flush()
+
+
+async def child_serve(lifetime_s: float, sample_s: float) -> None:
+    """The real service (``running_service``, as ``voicebridge serve`` runs it) on 127.0.0.1
+    port 0. Every ``sample_s`` it reports its asyncio task count, live calls and how the ended
+    calls ended. Stops when the parent closes our stdin, or after ``lifetime_s``."""
+    from voicebridge.config import ServiceSettings, load_pipeline_text
+    from voicebridge.logs import configure_logging
+    from voicebridge.server.run import running_service
+    from voicebridge.session import Session
+
+    configure_logging("json", "warning")
+    spec = load_pipeline_text(PIPELINE)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    ended: collections.Counter[str] = collections.Counter()
+    totals: collections.Counter[str] = collections.Counter()
+    watchers: set[asyncio.Task[None]] = set()
+
+    async def watch(session: Session) -> None:
+        await session.ended.wait()
+        ended[session.end_reason or "?"] += 1
+        for key in ("bad_messages", "provider_errors", "ignored_acks", "clears"):
+            totals[key] += session.stats.get(key, 0)
+
+    def on_session(session: Session) -> None:
+        task = loop.create_task(watch(session))
+        watchers.add(task)
+        task.add_done_callback(watchers.discard)
+
+    def wait_for_eof() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_for_eof, daemon=True).start()
+    settings = ServiceSettings(host="127.0.0.1", port=0, limits={"max_calls": 1000})
+    async with running_service(settings, spec, on_session=on_session) as svc:
+        calls = svc.app.state.calls
+        emit("ready", port=svc.port, affinity=sorted(os.sched_getaffinity(0)))
+        deadline = loop.time() + lifetime_s
+        while not stop.is_set() and loop.time() < deadline:
+            emit(
+                "stats",
+                wall=time.monotonic(),
+                # the watcher tasks are this benchmark's, not the service's
+                tasks=len(asyncio.all_tasks()) - len(watchers),
+                active_calls=len(calls),
+                total_calls=calls.total,
+                refused=calls.refused,
+                ended=dict(ended),
+                totals=dict(totals),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), sample_s)
+
+
+class Service:
+    """The service child process: started with ``--child serve``, stopped by closing its stdin
+    (terminated, then killed, only if it lingers)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    @classmethod
+    async def start(cls, log_path: Path, lifetime_s: float, sample_s: float) -> Service:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            dict.fromkeys([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(":") if p]])
+        )
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", "serve"]
+        command += ["--lifetime", str(lifetime_s), "--sample-s", str(sample_s)]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=env,
+                cwd=str(REPO),
+            )
+        assert proc.stdout is not None
+        service = cls(proc, 0)
+        try:
+            while True:
+                raw = await asyncio.wait_for(proc.stdout.readline(), 60)
+                if not raw:
+                    raise RuntimeError(f"the service exited while starting; see {log_path}")
+                message = json.loads(raw)
+                if message.get("type") == "ready":
+                    service.port = int(message["port"])
+                    return service
+        except BaseException:
+            await service.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/stream"
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+# --- the callers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    reason: str
+    seconds: float
+    turns: int
+    closed_by: str
+
+
+def caller_track(rng: random.Random) -> list[Any]:
+    """0.8-1.4 s of speech-like audio per line (seeded). Half the callers say all three lines
+    (the last is "goodbye": the agent hangs up); the others hang up after two."""
+    from voicebridge.sim.signals import speech_like
+
+    lines = len(LINES) if rng.random() < 0.5 else len(LINES) - 1
+    return [speech_like(rng.uniform(0.8, 1.4), RATE) for _ in range(lines)]
+
+
+async def one_call(url: str, rng: random.Random) -> Outcome:
+    from voicebridge.plivo.formats import StreamFormat
+    from voicebridge.sim.caller import PlivoCaller
+
+    caller = PlivoCaller(url, StreamFormat(ENCODING, RATE), speed=1.0)
+    track = caller_track(rng)
+    said_goodbye = len(track) == len(LINES)
+    # After "goodbye" the caller stays on the line until the agent hangs up (its tail ends as
+    # soon as the socket closes); otherwise it hangs up itself after a short tail.
+    tail_s = 10.0 if said_goodbye else 0.2
+    began = time.monotonic()
+    try:
+        record = await asyncio.wait_for(
+            caller.run_turns(track, gap_s=0.6, reply_timeout_s=10.0, tail_s=tail_s),
+            CALL_LIMIT_S,
+        )
+    except Exception as exc:
+        return Outcome(False, f"exception: {exc!r}"[:200], time.monotonic() - began, 0, "")
+    seconds = time.monotonic() - began
+    turns = {
+        str(e.message.get("name", "")).split("/")[0] for e in record.sent_by_agent("checkpoint")
+    }
+    expected = 1 + len(track)  # the greeting, then a reply to each line
+    if record.protocol_errors:
+        return Outcome(False, f"protocol: {record.protocol_errors[0]}", seconds, len(turns), "")
+    if record.close_code not in (1000, None):
+        reason = f"closed {record.close_code} {record.close_reason}"[:200]
+        return Outcome(False, reason, seconds, len(turns), record.closed_by)
+    if len(turns) < expected:
+        reason = f"{len(turns)} of {expected} agent turns"
+        return Outcome(False, reason, seconds, len(turns), record.closed_by)
+    if record.closed_by != ("agent" if said_goodbye else "caller"):
+        reason = f"closed by {record.closed_by or 'nobody'} (goodbye said: {said_goodbye})"
+        return Outcome(False, reason, seconds, len(turns), record.closed_by)
+    return Outcome(True, "ok", seconds, len(turns), record.closed_by)
+
+
+class Load:
+    """``n`` caller slots, each starting a new call as soon as its last one ends."""
+
+    def __init__(self, url: str, n: int, seed: int) -> None:
+        self.url = url
+        self.n = n
+        self.seed = seed
+        self.active = 0
+        self.outcomes: list[Outcome] = []
+        self.stopping = False
+
+    async def slot(self, index: int, stagger_s: float) -> None:
+        rng = random.Random(f"{self.seed}/{index}")
+        await asyncio.sleep(rng.uniform(0.0, stagger_s))
+        while not self.stopping:
+            self.active += 1
+            try:
+                self.outcomes.append(await one_call(self.url, rng))
+            finally:
+                self.active -= 1
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS (kB), threads and open fds of a process."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for row in f:
+            key, _, value = row.partition(":")
+            if key in ("VmRSS", "Threads"):
+                found[key] = int(value.split()[0])
+    found["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    return found
+
+
+class Sampler:
+    """The service's RSS, fds and threads from /proc, with its latest self-report."""
+
+    def __init__(self, service: Service, load: Load, began: float) -> None:
+        self.service = service
+        self.load = load
+        self.began = began
+        self.latest: dict[str, Any] = {}
+        self.rows: list[dict[str, Any]] = []
+        self._ticks = (cpu_ticks(service.pid), cpu_ticks("self"), *machine_ticks(), began)
+
+    def sample(self, phase: str) -> dict[str, Any]:
+        status = proc_status(self.service.pid)
+        service_ticks, own_ticks = cpu_ticks(self.service.pid), cpu_ticks("self")
+        busy, total = machine_ticks()
+        now = time.monotonic()
+        s0, o0, b0, t0, w0 = self._ticks
+        hz = os.sysconf("SC_CLK_TCK")
+        wall = max(now - w0, 1e-6)
+        ours = (service_ticks - s0) + (own_ticks - o0)
+        row = {
+            "t": round(now - self.began, 1),
+            "phase": phase,
+            "rss_mib": round(status["VmRSS"] / 1024, 2),
+            "fds": status["fds"],
+            "threads": status["Threads"],
+            "tasks": self.latest.get("tasks"),
+            "active_calls": self.latest.get("active_calls"),
+            "total_calls": self.latest.get("total_calls"),
+            "callers_active": self.load.active,
+            "calls_done": len(self.load.outcomes),
+            "failed": sum(not o.ok for o in self.load.outcomes),
+            "service_cpu_pct_of_core": round(100 * (service_ticks - s0) / hz / wall, 1),
+            "callers_cpu_pct_of_core": round(100 * (own_ticks - o0) / hz / wall, 1),
+            "others_pct_of_machine": round(100 * max(busy - b0 - ours, 0) / max(total - t0, 1), 1),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        }
+        self._ticks = (service_ticks, own_ticks, busy, total, now)
+        self.rows.append(row)
+        return row
+
+
+async def read_stats(service: Service, sampler: Sampler) -> None:
+    """The service child's stdout: keep its latest self-report."""
+    assert service.proc.stdout is not None
+    async for raw in service.proc.stdout:
+        with contextlib.suppress(ValueError):
+            message = json.loads(raw)
+            if message.get("type") == "stats":
+                sampler.latest = message
+
+
+async def wait_for(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.2)
+    return bool(predicate())
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from voicebridge.logs import configure_logging
+
+    configure_logging("console", "error")  # the callers' own logs: only errors
+    out = Path(args.out)
+    results: dict[str, Any] = {
+        "machine": machine_info(),
+        "code_start": code_version(),
+        "args": {k: v for k, v in vars(args).items() if k not in ("child", "lifetime")},
+        "pipeline": PIPELINE,
+    }
+    lifetime = args.duration + 300
+    service = await Service.start(out.with_name("soak-service.log"), lifetime, args.sample_s)
+    load = Load(service.ws_url, args.calls, args.seed)
+    sampler = Sampler(service, load, time.monotonic())
+    reader = asyncio.get_running_loop().create_task(read_stats(service, sampler))
+    http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=10)
+    try:
+        await wait_for(lambda: sampler.latest, 30)
+        # Warm-up: one call, then the idle baseline.
+        warm = await one_call(service.ws_url, random.Random(f"{args.seed}/warm"))
+        results["warmup_call"] = warm.__dict__
+        await asyncio.sleep(args.sample_s + 0.5)
+        idle_start = sampler.sample("idle_start")
+        progress(f"idle: {idle_start}")
+        slots = [
+            asyncio.get_running_loop().create_task(load.slot(i, args.stagger_s))
+            for i in range(args.calls)
+        ]
+        began = time.monotonic()
+        next_report = began
+        while time.monotonic() - began < args.duration:
+            await asyncio.sleep(args.sample_s)
+            row = sampler.sample("load")
+            if time.monotonic() >= next_report:
+                progress(
+                    f"t={row['t']:.0f}s calls done {row['calls_done']} failed {row['failed']} "
+                    f"active {row['active_calls']} rss {row['rss_mib']} MiB fds {row['fds']} "
+                    f"tasks {row['tasks']} svc cpu {row['service_cpu_pct_of_core']}% "
+                    f"load {row['loadavg_1m']}"
+                )
+                next_report += 30
+        load.stopping = True
+        progress("duration over: letting the calls in progress finish")
+        _, pending = await asyncio.wait(slots, timeout=CALL_LIMIT_S + 30)
+        for task in pending:
+            task.cancel()
+        results["slots_cancelled"] = len(pending)
+        drained = await wait_for(lambda: sampler.latest.get("active_calls") == 0, 30)
+        await asyncio.sleep(args.sample_s + 0.5)  # a fresh self-report after the last call
+        idle_end = sampler.sample("idle_end")  # before /health: its connection is an fd
+        health = (await http.get("/health")).json()
+        results.update(
+            drained=drained,
+            health_end=health,
+            service_report_end=sampler.latest,
+            samples=sampler.rows,
+            load_seconds=round(time.monotonic() - began, 1),
+        )
+    finally:
+        await http.aclose()
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await service.stop()
+    outcomes = load.outcomes
+    failures = collections.Counter(o.reason for o in outcomes if not o.ok)
+    results["calls"] = {
+        "total": len(outcomes),
+        "failed": sum(failures.values()),
+        "failures": dict(failures.most_common(20)),
+        "closed_by": dict(collections.Counter(o.closed_by for o in outcomes)),
+        "call_seconds_p50": round(float(np.percentile([o.seconds for o in outcomes], 50)), 2)
+        if outcomes
+        else None,
+    }
+    results["summary"] = summarise(sampler.rows, idle_start, idle_end)
+    results["code_end"] = code_version()
+    return results
+
+
+def summarise(
+    rows: list[dict[str, Any]], idle_start: dict[str, Any], idle_end: dict[str, Any]
+) -> dict[str, Any]:
+    load = [r for r in rows if r["phase"] == "load"]
+    steady = load[len(load) // 10 :] or load  # the first tenth is ramp-up
+    t = np.array([r["t"] for r in steady], dtype=float)
+    rss = np.array([r["rss_mib"] for r in steady], dtype=float)
+    slope = float(np.polyfit(t, rss, 1)[0]) * 60 if len(steady) >= 3 else None
+    half = steady[len(steady) // 2 :]
+    late_slope = (
+        float(np.polyfit([r["t"] for r in half], [r["rss_mib"] for r in half], 1)[0]) * 60
+        if len(half) >= 3
+        else None
+    )
+    third = max(1, len(steady) // 3)
+
+    def mean(part: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in part if r[key] is not None]
+        return round(float(np.mean(values)), 2) if values else None
+
+    per_call = [r["tasks"] / r["active_calls"] for r in steady if r["tasks"] and r["active_calls"]]
+    return {
+        "rss_mib": {
+            "idle_start": idle_start["rss_mib"],
+            "steady_first_third_mean": mean(steady[:third], "rss_mib"),
+            "steady_middle_third_mean": mean(steady[third : 2 * third], "rss_mib"),
+            "steady_last_third_mean": mean(steady[2 * third :], "rss_mib"),
+            "max": max((r["rss_mib"] for r in load), default=None),
+            "idle_end": idle_end["rss_mib"],
+            "steady_slope_mib_per_min": round(slope, 3) if slope is not None else None,
+            "second_half_slope_mib_per_min": None if late_slope is None else round(late_slope, 3),
+        },
+        "fds": {
+            "idle_start": idle_start["fds"],
+            "load_max": max((r["fds"] for r in load), default=None),
+            "idle_end": idle_end["fds"],
+        },
+        "tasks": {
+            "idle_start": idle_start["tasks"],
+            "load_max": max((r["tasks"] or 0 for r in load), default=None),
+            "per_active_call_mean": round(float(np.mean(per_call)), 2) if per_call else None,
+            "idle_end": idle_end["tasks"],
+        },
+        "threads": {"idle_start": idle_start["threads"], "idle_end": idle_end["threads"]},
+        "active_calls_steady_mean": mean(steady, "active_calls"),
+        "service_cpu_pct_of_core_mean": mean(load, "service_cpu_pct_of_core"),
+        "callers_cpu_pct_of_core_mean": mean(load, "callers_cpu_pct_of_core"),
+        "others_pct_of_machine_mean": mean(load, "others_pct_of_machine"),
+        "loadavg_1m": {
+            "min": min((r["loadavg_1m"] for r in load), default=None),
+            "max": max((r["loadavg_1m"] for r in load), default=None),
+        },
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s = results["summary"]
+    calls = results["calls"]
+    a = results["args"]
+    rss, fds, tasks = s["rss_mib"], s["fds"], s["tasks"]
+    lines = [
+        f"### Soak: {a['calls']} concurrent calls for {a['duration']:.0f} s",
+        "",
+        f"Commit `{results['code_start']['commit'][:10]}`; load average (1 min) during the "
+        f"load {s['loadavg_1m']['min']}-{s['loadavg_1m']['max']}; other processes took "
+        f"{s['others_pct_of_machine_mean']} % of the machine on average.",
+        "",
+        "| calls | failed | mean active | call length p50 s | service CPU % of a core | "
+        "callers CPU % of a core |",
+        "|---|---|---|---|---|---|",
+        f"| {calls['total']} | {calls['failed']} | {s['active_calls_steady_mean']} | "
+        f"{calls['call_seconds_p50']} | {s['service_cpu_pct_of_core_mean']} | "
+        f"{s['callers_cpu_pct_of_core_mean']} |",
+        "",
+        "| service | idle at start | steady, first third | middle third | last third | max | "
+        "idle at end | slope, steady part | slope, second half |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| RSS MiB | {rss['idle_start']} | {rss['steady_first_third_mean']} | "
+        f"{rss['steady_middle_third_mean']} | {rss['steady_last_third_mean']} | {rss['max']} | "
+        f"{rss['idle_end']} | {rss['steady_slope_mib_per_min']} MiB/min | "
+        f"{rss['second_half_slope_mib_per_min']} MiB/min |",
+        "",
+        "| service | idle at start | max under load | idle at end |",
+        "|---|---|---|---|",
+        f"| open fds | {fds['idle_start']} | {fds['load_max']} | {fds['idle_end']} |",
+        f"| asyncio tasks | {tasks['idle_start']} | {tasks['load_max']} | {tasks['idle_end']} |",
+        f"| threads | {s['threads']['idle_start']} | - | {s['threads']['idle_end']} |",
+        "",
+        f"Tasks per active call under load: {tasks['per_active_call_mean']}. "
+        f"`/health` after the load: active_calls {results['health_end']['active_calls']}, "
+        f"total_calls {results['health_end']['total_calls']}. "
+        f"Calls ended by: {results['calls']['closed_by']}.",
+    ]
+    if calls["failures"]:
+        lines += ["", "Failures: " + json.dumps(calls["failures"])]
+    ended = (results.get("service_report_end") or {}).get("ended")
+    if ended:
+        lines += ["", f"Service end reasons: {json.dumps(ended)}"]
+    lines += ["", "RSS over time (MiB, every sample of the load):", ""]
+    load = [r for r in results["samples"] if r["phase"] == "load"]
+    step = max(1, len(load) // 20)
+    lines.append(
+        "| t s | active calls | RSS MiB | fds | tasks | service CPU % | load avg |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    for r in load[::step]:
+        lines.append(
+            f"| {r['t']:.0f} | {r['active_calls']} | {r['rss_mib']} | {r['fds']} | "
+            f"{r['tasks']} | {r['service_cpu_pct_of_core']} | {r['loadavg_1m']} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--calls", type=int, default=100, help="concurrent calls (default 100)")
+    p.add_argument("--duration", type=float, default=600.0, help="seconds of load (default 600)")
+    p.add_argument("--sample-s", type=float, default=5.0, help="sampling period (default 5 s)")
+    p.add_argument("--stagger-s", type=float, default=10.0, help="spread of the first starts")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
+    p.add_argument("--child", choices=["serve"], help=argparse.SUPPRESS)
+    p.add_argument("--lifetime", type=float, default=900.0, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child == "serve":
+        asyncio.run(child_serve(args.lifetime, args.sample_s))
+        return 0
+    results = asyncio.run(run(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    text = markdown(results)
+    out.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    progress(f"wrote {out}")
+    return 0 if results["calls"]["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
