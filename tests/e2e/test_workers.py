@@ -123,3 +123,67 @@ async def test_workers_share_calls_and_resume_through_redis(
     assert 0.5 < heard_first < 1.5
     assert second.audio_s() < GREETING_S - 0.5
     assert abs(heard_first + second.audio_s() - GREETING_S) < 0.45  # a word's worth at most
+
+
+async def test_workers_drain_on_sigterm_then_exit_cleanly(tmp_path: Path) -> None:
+    """SIGTERM to `serve --workers 2`: every worker drains (503 on /health, the live call keeps
+    going until the drain deadline, then closes with 1001), and the process exits 0."""
+    import json
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    if not redis_available():
+        pytest.skip(f"redis-server is not installed ({REDIS_SERVER}); .ci/run installs it")
+    redis = RedisServer()
+    redis.start()
+    pipeline = tmp_path / "workers.yaml"
+    pipeline.write_text(PIPELINE)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VOICEBRIDGE_LOG_LEVEL": "info",
+        "VOICEBRIDGE_DRAIN_DEADLINE_S": "2",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicebridge.cli", "serve", str(pipeline),
+        "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
+        "--state", redis.url, "--log-format", "json",
+        cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    base = f"127.0.0.1:{port}"
+    try:
+        assert len(await worker_pids(base)) == 2
+        start = {
+            "event": "start",
+            "start": {
+                "callId": "drain-call",
+                "streamId": "drain-stream",
+                "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
+            },
+        }
+        async with connect(f"ws://{base}/stream") as ws:
+            await ws.send(json.dumps(start))
+            await ws.recv()  # the greeting is being played: the call is live
+            proc.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            async with httpx.AsyncClient(base_url=f"http://{base}", timeout=2) as client:
+                deadline = loop.time() + 20
+                while (await client.get("/health")).status_code != 503:
+                    assert loop.time() < deadline, "no worker reported draining"
+                    await asyncio.sleep(0.05)
+            with pytest.raises(ConnectionClosed):
+                while True:  # the call goes on until the drain deadline ends it
+                    await asyncio.wait_for(ws.recv(), 30)
+            assert ws.close_code == 1001
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        redis.stop()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    events = [json.loads(line)["event"] for line in err.decode().splitlines() if line[:1] == "{"]
+    assert events.count("drain_started") == 2  # each worker drained

@@ -31,6 +31,7 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.plivo.rest import PlivoRest
 from voicebridge.recording import CallRecorder, EventLogWriter
+from voicebridge.server import worker_drain
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
@@ -60,12 +61,14 @@ def create_app(
     rest_factory: Callable[[], PlivoRest | None] | None = None,
     security: SecurityConfig | None = None,
     resumes: ResumeRegistry | None = None,
+    drain_on_sigterm: bool = False,
 ) -> Starlette:
     """Build the service for one pipeline.
 
     ``clock_factory``, ``record_events`` and ``on_session`` are for the simulator and tests: a
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
     ``security`` defaults to the settings' switches with secrets from the environment.
+    ``drain_on_sigterm``: a worker process of ``serve --workers N`` drains on SIGTERM itself.
     ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
     on a virtual clock).
     """
@@ -202,6 +205,8 @@ def create_app(
             **security_summary(security),
         )
         lag_monitor.start()
+        if drain_on_sigterm:
+            worker_drain.drain_on_sigterm(drainer)
         yield
         await lag_monitor.stop()
         for session in calls.sessions():
