@@ -185,5 +185,5 @@ async def test_workers_drain_on_sigterm_then_exit_cleanly(tmp_path: Path) -> Non
             await proc.wait()
         redis.stop()
     assert proc.returncode == 0, err.decode()[-2000:]
-    events = [json.loads(line)["event"] for line in err.decode().splitlines() if line[:1] == "{"]
-    assert events.count("drain_started") == 2  # each worker drained
+    # Each worker drained. (Two processes share stderr, so a line may be cut by another's.)
+    assert err.decode().count('"drain_started"') == 2

@@ -3,9 +3,10 @@
 A caller talks to an agent that greets it at length, speaks over it (a barge-in) and gets
 a reply, and its connection dies at a seeded random frame: the TCP connection aborted (no
 WebSocket close, as when a proxy or a network drops), closed without a close frame, or closed
-normally with 1001. Resuming is off here (``resume.grace_s: 0``): the call simply ends. Each time the session must end, the
-service must release the call (registry empty, no task left), ``/health`` must stay ok, and a
-clean call running beside it must hear exactly what it hears alone.
+normally with 1001. Resuming is off here (``resume.grace_s: 0``): the call simply ends. Each
+time the session must end, the service must release the call (registry empty, no task left),
+``/health`` must stay ok, and a clean call running beside it must hear exactly what it hears
+alone.
 """
 
 from __future__ import annotations
