@@ -327,7 +327,7 @@ async def refuse_handshake(ws: WebSocket, reason: str) -> None:
 def security_summary(config: SecurityConfig) -> dict[str, Any]:
     """What is on, for the start-up log line (never the secrets themselves)."""
     return {
-        "signature_checks": "on" if config.verify_signatures else "off",
+        "plivo_request_checks": "on" if config.verify_signatures else "off",
         "stream_tokens": "on" if config.stream_tokens else "off",
         "stream_token_ttl_s": config.token_ttl_s,
     }
