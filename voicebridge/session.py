@@ -644,9 +644,11 @@ class Session:
                 )
                 if not rest.text:
                     continue
-                pcm = codec.decode(payload)
                 target = int(rest.start_ms * rate / 1000.0)
-                cut = min(target, len(pcm)) if rest.exact else quiet_cut(pcm, rate, target)
+                if rest.exact:  # the speaker said where the word ends: cut right there
+                    cut = min(target, len(payload) // codec.bytes_per_sample)
+                else:  # an estimate: look for a quiet spot before it
+                    cut = quiet_cut(codec.decode(payload), rate, target)
                 payload = payload[cut * codec.bytes_per_sample :]
                 text = rest.text
                 shift_ms = rest.start_ms - 1000.0 * cut / rate

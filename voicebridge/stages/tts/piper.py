@@ -33,7 +33,12 @@ from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.offline_models import piper_voice_path
 from voicebridge.stage import Stage, StageError, StageParams
-from voicebridge.stages.tts.word_timing import phoneme_key, piper_phoneme_groups, word_ends_for
+from voicebridge.stages.tts.word_timing import (
+    PUNCTUATION,
+    phoneme_key,
+    piper_phoneme_groups,
+    word_ends_for,
+)
 from voicebridge.stages.workers import run_blocking
 from voicebridge.text import split_sentences
 
@@ -41,10 +46,7 @@ log = structlog.get_logger("voicebridge.stages.piper")
 
 POOL_NAME = "piper"
 _POOL_QUEUE = 64
-_EMPTY_TURN_END_MS = 20
-_WORD_PUNCTUATION = (
-    ",.;:!?¡¿—…\"'()"  # an empty final piece still ends its turn, with this much silence
-)
+_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
 
 
 class PiperParams(StageParams):
@@ -158,7 +160,7 @@ def _word_ends(voice: PiperVoice, text: str, chunks: list[Any]) -> tuple[float, 
 def _word_keys(voice: PiperVoice, words: list[str]) -> list[str]:
     """Each word's phonemes said alone: one espeak call with every word as its own sentence,
     or a call per word when espeak does not keep them apart."""
-    bare = [word.strip(_WORD_PUNCTUATION) or word for word in words]
+    bare = [word.strip(PUNCTUATION) or word for word in words]
     sentences = voice.phonemize("! ".join(bare) + "!")
     if len(sentences) == len(words):
         return [phoneme_key(sentence) for sentence in sentences]

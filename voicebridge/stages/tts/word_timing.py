@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
-from typing import Any
+from typing import Any, Protocol
 
 # Phonemes that are not speech of a word: punctuation and Piper's sentence/pad markers.
-_NOT_SPOKEN = set(",.;:!?¡¿—…\"'()") | {"^", "$", "_"}
+PUNCTUATION = ",.;:!?¡¿—…\"'()"
+_NOT_SPOKEN = set(PUNCTUATION) | {"^", "$", "_"}
 
 
 def word_ends_for(
@@ -137,7 +138,12 @@ def _align_keys(word_keys: list[str], unit_keys: list[str]) -> list[int]:
     return last_unit
 
 
-def _align_runs(cost_of: Any, n: int, m: int) -> list[int]:
+class _RunCost(Protocol):
+    def __call__(self, i: int, a: int, j: int, b: int) -> float: ...
+    def lower_bound(self, i: int, a: int, j: int, b: int) -> float: ...
+
+
+def _align_runs(cost_of: _RunCost, n: int, m: int) -> list[int]:
     """For each of ``n`` words, the index of the last of ``m`` units in the run it matches.
 
     Dynamic programming over run boundaries (runs as in ``_STEPS``), kept to a band around the
