@@ -249,7 +249,7 @@ async def child_serve(lifetime_s: float) -> None:
     """The real service on 127.0.0.1 port 0; reports each call's barge-in events at its end.
     Stops when the parent closes our stdin, or after ``lifetime_s`` whatever happens."""
     from voicebridge.config import ServiceSettings, load_pipeline_text
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
     from voicebridge.server.run import running_service
     from voicebridge.session import Session
 
@@ -422,8 +422,8 @@ async def vad_offline(track: Any, encoding: str) -> list[dict[str, float]]:
     """Run the Vad stage alone over ``track`` (through the codec, as the service hears it):
     where it places each onset, and how much audio it needed before it said so."""
     from voicebridge.audio.codec import codec_for
+    from voicebridge.call.context import CallContext, CallInfo
     from voicebridge.clock import VirtualClock
-    from voicebridge.context import CallContext, CallInfo
     from voicebridge.frames import AudioIn, Frame, SpeechStarted
     from voicebridge.stages.vad import Vad
 
@@ -816,7 +816,7 @@ def score(words: list[str], ends: list[float], heard: int, recorded: list[str]) 
 
 async def tone_trial(rng: random.Random, index: int) -> dict[str, Any]:
     from voicebridge.config import load_pipeline_text
-    from voicebridge.testing import CallHarness
+    from voicebridge.testing.harness import CallHarness
     from voicebridge.text import split_sentences
 
     text = random_text(rng, rng.randint(1, 4))
@@ -991,7 +991,7 @@ def install_aligning_voice() -> tuple[Any, list[Render]]:
     import onnxruntime
     from piper import PiperConfig, PiperVoice
 
-    from voicebridge.offline_models import piper_voice_path
+    from voicebridge.stages.offline_models import piper_voice_path
     from voicebridge.stages.tts import piper as piper_stage
 
     path = piper_voice_path()
@@ -1067,9 +1067,9 @@ def aligned_text(voice: Any, rng: random.Random, sentences: int) -> str | None:
 async def piper_trial(
     voice: Any, renders: list[Render], rng: random.Random, index: int
 ) -> dict[str, Any] | None:
+    from voicebridge.call.ledger import split_heard
     from voicebridge.config import load_pipeline_text
-    from voicebridge.playback import split_heard
-    from voicebridge.testing import CallHarness
+    from voicebridge.testing.harness import CallHarness
     from voicebridge.text import split_sentences
 
     text = aligned_text(voice, rng, rng.randint(1, 3))
@@ -1159,7 +1159,7 @@ def whisper_check(samples: list[Render], limit: int) -> dict[str, Any]:
     from faster_whisper import WhisperModel
 
     from voicebridge.audio.resample import resample
-    from voicebridge.offline_models import whisper_model_dir
+    from voicebridge.stages.offline_models import whisper_model_dir
 
     model = WhisperModel(str(whisper_model_dir()), device="cpu", compute_type="int8")
     diffs: list[float] = []
@@ -1341,7 +1341,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
 
     configure_logging("console", "warning")
     began = time.monotonic()

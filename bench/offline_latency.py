@@ -303,7 +303,7 @@ async def child_serve(pipeline: Path, lifetime_s: float, t_main: float) -> None:
     It stops when the parent closes our stdin, or after ``lifetime_s`` whatever happens.
     """
     from voicebridge.config import ServiceSettings, load_pipeline
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
     from voicebridge.server.run import running_service
     from voicebridge.session import Session
 

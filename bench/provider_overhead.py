@@ -31,7 +31,7 @@ sys.path.insert(0, str(FAKES))
 import google_fakes  # noqa: E402
 import openai_fakes  # noqa: E402
 
-from voicebridge.context import CallContext, CallInfo  # noqa: E402
+from voicebridge.call.context import CallContext, CallInfo  # noqa: E402
 from voicebridge.frames import (  # noqa: E402
     AgentAudio,
     AgentText,
@@ -40,8 +40,8 @@ from voicebridge.frames import (  # noqa: E402
     SpeechStarted,
     Transcript,
 )
-from voicebridge.pipeline import Pipeline  # noqa: E402
-from voicebridge.testing import call_started  # noqa: E402
+from voicebridge.runtime.pipeline import Pipeline  # noqa: E402
+from voicebridge.testing.harness import call_started  # noqa: E402
 
 
 def _load_aws_fakes() -> Any:

@@ -51,7 +51,7 @@ async def run_once(n: int, seconds: float) -> dict[str, float]:
     import numpy as np
 
     from voicebridge.config import load_pipeline_text
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
     from voicebridge.session import Session
 
     configure_logging("json", "warning")

@@ -5,7 +5,7 @@ N simulated Plivo callers (default 100) talk to ONE service process over real We
 agent's greeting, then three lines, each answered), hangs up (or is hung up on, when its last
 line is "goodbye") and is replaced at once by a new call, so thousands of calls start and end.
 Every provider is a zero-latency fake (scripted transcriber, scripted dialogue, tone speaker from
-``voicebridge.testing``) behind the real WebRTC VAD: what is measured is the framework's own
+``voicebridge.testing.harness``) behind the real WebRTC VAD: what is measured is the framework's own
 resource use over time, not a model's.
 
 Every few seconds it samples the service's RSS and open file descriptors (``/proc/<pid>``) and,
@@ -88,7 +88,7 @@ async def child_serve(lifetime_s: float, sample_s: float) -> None:
     port 0. Every ``sample_s`` it reports its asyncio task count, live calls and how the ended
     calls ended. Stops when the parent closes our stdin, or after ``lifetime_s``."""
     from voicebridge.config import ServiceSettings, load_pipeline_text
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
     from voicebridge.server.run import running_service
     from voicebridge.session import Session
 
@@ -358,7 +358,7 @@ async def wait_for(predicate: Any, timeout_s: float) -> bool:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
 
     configure_logging("console", "error")  # the callers' own logs: only errors
     out = Path(args.out)

@@ -68,7 +68,7 @@ async def lag_monitor(period: float = 0.05) -> None:
 async def serve(args: argparse.Namespace) -> None:
     import bench.vb_stages as stages
     from voicebridge.config import ServiceSettings, load_pipeline_text
-    from voicebridge.logs import configure_logging
+    from voicebridge.observe.logs import configure_logging
     from voicebridge.server.run import running_service
 
     configure_logging("json", "warning")

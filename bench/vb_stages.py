@@ -22,7 +22,7 @@ from voicebridge.frames import (
     SpeechStarted,
     Transcript,
 )
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.vad import Vad
 
 # Set by the benchmark's server process; called with (stream_id, [k0, wall0, k1, wall1, ...],

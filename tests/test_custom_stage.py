@@ -8,7 +8,7 @@ import pytest
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.frames import Transcript
-from voicebridge.testing import run_stages
+from voicebridge.testing.harness import run_stages
 
 PIPELINE = """
 name: redacting

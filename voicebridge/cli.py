@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from voicebridge import __version__
 from voicebridge.config import ConfigError, load_pipeline, load_service_settings
-from voicebridge.logs import configure_logging
+from voicebridge.observe.logs import configure_logging
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +74,7 @@ def _add_stages(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _stages(args: argparse.Namespace) -> int:
-    from voicebridge.registry import available_stage_types, describe_stage, resolve_stage
+    from voicebridge.runtime.registry import available_stage_types, describe_stage, resolve_stage
 
     for name, source in sorted(available_stage_types().items()):
         try:

@@ -19,12 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from voicebridge.audio.codec import codec_for
-from voicebridge.bargein import BargeInPolicy, Verdict
-from voicebridge.call_control import CallControl
+from voicebridge.call.barge_in import BargeInPolicy, Verdict
+from voicebridge.call.context import CallContext, CallInfo
+from voicebridge.call.continuation import quiet_cut, unheard_rest
+from voicebridge.call.ledger import Piece, PlaybackLedger
+from voicebridge.call.options import SessionOptions
+from voicebridge.call.outbox import Outbox
+from voicebridge.call.reply_watch import ReplyWatch
+from voicebridge.call.turns import TurnTracker
 from voicebridge.clock import Clock, MonotonicClock, StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
-from voicebridge.config.session_options import SessionOptions
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
@@ -40,10 +44,7 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
-from voicebridge.observe import CallObserver
-from voicebridge.outbox import Outbox
-from voicebridge.pipeline import Pipeline
-from voicebridge.playback import Piece, PlaybackLedger
+from voicebridge.observe.observer import CallObserver
 from voicebridge.plivo import messages
 from voicebridge.plivo.errors import ProtocolError, UnsupportedFormat
 from voicebridge.plivo.events import (
@@ -59,15 +60,14 @@ from voicebridge.plivo.events import (
     parse_event,
 )
 from voicebridge.plivo.formats import StreamFormat
-from voicebridge.providers import ProviderError
-from voicebridge.reply_watch import ReplyWatch
-from voicebridge.resume import quiet_cut, unheard_rest
-from voicebridge.stage import Stage
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import Stage
+from voicebridge.telephony.call_control import CallControl
 from voicebridge.text import split_sentences
-from voicebridge.turns import TurnTracker
 
 if TYPE_CHECKING:
-    from voicebridge.state.snapshot import CallSnapshot
+    from voicebridge.call.snapshot import CallSnapshot
 
 
 class CloseCode:
@@ -184,7 +184,7 @@ class Session:
         self._can_speak = False
         self._turn_played = asyncio.Event()  # set when a turn finishes playing or is cleared
         self.replies = ReplyWatch(self)  # fillers, reply timeouts, giving up on a dead provider
-        # For resuming after a dropped socket (voicebridge.state.capture): the text of each
+        # For resuming after a dropped socket (voicebridge.call.capture): the text of each
         # reply by history entry, re-spoken turns -> the entry they speak for, finished entries,
         # call time used before this stream, and how many times the call was suspended.
         self._reply_text: dict[int, list[str]] = {}
@@ -273,7 +273,7 @@ class Session:
         if self.state_hooks is not None:
             snapshot = await self.state_hooks.on_start(self, event.call_id)
         if snapshot is not None:
-            from voicebridge.state.capture import restore
+            from voicebridge.call.capture import restore
 
             restore(self, snapshot)
             self.resumed_from = snapshot
@@ -333,7 +333,7 @@ class Session:
             )
         )
         if snapshot is not None:
-            from voicebridge.state.capture import respeak
+            from voicebridge.call.capture import respeak
 
             said = await respeak(self, snapshot)
             self.log.info(
@@ -805,7 +805,7 @@ class Session:
         self.observer.provider_error(exc.stage, exc.kind)
         if self._ending:
             return
-        # The fallback line, or a goodbye if the provider stays down (voicebridge.reply_watch).
+        # The fallback line, or a goodbye if the provider stays down (voicebridge.call.reply_watch).
         task = asyncio.get_running_loop().create_task(self.replies.provider_failed(stage, exc))
         task.add_done_callback(_log_task_failure(self.log, "fallback_failed"))
 
@@ -846,8 +846,8 @@ class Session:
         )
 
     def snapshot(self, *, epoch: int | None = None) -> CallSnapshot | None:
-        """The call's resumable state now (``voicebridge.state.capture``)."""
-        from voicebridge.state.capture import capture
+        """The call's resumable state now (``voicebridge.call.capture``)."""
+        from voicebridge.call.capture import capture
 
         return capture(self, epoch=self._epoch if epoch is None else epoch)
 

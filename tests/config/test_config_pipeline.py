@@ -9,7 +9,6 @@ from typing import ClassVar, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from voicebridge import registry
 from voicebridge.config import (
     ConfigError,
     ConfigIssue,
@@ -18,8 +17,9 @@ from voicebridge.config import (
     load_pipeline,
     load_pipeline_text,
 )
-from voicebridge.registry import StageTypeError
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime import registry
+from voicebridge.runtime.registry import StageTypeError
+from voicebridge.runtime.stage import Stage, StageParams
 
 # --- toy stages --------------------------------------------------------------------------------
 

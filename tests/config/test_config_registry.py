@@ -15,8 +15,8 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from voicebridge import registry
-from voicebridge.registry import (
+from voicebridge.runtime import registry
+from voicebridge.runtime.registry import (
     BUILTIN_EXTRAS,
     BUILTIN_STAGES,
     ParamInfo,
@@ -26,12 +26,12 @@ from voicebridge.registry import (
     describe_stage,
     resolve_stage,
 )
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 ROOT = Path(__file__).resolve().parents[2]
 
 TOY_SOURCE = """
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 class Toy(Stage):
     type_name = "toy"
@@ -102,7 +102,7 @@ def test_builtin_resolves_when_importable(name: str) -> None:
 
 def test_listing_stage_types_imports_no_stage_module() -> None:
     code = (
-        "import sys, voicebridge.registry as r\n"
+        "import sys, voicebridge.runtime.registry as r\n"
         "names = r.available_stage_types()\n"
         "assert 'decode' in names, names\n"
         "loaded = [m for m in sys.modules if m.startswith('voicebridge.stages')]\n"

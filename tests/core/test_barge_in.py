@@ -15,7 +15,7 @@ import pytest
 from voicebridge.config import load_pipeline_text
 from voicebridge.frames import Transcript
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness, ScriptedDialogue
+from voicebridge.testing.harness import CallHarness, ScriptedDialogue
 
 GREETING = "Hello and welcome to the test line. We are glad you called today."
 # Piece 1 "Hello and welcome to the test line." = 29 characters + 7 gaps = 1.8 s

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from voicebridge.bargein import BargeInPolicy, Verdict
-from voicebridge.config.session_options import BargeInOptions
+from voicebridge.call.barge_in import BargeInPolicy, Verdict
+from voicebridge.call.options import BargeInOptions
 
 
 def policy(**options: object) -> BargeInPolicy:

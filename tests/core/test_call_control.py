@@ -8,13 +8,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from voicebridge.call_control import PlivoCallControl
 from voicebridge.config import ServiceSettings, load_pipeline_text
-from voicebridge.plivo.rest import PlivoCredentials, PlivoRest
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness
-from voicebridge.testing_plivo_rest import FakePlivoRest
+from voicebridge.telephony.call_control import PlivoCallControl
+from voicebridge.telephony.plivo_rest import PlivoCredentials, PlivoRest
+from voicebridge.testing.harness import CallHarness
+from voicebridge.testing.plivo_rest_fake import FakePlivoRest
 
 AUTH_ID, TOKEN = "MATESTACCOUNT", "test-token-not-a-secret"
 

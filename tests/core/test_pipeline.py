@@ -4,12 +4,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import VirtualClock
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import AgentText, AudioIn, Frame, MediaIn, Transcript
-from voicebridge.pipeline import Pipeline
-from voicebridge.stage import Stage, StageParams
-from voicebridge.testing import run_stages
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.testing.harness import run_stages
 
 
 class Upper(Stage):

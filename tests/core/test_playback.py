@@ -1,4 +1,4 @@
-from voicebridge.playback import PieceState, PlaybackLedger, words_heard
+from voicebridge.call.ledger import PieceState, PlaybackLedger, words_heard
 
 
 def ledger_with_two_pieces() -> PlaybackLedger:

@@ -11,7 +11,7 @@ from typing import Any
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 FALLBACK = "Sorry, that took too long."
 

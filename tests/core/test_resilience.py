@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from voicebridge.call.options import ReplyOptions
 from voicebridge.clock import VirtualClock
 from voicebridge.config import ConfigError, load_pipeline_text
-from voicebridge.config.session_options import ReplyOptions
-from voicebridge.providers import ErrorKind, ProviderError, retry_after_from_headers
-from voicebridge.resilience import (
+from voicebridge.runtime.providers import ErrorKind, ProviderError, retry_after_from_headers
+from voicebridge.runtime.resilience import (
     Attempt,
     BreakerParams,
     BreakerRegistry,

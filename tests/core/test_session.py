@@ -9,8 +9,8 @@ import numpy as np
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.frames import AgentAudio, AgentText, Frame, Transcript
-from voicebridge.stage import Stage, StageParams
-from voicebridge.testing import CallHarness
+from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.testing.harness import CallHarness
 
 
 class FakeTransport:
@@ -60,7 +60,7 @@ class Crasher(Stage):
 
 
 def resolver(name: str) -> type[Stage]:
-    from voicebridge.registry import resolve_stage
+    from voicebridge.runtime.registry import resolve_stage
 
     return {"beeper": Beeper, "crasher": Crasher}.get(name) or resolve_stage(name)
 

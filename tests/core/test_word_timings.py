@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from voicebridge.call.continuation import unheard_rest
+from voicebridge.call.ledger import PlaybackLedger, count_heard, words_heard
 from voicebridge.config import load_pipeline_text
-from voicebridge.playback import PlaybackLedger, count_heard, words_heard
-from voicebridge.resume import unheard_rest
 from voicebridge.sim.signals import speech_like
 from voicebridge.stages.tts.word_timing import word_ends_for
-from voicebridge.testing import CallHarness, ScriptedDialogue
+from voicebridge.testing.harness import CallHarness, ScriptedDialogue
 
 GREETING = "A b c extraordinary."
 

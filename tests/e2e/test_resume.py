@@ -23,7 +23,7 @@ from voicebridge.server.run import RunningService, running_service
 from voicebridge.session import Session
 from voicebridge.sim.signals import speech_like
 from voicebridge.state.store import MemoryStore, StateStore
-from voicebridge.testing import ScriptedDialogue
+from voicebridge.testing.harness import ScriptedDialogue
 
 from .conftest import settings
 from .plivo_leg import Leg, Watch

@@ -16,7 +16,7 @@ from voicebridge.clock import VirtualClock
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.sim.signals import speech_like
 from voicebridge.state.store import RedisStore
-from voicebridge.testing_redis import REDIS_SERVER, RedisServer, redis_available
+from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
 
 from .plivo_leg import Leg
 from .test_resume import CALL, GREETING, RATE, WORDS, heard_words, history, service, spoken_texts

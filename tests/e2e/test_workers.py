@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from voicebridge.testing_redis import REDIS_SERVER, RedisServer, free_port, redis_available
+from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, free_port, redis_available
 
 from .conftest import ROOT
 from .plivo_leg import Leg

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 
-from voicebridge import resilience
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import VirtualClock
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import AgentText, Frame
-from voicebridge.providers import ProviderError
+from voicebridge.runtime import resilience
+from voicebridge.runtime.providers import ProviderError
 from voicebridge.stages.tts.google_tts import GoogleTts
 from voicebridge.stages.tts.polly import Polly
 

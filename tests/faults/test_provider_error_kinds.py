@@ -20,10 +20,10 @@ from structlog.testing import capture_logs
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.frames import AgentAudio, AgentText, Frame, Transcript
-from voicebridge.providers import ErrorKind, ProviderError
+from voicebridge.runtime.providers import ErrorKind, ProviderError
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.sim.signals import speech_like
-from voicebridge.stage import Stage, StageParams
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 FALLBACK = "Sorry, a fault here."
 KINDS: list[str] = list(typing.get_args(ErrorKind))

@@ -20,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from voicebridge import resilience
-from voicebridge.call_control import PlivoCallControl
 from voicebridge.clock import VirtualClock
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
-from voicebridge.plivo.rest import PlivoCredentials, PlivoRest
+from voicebridge.runtime import resilience
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness
-from voicebridge.testing_plivo_rest import FakePlivoRest
+from voicebridge.telephony.call_control import PlivoCallControl
+from voicebridge.telephony.plivo_rest import PlivoCredentials, PlivoRest
+from voicebridge.testing.harness import CallHarness
+from voicebridge.testing.plivo_rest_fake import FakePlivoRest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "providers"))
 from openai_fakes import ChatReply, FakeOpenAI, SpeechReply

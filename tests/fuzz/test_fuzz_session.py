@@ -49,12 +49,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from voicebridge.call.ledger import Piece, PieceState
 from voicebridge.config import load_pipeline_text
-from voicebridge.playback import Piece, PieceState
 from voicebridge.plivo.errors import ProtocolError
 from voicebridge.plivo.events import parse_event
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 from .strategies import FUZZ, mutated_events, raw_frames
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from voicebridge.plivo.rest import PlivoCredentials, PlivoRest, PlivoRestError
-from voicebridge.testing_plivo_rest import FakePlivoRest
+from voicebridge.telephony.plivo_rest import PlivoCredentials, PlivoRest, PlivoRestError
+from voicebridge.testing.plivo_rest_fake import FakePlivoRest
 
 AUTH_ID = "MAFAKEACCOUNT0000001"
 TOKEN = "s3cr3t-t0ken-value"

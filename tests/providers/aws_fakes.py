@@ -660,7 +660,7 @@ class LiveRun:
     collected instead of being spoken."""
 
     def __init__(self, stages: list[Any], info: Any = None) -> None:
-        from voicebridge.context import CallContext, CallInfo
+        from voicebridge.call.context import CallContext, CallInfo
 
         self.info = info or CallInfo(call_id="live-call", stream_id="live-stream")
         self.ctx = CallContext(self.info)
@@ -671,8 +671,8 @@ class LiveRun:
         self.pipeline: Any = None
 
     async def __aenter__(self) -> LiveRun:
-        from voicebridge.pipeline import Pipeline
-        from voicebridge.testing import call_started
+        from voicebridge.runtime.pipeline import Pipeline
+        from voicebridge.testing.harness import call_started
 
         async def sink(frame: Any) -> None:
             self.frames.append(frame)

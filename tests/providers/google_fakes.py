@@ -482,9 +482,9 @@ class Driven:
     """
 
     def __init__(self, stages: list[Any], info: Any = None) -> None:
+        from voicebridge.call.context import CallContext, CallInfo
         from voicebridge.clock import VirtualClock
-        from voicebridge.context import CallContext, CallInfo
-        from voicebridge.pipeline import Pipeline
+        from voicebridge.runtime.pipeline import Pipeline
 
         self.info = info or CallInfo(call_id="call-1", stream_id="stream-1")
         self.clock = VirtualClock()
@@ -505,7 +505,7 @@ class Driven:
         )
 
     async def __aenter__(self) -> Driven:
-        from voicebridge.testing import call_started
+        from voicebridge.testing.harness import call_started
 
         await self.pipeline.start()
         await self.pipeline.push(call_started(self.info))

@@ -33,12 +33,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from voicebridge.context import CallContext, CallInfo
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.frames import AgentAudio, AgentText, Frame
-from voicebridge.pipeline import Pipeline
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import Stage
 from voicebridge.server.run import LoopServer, loopback_config
-from voicebridge.stage import Stage
 
 PCM_RATE = 24000
 

@@ -13,7 +13,7 @@ import pytest
 
 from voicebridge.config import ConfigError, load_pipeline, load_pipeline_text
 from voicebridge.sim.signals import speech_like
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 
 def _load_fakes() -> ModuleType:
@@ -145,7 +145,7 @@ async def test_the_caller_cuts_a_long_reply_short() -> None:
 
 def _resolver(type_name: str) -> Any:
     """The registry's names, plus this family's (in case the registry does not list them yet)."""
-    from voicebridge.registry import resolve_stage
+    from voicebridge.runtime.registry import resolve_stage
     from voicebridge.stages.dialogue.lex import LexDialogue
     from voicebridge.stages.stt.transcribe import Transcribe
     from voicebridge.stages.tts.polly import Polly

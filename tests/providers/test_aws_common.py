@@ -17,7 +17,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from voicebridge.stage import StageError
+from voicebridge.runtime.stage import StageError
+from voicebridge.runtime.workers import WorkerPoolFull
 from voicebridge.stages.aws_common import (
     ClientSettings,
     clear_clients,
@@ -29,7 +30,6 @@ from voicebridge.stages.aws_common import (
     resolve_region,
     ssml_to_text,
 )
-from voicebridge.stages.workers import WorkerPoolFull
 
 
 def _load_fakes() -> ModuleType:

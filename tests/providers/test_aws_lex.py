@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.config import load_pipeline_text
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Frame, Hangup, Transcript
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 from voicebridge.sim.signals import speech_like
 from voicebridge.stages.dialogue.lex import LexDialogue, lex_session_id
-from voicebridge.testing import CallHarness, call_started
+from voicebridge.testing.harness import CallHarness, call_started
 
 
 def _load_fakes() -> ModuleType:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicebridge.context import CallContext, CallInfo
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.frames import AgentAudio, AgentText, Frame, Hangup
-from voicebridge.providers import ProviderError
-from voicebridge.stage import StageError
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import StageError
 from voicebridge.stages.aws_common import ssml_to_text
 from voicebridge.stages.tts.polly import Polly
 

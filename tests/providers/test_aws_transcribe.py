@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import AudioIn, SpeechEnded, SpeechStarted, Transcript
 from voicebridge.sim.signals import silence, speech_like, utterances
 from voicebridge.stages.stt.transcribe import Transcribe, presign_url

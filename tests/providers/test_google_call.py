@@ -13,13 +13,13 @@ import grpc
 import pytest
 
 from voicebridge.config import load_pipeline
-from voicebridge.registry import resolve_stage
+from voicebridge.runtime.registry import resolve_stage
+from voicebridge.runtime.stage import Stage
 from voicebridge.sim.signals import speech_like
-from voicebridge.stage import Stage
 from voicebridge.stages.dialogue.dialogflow import Dialogflow
 from voicebridge.stages.stt.google_stt import GoogleStt
 from voicebridge.stages.tts.google_tts import GoogleTts
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
 from google_fakes import CX, STT_V2, TTS, FakeGoogle, until

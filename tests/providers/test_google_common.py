@@ -20,8 +20,8 @@ from google.cloud.texttospeech_v1.services.text_to_speech.transports import (
     TextToSpeechGrpcAsyncIOTransport,
 )
 
-from voicebridge.providers import ProviderError
-from voicebridge.stage import StageError
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import StageError
 from voicebridge.stages import google_common
 from voicebridge.stages.dialogue.dialogflow import Dialogflow, DialogflowParams
 from voicebridge.stages.google_common import (

@@ -12,9 +12,9 @@ import grpc
 import pytest
 from structlog.testing import capture_logs
 
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import AgentText, Dtmf, Frame, Hangup, Transcript, Transfer
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 from voicebridge.stages.dialogue.dialogflow import (
     CX_WELCOME_INTENT,
     Dialogflow,

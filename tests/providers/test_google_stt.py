@@ -12,9 +12,9 @@ import pytest
 
 from voicebridge.audio.l16 import l16_encode
 from voicebridge.audio.mulaw import mulaw_encode_bytes
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import AudioIn, CallEnded, SpeechEnded, SpeechStarted, Transcript
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 from voicebridge.stages.stt.google_stt import GoogleStt, GoogleSttParams
 from voicebridge.stages.vad import Vad
 

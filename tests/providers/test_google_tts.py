@@ -13,9 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from voicebridge.audio.mulaw import mulaw_decode, mulaw_encode_bytes
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import AgentAudio, AgentText, Dtmf, Frame, Hangup
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 from voicebridge.stages.tts.google_tts import GoogleTts, GoogleTtsParams, decode_audio, parse_wav
 
 sys.path.insert(0, str(Path(__file__).parent))

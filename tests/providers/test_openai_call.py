@@ -17,12 +17,12 @@ import pytest
 
 from voicebridge.config import load_pipeline, load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec, StageSpec
-from voicebridge.registry import resolve_stage
+from voicebridge.runtime.registry import resolve_stage
+from voicebridge.runtime.stage import Stage
 from voicebridge.sim.signals import speech_like
-from voicebridge.stage import Stage
 from voicebridge.stages.dialogue.llm import Llm
 from voicebridge.stages.tts.openai_tts import OpenAITts
-from voicebridge.testing import CallHarness, ScriptedStt
+from voicebridge.testing.harness import CallHarness, ScriptedStt
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_fakes import ChatReply, FakeOpenAI

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from voicebridge.context import HistoryEntry
+from voicebridge.call.context import HistoryEntry
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Hangup, Transcript, Transfer
-from voicebridge.stage import StageError
+from voicebridge.runtime.stage import StageError
 from voicebridge.stages.dialogue.llm import Llm, LlmParams, provider_error
 from voicebridge.stages.dialogue.tools import ToolSpec
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import AgentText, Hangup
 from voicebridge.stages.tts.openai_tts import OpenAITts, OpenAITtsParams
 

@@ -10,14 +10,14 @@ from typing import Any, ClassVar
 from structlog.testing import capture_logs
 from websockets.asyncio.client import connect
 
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import StreamClock
 from voicebridge.config.pipeline_config import StageSpec
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import CallEnded, Dtmf, Frame, MediaIn
-from voicebridge.pipeline import Pipeline
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import utterances
-from voicebridge.stage import Stage, StageParams
 
 from .conftest import Sessions, echo_spec, fast_caller, settings, until
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from voicebridge.call.context import CallInfo
 from voicebridge.clock import StreamClock
-from voicebridge.context import CallInfo
-from voicebridge.recording import CallRecorder, call_file_stem
+from voicebridge.observe.recording import CallRecorder, call_file_stem
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import utterances
 

@@ -13,7 +13,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from voicebridge.clock import StreamClock
-from voicebridge.metrics import CONTENT_TYPE, OUTCOMES, LoopLagMonitor, ServiceMetrics, outcome_of
+from voicebridge.observe.metrics import (
+    CONTENT_TYPE,
+    OUTCOMES,
+    LoopLagMonitor,
+    ServiceMetrics,
+    outcome_of,
+)
 from voicebridge.server.app import create_app
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import utterances

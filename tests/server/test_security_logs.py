@@ -9,7 +9,12 @@ import pytest
 import structlog
 from websockets.asyncio.client import connect
 
-from voicebridge.logs import RedactingFilter, Redactor, configure_logging, environment_secrets
+from voicebridge.observe.logs import (
+    RedactingFilter,
+    Redactor,
+    configure_logging,
+    environment_secrets,
+)
 from voicebridge.sim.answer import answer_call
 
 from .conftest import ENV, SECRETS, STREAM_SECRET, secured_service

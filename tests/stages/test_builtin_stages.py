@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from voicebridge.audio.codec import codec_for
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
@@ -23,7 +23,7 @@ from voicebridge.stages.dialogue.rules import Rule, RulesDialogue
 from voicebridge.stages.echo import Echo
 from voicebridge.stages.encode import Encode
 from voicebridge.stages.vad import Vad
-from voicebridge.testing import run_stages
+from voicebridge.testing.harness import run_stages
 
 FORMATS = [("audio/x-mulaw", 8000), ("audio/x-l16", 8000), ("audio/x-l16", 16000)]
 

@@ -9,14 +9,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from voicebridge.context import CallContext, CallInfo
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.frames import PCM, AgentAudio, AgentText, Dtmf, Frame
-from voicebridge.offline_models import piper_voice_path
-from voicebridge.pipeline import Pipeline
-from voicebridge.stage import StageError
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.stage import StageError
+from voicebridge.runtime.workers import pool_stats
+from voicebridge.stages.offline_models import piper_voice_path
 from voicebridge.stages.tts.piper import Piper, PiperParams, _get_voice, _voice_key, synthesize
-from voicebridge.stages.workers import pool_stats
-from voicebridge.testing import run_stages
+from voicebridge.testing.harness import run_stages
 
 RATES = [8000, 16000]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voicebridge.context import CallInfo
+from voicebridge.call.context import CallInfo
 from voicebridge.frames import (
     PCM,
     AudioIn,
@@ -22,13 +22,13 @@ from voicebridge.frames import (
     SpeechStarted,
     Transcript,
 )
-from voicebridge.offline_models import OfflineModelError, piper_voice_path, whisper_model_dir
-from voicebridge.stage import StageError
+from voicebridge.runtime.stage import StageError
+from voicebridge.runtime.workers import WorkerPoolFull, pool_stats
+from voicebridge.stages.offline_models import OfflineModelError, piper_voice_path, whisper_model_dir
 from voicebridge.stages.stt import whisper as whisper_module
 from voicebridge.stages.stt.whisper import Whisper, WhisperParams, _get_model, _model_key
 from voicebridge.stages.tts.piper import synthesize
-from voicebridge.stages.workers import WorkerPoolFull, pool_stats
-from voicebridge.testing import run_stages
+from voicebridge.testing.harness import run_stages
 
 PHRASES: list[tuple[str, set[str]]] = [
     ("What time do you open tomorrow?", {"time", "open", "tomorrow"}),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from voicebridge.stages.workers import WorkerPoolFull, pool_stats, run_blocking
+from voicebridge.runtime.workers import WorkerPoolFull, pool_stats, run_blocking
 
 
 def fresh_pool() -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from voicebridge.testing_redis import REDIS_SERVER, RedisServer, redis_available
+from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from voicebridge.call.snapshot import CallSnapshot
 from voicebridge.config import load_pipeline_text
 from voicebridge.sim.signals import speech_like
-from voicebridge.state.snapshot import CallSnapshot
-from voicebridge.testing import CallHarness
+from voicebridge.testing.harness import CallHarness
 
 GREETING = "Hello and welcome to the test line. We are glad you called today."
 REPLY = "Sure, go ahead. Take your time."

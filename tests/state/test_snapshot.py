@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from voicebridge.state.snapshot import (
+from voicebridge.call.snapshot import (
     CallSnapshot,
     HistoryItem,
     PendingAction,

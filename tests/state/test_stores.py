@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from voicebridge.state.snapshot import CallSnapshot, PendingReply
+from voicebridge.call.snapshot import CallSnapshot, PendingReply
 from voicebridge.state.store import (
     MemoryStore,
     RedisStore,
@@ -16,7 +16,7 @@ from voicebridge.state.store import (
     StoreError,
     open_store,
 )
-from voicebridge.testing_redis import RedisServer
+from voicebridge.testing.redis_server import RedisServer
 
 
 class FakeTime:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from voicebridge.call.options import SessionOptions
 from voicebridge.config.errors import ConfigError, ConfigIssue, KeyPath, format_path
-from voicebridge.config.session_options import SessionOptions
 from voicebridge.config.yaml_source import (
     DEFAULT_MAX_BYTES,
     YamlDocument,
@@ -40,7 +40,7 @@ from voicebridge.config.yaml_source import (
 )
 
 if TYPE_CHECKING:  # runtime import is lazy: keeps voicebridge.config free of import cycles
-    from voicebridge.stage import Stage, StageParams
+    from voicebridge.runtime.stage import Stage, StageParams
 
 Resolver = Callable[[str], "type[Stage]"]
 
@@ -89,7 +89,7 @@ def _default_session() -> SessionOptions:
 
 
 def _default_resolver(type_name: str) -> type[Stage]:
-    from voicebridge.registry import resolve_stage
+    from voicebridge.runtime.registry import resolve_stage
 
     return resolve_stage(type_name)
 

@@ -20,17 +20,15 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge import __version__
-from voicebridge.call_control import PlivoCallControl
 from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
-from voicebridge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from voicebridge.metrics import LoopLagMonitor, ServiceMetrics
-from voicebridge.observe import CallObserver, CallObservers
+from voicebridge.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
+from voicebridge.observe.observer import CallObserver, CallObservers
+from voicebridge.observe.recording import CallRecorder, EventLogWriter
 from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
-from voicebridge.plivo.rest import PlivoRest
-from voicebridge.recording import CallRecorder, EventLogWriter
 from voicebridge.server import worker_drain
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
@@ -45,6 +43,8 @@ from voicebridge.server.security import (
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session, SessionLimits, Transport
+from voicebridge.telephony.call_control import PlivoCallControl
+from voicebridge.telephony.plivo_rest import PlivoRest
 
 log = structlog.get_logger("voicebridge.server")
 

@@ -12,7 +12,7 @@ import os
 from starlette.applications import Starlette
 
 from voicebridge.config import ServiceSettings, load_pipeline
-from voicebridge.logs import configure_logging
+from voicebridge.observe.logs import configure_logging
 from voicebridge.server.app import create_app
 
 SETTINGS_ENV = "VOICEBRIDGE_SETTINGS_JSON"

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import structlog
 
+from voicebridge.call.snapshot import CallSnapshot
 from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.session import CloseCode, Session
-from voicebridge.state.snapshot import CallSnapshot
 from voicebridge.state.store import MemoryStore, StateStore, StoreError
 
-log = structlog.get_logger("voicebridge.resume")
+log = structlog.get_logger("voicebridge.call.continuation")
 
 # A live call's snapshot outlives its last save this long: the window in which a call whose
 # worker died can still be resumed elsewhere. A normal end deletes it.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from voicebridge.context import HistoryEntry
+from voicebridge.call.context import HistoryEntry
 from voicebridge.sim.caller import CallRecord, WireEvent
 from voicebridge.sim.report import CallReport, CheckpointReport, MarkerEvent, TurnReport
 from voicebridge.sim.simulate import CallerLine, SimulatedCall, speech_bounds

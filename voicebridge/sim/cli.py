@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.exceptions import InvalidStatus
 
-from voicebridge.logs import configure_logging
+from voicebridge.observe.logs import configure_logging
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.sim.answer import answer_call
 from voicebridge.sim.caller import CallRecord, PlivoCaller

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from voicebridge.call.context import HistoryEntry
 from voicebridge.clock import StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
-from voicebridge.context import HistoryEntry
 from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service

@@ -42,10 +42,10 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from voicebridge.clock import Clock, MonotonicClock
-from voicebridge.providers import ErrorKind, ProviderError, kind_from_http_status
-from voicebridge.resilience import Attempt, ProviderGuard
-from voicebridge.stage import StageError
-from voicebridge.stages.workers import WorkerPoolFull, run_blocking
+from voicebridge.runtime.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.runtime.resilience import Attempt, ProviderGuard
+from voicebridge.runtime.stage import StageError
+from voicebridge.runtime.workers import WorkerPoolFull, run_blocking
 
 T = TypeVar("T")
 
@@ -336,7 +336,8 @@ async def call_with_retries(
     """
     log = log or _log
     if guard is not None:
-        # The stage's guard (voicebridge.resilience): its policy, deadline and breaker apply.
+        # The stage's guard (voicebridge.runtime.resilience): its policy, deadline and
+        # breaker apply.
 
         async def attempt_once(_: Attempt) -> T:
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from voicebridge.audio.codec import Codec, codec_for
 from voicebridge.frames import AudioIn, CallStarted, Frame, MediaIn
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 
 class Decode(Stage):

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from voicebridge.frames import AgentAudio, AudioIn, Frame, SpeechEnded
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 
 class EchoParams(StageParams):

@@ -34,14 +34,14 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from pydantic import Field
 
 from voicebridge.clock import Clock, MonotonicClock
-from voicebridge.providers import (
+from voicebridge.runtime.providers import (
     ErrorKind,
     ProviderError,
     kind_from_grpc_code,
     kind_from_http_status,
 )
-from voicebridge.resilience import Attempt, ProviderGuard
-from voicebridge.stage import StageError, StageParams
+from voicebridge.runtime.resilience import Attempt, ProviderGuard
+from voicebridge.runtime.stage import StageError, StageParams
 
 T = TypeVar("T")
 
@@ -224,8 +224,8 @@ async def with_retries(
 
     Only for calls that are safe to repeat; the SDK's own retries are switched off by the
     caller (``retry=None``) so the bound here is the only one. With a stage's ``guard`` (see
-    :mod:`voicebridge.resilience`) the guard's policy, first-byte deadline and circuit breaker
-    apply instead, on ``clock`` (the call's).
+    :mod:`voicebridge.runtime.resilience`) the guard's policy, first-byte deadline and circuit
+    breaker apply instead, on ``clock`` (the call's).
     """
     if guard is not None:
 

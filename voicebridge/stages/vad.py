@@ -25,7 +25,7 @@ from voicebridge.frames import (
     SpeechPaused,
     SpeechStarted,
 )
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 
 class VadParams(StageParams):

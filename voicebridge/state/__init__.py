@@ -6,7 +6,7 @@ of the reply) is saved to a ``StateStore`` (in memory for one process, Redis for
 retry resumes the conversation instead of starting a new one.
 """
 
-from voicebridge.state.snapshot import SNAPSHOT_VERSION, CallSnapshot, PendingReply, SnapshotError
+from voicebridge.call.snapshot import SNAPSHOT_VERSION, CallSnapshot, PendingReply, SnapshotError
 from voicebridge.state.store import MemoryStore, RedisStore, StateStore, StoreError, open_store
 
 __all__ = [

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from voicebridge.state.snapshot import CallSnapshot, SnapshotError
+from voicebridge.call.snapshot import CallSnapshot, SnapshotError
 
 log = structlog.get_logger("voicebridge.state")
 

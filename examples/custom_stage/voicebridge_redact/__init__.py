@@ -12,7 +12,7 @@ from dataclasses import replace
 from pydantic import Field
 
 from voicebridge.frames import Frame, Transcript
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 
 _WORDS = {
     "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",

@@ -53,8 +53,8 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
-from voicebridge.resilience import ResilienceParams, stage_guard
-from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.runtime.resilience import ResilienceParams, stage_guard
+from voicebridge.runtime.stage import Stage, StageError, StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,

@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 
 from voicebridge.frames import AgentText, AudioIn, CallStarted, Dtmf, Frame, Hangup, Transcript
-from voicebridge.providers import ProviderError
-from voicebridge.resilience import ResilienceParams, stage_guard
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.resilience import ResilienceParams, stage_guard
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
     call_with_retries,

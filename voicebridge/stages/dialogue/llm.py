@@ -17,7 +17,7 @@ then end or hand off the call.
 
 A barge-in cancels ``process``: the HTTP stream is closed at once (the ``async with`` around it),
 so the provider stops generating. Failures become one ``ProviderError``. Requests go through
-the shared :class:`~voicebridge.resilience.ProviderGuard` (``resilience:`` params): a failed
+the shared :class:`~voicebridge.runtime.resilience.ProviderGuard` (``resilience:`` params): a failed
 completion is retried only while none of its sentences has been emitted, and a stream that ends
 without its finish (a cut connection) is an error, never a retry: what was said stays said.
 """
@@ -47,14 +47,15 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
-from voicebridge.providers import (
+from voicebridge.runtime.providers import (
     ErrorKind,
     ProviderError,
     kind_from_http_status,
     retry_after_from_headers,
 )
-from voicebridge.resilience import Attempt, ProviderGuard, ResilienceParams
-from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.runtime.resilience import Attempt, ProviderGuard, ResilienceParams
+from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.dialogue.tools import (
     HANG_UP,
     TRANSFER,
@@ -66,7 +67,6 @@ from voicebridge.stages.dialogue.tools import (
     run_tool,
     transfer_schema,
 )
-from voicebridge.stages.workers import run_blocking
 from voicebridge.text import SentenceChunker, split_sentences
 
 DEFAULT_SYSTEM_PROMPT = (

@@ -25,7 +25,7 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.text import split_sentences
 
 

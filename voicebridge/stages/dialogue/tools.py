@@ -35,8 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from voicebridge.context import CallInfo, HistoryEntry
-from voicebridge.stages.workers import run_blocking
+from voicebridge.call.context import CallInfo, HistoryEntry
+from voicebridge.runtime.workers import run_blocking
 
 HANG_UP = "hang_up"
 TRANSFER = "transfer_call"

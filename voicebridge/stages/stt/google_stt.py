@@ -55,8 +55,8 @@ from voicebridge.frames import (
     SpeechStarted,
     Transcript,
 )
-from voicebridge.providers import ProviderError
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,

@@ -39,8 +39,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from voicebridge.frames import AudioIn, CallEnded, Frame, SpeechEnded, SpeechStarted, Transcript
-from voicebridge.providers import ProviderError, kind_from_http_status
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.providers import ProviderError, kind_from_http_status
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     USER_AGENT,
     frozen_credentials,

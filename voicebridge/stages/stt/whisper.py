@@ -37,9 +37,9 @@ from voicebridge.frames import (
     SpeechStarted,
     Transcript,
 )
-from voicebridge.offline_models import whisper_model_dir
-from voicebridge.stage import Stage, StageError, StageParams
-from voicebridge.stages.workers import WorkerPoolFull, run_blocking
+from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.runtime.workers import WorkerPoolFull, run_blocking
+from voicebridge.stages.offline_models import whisper_model_dir
 
 WHISPER_RATE = 16000
 POOL_NAME = "whisper"

@@ -32,9 +32,9 @@ from voicebridge.audio.l16 import l16_decode
 from voicebridge.audio.mulaw import mulaw_decode
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
-from voicebridge.providers import ProviderError
-from voicebridge.resilience import ResilienceParams, stage_guard
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.resilience import ResilienceParams, stage_guard
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,

@@ -13,9 +13,9 @@ faster than real time, so that is typically a few hundred ms after the first byt
 dialogue already sends sentence-sized pieces, so the first sentence starts while the LLM is
 still writing the rest.
 
-Requests go through the shared :class:`~voicebridge.resilience.ProviderGuard` (``resilience:``
-params). A sentence's audio is emitted only once it is whole, so a failed or cut request is
-safe to retry: the caller never hears part of a sentence twice.
+Requests go through the shared :class:`~voicebridge.runtime.resilience.ProviderGuard`
+(``resilience:`` params). A sentence's audio is emitted only once it is whole, so a failed or
+cut request is safe to retry: the caller never hears part of a sentence twice.
 
 A barge-in cancels ``process``: the HTTP response is closed (``async with``) and the rest of the
 piece is never requested.
@@ -33,8 +33,8 @@ from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
-from voicebridge.resilience import Attempt
-from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.runtime.resilience import Attempt
+from voicebridge.runtime.stage import Stage, StageError, StageParams
 from voicebridge.stages.dialogue.llm import (
     ClientLease,
     OpenAIClientParams,

@@ -31,15 +31,15 @@ from pydantic import Field
 
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
-from voicebridge.offline_models import piper_voice_path
-from voicebridge.stage import Stage, StageError, StageParams
+from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.runtime.workers import run_blocking
+from voicebridge.stages.offline_models import piper_voice_path
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
     phoneme_key,
     piper_phoneme_groups,
     word_ends_for,
 )
-from voicebridge.stages.workers import run_blocking
 from voicebridge.text import split_sentences
 
 log = structlog.get_logger("voicebridge.stages.piper")

@@ -24,9 +24,9 @@ from pydantic import Field
 
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
-from voicebridge.providers import ProviderError
-from voicebridge.resilience import ResilienceParams, stage_guard
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.resilience import ResilienceParams, stage_guard
+from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
     call_with_retries,

@@ -31,7 +31,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voicebridge.clock import Clock, MonotonicClock
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ RETRY_KINDS: frozenset[str] = frozenset({"unavailable", "timeout", "quota"})
 # Kinds that say the provider (not this call) is in trouble: they count toward opening a breaker.
 BREAKER_KINDS: frozenset[str] = frozenset({"unavailable", "timeout", "quota", "auth"})
 
-_log = structlog.get_logger("voicebridge.resilience")
+_log = structlog.get_logger("voicebridge.runtime.resilience")
 
 
 # --- configuration ------------------------------------------------------------------------------

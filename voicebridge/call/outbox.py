@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from voicebridge.call.ledger import Piece, PlaybackLedger
 from voicebridge.frames import OutputAudio
-from voicebridge.playback import Piece, PlaybackLedger
 
 
 @dataclass(slots=True)

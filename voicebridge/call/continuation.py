@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicebridge.call.ledger import timings_fit
 from voicebridge.frames import PCM
-from voicebridge.playback import timings_fit
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,10 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from voicebridge.context import CallContext
+from voicebridge.call.context import CallContext
 from voicebridge.frames import Frame, MediaIn
-from voicebridge.providers import ProviderError
-from voicebridge.stage import Stage
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.stage import Stage
 
 Sink = Callable[[Frame], Awaitable[None]]
 # An observer returning False drops the frame (the session filters backchannels this way).

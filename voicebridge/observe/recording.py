@@ -24,10 +24,10 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from voicebridge.audio.codec import codec_for
-from voicebridge.observe import CallObserver
+from voicebridge.observe.observer import CallObserver
 
 if TYPE_CHECKING:
-    from voicebridge.context import CallInfo
+    from voicebridge.call.context import CallInfo
     from voicebridge.session import Session
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from voicebridge.plivo.rest import PlivoRest
+    from voicebridge.telephony.plivo_rest import PlivoRest
 
 
 class CallControl(Protocol):

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from voicebridge.stage import Stage
+from voicebridge.runtime.stage import Stage
 
 ENTRY_POINT_GROUP = "voicebridge.stages"
 

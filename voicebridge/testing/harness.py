@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import VirtualClock
-from voicebridge.context import CallContext, CallInfo
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
@@ -29,8 +29,8 @@ from voicebridge.frames import (
     Transcript,
     Transfer,
 )
-from voicebridge.pipeline import Pipeline
-from voicebridge.stage import Stage, StageParams
+from voicebridge.runtime.pipeline import Pipeline
+from voicebridge.runtime.stage import Stage, StageParams
 
 
 @dataclass
@@ -447,7 +447,7 @@ class FailingDialogue(Stage):
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
         if isinstance(frame, Transcript) and frame.final:
-            from voicebridge.providers import ProviderError
+            from voicebridge.runtime.providers import ProviderError
 
             if "fail" in frame.text.lower():
                 raise ProviderError(self.name, "fake-llm", "unavailable", "503 upstream down")

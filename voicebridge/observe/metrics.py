@@ -24,12 +24,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 
-from voicebridge.observe import CallObserver
+from voicebridge.observe.observer import CallObserver
 
 if TYPE_CHECKING:
     from voicebridge.session import Session
 
-log = structlog.get_logger("voicebridge.metrics")
+log = structlog.get_logger("voicebridge.observe.metrics")
 
 PREFIX = "voicebridge_"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from voicebridge.config.session_options import BargeInOptions
+from voicebridge.call.options import BargeInOptions
 
 _WORD = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from voicebridge.context import CallInfo
+    from voicebridge.call.context import CallInfo
     from voicebridge.session import Session
 
-log = structlog.get_logger("voicebridge.observe")
+log = structlog.get_logger("voicebridge.observe.observer")
 
 
 class CallObserver:

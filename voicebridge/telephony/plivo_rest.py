@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-log = structlog.get_logger("voicebridge.plivo.rest")
+log = structlog.get_logger("voicebridge.telephony.plivo_rest")
 
 DEFAULT_BASE_URL: Final = "https://api.plivo.com"
 

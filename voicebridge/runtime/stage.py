@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from voicebridge.context import CallContext
+from voicebridge.call.context import CallContext
 from voicebridge.frames import Frame
 
 Emit = Callable[[Frame], Awaitable[None]]

@@ -24,11 +24,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from voicebridge.frames import AgentText, Hangup
-from voicebridge.providers import ProviderError
+from voicebridge.runtime.providers import ProviderError
 
 if TYPE_CHECKING:
+    from voicebridge.runtime.stage import Stage
     from voicebridge.session import Session
-    from voicebridge.stage import Stage
 
 
 class ReplyWatch:

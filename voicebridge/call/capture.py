@@ -16,16 +16,16 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from voicebridge.context import HistoryEntry
-from voicebridge.frames import AgentText, Hangup, Transfer
-from voicebridge.playback import Piece, words_heard
-from voicebridge.state.snapshot import (
+from voicebridge.call.context import HistoryEntry
+from voicebridge.call.ledger import Piece, words_heard
+from voicebridge.call.snapshot import (
     CallSnapshot,
     HistoryItem,
     PendingAction,
     PendingReply,
     json_safe,
 )
+from voicebridge.frames import AgentText, Hangup, Transfer
 from voicebridge.text import split_sentences
 
 if TYPE_CHECKING:

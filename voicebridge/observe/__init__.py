@@ -1,0 +1,1 @@
+"""Subscribers to a call's events: logs, Prometheus metrics, recordings and event logs."""
