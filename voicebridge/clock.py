@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -39,6 +40,12 @@ class VirtualClock:
         self._seq = itertools.count()
         # Tasks blocked in sleep(): waiting for time, not for CPU (lockstep drivers need this).
         self.sleeping: set[asyncio.Task[object]] = set()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a task starts sleeping: a driver waiting for everything
+        to be idle (or asleep) looks again then, instead of polling."""
+        self._listeners.append(listener)
 
     def now(self) -> float:
         return self._now
@@ -52,6 +59,8 @@ class VirtualClock:
         task = asyncio.current_task()
         if task is not None:
             self.sleeping.add(task)
+        for listener in self._listeners:
+            listener()
         try:
             await fut
         finally:

@@ -118,7 +118,7 @@ async def test_cough_is_a_false_interruption_and_the_agent_resumes_at_the_word()
         assert len(call.events("clearAudio")) == 1
         await call.idle(6.0)
         # Resumed as a new turn from the first unheard word ("the"), then piece 2 in full.
-        resumed = [e for e in call.timeline("resume")]
+        resumed = [e for e in call.timeline("continued")]
         assert resumed and resumed[0]["text"] == "the test line. We are glad you called today."
         assert acked(call) == ["turn-2/piece-1", "turn-2/piece-2"]
         assert dialogue(call).seen == []  # nothing reached the dialogue
@@ -133,7 +133,7 @@ async def test_two_false_interruptions_in_one_turn() -> None:
         await caller_says(call, 0.3)
         await call.idle(6.0)
         assert len(call.events("clearAudio")) == 2
-        assert len(call.timeline("resume")) == 2
+        assert len(call.timeline("continued")) == 2
         assert history(call) == [("agent", GREETING, False)]
         # Every checkpoint that was not cleared was acknowledged.
         cleared = {n for e in call.timeline("barge_in") for n in e["cleared"]}
@@ -148,7 +148,7 @@ async def test_backchannel_clears_then_resumes_and_never_reaches_the_dialogue() 
         await call.idle(5.0)
         assert len(call.events("clearAudio")) == 1
         assert call.timeline("backchannel")[0]["text"] == "uh-huh"
-        assert len(call.timeline("resume")) == 1
+        assert len(call.timeline("continued")) == 1
         assert dialogue(call).seen == []
         assert history(call) == [("agent", GREETING, False)]
 
@@ -212,7 +212,7 @@ async def test_dtmf_interrupts_when_configured() -> None:
         await call.send({"event": "dtmf", "dtmf": {"digit": "5"}})
         assert len(call.events("clearAudio")) == 1
         await call.idle(3.0)
-        assert call.timeline("resume") == []  # a key press is never a false interruption
+        assert call.timeline("continued") == []  # a key press is never a false interruption
 
     off = pipeline(barge_in="{dtmf_interrupts: false}")
     async with CallHarness(off) as call:
@@ -231,7 +231,7 @@ async def test_acks_late_duplicated_out_of_order_and_unknown() -> None:
         stats = call.session.stats
         assert stats["played_acks"] == 1 and stats["ignored_acks"] == 3
         assert history(call) == [("agent", GREETING, False)]
-        assert call.timeline("turn_metrics")[0]["turn"] == 1
+        assert call.timeline("turn_played")[0]["turn"] == 1
 
 
 async def test_lost_acks_are_settled_by_timeout_and_nothing_hangs() -> None:
@@ -275,7 +275,7 @@ async def test_turn_latency_is_measured_from_end_of_speech_to_audio_played() -> 
         await call.idle(0.3)
         await caller_says(call, 0.8)
         await call.idle(3.0)
-        (metrics,) = call.timeline("turn_metrics")
+        (metrics,) = call.timeline("turn_played")
         # VAD: 300 ms of silence (+ WebRTC's own hangover) ends the utterance; the rest is
         # immediate in this pipeline.
         assert 0.3 <= metrics["latency_s"] <= 0.5

@@ -46,7 +46,7 @@ def test_no_words_after_a_clear_is_a_false_interruption() -> None:
     assert p.decide(1200, agent_active=True) is Verdict.CLEAR
     p.speech_ended(1400)
     assert p.decide(1800, agent_active=False) is Verdict.NONE
-    assert p.decide(1900, agent_active=False) is Verdict.RESUME
+    assert p.decide(1900, agent_active=False) is Verdict.CONTINUE
 
 
 def test_real_words_make_the_interruption_stand() -> None:
@@ -64,7 +64,7 @@ def test_a_backchannel_final_resumes_at_once_and_is_dropped() -> None:
     p.decide(1200, agent_active=True)
     p.speech_ended(1400)
     assert p.transcript("mm-hmm", final=True) is True  # do not pass it to the dialogue
-    assert p.decide(1420, agent_active=False) is Verdict.RESUME
+    assert p.decide(1420, agent_active=False) is Verdict.CONTINUE
 
 
 def test_without_a_transcriber_nothing_is_ever_called_false() -> None:

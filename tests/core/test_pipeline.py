@@ -95,7 +95,7 @@ async def test_stale_frames_are_dropped_at_emit() -> None:
     pipeline = Pipeline([Stage()], ctx, sink)
     await pipeline.start()
     ctx.begin_turn()
-    ctx.invalidate_turns()
+    ctx.turns.invalidate()
     await pipeline.push(AgentText("old", turn=1))
     await pipeline.push(AgentText("new", turn=2))
     await clock.settle()

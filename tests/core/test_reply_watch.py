@@ -71,7 +71,7 @@ async def test_a_slow_reply_gets_one_filler_and_the_history_leaves_it_out() -> N
         await call.until(lambda: "We open at nine." in played(call), limit_s=6)
         assert sent(call) == ["One moment.", "We open at nine."]
         (filler,) = call.timeline("filler")
-        end = call.timeline("transcript")[0]["t"]
+        end = call.timeline("caller_said")[0]["t"]
         assert 1.5 <= filler["t"] - end <= 1.5 + 0.15
         assert history(call) == [
             ("caller", "what are your hours", False),

@@ -119,7 +119,7 @@ async def test_history_keeps_what_was_acknowledged() -> None:
         assert [(e.role, e.text) for e in ctx.history] == [("agent", "One two three four.")]
         await call.until(lambda: len(call.acks_sent) == 2)
         assert ctx.history[0].text == "One two three four. Five six seven eight."
-        timing = call.timeline("turn_metrics")
+        timing = call.timeline("turn_played")
         assert timing and timing[0]["turn"] == 1 and not timing[0]["interrupted"]
 
 
@@ -143,4 +143,4 @@ async def test_media_advances_the_stream_clock() -> None:
     async with CallHarness(spec()) as call:
         await call.idle(0.2)
         assert call.session.stats["media"] == 10
-        assert abs(call.session.stream_time - 0.2) < 1e-9
+        assert abs(call.session.core.stream_time - 0.2) < 1e-9

@@ -140,7 +140,7 @@ async def test_false_interruption_resumes_from_the_word_end_the_speaker_gave() -
         await call.speak(speech_like(0.3, call.rate))  # clear at 1.0 s: "A b" played
         assert len(call.events("clearAudio")) == 1
         await call.idle(4.0)
-        resumed = call.timeline("resume")
+        resumed = call.timeline("continued")
         assert resumed and resumed[0]["text"] == "c extraordinary."
         # The resumed audio starts exactly where "b" ended (0.85 s into the 1.8 s piece).
         sent = call.wire.sent

@@ -10,7 +10,7 @@ import pytest
 from voicebridge.clock import StreamClock
 from voicebridge.config import ServiceSettings, load_pipeline
 from voicebridge.server.run import RunningService, running_service
-from voicebridge.sim.simulate import SessionWatch
+from voicebridge.sim.lockstep import SessionWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 

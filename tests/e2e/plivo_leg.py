@@ -21,21 +21,38 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.audio.codec import codec_for
 from voicebridge.frames import PCM
 from voicebridge.session import Session
+from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.playout import PlayoutModel
 
 
-class Watch:
-    """The newest session the service made (``on_session``), and every one of them."""
-
-    def __init__(self) -> None:
-        self.sessions: list[Session] = []
-
-    def __call__(self, session: Session) -> None:
-        self.sessions.append(session)
+class Watch(SessionWatch):
+    """Every session the service made (``on_session``); the newest is ``session``."""
 
     @property
-    def session(self) -> Session:
-        return self.sessions[-1]
+    def sessions(self) -> list[Session]:
+        return self.all
+
+    @property
+    def session(self) -> Session:  # type: ignore[override]
+        assert self.all, "no session yet"
+        return self.all[-1]
+
+    def of_stream(self, stream_id: str) -> Session | None:
+        for session in reversed(self.all):
+            if session.ctx is not None and session.ctx.info.stream_id == stream_id:
+                return session
+        return None
+
+    async def started(self, stream_id: str, timeout_s: float = 30.0) -> Session:
+        """The session of ``stream_id``, once its ``start`` has been handled."""
+
+        async def found() -> Session:
+            while (session := self.of_stream(stream_id)) is None:
+                self.changed.clear()
+                await self.changed.wait()
+            return session
+
+        return await asyncio.wait_for(found(), timeout_s)
 
 
 class Leg:
@@ -57,8 +74,9 @@ class Leg:
         self.codec = codec_for("audio/x-l16")
         self.playout = PlayoutModel(rate)
         self.t = 0.0
-        self.sent_frames = 0
-        self.received = 0
+        self.frames_sent = 0
+        self.messages_received = 0
+        self.activity = asyncio.Event()  # a message arrived, or the socket closed
         self.messages: list[dict[str, Any]] = []
         self.ws: ClientConnection | None = None
         self._receiver: asyncio.Task[None] | None = None
@@ -83,7 +101,7 @@ class Leg:
             }
         )
         if self.watch is not None:
-            self.session = self.watch.session
+            self.session = await self.watch.started(self.stream_id)
             await self._lockstep()
         return self
 
@@ -100,7 +118,7 @@ class Leg:
         step = self.rate // 50
         pcm = np.zeros(step, np.int16) if pcm is None else pcm
         payload = base64.b64encode(self.codec.encode(pcm)).decode("ascii")
-        self.sent_frames += 1
+        self.frames_sent += 1
         await self._send({"event": "media", "media": {"track": "inbound", "payload": payload}})
         self.t += 0.02
         for name in self.playout.advance(self.t):
@@ -158,7 +176,8 @@ class Leg:
         try:
             async for raw in self.ws:
                 message = json.loads(raw)
-                self.received += 1
+                self.messages_received += 1
+                self.activity.set()
                 event = message.get("event")
                 if event == "playAudio":
                     pcm = self.codec.decode(base64.b64decode(message["media"]["payload"]))
@@ -175,6 +194,7 @@ class Leg:
             pass
         finally:
             self.closed.set()
+            self.activity.set()
 
     async def _stop_receiver(self) -> None:
         if self._receiver is not None:
@@ -184,20 +204,11 @@ class Leg:
 
     async def _lockstep(self, timeout_s: float = 30.0) -> None:
         """Wait until the session took every frame, went idle, and its messages arrived."""
+        assert self.watch is not None and self.session is not None
+        if self.closed.is_set():
+            return
         session = self.session
-        assert session is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            if session.ended.is_set() or self.closed.is_set():
-                return
-            if session.pipeline is not None:
-                caught_up = session.stats["media"] >= self.sent_frames
-                delivered = self.received >= session.stats["sent"]
-                if caught_up and delivered and session.pipeline.idle:
-                    return
-            await asyncio.sleep(0.0005)
-        raise TimeoutError("the service did not catch up")
+        await self.watch.lockstep(self, lambda: session, timeout_s=timeout_s)
 
     def checkpoints(self) -> list[str]:
         return [m["name"] for m in self.messages if m.get("event") == "checkpoint"]

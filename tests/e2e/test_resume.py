@@ -9,6 +9,7 @@ which words the caller heard is known from the audio played.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
@@ -84,12 +85,20 @@ def dialogue(session: Session) -> ScriptedDialogue:
 
 def sent_texts(session: Session) -> list[str]:
     """The text of every agent piece the session sent whole (audio, then its checkpoint)."""
-    return [e["text"] for e in session.events or [] if e["kind"] == "checkpoint"]
+    return [
+        e["text"]
+        for e in (session.timeline.dicts() if session.timeline else [])
+        if e["kind"] == "checkpoint"
+    ]
 
 
 def spoken_texts(session: Session) -> list[str]:
     """The text of every agent piece the session set out to speak, in order."""
-    return [e["text"] for e in session.events or [] if e["kind"] == "agent_text"]
+    return [
+        e["text"]
+        for e in (session.timeline.dicts() if session.timeline else [])
+        if e["kind"] == "agent_text"
+    ]
 
 
 def heard_words(leg: Leg, pieces: list[str]) -> int:
@@ -234,7 +243,7 @@ async def test_a_reconnect_before_the_drop_is_noticed_takes_the_call_over() -> N
             assert watch.session.resumed_from is not None
             await second.idle(3.0)
             assert " ".join(spoken_texts(watch.session)) in GREETING
-        assert first.closed.is_set()  # the old socket was closed by the service
+        await asyncio.wait_for(first.closed.wait(), 10)  # the service closed the old socket
 
 
 async def test_grace_zero_ends_a_dropped_call() -> None:
@@ -267,7 +276,7 @@ async def test_a_goodbye_cut_off_by_the_drop_is_finished_then_the_call_hangs_up(
             await second.idle(2.0)
             assert sent_texts(new) == ["Goodbye."]
             assert new.end_reason == "hangup:dialogue"
-            assert second.closed.is_set()
+            await asyncio.wait_for(second.closed.wait(), 10)  # the hang-up reaches the socket
 
 
 async def test_call_time_keeps_counting_across_the_drop() -> None:

@@ -10,21 +10,16 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import RunningService
 from voicebridge.session import Session
 from voicebridge.sim.caller import CallRecord, PlivoCaller
+from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.signals import utterances
 
 FMT = StreamFormat("audio/x-l16", 8000)
 CLEAN_AUDIO = utterances([("silence", 0.3), ("speech", 0.8), ("silence", 1.5)], 8000)
 
 
-class Sessions:
-    """``on_session`` hook that keeps every session the service made, for lockstep callers and
-    for checking how each call ended."""
-
-    def __init__(self) -> None:
-        self.all: list[Session] = []
-
-    def __call__(self, session: Session) -> None:
-        self.all.append(session)
+class Sessions(SessionWatch):
+    """``on_session`` hook that keeps every session the service made, for lockstep callers
+    (by stream id) and for checking how each call ended."""
 
     def of(self, stream_id: str) -> Session | None:
         for session in self.all:
@@ -32,22 +27,11 @@ class Sessions:
                 return session
         return None
 
-    async def lockstep(self, caller: PlivoCaller) -> None:
-        """Before each frame: wait until this caller's session took every frame, went idle and
-        its replies arrived (bounded), so a fast caller is exact whatever else runs."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while loop.time() < deadline:
-            session = self.of(caller.record.stream_id)
-            if session is not None:
-                if session.ended.is_set():
-                    return
-                if session.pipeline is not None:
-                    caught_up = session.stats["media"] >= caller.frames_sent
-                    delivered = caller.messages_received >= session.stats["sent"]
-                    if caught_up and delivered and session.pipeline.idle:
-                        return
-            await asyncio.sleep(0.0005)
+    async def lockstep(  # type: ignore[override]
+        self, caller: PlivoCaller, find: Any = None, *, timeout_s: float = 60.0
+    ) -> None:
+        finder = find or (lambda: self.of(caller.record.stream_id))
+        await super().lockstep(caller, finder, timeout_s=timeout_s)
 
 
 async def clean_call(service: RunningService, sessions: Sessions) -> CallRecord:

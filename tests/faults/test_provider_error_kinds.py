@@ -224,7 +224,7 @@ async def test_a_stalled_dialogue_neither_blocks_its_call_nor_disturbs_another()
     await stuck.send({"event": "dtmf", "dtmf": {"digit": "7"}})
     await neighbour.speak(speech)
     await neighbour.idle(2.5)
-    assert [e["text"] for e in stuck.timeline("transcript")] == ["first line"]  # it stalled
+    assert [e["text"] for e in stuck.timeline("caller_said")] == ["first line"]  # it stalled
     assert stuck.timeline("dtmf")[0]["digit"] == "7"  # the stuck call still takes input
     # The stalled dialogue never said anything; the session filled the silence ...
     assert played(stuck) == ["One moment."]

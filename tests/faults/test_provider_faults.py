@@ -155,7 +155,7 @@ def at(call: CallHarness, kind: str, **match: Any) -> float:
 
 
 def turn_end(call: CallHarness, index: int = 0) -> float:
-    return float(call.timeline("transcript")[index]["t"])
+    return float(call.timeline("caller_said")[index]["t"])
 
 
 # --- retried where safe ---------------------------------------------------------------------------
@@ -202,7 +202,7 @@ async def test_a_rate_limit_asking_too_long_a_wait_is_not_retried(fake: FakeOpen
 async def test_a_stalled_request_times_out_on_call_time_and_is_retried(fake: FakeOpenAI) -> None:
     fake.reply(ChatReply(text="Never sent.", hold_after=0), ChatReply(text="Here you are."))
     async with CallHarness(spec(fake, ["hello"], first_byte=1.0)) as call:
-        call.stalled = lambda: fake.holding > 0
+        call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(call)
         await call.until(lambda: "Here you are." in played(call), limit_s=6)
         assert sent_texts(call) == ["Here you are."]  # 1 s + backoff: no filler needed
@@ -218,7 +218,7 @@ async def test_a_stalled_request_times_out_on_call_time_and_is_retried(fake: Fak
 async def test_slow_first_byte_gets_a_filler_then_the_reply(fake: FakeOpenAI) -> None:
     fake.reply(ChatReply(text="Your order ships today.", hold_after=0))
     async with CallHarness(spec(fake, ["where is my order"])) as call:
-        call.stalled = lambda: fake.holding > 0
+        call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(call)
         await call.until(lambda: "One moment." in played(call), limit_s=4)
         filler_at = at(call, "filler")
@@ -231,7 +231,7 @@ async def test_slow_first_byte_gets_a_filler_then_the_reply(fake: FakeOpenAI) ->
             ("caller", "where is my order", False),
             ("agent", "Your order ships today.", False),
         ]
-        metrics = [m for m in call.timeline("turn_metrics") if m["latency_s"] is not None]
+        metrics = [m for m in call.timeline("turn_played") if m["latency_s"] is not None]
         assert len(metrics) == 1  # the latency belongs to the reply, not to the filler
     assert len(fake.chat_requests) == 1 and fake.chat_requests[0].completed
 
@@ -242,7 +242,7 @@ async def test_stalled_forever_gets_fillers_then_the_fallback_and_the_call_goes_
     fake.reply(ChatReply(text="Far too late.", hold_after=0), ChatReply(text="I'm here."))
     lines = ["where is my order", "hello"]
     async with CallHarness(spec(fake, lines, first_byte=None)) as call:
-        call.stalled = lambda: fake.holding > 0
+        call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(call)
         await call.until(lambda: FALLBACK in played(call), limit_s=9)
         assert sent_texts(call) == ["One moment.", "Still working on it.", FALLBACK]
@@ -341,7 +341,7 @@ async def test_the_breaker_opens_fails_fast_and_a_probe_closes_it(fake: FakeOpen
     fake.default_chat = ChatReply(text="Unreachable.", hold_after=0)
     lines = ["three", "four"]
     async with CallHarness(spec(fake, lines, **options)) as second_call:
-        second_call.stalled = lambda: fake.holding > 0
+        second_call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(second_call)
         await second_call.until(lambda: FALLBACK in played(second_call), limit_s=3)
         assert len(fake.chat_requests) == 2
@@ -489,7 +489,7 @@ async def test_a_stalled_speaker_is_retried_and_a_filler_never_follows_the_answe
         fallback=FALLBACK, base_url=fake.base_url, reply_timeout_ms=6000, first_byte=2.5
     )
     async with CallHarness(load_pipeline_text(text)) as call:
-        call.stalled = lambda: fake.holding > 0
+        call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(call)
         await call.until(lambda: "We close at five." in played(call), limit_s=8)
         await call.idle(1.0)
@@ -514,7 +514,7 @@ async def test_a_speaker_stalled_past_the_reply_timeout_gives_way_to_the_fallbac
         fallback=FALLBACK, base_url=fake.base_url, reply_timeout_ms=4000, first_byte="null"
     )
     async with CallHarness(load_pipeline_text(text)) as call:
-        call.stalled = lambda: fake.holding > 0
+        call.stall_when(lambda: fake.holding > 0, fake.changed)
         await caller_says(call)
         await call.until(lambda: FALLBACK in played(call), limit_s=8)
         await call.idle(1.0)

@@ -148,7 +148,7 @@ class Watch:
     messages: int = 0
     stats: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("clears", "resumes", "played_acks", "ignored_acks", "bad_messages"), 0
+            ("clears", "continued", "played_acks", "ignored_acks", "bad_messages"), 0
         )
     )
     end_reasons: set[str] = field(default_factory=set)
@@ -205,7 +205,7 @@ async def apply(call: CallHarness, step: tuple[str, Any], watch: Watch) -> None:
 
 def check_ledger(call: CallHarness, watch: Watch) -> None:
     session = call.session
-    ledger = session.ledger
+    ledger = session.core.ledger
     pieces: list[Piece] = list(ledger._pieces.values())
     pending = ledger.pending
     # 1. pending <=> PENDING, no duplicates, send order
@@ -235,7 +235,9 @@ def check_ledger(call: CallHarness, watch: Watch) -> None:
         assert piece.state in (PieceState.CLEARED, PieceState.EXPIRED), piece
         assert id(piece) not in pending_ids
     # 6. pacing: never more than the lead plus one chunk at Plivo
-    assert ledger.lead_ms(session._now()) <= MAX_LEAD_MS + CHUNK_MS + 1e-6
+    assert (
+        ledger.lead_ms(session.core.call_time(session.clock.now())) <= MAX_LEAD_MS + CHUNK_MS + 1e-6
+    )
 
 
 def check_history(call: CallHarness) -> None:
@@ -244,9 +246,8 @@ def check_history(call: CallHarness) -> None:
     if session.ctx is None:
         return
     produced: dict[int, list[str]] = {}
-    for event in session.events or []:
-        if event["kind"] == "agent_text":
-            produced.setdefault(event["turn"], []).extend(event["text"].split())
+    for event in call.timeline("agent_text"):
+        produced.setdefault(event["turn"], []).extend(event["text"].split())
     for entry in session.ctx.history:
         if entry.role != "agent" or entry.turn is None:
             continue
@@ -275,7 +276,7 @@ def check_all(call: CallHarness, watch: Watch, logs: list[dict[str, Any]]) -> No
 
 def watch_clears(call: CallHarness, watch: Watch) -> None:
     """Remember every piece a clear settled (invariant 4)."""
-    ledger = call.session.ledger
+    ledger = call.session.core.ledger
     original = ledger.clear
 
     def clear(now: float) -> Any:

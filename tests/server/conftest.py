@@ -20,7 +20,7 @@ from voicebridge.server.security import SecurityConfig
 from voicebridge.session import Session
 from voicebridge.sim.answer import plivo_headers
 from voicebridge.sim.caller import PlivoCaller
-from voicebridge.sim.simulate import SessionWatch
+from voicebridge.sim.lockstep import SessionWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 FMT = StreamFormat.from_short("l16", 8000)
@@ -65,14 +65,6 @@ class WallClock:
 class WatchedSessions(SessionWatch):
     """Every session the service made, in order; the newest one drives lockstep callers."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.all: list[Session] = []
-
-    def __call__(self, session: Session) -> None:
-        super().__call__(session)
-        self.all.append(session)
-
 
 def settings(**overrides: Any) -> ServiceSettings:
     base: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
@@ -88,14 +80,8 @@ def scripted_spec(lines: list[str]) -> PipelineSpec:
     return load_pipeline_text(SCRIPTED.format(lines=lines))
 
 
-class Sessions:
-    """Every session the service made, by call id; lockstep for fast callers."""
-
-    def __init__(self) -> None:
-        self.all: list[Session] = []
-
-    def __call__(self, session: Session) -> None:
-        self.all.append(session)
+class Sessions(SessionWatch):
+    """Every session the service made; lockstep by the caller's call id (several callers)."""
 
     def of(self, caller: PlivoCaller) -> Session | None:
         for session in self.all:
@@ -103,22 +89,10 @@ class Sessions:
                 return session
         return None
 
-    async def lockstep(self, caller: PlivoCaller) -> None:
-        """Wait until this caller's session took every frame, went idle and its replies
-        arrived: the caller then runs on exact stream time, as fast as the CPU allows."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 60
-        while loop.time() < deadline:
-            session = self.of(caller)
-            if session is None or session.ended.is_set() or session.end_reason:
-                if caller.frames_sent == 0 or session is not None:
-                    return
-            elif session.pipeline is not None:
-                caught_up = session.stats["media"] >= caller.frames_sent
-                delivered = caller.messages_received >= session.stats["sent"]
-                if caught_up and delivered and session.pipeline.idle:
-                    return
-            await asyncio.sleep(0.0005)
+    async def lockstep(  # type: ignore[override]
+        self, caller: PlivoCaller, find: Any = None, *, timeout_s: float = 60.0
+    ) -> None:
+        await super().lockstep(caller, find or (lambda: self.of(caller)), timeout_s=timeout_s)
 
 
 def fast_caller(url: str, sessions: Sessions, **options: Any) -> PlivoCaller:

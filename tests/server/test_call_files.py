@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from voicebridge.call.context import CallInfo
+from voicebridge.call.events import AgentAudioSent, BargeIn, CallAnswered, CallerAudio
 from voicebridge.clock import StreamClock
 from voicebridge.observe.recording import CallRecorder, call_file_stem
 from voicebridge.server.run import running_service
@@ -29,7 +30,11 @@ async def test_a_call_writes_its_event_log_and_stereo_recording(tmp_path: Path) 
     sessions = Sessions()
     files = {"events": {"dir": str(events_dir)}, "recording": {"dir": str(recording_dir)}}
     async with running_service(
-        settings(**files), echo_spec(), clock_factory=StreamClock, on_session=sessions
+        settings(**files),
+        echo_spec(),
+        clock_factory=StreamClock,
+        on_session=sessions,
+        record_events=True,
     ) as service:
         audio = utterances([("silence", 0.3), ("speech", 0.8), ("silence", 1.5)], 8000)
         caller = fast_caller(service.ws_url, sessions)
@@ -46,10 +51,11 @@ async def test_a_call_writes_its_event_log_and_stereo_recording(tmp_path: Path) 
     header, *lines = [json.loads(line) for line in (events_dir / f"{stem}.jsonl").open()]
     assert header["call_id"] == record.call_id and header["stream_id"] == record.stream_id
     assert header["end_reason"] == "socket_closed" and header["pipeline"] == "echo"
-    assert lines == json.loads(json.dumps(session.events))
+    assert session.timeline is not None
+    assert lines == json.loads(json.dumps(session.timeline.dicts(), default=str))
     kinds = [line["kind"] for line in lines]
     assert kinds[0] == "call_started" and kinds[-1] == "call_ended"
-    assert {"speech_started", "speech_ended", "checkpoint", "played", "turn_metrics"} <= set(kinds)
+    assert {"speech_started", "speech_ended", "checkpoint", "played", "turn_played"} <= set(kinds)
 
     # The recording: caller left, exactly what was sent; agent right, where it was sent.
     rate, frames = read_wav(recording_dir / f"{stem}.wav")
@@ -72,14 +78,18 @@ async def test_a_call_writes_its_event_log_and_stereo_recording(tmp_path: Path) 
 
 async def test_a_clear_cuts_the_unplayed_agent_audio_from_the_recording(tmp_path: Path) -> None:
     recorder = CallRecorder(tmp_path)
-    recorder.call_started(CallInfo("c", "s", encoding="audio/x-l16", sample_rate=8000))
     tone = np.full(8000, 1000, np.int16)  # 1 s
-    recorder.caller_audio(np.zeros(16000, np.int16).tobytes(), 0.0)
-    recorder.agent_audio(tone.tobytes(), 0.0)
-    recorder.agent_audio(tone.tobytes(), 0.1)  # sent early: queued after the first second
-    recorder.agent_cleared(1.5)  # the caller barged in halfway through the second
-    recorder.agent_audio(tone[:800].tobytes(), 1.75)
-    await recorder.call_ended(None)  # type: ignore[arg-type]
+    for event in [
+        CallAnswered(0.0, "c", "s", "MA", "audio/x-l16", 8000),
+        CallerAudio(0.0, np.zeros(16000, np.int16).tobytes(), 0.0),
+        AgentAudioSent(0.0, tone.tobytes(), 0.0),
+        AgentAudioSent(0.1, tone.tobytes(), 0.1),  # sent early: queued after the first second
+        # the caller barged in halfway through the second
+        BargeIn(1.5, "speech", ["turn-1/piece-2"], "", 0.2, 1, 1.5),
+        AgentAudioSent(1.75, tone[:800].tobytes(), 1.75),
+    ]:
+        recorder.on_event(event)
+    await recorder.close()
     _, frames = read_wav(tmp_path / "c-s.wav")
     agent = frames[:, 1]
     assert len(frames) == 16000
@@ -90,6 +100,6 @@ async def test_a_clear_cuts_the_unplayed_agent_audio_from_the_recording(tmp_path
 
 def test_file_names_come_from_the_ids_but_never_leave_the_folder() -> None:
     info = CallInfo("../../etc/passwd", "s/../x" * 10)
-    stem = call_file_stem(info)
+    stem = call_file_stem(info.call_id, info.stream_id)
     assert "/" not in stem and not stem.startswith(".")
-    assert call_file_stem(CallInfo("abc-123", "def")) == "abc-123-def"
+    assert call_file_stem("abc-123", "def") == "abc-123-def"

@@ -109,7 +109,7 @@ async def test_at_the_deadline_the_agent_says_goodbye_then_closes_with_1001() ->
     acks = [a.message["name"] for a in record.sent_by_caller("playedStream")]
     assert checkpoints == acks == ["turn-1/piece-1", "turn-1/piece-2"]
     assert record.duration_s < 60.0
-    events = sessions.all[0].events or []
+    events = sessions.all[0].timeline.dicts()
     spoken = [e["text"] for e in events if e["kind"] == "agent_text"]
     assert spoken == ["We are closing now.", "Goodbye."]
     assert [e["reason"] for e in events if e["kind"] == "call_ended"] == ["draining"]

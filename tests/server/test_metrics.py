@@ -106,7 +106,11 @@ async def test_a_call_with_every_stage_reports_turns_stages_and_provider_errors(
     assert active_mid_call == [1.0]
     assert values[("voicebridge_active_calls", ())] == 0
     assert values[("voicebridge_calls_total", (("outcome", "caller_hangup"),))] == 1
-    turns = [e for e in session.events or [] if e["kind"] == "turn_metrics"]
+    turns = [
+        e
+        for e in (session.timeline.dicts() if session.timeline else [])
+        if e["kind"] == "turn_played"
+    ]
     # The reply to "hello there", then the fallback line after the provider failed.
     assert len(turns) == 2
     latencies = [t["latency_s"] for t in turns if t["latency_s"] is not None]
@@ -146,7 +150,7 @@ async def test_barge_in_reaction_is_speech_onset_to_clear() -> None:
         record = await fast_caller(service.ws_url, sessions).run(audio, tail_s=1.0)
         metrics = service.app.state.metrics
     (clear,) = record.sent_by_agent("clearAudio")
-    events = sessions.all[0].events or []
+    events = sessions.all[0].timeline.dicts()
     onset = [e["at"] for e in events if e["kind"] == "speech_started"][1]
     (barge,) = [e for e in events if e["kind"] == "barge_in"]
     assert metrics.value("voicebridge_bargein_reaction_seconds_count") == 1

@@ -68,7 +68,7 @@ async def test_a_barged_in_reply_is_not_owed_but_the_answer_is() -> None:
     async with CallHarness(pipeline(["hold on"])) as call:
         await call.idle(0.92)
         await call.speak(speech_like(1.0, call.rate))
-        while not call.session.ledger.pending:  # the answer starts playing
+        while not call.session.core.ledger.pending:  # the answer starts playing
             await call.frame()
         await call.idle(0.5)
         snapshot = snap(call)
@@ -83,7 +83,7 @@ async def test_a_drop_during_a_false_interruptions_resume_owes_the_rest() -> Non
     async with CallHarness(pipeline([""])) as call:  # a cough: no words
         await call.idle(0.92)
         await call.speak(speech_like(0.35, call.rate))
-        while not call.timeline("resume"):
+        while not call.timeline("continued"):
             await call.frame()
         await call.idle(0.3)
         snapshot = snap(call)
@@ -96,7 +96,7 @@ async def test_a_pending_hang_up_is_kept() -> None:
     async with CallHarness(pipeline(["goodbye"])) as call:
         await call.idle(4.0)
         await call.speak(speech_like(0.6, call.rate))
-        while call.session._pending_action is None:
+        while call.session.core.pending_action is None:
             await call.frame()
         snapshot = snap(call)
         assert snapshot.action is not None and snapshot.action.kind == "hangup"

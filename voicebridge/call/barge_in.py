@@ -1,14 +1,15 @@
 """When caller speech cuts the agent off, and when an interruption turns out to be false.
 
 Sans-I/O, on the call's stream time (ms of caller audio). The session feeds it speech edges,
-transcripts and the passing of time, and asks it two questions: clear the agent now? resume it?
+transcripts and the passing of time, and asks it two questions: clear the agent now? let it go on?
 
 * An interruption needs caller speech lasting ``guard_ms`` while the agent is talking, and, with
   ``min_words``, that many words in the caller's (interim or final) transcript. Backchannels
   ("uh-huh", "okay") never count as words, so with ``min_words >= 1`` they never cut the agent.
 * With ``min_words == 0`` the clear goes out at the guard. If the speech then yields no words
   other than backchannels (a cough, a door, "mm-hmm") within ``false_interruption_ms`` of its
-  end, the interruption was false: the agent resumes where the caller stopped hearing it.
+  end, the interruption was false: the agent continues from where the caller stopped hearing
+  it (not to be confused with resuming a dropped call, ``voicebridge.call.capture``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _WORD = re.compile(r"[a-z0-9']+(?:-[a-z0-9']+)*")
 class Verdict(Enum):
     NONE = "none"
     CLEAR = "clear"  # interrupt the agent now
-    RESUME = "resume"  # the last interruption was false: let the agent go on
+    CONTINUE = "continue"  # the last interruption was false: let the agent go on
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ class BargeInPolicy:
                 waiting.resolved = True
                 self._awaiting = None
                 if options.resume_after_false_interruption:
-                    return Verdict.RESUME
+                    return Verdict.CONTINUE
         return Verdict.NONE
 
     def cleared_by_dtmf(self) -> None:

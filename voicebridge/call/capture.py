@@ -1,4 +1,7 @@
-"""Taking a live session's snapshot, and building a new session from one.
+"""A call core's public snapshot for resuming a dropped call, and restoring one.
+
+(A dropped socket that Plivo reconnects: not to be confused with continuing after a false
+interruption, ``voicebridge.call.continuation``.)
 
 What the caller heard is the ledger's word: acknowledged pieces, plus for pieces whose ack never
 came (the socket died) the ledger's estimate of playout, cut at a word boundary as a barge-in
@@ -25,11 +28,10 @@ from voicebridge.call.snapshot import (
     PendingReply,
     json_safe,
 )
-from voicebridge.frames import AgentText, Hangup, Transfer
-from voicebridge.text import split_sentences
+from voicebridge.frames import Hangup, Transfer
 
 if TYPE_CHECKING:
-    from voicebridge.session import Session
+    from voicebridge.call.core import CallCore
 
 
 def heard_so_far(pieces: list[Piece], now: float) -> dict[int, str]:
@@ -47,29 +49,26 @@ def heard_so_far(pieces: list[Piece], now: float) -> dict[int, str]:
     return {turn: " ".join(parts) for turn, parts in heard.items()}
 
 
-def live_entries(session: Session) -> list[int]:
+def live_entries(core: CallCore) -> list[int]:
     """History entries whose reply is still owed to the caller: begun, not finished, not cut off
-    by a barge-in (or resumed after a false interruption by a turn that is itself live)."""
-    ctx = session.ctx
-    if ctx is None:
-        return []
-    alive = {e for m, e in session._respoken.items() if not ctx.is_stale(m)}
+    by a barge-in (or continued after a false interruption by a turn that is itself live)."""
+    turns, book = core.turns, core.book
+    alive = {e for m, e in book.respoken.items() if not turns.is_stale(m)}
     return sorted(
         turn
-        for turn in session._reply_text
-        if turn not in session._done_entries and (not ctx.is_stale(turn) or turn in alive)
+        for turn in book.text
+        if turn not in book.done and (not turns.is_stale(turn) or turn in alive)
     )
 
 
-def capture(session: Session, *, epoch: int) -> CallSnapshot | None:
-    # ``epoch`` numbers the call's streams (0 for the first): each one's snapshot is claimed
-    # once, by the worker that resumes it or by the one that finalises it.
-    """The session's resumable state now, as if its socket dropped this instant."""
-    ctx = session.ctx
+def take(core: CallCore, t: float, *, epoch: int) -> CallSnapshot | None:
+    """The core's resumable state at call time ``t``. ``epoch`` numbers the call's streams
+    (0 for the first): each one's snapshot is claimed once, by the worker that resumes it or by
+    the one that finalises it."""
+    ctx = core.ctx
     if ctx is None:
         return None
-    now = session._now()
-    extra = heard_so_far(session.ledger.pending, now)
+    extra = heard_so_far(core.ledger.pending, t)
     history: list[HistoryItem] = []
     heard_text: dict[int, str] = {}
     for entry in ctx.history:
@@ -84,12 +83,12 @@ def capture(session: Session, *, epoch: int) -> CallSnapshot | None:
         history.append(HistoryItem("agent", text, turn))
         heard_text[turn] = text
     pending: list[PendingReply] = []
-    for turn in live_entries(session):
-        words = " ".join(session._reply_text[turn]).split()
+    for turn in live_entries(core):
+        words = " ".join(core.book.text[turn]).split()
         rest = words[len(heard_text.get(turn, "").split()) :]
         if rest:
             pending.append(PendingReply(turn, " ".join(rest)))
-    action = session._pending_action
+    action = core.pending_action
     info = ctx.info
     return CallSnapshot(
         call_id=info.call_id,
@@ -99,10 +98,10 @@ def capture(session: Session, *, epoch: int) -> CallSnapshot | None:
         sample_rate=info.sample_rate,
         extra_headers=dict(info.extra_headers),
         epoch=epoch,
-        stream_token=session._stream_token,
-        turn=ctx.turn,
-        stale_through=ctx.stale_through,
-        completed_turn=session._completed_turn,
+        stream_token=core.stream_token,
+        turn=core.turns.begun,
+        stale_through=core.turns.stale_through,
+        completed_turn=core.turns.completed_through,
         history=history,
         pending=pending,
         action=(
@@ -112,60 +111,22 @@ def capture(session: Session, *, epoch: int) -> CallSnapshot | None:
             if isinstance(action, Transfer)
             else None
         ),
-        reprompts=session._reprompts,
-        elapsed_s=max(0.0, session._elapsed_before + now),
-        saved_at=time.time(),
-        resumes=session.stats.get("reconnects", 0),
+        reprompts=core.reprompts,
+        elapsed_s=max(0.0, core.elapsed_before + t),
+        saved_at=time.time(),  # wall-clock: it must mean the same on another host
+        resumes=core.reconnects,
         state=json_safe(ctx.state),
     )
 
 
-def restore(session: Session, snapshot: CallSnapshot) -> None:
-    """Put a snapshot's conversation into a session whose context was just made."""
-    ctx = session.ctx
-    assert ctx is not None
+def restore(core: CallCore, snapshot: CallSnapshot, wall_now: float) -> None:
+    """Put a snapshot's conversation into a core whose context was just opened."""
+    ctx = core.ctx
+    assert ctx is not None, "open_context() first"
     ctx.history = [HistoryEntry(h.role, h.text, h.turn, h.interrupted) for h in snapshot.history]
-    ctx.restore_turns(snapshot.turn, snapshot.stale_through)
+    core.turns.restore(snapshot.turn, snapshot.stale_through)
     ctx.state.update(snapshot.state)
-    # Every turn of the dropped stream is over here; what is owed is re-spoken as new turns.
-    session._completed_turn = session._sent_turn = session._newest_turn_seen = ctx.turn
-    session._reprompts = snapshot.reprompts
-    session._elapsed_before = snapshot.elapsed_s + max(0.0, time.time() - snapshot.saved_at)
-    session._epoch = snapshot.epoch + 1  # a new stream: its own snapshots, its own claim
-    session.stats["reconnects"] = snapshot.resumes + 1
-
-
-async def respeak(session: Session, snapshot: CallSnapshot) -> list[str]:
-    """Speak the unheard remainder of each pending reply as a new turn, then any hang-up or
-    transfer that was waiting for it. Returns the texts queued."""
-    ctx, pipeline = session.ctx, session.pipeline
-    assert ctx is not None and pipeline is not None
-    said: list[str] = []
-    if session._can_speak:
-        for reply in snapshot.pending:
-            pieces = split_sentences(reply.text)
-            if not pieces:
-                continue
-            turn = ctx.begin_turn()
-            session._respoken[turn] = reply.turn
-            heard = ctx.agent_entry(reply.turn).text
-            session._reply_text[reply.turn] = [f"{heard} {reply.text}".strip()]
-            for index, piece in enumerate(pieces):
-                frame = AgentText(piece, turn=turn, last=index == len(pieces) - 1)
-                session._observe(frame)
-                await pipeline.push(frame)
-            said.append(reply.text)
-    elif snapshot.pending:
-        session.log.warning(
-            "resume_remainder_unspoken",
-            reason="the pipeline has no tts stage",
-            text=snapshot.pending_text[:200],
-        )
-    action = snapshot.action
-    if action is not None:
-        await pipeline.push(
-            Hangup(reason=action.reason)
-            if action.kind == "hangup"
-            else Transfer(to=action.to, reason=action.reason)
-        )
-    return said
+    core.reprompts = snapshot.reprompts
+    core.elapsed_before = snapshot.elapsed_s + max(0.0, wall_now - snapshot.saved_at)
+    core.epoch = snapshot.epoch + 1  # a new stream: its own snapshots, its own claim
+    core.reconnects = snapshot.resumes + 1

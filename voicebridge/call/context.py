@@ -1,8 +1,8 @@
 """Per-call state shared by the stages of one pipeline and by its session.
 
-Stages never talk to Plivo; what they need to know about the call (ids, codec, rate, headers), the
-turn counter that barge-in advances, and the dialogue history of what the caller actually heard all
-live here.
+Stages never talk to Plivo; what they need to know about the call (ids, codec, rate, headers),
+the turn numbers that barge-in makes stale, and the dialogue history of what the caller actually
+heard all live here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
+from voicebridge.call.turns import Turns
 from voicebridge.clock import Clock, MonotonicClock
 
 
@@ -44,50 +45,39 @@ class CallInfo:
 
 
 class CallContext:
-    """What one call's stages share. Created by the session before the pipeline starts."""
+    """What one call's stages share. Created by the call core before the pipeline starts."""
 
     def __init__(
         self,
         info: CallInfo | None = None,
         clock: Clock | None = None,
         logger: Any = None,
+        turns: Turns | None = None,
     ) -> None:
         self.info = info or CallInfo()
         self.clock: Clock = clock or MonotonicClock()
         self.log = logger or structlog.get_logger("voicebridge.call")
         self.history: list[HistoryEntry] = []
-        self._turn = 0
-        self._stale_through = 0
+        self.turns = turns or Turns()  # the call's one owner of turn numbers
         self.state: dict[str, Any] = {}  # free space for stages (e.g. a dialogue's slots)
 
-    # --- turns ------------------------------------------------------------------------------
+    # --- turns (the call's ``Turns``; stages use these) --------------------------------------
     @property
     def turn(self) -> int:
         """The number of the newest agent turn begun."""
-        return self._turn
+        return self.turns.begun
 
     def begin_turn(self) -> int:
         """Start a new agent reply and return its turn number."""
-        self._turn += 1
-        return self._turn
-
-    def invalidate_turns(self) -> int:
-        """Barge-in: every turn begun so far is stale. Returns the highest stale turn."""
-        self._stale_through = self._turn
-        return self._stale_through
-
-    def restore_turns(self, turn: int, stale_through: int) -> None:
-        """A resumed call goes on counting from where its dropped stream left off."""
-        self._turn = max(self._turn, turn)
-        self._stale_through = max(self._stale_through, min(stale_through, self._turn))
+        return self.turns.begin()
 
     @property
     def stale_through(self) -> int:
-        return self._stale_through
+        return self.turns.stale_through
 
     def is_stale(self, turn: int | None) -> bool:
         """True for frames of a reply the caller interrupted; they must not reach the caller."""
-        return turn is not None and turn <= self._stale_through
+        return turn is not None and turn <= self.turns.stale_through
 
     # --- history ----------------------------------------------------------------------------
     def add_caller_text(self, text: str) -> None:

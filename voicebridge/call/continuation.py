@@ -1,4 +1,6 @@
-"""Resuming an interrupted piece after a false interruption, from a word boundary.
+"""Continuing an interrupted piece after a false interruption, from a word boundary.
+
+(Not to be confused with resuming a dropped call: ``voicebridge.call.capture``.)
 
 Plivo cannot pause playback, so a false interruption (a cough, "mm-hmm") has already cleared the
 agent's audio. The agent goes on from the first word the caller did not hear. With the speaker's
@@ -12,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voicebridge.call.ledger import timings_fit
-from voicebridge.frames import PCM
+from voicebridge.audio.codec import codec_for
+from voicebridge.call.ledger import Piece, timings_fit
+from voicebridge.frames import PCM, OutputAudio
+from voicebridge.plivo.formats import StreamFormat
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +60,47 @@ def quiet_cut(pcm: PCM, rate: int, target: int, search_ms: int = 250) -> int:
     energy = np.concatenate(([0.0], energy))
     sums = energy[window:] - energy[:-window]
     return lo + int(np.argmin(sums))
+
+
+def continue_piece(
+    piece: Piece, audio: OutputAudio, turn: int, last: bool, fmt: StreamFormat
+) -> OutputAudio | None:
+    """The rest of ``audio`` (sent as ``piece``, cut off by a clear) the caller did not hear,
+    as a piece of the new ``turn``; None when every word was heard."""
+    payload, text, ends = audio.payload, audio.text, audio.word_ends_ms
+    if piece.heard_ms > 0:
+        rest = unheard_rest(
+            audio.text, len(piece.heard_text.split()), audio.duration_ms, audio.word_ends_ms
+        )
+        if not rest.text:
+            return None
+        codec = codec_for(fmt.encoding)
+        rate = fmt.sample_rate
+        target = int(rest.start_ms * rate / 1000.0)
+        if rest.exact:  # the speaker said where the word ends: cut right there
+            cut = min(target, len(payload) // codec.bytes_per_sample)
+        else:  # an estimate: look for a quiet spot before it
+            cut = quiet_cut(codec.decode(payload), rate, target)
+        payload = payload[cut * codec.bytes_per_sample :]
+        text = rest.text
+        shift_ms = rest.start_ms - 1000.0 * cut / rate
+        ends = (
+            tuple(max(0.0, end + shift_ms) for end in rest.word_ends_ms)
+            if rest.word_ends_ms is not None
+            else None
+        )
+    return OutputAudio(
+        payload=payload,
+        turn=turn,
+        text=text,
+        last=last,
+        duration_ms=len(payload) / fmt.bytes_per_ms,
+        word_ends_ms=ends,
+    )
+
+
+def unsent_piece(frame: OutputAudio, history_turn: int | None) -> Piece:
+    """A stand-in ledger piece for audio that was queued but never sent (nothing heard)."""
+    return Piece(
+        frame.turn, 0, "", frame.text, frame.duration_ms, 0.0, 0.0, frame.last, history_turn
+    )

@@ -9,6 +9,8 @@ Shape of a file::
     description: Plays each caller utterance back.
     session:                     # optional, see SessionOptions
       barge_in: {guard_ms: 200}
+    subscribers:                 # optional: your classes that get every call's events
+      - type: my_package.audit:AuditTrail
     stages:
       - type: decode
       - type: vad
@@ -31,6 +33,12 @@ from pydantic import ValidationError
 
 from voicebridge.call.options import SessionOptions
 from voicebridge.config.errors import ConfigError, ConfigIssue, KeyPath, format_path
+from voicebridge.config.subscribers import (
+    SubscriberError,
+    SubscriberSpec,
+    check_params,
+    resolve_subscriber,
+)
 from voicebridge.config.yaml_source import (
     DEFAULT_MAX_BYTES,
     YamlDocument,
@@ -44,7 +52,7 @@ if TYPE_CHECKING:  # runtime import is lazy: keeps voicebridge.config free of im
 
 Resolver = Callable[[str], "type[Stage]"]
 
-TOP_LEVEL_KEYS = ("name", "description", "session", "stages")
+TOP_LEVEL_KEYS = ("name", "description", "session", "subscribers", "stages")
 STAGE_KEYS = ("type", "name", "params")
 
 
@@ -73,10 +81,15 @@ class PipelineSpec:
     path: Path | None
     stages: list[StageSpec]
     session: SessionOptions = field(default_factory=lambda: _default_session())
+    subscribers: list[SubscriberSpec] = field(default_factory=list)
 
     def create_stages(self) -> list[Stage]:
         """Fresh stage instances for one call, in pipeline order."""
         return [spec.create() for spec in self.stages]
+
+    def create_subscribers(self) -> list[Any]:
+        """Fresh instances of the file's event subscribers for one call."""
+        return [spec.create() for spec in self.subscribers]
 
     async def preload(self) -> None:
         """Load shared resources of every stage once, at service start-up."""
@@ -164,6 +177,36 @@ class _Validator:
                 self.doc, exc, ("session",), SessionOptions, what="session option"
             )
             return _default_session()
+
+    def subscribers(self, data: dict[str, Any]) -> list[SubscriberSpec]:
+        items = data.get("subscribers")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            self.add(("subscribers",), f"must be a list, not {_type_label(items)}")
+            return []
+        specs: list[SubscriberSpec] = []
+        for index, item in enumerate(items):
+            here: tuple[str, int] = ("subscribers", index)
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                self.add(here, "a subscriber must be a mapping with a 'type' ('module:Class')")
+                continue
+            unknown = sorted(set(item) - {"type", "params"})
+            if unknown:
+                self.add(here, f"unknown key(s) {', '.join(unknown)}; allowed: type, params")
+                continue
+            raw = item.get("params") or {}
+            if not isinstance(raw, dict):
+                self.add((*here, "params"), f"must be a mapping, not {_type_label(raw)}")
+                continue
+            try:
+                cls = resolve_subscriber(item["type"])
+                params = check_params(cls, raw)
+            except SubscriberError as exc:
+                self.add((*here, "type"), f"subscriber {item['type']!r}: {exc}")
+                continue
+            specs.append(SubscriberSpec(item["type"], cls, params, self.doc.line_of(here)))
+        return specs
 
     def stages(self, data: dict[str, Any]) -> list[StageSpec]:
         if "stages" not in data:
@@ -288,8 +331,9 @@ def _build(doc: YamlDocument, resolver: Resolver | None, path: Path | None) -> P
         name = validator.text_field(data, "name", default_name)
         description = validator.text_field(data, "description", "")
         session = validator.session(data)
+        subscribers = validator.subscribers(data)
         stages = validator.stages(data)
-        spec = PipelineSpec(name, description, path, stages, session)
+        spec = PipelineSpec(name, description, path, stages, session, subscribers)
     # An unset ${VAR} already explains any later complaint about the same value; say it once.
     env_paths = [issue.path for issue in doc.issues]
     issues = doc.issues + [

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import (
@@ -24,10 +23,14 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 
-from voicebridge.observe.observer import CallObserver
-
-if TYPE_CHECKING:
-    from voicebridge.session import Session
+from voicebridge.call.events import (
+    BargeIn,
+    CallEvent,
+    CallFinished,
+    FramesDropped,
+    ProviderFailed,
+    TurnCompleted,
+)
 
 log = structlog.get_logger("voicebridge.observe.metrics")
 
@@ -154,8 +157,9 @@ class ServiceMetrics:
         read from the resume registry at scrape time."""
         self.registry.register(_CountersCollector(PREFIX + "resume_events", stats))
 
-    def call_observer(self) -> CallObserver:
-        return MetricsObserver(self)
+    def call_subscriber(self) -> MetricsSubscriber:
+        """A subscriber that feeds one call's events into these metrics."""
+        return MetricsSubscriber(self)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
@@ -166,34 +170,33 @@ class ServiceMetrics:
         return self.registry.get_sample_value(name, labels or {})
 
 
-class MetricsObserver(CallObserver):
-    """One call's reports into the service's metrics."""
+class MetricsSubscriber:
+    """One call's events into the service's metrics."""
+
+    kinds = (TurnCompleted, BargeIn, ProviderFailed, FramesDropped, CallFinished)
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.m = metrics
 
-    def turn_completed(self, timing: dict[str, Any]) -> None:
-        latency = timing.get("latency_s")
-        if latency is not None:
-            self.m.turn_latency.observe(max(0.0, latency))
-        for role, field in STAGE_FIELDS.items():
-            seconds = timing.get(field)
-            if seconds is not None:
-                stage = self.m.stage_names[role]
-                self.m.stage_first_output.labels(stage, role).observe(max(0.0, seconds))
-
-    def barge_in(self, reaction_s: float | None, cause: str) -> None:
-        if reaction_s is not None:
-            self.m.bargein_reaction.observe(max(0.0, reaction_s))
-
-    def provider_error(self, stage: str, kind: str) -> None:
-        self.m.provider_errors.labels(stage[:40], kind[:20]).inc()
-
-    def frames_dropped(self, reason: str, count: int) -> None:
-        self.m.dropped_frames.labels(reason).inc(count)
-
-    async def call_ended(self, session: Session) -> None:
-        self.m.calls.labels(outcome_of(session.end_reason)).inc()
+    def on_event(self, event: CallEvent) -> None:
+        if isinstance(event, TurnCompleted):
+            latency = event.timing.get("latency_s")
+            if latency is not None:
+                self.m.turn_latency.observe(max(0.0, latency))
+            for role, field in STAGE_FIELDS.items():
+                seconds = event.timing.get(field)
+                if seconds is not None:
+                    stage = self.m.stage_names[role]
+                    self.m.stage_first_output.labels(stage, role).observe(max(0.0, seconds))
+        elif isinstance(event, BargeIn):
+            if event.reaction_s is not None:
+                self.m.bargein_reaction.observe(max(0.0, event.reaction_s))
+        elif isinstance(event, ProviderFailed):
+            self.m.provider_errors.labels(event.stage[:40], event.error_kind[:20]).inc()
+        elif isinstance(event, FramesDropped):
+            self.m.dropped_frames.labels(event.reason).inc(event.count)
+        elif isinstance(event, CallFinished):
+            self.m.calls.labels(outcome_of(event.reason)).inc()
 
 
 class LoopLagMonitor:

@@ -1,4 +1,4 @@
-"""Optional per-call files: a JSONL event log and a stereo WAV recording.
+"""Optional per-call files: a JSONL event log and a stereo WAV recording (event subscribers).
 
 Both are off by default (``events.dir`` / ``recording.dir`` in the service settings). Files are
 named after the call and stream ids (reduced to safe characters), so one call's log lines, events
@@ -19,50 +19,65 @@ import os
 import re
 import wave
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
 from voicebridge.audio.codec import codec_for
-from voicebridge.observe.observer import CallObserver
-
-if TYPE_CHECKING:
-    from voicebridge.call.context import CallInfo
-    from voicebridge.session import Session
+from voicebridge.call.events import (
+    AgentAudioSent,
+    BargeIn,
+    CallAnswered,
+    CallerAudio,
+    CallEvent,
+    CallFinished,
+)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _MERGE_SAMPLES = 1 << 16  # samples per channel interleaved at a time when the call ends
 
 
-def call_file_stem(info: CallInfo) -> str:
+def call_file_stem(call_id: str, stream_id: str) -> str:
     """``<call id>-<stream id>`` with anything but letters, digits, ``_ . -`` replaced; both ids
     come from the caller's side of the wire, so they never choose a path."""
-    call = _UNSAFE.sub("_", info.call_id)[:64].strip(".") or "call"
-    stream = _UNSAFE.sub("_", info.stream_id)[:16].strip(".") or "stream"
+    call = _UNSAFE.sub("_", call_id)[:64].strip(".") or "call"
+    stream = _UNSAFE.sub("_", stream_id)[:16].strip(".") or "stream"
     return f"{call}-{stream}"
 
 
-class EventLogWriter(CallObserver):
-    """Writes the session's event timeline (``record_events``) as ``<dir>/<call>.jsonl``."""
+class EventLogWriter:
+    """Writes a call's event timeline as ``<dir>/<call>.jsonl`` when the call ends."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], pipeline: str = "") -> None:
         self.directory = Path(directory)
+        self.pipeline = pipeline
         self.path: Path | None = None
+        self._answered: CallAnswered | None = None
+        self._finished: CallFinished | None = None
+        self._lines: list[str] = []
 
-    async def call_ended(self, session: Session) -> None:
-        if session.ctx is None or session.events is None:
+    def on_event(self, event: CallEvent) -> None:
+        if isinstance(event, CallAnswered):
+            self._answered = event
+        elif isinstance(event, CallFinished):
+            self._finished = event
+        self._lines.append(json.dumps(event.as_dict(), default=str))
+
+    async def close(self) -> None:
+        answered, finished = self._answered, self._finished
+        if answered is None:
             return  # the stream never started: there is no call to write about
-        self.path = self.directory / f"{call_file_stem(session.ctx.info)}.jsonl"
+        self.path = self.directory / f"{call_file_stem(answered.call_id, answered.stream_id)}.jsonl"
         header = {
             "t": 0.0,
             "kind": "call",
-            "call_id": session.ctx.info.call_id,
-            "stream_id": session.ctx.info.stream_id,
-            "pipeline": session.spec.name,
-            "end_reason": session.end_reason,
-            "stats": dict(session.stats),
+            "call_id": answered.call_id,
+            "stream_id": answered.stream_id,
+            "pipeline": self.pipeline,
+            "end_reason": finished.reason if finished else None,
+            "stats": finished.stats if finished else {},
         }
-        lines = [json.dumps(header), *(json.dumps(e, default=str) for e in session.events)]
+        lines = [json.dumps(header), *self._lines]
         await asyncio.to_thread(_write_text, self.path, "\n".join(lines) + "\n")
 
 
@@ -71,8 +86,10 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-class CallRecorder(CallObserver):
+class CallRecorder:
     """Records one call as ``<dir>/<call>.wav``: 16-bit stereo at the stream's rate."""
+
+    kinds = (CallAnswered, CallerAudio, AgentAudioSent, BargeIn)
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -84,11 +101,21 @@ class CallRecorder(CallObserver):
         self._agent_end = 0  # sample index where queued agent audio ends
         self._caller_end = 0
 
-    def call_started(self, info: CallInfo) -> None:
+    def on_event(self, event: CallEvent) -> None:
+        if isinstance(event, CallerAudio):
+            self.caller_audio(event.payload, event.at_s)
+        elif isinstance(event, AgentAudioSent):
+            self.agent_audio(event.payload, event.at_s)
+        elif isinstance(event, BargeIn):
+            self.agent_cleared(event.at_s)
+        elif isinstance(event, CallAnswered):
+            self.call_started(event)
+
+    def call_started(self, event: CallAnswered) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / f"{call_file_stem(info)}.wav"
-        self._rate = info.sample_rate
-        self._decode = codec_for(info.encoding).decode
+        self.path = self.directory / f"{call_file_stem(event.call_id, event.stream_id)}.wav"
+        self._rate = event.sample_rate
+        self._decode = codec_for(event.encoding).decode
         self._caller = open(self.path.with_suffix(".caller.raw"), "w+b")  # noqa: SIM115
         self._agent = open(self.path.with_suffix(".agent.raw"), "w+b")  # noqa: SIM115
 
@@ -122,7 +149,7 @@ class CallRecorder(CallObserver):
             self._agent.truncate(2 * cut)
             self._agent_end = cut
 
-    async def call_ended(self, session: Session) -> None:
+    async def close(self) -> None:
         caller, agent, path = self._caller, self._agent, self.path
         self._caller = self._agent = None
         if caller is None or agent is None or path is None:

@@ -3,8 +3,10 @@
 Frames enter at the head (``push``), each stage's ``emit`` feeds the next stage's queue, and the
 tail's output goes to the session's ``sink``. An ``observer`` sees selected frames the moment any
 stage emits them, so the session reacts to speech onset without waiting for busy stages downstream
-(that is what makes barge-in fast). A stage that raises ends the call through ``on_error``;
-``interrupt`` cancels work for stale turns without waiting for it.
+(that is what makes barge-in fast). ``on_dialogue_input`` sees each transcript as the dialogue
+stage receives it, after every transform on the way (what the history must record). A stage that
+raises ends the call through ``on_error``; ``interrupt`` cancels work for stale turns without
+waiting for it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from voicebridge.call.context import CallContext
-from voicebridge.frames import Frame, MediaIn
+from voicebridge.frames import Frame, MediaIn, Transcript
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage
 
@@ -47,7 +49,16 @@ class _HeadQueue(asyncio.Queue[Any]):
 class _Runner:
     """Drives one stage: takes frames from its queue and calls ``process`` one at a time."""
 
-    __slots__ = ("busy", "busy_turn", "current", "interrupting", "queue", "stage", "task")
+    __slots__ = (
+        "busy",
+        "busy_turn",
+        "current",
+        "hears_caller",
+        "interrupting",
+        "queue",
+        "stage",
+        "task",
+    )
 
     def __init__(self, stage: Stage, maxsize: int, head: bool = False) -> None:
         self.stage = stage
@@ -57,6 +68,7 @@ class _Runner:
         self.busy = False
         self.current: Frame | None = None  # the frame being processed, to spot pass-throughs
         self.interrupting = False
+        self.hears_caller = False  # the dialogue: its transcripts are what the caller said
 
 
 class Pipeline:
@@ -74,6 +86,7 @@ class Pipeline:
         on_provider_error: Callable[[Stage, ProviderError], None] | None = None,
         queue_size: int = 256,
         on_dropped: Callable[[int], None] | None = None,
+        on_dialogue_input: Callable[[Transcript], None] | None = None,
     ) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
@@ -84,9 +97,20 @@ class Pipeline:
         self._observe = observe
         self._on_error = on_error
         self._on_provider_error = on_provider_error
+        self._on_dialogue_input = on_dialogue_input
         self._runners = [
             _Runner(stage, queue_size, head=index == 0) for index, stage in enumerate(self.stages)
         ]
+        self._changed = asyncio.Event()  # something that bears on ``idle`` happened
+        # Whose input is "what the caller said": the dialogue stage's, else the sink's.
+        roles = [stage.role for stage in self.stages]
+        if "dialogue" in roles:
+            self._runners[roles.index("dialogue")].hears_caller = True
+        elif on_dialogue_input is not None:
+            self._sink = _tapped(sink, on_dialogue_input)
+        add_listener = getattr(ctx.clock, "add_listener", None)
+        if add_listener is not None:  # a virtual clock: a stage sleeping on it may be idle
+            add_listener(self.poke)
         head = self._runners[0].queue
         assert isinstance(head, _HeadQueue)
         self._head: _HeadQueue = head
@@ -217,10 +241,37 @@ class Pipeline:
                 return False
         return True
 
+    def poke(self, *_: object) -> None:
+        """Something that bears on ``idle`` happened (``wait_idle`` looks again)."""
+        self._changed.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until the pipeline is ``idle``: woken by the changes that can make it so (a
+        stage finishing a frame, a background task ending, a stage starting to sleep on a
+        virtual clock), never by polling."""
+        while not self.idle:
+            self._changed.clear()
+            tasks = [
+                task
+                for runner in self._runners
+                for task in runner.stage.background_tasks
+                if not task.done()
+            ]
+            for task in tasks:
+                task.add_done_callback(self.poke)
+            try:
+                await self._changed.wait()
+            finally:
+                for task in tasks:
+                    task.remove_done_callback(self.poke)
+
     # --- barge-in -----------------------------------------------------------------------------
-    def interrupt(self) -> int:
-        """Mark every turn begun so far stale and cancel the work in flight for it."""
-        stale = self.ctx.invalidate_turns()
+    def interrupt(self, stale: int | None = None) -> int:
+        """Cancel the work in flight for every turn up to ``stale``, which the call's turns
+        have already marked stale; without it, mark every turn begun so far stale first (a
+        pipeline driven without a call core, as in stage tests). Returns the stale turn."""
+        if stale is None:
+            stale = self.ctx.turns.invalidate()
         for runner in self._runners:
             runner.stage.interrupt(stale)
             busy = runner.busy_turn
@@ -246,6 +297,8 @@ class Pipeline:
             runner.busy = True
             runner.current = frame
             try:
+                if runner.hears_caller and isinstance(frame, Transcript):
+                    self._heard(frame)
                 await stage.process(frame)
             except asyncio.CancelledError:
                 if not runner.interrupting:
@@ -265,6 +318,14 @@ class Pipeline:
                 runner.busy = False
                 runner.busy_turn = None
                 stage.active_turn = None
+                self._changed.set()
+
+    def _heard(self, frame: Transcript) -> None:
+        if self._on_dialogue_input is not None:
+            try:
+                self._on_dialogue_input(frame)
+            except Exception as exc:  # reporting must not cost the caller their words
+                self.ctx.log.error("dialogue_input_tap_failed", error=repr(exc)[:300])
 
     async def _get(self, runner: _Runner, queue: asyncio.Queue[Any]) -> Any:
         """Wait for the next frame; a barge-in that lands while idle is simply absorbed."""
@@ -323,3 +384,14 @@ class Pipeline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(runner.task), timeout)
         await self.stop(timeout)
+
+
+def _tapped(sink: Sink, tap: Callable[[Transcript], None]) -> Sink:
+    """``sink`` that shows each transcript reaching it to ``tap`` first."""
+
+    async def tapped(frame: Frame) -> None:
+        if isinstance(frame, Transcript):
+            tap(frame)
+        await sink(frame)
+
+    return tapped

@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 import structlog
@@ -25,7 +26,6 @@ from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
-from voicebridge.observe.observer import CallObserver, CallObservers
 from voicebridge.observe.recording import CallRecorder, EventLogWriter
 from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
@@ -87,13 +87,14 @@ def create_app(
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
 
-    def call_observer() -> CallObserver:
-        observers: list[CallObserver] = [metrics.call_observer()]
+    def call_subscribers() -> list[Any]:
+        """Each call's operator-side subscribers: metrics, and the files the settings ask for."""
+        subscribers: list[Any] = [metrics.call_subscriber()]
         if settings.events.dir:
-            observers.append(EventLogWriter(settings.events.dir))
+            subscribers.append(EventLogWriter(settings.events.dir, spec.name))
         if settings.recording.dir:
-            observers.append(CallRecorder(settings.recording.dir))
-        return CallObservers(observers)  # which also keeps an observer's bug out of the call
+            subscribers.append(CallRecorder(settings.recording.dir))
+        return subscribers
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
 
@@ -112,9 +113,9 @@ def create_app(
             transport,
             clock=clock_factory() if clock_factory else None,
             limits=limits,
-            record_events=record_events or settings.events.dir is not None,
+            record_events=record_events,
             call_control=control,
-            observer=call_observer(),
+            subscribers=call_subscribers(),
             state_hooks=resumes if resumes.enabled else None,
         )
         if on_session is not None:

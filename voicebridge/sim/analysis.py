@@ -12,6 +12,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from voicebridge.call.context import HistoryEntry
+from voicebridge.call.events import (
+    ActionRequested,
+    AgentSaid,
+    BargeIn,
+    CallerSaid,
+    CallEvent,
+    DtmfPressed,
+    TurnCompleted,
+)
 from voicebridge.sim.caller import CallRecord, WireEvent
 from voicebridge.sim.report import CallReport, CheckpointReport, MarkerEvent, TurnReport
 from voicebridge.sim.simulate import CallerLine, SimulatedCall, speech_bounds
@@ -35,7 +44,7 @@ def report_from_parts(
     record: CallRecord,
     lines: Sequence[CallerLine],
     mode: str,
-    events: Sequence[dict[str, Any]] = (),
+    events: Sequence[CallEvent] = (),
     history: Sequence[HistoryEntry] = (),
 ) -> CallReport:
     """Build a report; ``events`` and ``history`` are empty for a call to a remote service."""
@@ -44,10 +53,10 @@ def report_from_parts(
     turns = _turns(record, speech, events, history)
     checkpoints = _checkpoints(record)
     markers = _markers(record, speech, events)
-    barge_ins = [
-        {"t": e["t"], "cause": e.get("cause"), "heard": e.get("heard"), "cleared": e.get("cleared")}
+    barge_ins: list[dict[str, object]] = [
+        {"t": e.t, "cause": e.cause, "heard": e.heard, "cleared": e.cleared}
         for e in events
-        if e.get("kind") == "barge_in"
+        if isinstance(e, BargeIn)
     ] or [{"t": e.t, "cause": "clearAudio on the wire"} for e in record.sent_by_agent("clearAudio")]
     return CallReport(
         pipeline=pipeline,
@@ -63,7 +72,7 @@ def report_from_parts(
             for h in history
         ],
         events=[_wire_summary(e) for e in record.events]
-        + [{"source": "agent", **e} for e in events],
+        + [{"source": "agent", **e.as_dict()} for e in events],
         barge_ins=barge_ins,
         closed_by=record.closed_by,
         close_code=record.close_code,
@@ -87,7 +96,7 @@ def _caller_speech(
 def _turns(
     record: CallRecord,
     speech: list[tuple[str | None, float, float]],
-    events: Sequence[dict[str, Any]],
+    events: Sequence[CallEvent],
     history: Sequence[HistoryEntry],
 ) -> list[TurnReport]:
     starts = [s for _, s, _ in speech]
@@ -101,12 +110,10 @@ def _turns(
     heard = {h.turn: h for h in history if h.role == "agent"}
     turns: list[TurnReport] = []
     for index, (said, start, end, lo, hi) in enumerate(bounds):
-        window = [e for e in events if lo <= e["t"] < hi]
-        transcript = " ".join(
-            e["text"] for e in window if e["kind"] == "transcript" and e.get("final")
-        )
-        agent = [e for e in window if e["kind"] == "agent_text"]
-        turn_numbers = sorted({int(e["turn"]) for e in agent})
+        window = [e for e in events if lo <= e.t < hi]
+        transcript = " ".join(e.text for e in window if isinstance(e, CallerSaid))
+        agent = [e for e in window if isinstance(e, AgentSaid)]
+        turn_numbers = sorted({e.turn for e in agent})
         after = end if end is not None else lo
         sent = [e.t for e in record.sent_by_agent("playAudio") if after <= e.t < hi]
         played = [s for s, _ in record.played_spans if after - 1e-6 <= s < hi]
@@ -114,9 +121,9 @@ def _turns(
         entries = [heard[t] for t in turn_numbers if t in heard]
         timing = next(
             (
-                {k: v for k, v in e.items() if k not in ("t", "kind")}
+                dict(e.timing)
                 for e in events
-                if e["kind"] == "turn_metrics" and e.get("turn") in turn_numbers
+                if isinstance(e, TurnCompleted) and e.turn in turn_numbers
             ),
             {},
         )
@@ -127,7 +134,7 @@ def _turns(
                 caller_speech_start_s=start,
                 caller_speech_end_s=end,
                 transcript=transcript or None,
-                agent_text=[str(e["text"]) for e in agent],
+                agent_text=[e.text for e in agent],
                 heard_text=" ".join(h.text for h in entries if h.text),
                 first_audio_sent_s=round(sent[0], 3) if sent else None,
                 first_audio_played_s=first_played,
@@ -162,29 +169,23 @@ def _checkpoints(record: CallRecord) -> list[CheckpointReport]:
 def _markers(
     record: CallRecord,
     speech: list[tuple[str | None, float, float]],
-    events: Sequence[dict[str, Any]],
+    events: Sequence[CallEvent],
 ) -> list[MarkerEvent]:
     markers: list[MarkerEvent] = []
     for text, start, end in speech:
         markers.append(MarkerEvent(start, "caller_speech_start", text or ""))
         markers.append(MarkerEvent(end, "caller_speech_end", text or ""))
-    kinds = {
-        "transcript": "transcript",
-        "agent_text": "agent_text",
-        "barge_in": "barge_in",
-        "dtmf": "dtmf",
-        "hangup": "hangup",
-    }
     for event in events:
-        kind = kinds.get(event["kind"])
-        if kind == "transcript" and not event.get("final"):
-            continue
-        if kind is not None:
-            text = (
-                event.get("text") or event.get("heard") or event.get("digit")
-                or event.get("reason") or ""
-            )  # fmt: skip
-            markers.append(MarkerEvent(float(event["t"]), kind, str(text)))
+        if isinstance(event, CallerSaid):
+            markers.append(MarkerEvent(event.t, "transcript", event.text))
+        elif isinstance(event, AgentSaid):
+            markers.append(MarkerEvent(event.t, "agent_text", event.text))
+        elif isinstance(event, BargeIn):
+            markers.append(MarkerEvent(event.t, "barge_in", event.heard or ""))
+        elif isinstance(event, DtmfPressed):
+            markers.append(MarkerEvent(event.t, "dtmf", event.digit))
+        elif isinstance(event, ActionRequested) and event.action == "hangup":
+            markers.append(MarkerEvent(event.t, "hangup", event.reason))
     for wire in record.sent_by_agent("checkpoint"):
         markers.append(MarkerEvent(wire.t, "checkpoint", str(wire.message.get("name"))))
     for wire in record.sent_by_caller("playedStream"):

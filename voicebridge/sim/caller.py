@@ -96,6 +96,7 @@ class PlivoCaller:
         self._closed = asyncio.Event()
         self.frames_sent = 0
         self.messages_received = 0
+        self.activity = asyncio.Event()  # set at each message received (lockstep waits on it)
         self._t0: float | None = None
         self._last_audio_t = -1.0  # caller time the last agent audio arrived
         self._busy_until = -1.0  # caller time agent audio was last heard playing
@@ -335,9 +336,11 @@ class PlivoCaller:
             self.record.close_code = ws.close_code
             self.record.close_reason = ws.close_reason or ""
             self._closed.set()
+            self.activity.set()
 
     async def _handle(self, ws: ClientConnection, raw: str | bytes) -> None:
         self.messages_received += 1
+        self.activity.set()
         if isinstance(raw, bytes):
             self.record.protocol_errors.append("binary frame from agent")
             return

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from voicebridge.call.context import HistoryEntry
+from voicebridge.call.events import CallEvent
 from voicebridge.clock import StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
@@ -24,6 +25,7 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service
 from voicebridge.session import Session
 from voicebridge.sim.answer import answer_call
+from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.caller import CallRecord, PlivoCaller
 
 
@@ -44,36 +46,9 @@ class SimulatedCall:
     mode: str
     lines: list[CallerLine]
     record: CallRecord
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[CallEvent] = field(default_factory=list)
     history: list[HistoryEntry] = field(default_factory=list)
     end_reason: str | None = None
-
-
-class SessionWatch:
-    """Holds the session the service created for our call, for lockstep and for its timeline."""
-
-    def __init__(self) -> None:
-        self.session: Session | None = None
-
-    def __call__(self, session: Session) -> None:
-        self.session = session
-
-    async def lockstep(self, caller: PlivoCaller, timeout_s: float = 120.0) -> None:
-        """Wait until the service has taken every frame, gone idle and its replies arrived."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while loop.time() < deadline:
-            session = self.session
-            if session is not None and (session.ended.is_set() or session.end_reason):
-                return
-            if session is not None and session.pipeline is not None:
-                caught_up = session.stats["media"] >= caller.frames_sent
-                delivered = caller.messages_received >= session.stats["sent"]
-                if caught_up and delivered and session.pipeline.idle:
-                    return
-            elif caller.frames_sent == 0 and session is not None and session.ctx is not None:
-                return
-            await asyncio.sleep(0.0005)
 
 
 async def simulate_call(
@@ -124,7 +99,7 @@ async def simulate_call(
         mode="virtual" if fast else "realtime",
         lines=list(lines),
         record=record,
-        events=list(session.events or []) if session else [],
+        events=list(session.timeline.events) if session and session.timeline else [],
         history=list(session.ctx.history) if session and session.ctx else [],
         end_reason=session.end_reason if session else None,
     )

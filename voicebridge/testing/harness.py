@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,9 +168,7 @@ class CallHarness:
         self.ack = ack  # False: Plivo never acknowledges (lost acks)
         self.log: list[WireMessage] = []  # everything the agent sent, stamped with stream time
         self.acks_sent: list[WireMessage] = []
-        # True while a wire fake deliberately holds a provider request (a stalled provider):
-        # the harness then lets call time run on although a stage is waiting on the network.
-        self.stalled: Any = None
+        self._stall: tuple[Callable[[], bool], asyncio.Event] | None = None  # see stall_when
         self._seen = 0
         self._t = 0.0
         from voicebridge.audio.codec import codec_for
@@ -256,23 +254,35 @@ class CallHarness:
         return [m for m in self.log if m.message.get("event") == name]
 
     def timeline(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.session.events or [] if e["kind"] == kind]
+        """The call's events of one ``kind`` (``CallEvent.kind``), in their JSON form."""
+        timeline = self.session.timeline
+        return [e.as_dict() for e in timeline.events if e.kind == kind] if timeline else []
+
+    def stall_when(self, held: Callable[[], bool], changed: asyncio.Event) -> None:
+        """A wire fake deliberately holds a provider request while ``held()``; ``changed`` is
+        set whenever that may have changed. The harness then lets call time run on although a
+        stage is waiting on the network."""
+        self._stall = (held, changed)
 
     async def _settle(self) -> None:
-        pipeline = self.session.pipeline
-        for _ in range(100_000):
-            await asyncio.sleep(0)
-            if pipeline is None or pipeline.idle:
-                await asyncio.sleep(0)
-                if pipeline is None or pipeline.idle:
-                    return
-            if self.stalled is not None and self.stalled():
-                await asyncio.sleep(0.001)  # let the held request's own I/O settle first
-                if self.stalled():
-                    return
-            if self.session.ended.is_set():
-                return
-            await asyncio.sleep(0.0005)
+        """Wait until the call is at rest: every stage idle or asleep on the call's clock (or
+        held by a stalled fake), or the call over. Event-driven: nothing here polls."""
+        session = self.session
+        pipeline = session.pipeline
+        await asyncio.sleep(0)
+        if pipeline is None or session.ended.is_set() or pipeline.idle:
+            return
+        waits: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(pipeline.wait_idle()),
+            asyncio.ensure_future(session.ended.wait()),
+        ]
+        if self._stall is not None:
+            waits.append(asyncio.ensure_future(_until(*self._stall)))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _drain_wire(self) -> None:
         while self._seen < len(self.wire.sent):
@@ -304,6 +314,12 @@ class CallHarness:
         await self.session.handle_message(json.dumps(message))
         await self._settle()
         await self._drain_wire()
+
+
+async def _until(held: Callable[[], bool], changed: asyncio.Event) -> None:
+    while not held():
+        changed.clear()
+        await changed.wait()
 
 
 # --- deterministic stand-ins for model stages, usable from YAML as voicebridge.testing:Name ---
