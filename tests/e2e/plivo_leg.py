@@ -37,17 +37,19 @@ class Watch(SessionWatch):
         assert self.all, "no session yet"
         return self.all[-1]
 
-    def of_stream(self, stream_id: str) -> Session | None:
-        for session in reversed(self.all):
+    def of_stream(self, stream_id: str, after: int = 0) -> Session | None:
+        """The session made for ``stream_id``, among those made after the first ``after``."""
+        for session in self.all[after:]:
             if session.ctx is not None and session.ctx.info.stream_id == stream_id:
                 return session
         return None
 
-    async def started(self, stream_id: str, timeout_s: float = 30.0) -> Session:
-        """The session of ``stream_id``, once its ``start`` has been handled."""
+    async def started(self, stream_id: str, after: int, timeout_s: float = 30.0) -> Session:
+        """The session a new socket got (one made after the first ``after``: a retry reuses
+        the stream id), once its ``start`` has been handled."""
 
         async def found() -> Session:
-            while (session := self.of_stream(stream_id)) is None:
+            while (session := self.of_stream(stream_id, after)) is None:
                 self.changed.clear()
                 await self.changed.wait()
             return session
@@ -84,6 +86,7 @@ class Leg:
         self.session: Session | None = None
 
     async def __aenter__(self) -> Leg:
+        known = len(self.watch.all) if self.watch is not None else 0
         self.ws = await connect(self.url, compression=None, max_size=None, close_timeout=2)
         self._receiver = asyncio.get_running_loop().create_task(self._receive())
         await self._send(
@@ -101,7 +104,7 @@ class Leg:
             }
         )
         if self.watch is not None:
-            self.session = await self.watch.started(self.stream_id)
+            self.session = await self.watch.started(self.stream_id, known)
             await self._lockstep()
         return self
 

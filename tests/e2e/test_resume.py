@@ -144,7 +144,7 @@ async def test_drop_while_the_agent_speaks_resumes_from_the_first_unheard_word()
                 [("agent", GREETING, False), ("caller", "what now", False)]
             ]
             assert second.checkpoints()[-1] == "turn-3/piece-1"
-        assert new.stats["reconnects"] == 1
+        assert new.core.reconnects == 1
         assert new.resumed_from is not None and new.resumed_from.elapsed_s >= 2.3
         assert reg.stats.suspended == 1 and reg.stats.resumed == 1 and reg.finalised == []
 

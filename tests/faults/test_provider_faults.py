@@ -7,7 +7,7 @@ of ``tests/providers/openai_fakes.py``, which answers errors, 429 with ``retry-a
 went out on the wire (``checkpoint`` texts after their ``playAudio``), what the caller heard, and
 the dialogue history.
 
-A held stream is a stall the test controls: ``call.stalled`` tells the harness that the only
+A held stream is a stall the test controls: ``call.stall_when`` tells the harness that the only
 thing a stage waits for is the held request, so call time may run on.
 """
 

@@ -24,8 +24,11 @@ class StarletteTransport:
         self._ws = ws
 
     async def send_text(self, text: str) -> None:
+        """Send, or drop the message when the peer is gone: the reader learns of the close and
+        ends or suspends the call; a stage sending into it must not fail for that."""
         if self._ws.application_state is WebSocketState.CONNECTED:
-            await self._ws.send_text(text)
+            with contextlib.suppress(WebSocketDisconnect, OSError):
+                await self._ws.send_text(text)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         if self._ws.application_state is WebSocketState.CONNECTED:

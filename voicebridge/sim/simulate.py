@@ -23,10 +23,9 @@ from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service
-from voicebridge.session import Session
 from voicebridge.sim.answer import answer_call
-from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.caller import CallRecord, PlivoCaller
+from voicebridge.sim.lockstep import SessionWatch
 
 
 @dataclass
