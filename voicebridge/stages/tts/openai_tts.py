@@ -35,7 +35,7 @@ from voicebridge.audio.resample import StreamResampler
 from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.runtime.resilience import Attempt
 from voicebridge.runtime.stage import Stage, StageError, StageParams
-from voicebridge.stages.dialogue.llm import (
+from voicebridge.stages.openai_client import (
     ClientLease,
     OpenAIClientParams,
     api_key,
