@@ -19,8 +19,9 @@ import pytest
 from voicebridge.call.context import HistoryEntry
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Hangup, Transcript, Transfer
 from voicebridge.runtime.stage import StageError
-from voicebridge.stages.dialogue.llm import Llm, LlmParams, provider_error
+from voicebridge.stages.dialogue.llm import Llm, LlmParams
 from voicebridge.stages.dialogue.tools import ToolSpec
+from voicebridge.stages.openai_client import provider_error
 
 sys.path.insert(0, str(Path(__file__).parent))
 import openai_fakes
@@ -538,7 +539,7 @@ async def test_pieces_are_agent_text_frames(fake: FakeOpenAI) -> None:
 
 
 async def test_calls_share_one_client_closed_with_the_last_call(fake: FakeOpenAI) -> None:
-    from voicebridge.stages.dialogue import llm as llm_module
+    from voicebridge.stages import openai_client
 
     first, second, other = llm(fake), llm(fake), llm(fake, timeout_s=3)
     async with Rig([first]), Rig([second]), Rig([other]):
@@ -546,5 +547,5 @@ async def test_calls_share_one_client_closed_with_the_last_call(fake: FakeOpenAI
         assert other._client is not first._client
         client = first._client
         assert client is not None and not client.is_closed()
-        assert len(llm_module._clients) == 2
-    assert client.is_closed() and llm_module._clients == {}
+        assert len(openai_client._clients) == 2
+    assert client.is_closed() and openai_client._clients == {}

@@ -64,7 +64,7 @@ class SessionWatch:
                 return
             self.changed.clear()
             caller.activity.clear()
-            waits = [
+            waits: list[asyncio.Future[object]] = [
                 asyncio.ensure_future(self.changed.wait()),
                 asyncio.ensure_future(caller.activity.wait()),
             ]

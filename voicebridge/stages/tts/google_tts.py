@@ -1,23 +1,22 @@
 """The ``google_tts`` stage: the agent's reply spoken by Google Cloud Text-to-Speech.
 
-Each ``AgentText`` piece is split into sentences and each sentence is one ``SynthesizeSpeech``
-call, so the caller hears the first sentence while the next is being made. Audio is requested at
+Each sentence is one ``SynthesizeSpeech`` call (the speaking loop is
+:class:`~voicebridge.stages.tts.speaker.Speaker`'s). Audio is requested at
 the stream's own rate in the stream's own codec (MULAW for μ-law calls, LINEAR16 otherwise), so
 nothing is resampled; Google wraps both in a WAV header, which is parsed and stripped (and its
 rate checked: if it ever differs, the audio is resampled rather than played at the wrong speed).
 
 SSML is sent as SSML when the text starts with ``<speak>`` or ``ssml: true`` (a piece of SSML is
 never split into sentences, which would break its markup). ``SynthesizeSpeech`` has no side
-effects, so transient failures (unavailable, timeout) are retried a bounded number of times.
-A barge-in cancels ``process`` while it awaits Google: the gRPC call is cancelled with it and
-the rest of the piece is never requested.
+effects, so transient failures (unavailable, timeout) are retried a bounded number of times; a
+final piece that still fails ends its turn with silence. A barge-in cancels ``process`` while it
+awaits Google: the gRPC call is cancelled with it and the rest of the piece is never requested.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -30,11 +29,10 @@ from pydantic import Field
 from voicebridge.audio.codec import codec_for
 from voicebridge.audio.l16 import l16_decode
 from voicebridge.audio.mulaw import mulaw_decode
-from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
+from voicebridge.frames import PCM
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import ResilienceParams, stage_guard
-from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.runtime.stage import StageParams
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,
@@ -42,11 +40,11 @@ from voicebridge.stages.google_common import (
     close_client,
     with_retries,
 )
+from voicebridge.stages.tts.speaker import Speaker, Speech
 from voicebridge.text import split_sentences
 
 PROVIDER = "google-tts"
 _RETRY_ON = frozenset({"unavailable", "timeout"})
-_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
 _TAG = re.compile(r"<[^>]+>")
 
 _WAVE_PCM = 1
@@ -122,12 +120,11 @@ def decode_audio(content: bytes, encoding: str, requested_rate: int) -> tuple[PC
     return pcm, rate
 
 
-class GoogleTts(Stage):
+class GoogleTts(Speaker):
     type_name = "google_tts"
-    role = "tts"
-    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with Google Cloud Text-to-Speech, sentence by sentence."
     Params = GoogleTtsParams
+    close_turn_on_error = True
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
@@ -183,60 +180,28 @@ class GoogleTts(Stage):
         client, self._client = self._client, None
         await close_client(client)
 
-    async def process(self, frame: Frame) -> None:
-        if isinstance(frame, AgentText):
-            await self._speak(frame)
-            return
-        await self.emit(frame)
+    def _is_ssml(self, text: str) -> bool:
+        return self.params.ssml or text.lstrip().startswith("<speak")
 
-    async def _speak(self, frame: AgentText) -> None:
-        rate = self.ctx.info.sample_rate
-        text = frame.text.strip()
-        is_ssml = self.params.ssml or text.startswith("<speak")
-        if is_ssml:
-            if text and not text.startswith("<speak"):
-                text = f"<speak>{text}</speak>"
-            pieces = [text] if _TAG.sub("", text).strip() else []
-        else:
-            pieces = split_sentences(text)
-        started = time.perf_counter()
-        sent_any = False
-        for index, piece in enumerate(pieces):
-            if self.ctx.is_stale(frame.turn):
-                return  # interrupted between sentences: do not synthesise the rest
-            last = frame.last and index == len(pieces) - 1
-            try:
-                pcm = await self._synthesize(piece, is_ssml, rate)
-            except ProviderError:
-                if frame.last:  # close the turn, so the session does not wait for its end
-                    silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-                    await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
-                raise
-            if not pcm.size and not last:
-                continue
-            if not pcm.size:
-                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            if not sent_any:
-                sent_any = True
-                self.log.info(
-                    "tts_first_audio",
-                    ms=round(1000 * (time.perf_counter() - started)),
-                    turn=frame.turn,
-                    sentences=len(pieces),
-                    chars=len(frame.text),
-                    audio_ms=round(1000 * pcm.size / rate),
-                )
-            spoken = " ".join(_TAG.sub("", piece).split()) if is_ssml else piece
-            said = frame.text if len(pieces) == 1 and not is_ssml else spoken
-            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=said, last=last))
-        if frame.last and not pieces:
-            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
+    def pieces(self, text: str) -> list[str]:
+        text = text.strip()
+        if not self._is_ssml(text):
+            return split_sentences(text)
+        # A piece of SSML is one document: wrapped if need be, never split, skipped if wordless.
+        if text and not text.startswith("<speak"):
+            text = f"<speak>{text}</speak>"
+        return [text] if _TAG.sub("", text).strip() else []
 
-    async def _synthesize(self, piece: str, is_ssml: bool, rate: int) -> PCM:
+    def heard(self, said: str) -> str:
+        return " ".join(_TAG.sub("", said).split()) if self._is_ssml(said) else said
+
+    async def synthesize(self, text: str) -> Speech:
+        """One sentence (or SSML document) in the call's codec and rate, its WAV header gone."""
         p: GoogleTtsParams = self.params
+        rate = self.ctx.info.sample_rate
+        ssml = self._is_ssml(text)
         request = tts.SynthesizeSpeechRequest(
-            input=tts.SynthesisInput(ssml=piece) if is_ssml else tts.SynthesisInput(text=piece),
+            input=tts.SynthesisInput(ssml=text) if ssml else tts.SynthesisInput(text=text),
             voice=self._voice,
             audio_config=self._audio_config,
         )
@@ -261,6 +226,5 @@ class GoogleTts(Stage):
         except ValueError as exc:
             raise ProviderError(self.name, PROVIDER, "other", str(exc)) from exc
         if pcm.size and got_rate != rate:
-            self.log.warning("tts_rate_mismatch", asked=rate, got=got_rate)
-            pcm = resample(pcm, got_rate, rate)
-        return pcm
+            self.log.warning("tts_rate_mismatch", asked=rate, got=got_rate)  # the speaker resamples
+        return Speech(pcm, got_rate)

@@ -3,15 +3,13 @@
 Each sentence is one streamed request with ``response_format="pcm"``: raw 16-bit little-endian
 mono at 24 kHz, so nothing has to be decoded. Chunks are converted to the stream's rate by a
 streaming resampler as they arrive (no second pass at the end), and each sentence becomes one
-``AgentAudio``.
+``AgentAudio`` (the speaking loop is :class:`~voicebridge.stages.tts.speaker.Speaker`'s).
 
-Why one ``AgentAudio`` per sentence and not per network chunk: every ``AgentAudio`` becomes a
-``playAudio`` plus a checkpoint, and the checkpoints are how the session knows which words the
-caller heard when they interrupt. Sentence pieces keep that record in words; the cost is that
-the first audio leaves once the first sentence is synthesised (OpenAI streams several times
-faster than real time, so that is typically a few hundred ms after the first byte). The
-dialogue already sends sentence-sized pieces, so the first sentence starts while the LLM is
-still writing the rest.
+The first audio therefore leaves once the first sentence is synthesised, not at the first byte:
+sentence pieces keep the record of what the caller heard in words (see the speaker). OpenAI
+streams several times faster than real time, so that is typically a few hundred ms after the
+first byte, and the dialogue already sends sentence-sized pieces, so the first sentence starts
+while the LLM is still writing the rest.
 
 Requests go through the shared :class:`~voicebridge.runtime.resilience.ProviderGuard`
 (``resilience:`` params). A sentence's audio is emitted only once it is whole, so a failed or
@@ -32,10 +30,10 @@ import openai
 from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
-from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
+from voicebridge.frames import PCM
 from voicebridge.runtime.resilience import Attempt
-from voicebridge.runtime.stage import Stage, StageError, StageParams
-from voicebridge.stages.dialogue.llm import (
+from voicebridge.runtime.stage import StageError, StageParams
+from voicebridge.stages.openai_client import (
     ClientLease,
     OpenAIClientParams,
     api_key,
@@ -43,10 +41,9 @@ from voicebridge.stages.dialogue.llm import (
     provider_error,
     provider_name,
 )
-from voicebridge.text import split_sentences
+from voicebridge.stages.tts.speaker import Speaker, Speech
 
 OPENAI_PCM_RATE = 24000  # response_format="pcm": 24 kHz, 16-bit signed little-endian, mono
-_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
 
 
 class OpenAITtsParams(OpenAIClientParams):
@@ -66,10 +63,8 @@ class OpenAITtsParams(OpenAIClientParams):
     )
 
 
-class OpenAITts(Stage):
+class OpenAITts(Speaker):
     type_name = "openai_tts"
-    role = "tts"
-    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with OpenAI text-to-speech, sentence by sentence."
     Params = OpenAITtsParams
 
@@ -93,38 +88,16 @@ class OpenAITts(Stage):
         self._client = None
         await self._lease.release()
 
-    async def process(self, frame: Frame) -> None:
-        if isinstance(frame, AgentText):
-            await self._speak(frame)
-            return
-        await self.emit(frame)
-
-    async def _speak(self, frame: AgentText) -> None:
+    async def synthesize(self, text: str) -> Speech:
+        """One sentence at the stream's rate, resampled chunk by chunk as it streams in."""
         rate = self.ctx.info.sample_rate
-        sentences = split_sentences(frame.text)
-        for index, sentence in enumerate(sentences):
-            if self.ctx.is_stale(frame.turn):
-                return  # interrupted between sentences: do not synthesise the rest
-            last = frame.last and index == len(sentences) - 1
-            pcm = await self.synthesize(sentence, rate, turn=frame.turn)
-            if not pcm.size:
-                if not last:
-                    continue
-                pcm = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            text = frame.text if len(sentences) == 1 else sentence
-            await self.emit(AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last))
-        if frame.last and not sentences:
-            # An empty final piece: the turn still needs its last audio to be marked played.
-            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
-
-    async def synthesize(self, text: str, rate: int, *, turn: int | None = None) -> PCM:
-        """One sentence as int16 PCM at ``rate``, resampled chunk by chunk as it streams in."""
+        turn = self.active_turn
 
         async def attempt(try_: Attempt) -> PCM:
             return await self._request(text, rate, turn, try_)
 
-        return await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        pcm = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        return Speech(pcm, rate)
 
     async def _request(self, text: str, rate: int, turn: int | None, attempt: Attempt) -> PCM:
         p: OpenAITtsParams = self.params
@@ -168,12 +141,4 @@ class OpenAITts(Stage):
         except (openai.OpenAIError, httpx2.HTTPError) as exc:
             raise provider_error(self.name, self.provider, exc) from exc
         parts.append(resampler.flush())
-        pcm = np.concatenate(parts) if parts else np.zeros(0, np.int16)
-        self.log.info(
-            "tts_first_audio",
-            ms=round(1000 * (time.perf_counter() - started)),
-            turn=turn,
-            chars=len(text),
-            audio_ms=round(1000 * pcm.size / rate),
-        )
-        return pcm
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)

@@ -1,13 +1,10 @@
 """The ``piper`` stage: offline speech synthesis of the agent's reply with Piper (onnxruntime).
 
-The voice is loaded once per process and shared by every call; synthesis runs in the
-process-wide ``piper`` worker pool, never on the event loop. Replies arrive as sentence-sized
-``AgentText`` pieces; a piece holding several sentences is split again so the caller hears the
-first sentence while the rest is still being synthesised. Each sentence becomes one
-``AgentAudio`` at the stream's rate; only the piece's final sentence carries its ``last`` flag.
-
-A barge-in cancels ``process`` while it awaits the pool: the sentence being synthesised is
-discarded and the rest of the piece is never started.
+The voice is loaded once per process and shared by every call; synthesis (and resampling to the
+stream's rate) runs in the process-wide ``piper`` worker pool, never on the event loop. The
+speaking loop is :class:`~voicebridge.stages.tts.speaker.Speaker`'s; Piper adds each word's end,
+from the voice's phoneme alignments. A barge-in discards the sentence being synthesised (its
+thread finishes and frees its slot).
 
 :func:`synthesize` is the same voice as a plain blocking function, for the call simulator and
 tests (with a pitch shift, so a simulated caller need not sound like the agent).
@@ -18,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +26,22 @@ from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
-from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.frames import PCM
+from voicebridge.runtime.stage import StageError, StageParams
 from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.offline_models import piper_voice_path
+from voicebridge.stages.tts.speaker import Speaker, Speech
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
     phoneme_key,
     piper_phoneme_groups,
     word_ends_for,
 )
-from voicebridge.text import split_sentences
 
 log = structlog.get_logger("voicebridge.stages.piper")
 
 POOL_NAME = "piper"
 _POOL_QUEUE = 64
-_EMPTY_TURN_END_MS = 20  # an empty final piece still ends its turn, with this much silence
 
 
 class PiperParams(StageParams):
@@ -216,10 +211,8 @@ def synthesize(
 # --- the stage ----------------------------------------------------------------------------------
 
 
-class Piper(Stage):
+class Piper(Speaker):
     type_name = "piper"
-    role = "tts"
-    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply offline with a Piper voice (onnxruntime, CPU)."
     Params = PiperParams
 
@@ -251,54 +244,21 @@ class Piper(Stage):
     async def start(self) -> None:
         self._key = _voice_key(self.params.voice_path, self.params.threads)
 
-    async def process(self, frame: Frame) -> None:
-        if isinstance(frame, AgentText):
-            await self._speak(frame)
-            return
-        await self.emit(frame)
-
-    async def _speak(self, frame: AgentText) -> None:
+    async def synthesize(self, text: str) -> Speech:
+        """One sentence in the worker pool, at the stream's rate, with its silence after."""
         p: PiperParams = self.params
         rate = self.ctx.info.sample_rate
         key = self._key or _voice_key(p.voice_path, p.threads)
         pad = p.sentence_silence_ms * rate // 1000
-        sentences = split_sentences(frame.text)
-        started = time.perf_counter()
-        sent_any = False
-        for index, sentence in enumerate(sentences):
-            if self.ctx.is_stale(frame.turn):
-                return  # interrupted between sentences: do not synthesise the rest
-            last = frame.last and index == len(sentences) - 1
-            pcm, ends = await run_blocking(
-                POOL_NAME,
-                _render_at,
-                key,
-                sentence,
-                self._syn,
-                rate,
-                pad,
-                max_workers=p.workers,
-                max_queue=_POOL_QUEUE,
-            )
-            if not pcm.size:
-                if not last:
-                    continue  # nothing to say (punctuation only); the turn goes on
-                pcm, ends = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16), None
-            if not sent_any:
-                sent_any = True
-                self.log.debug(
-                    "tts_first_audio",
-                    ms=round(1000 * (time.perf_counter() - started)),
-                    turn=frame.turn,
-                    sentences=len(sentences),
-                    chars=len(frame.text),
-                    audio_ms=round(1000 * pcm.size / rate),
-                )
-            text = frame.text if len(sentences) == 1 else sentence
-            await self.emit(
-                AgentAudio(pcm=pcm, turn=frame.turn, text=text, last=last, word_ends_ms=ends)
-            )
-        if frame.last and not sentences:
-            # An empty final piece: the turn still needs its last audio to be marked played.
-            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
+        pcm, ends = await run_blocking(
+            POOL_NAME,
+            _render_at,
+            key,
+            text,
+            self._syn,
+            rate,
+            pad,
+            max_workers=p.workers,
+            max_queue=_POOL_QUEUE,
+        )
+        return Speech(pcm, rate, ends)

@@ -1,10 +1,10 @@
 """The ``polly`` stage: the agent's reply spoken by Amazon Polly (boto3 ``synthesize_speech``).
 
 Polly renders raw 16-bit little-endian mono PCM at 8000 or 16000 Hz, the two rates Plivo streams
-use, so audio goes out exactly as Polly made it: no resampling, no codec. Each sentence is one
-request and one ``AgentAudio``, so the caller hears the first sentence while the rest are still
-being rendered. A piece that is SSML (it starts with ``<speak>``) is sent whole as SSML; the text
-recorded as heard is the SSML with its tags removed.
+use, so audio goes out exactly as Polly made it: no resampling, no codec. The speaking loop (one
+request and one ``AgentAudio`` per sentence) is :class:`~voicebridge.stages.tts.speaker.Speaker`'s.
+A piece that is SSML (it starts with ``<speak>``) is sent whole as SSML; the text recorded as
+heard is the SSML with its tags removed.
 
 The blocking boto3 call runs in the process-wide ``polly`` worker pool. It is idempotent, so
 throttling, 5xx and timeouts are retried a bounded number of times. A barge-in cancels
@@ -15,30 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any, Literal
 
 import numpy as np
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from voicebridge.audio.resample import resample
-from voicebridge.frames import PCM, AgentAudio, AgentText, AudioIn, Frame
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import ResilienceParams, stage_guard
-from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.runtime.stage import StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
     call_with_retries,
     get_client,
     ssml_to_text,
 )
+from voicebridge.stages.tts.speaker import Speaker, Speech
 from voicebridge.text import split_sentences
 
 POOL_NAME = "polly"
 PROVIDER = "Amazon Polly"
 NATIVE_RATES = (8000, 16000)  # Polly's PCM rates
-_EMPTY_TURN_END_MS = 20
 
 
 class PollyParams(StageParams):
@@ -135,10 +132,8 @@ def _synthesize(settings: ClientSettings, request: dict[str, Any]) -> bytes:
     return data
 
 
-class Polly(Stage):
+class Polly(Speaker):
     type_name = "polly"
-    role = "tts"
-    passthrough = (AudioIn,)  # caller audio goes around this stage
     description = "Speaks the agent's reply with Amazon Polly (PCM at the call's own rate)."
     Params = PollyParams
 
@@ -169,11 +164,12 @@ class Polly(Stage):
     async def start(self) -> None:
         self._settings = self._client_settings(self.params)
 
-    async def process(self, frame: Frame) -> None:
-        if isinstance(frame, AgentText):
-            await self._speak(frame)
-            return
-        await self.emit(frame)
+    def pieces(self, text: str) -> list[str]:
+        # SSML is one document: never split it.
+        return [text.strip()] if is_ssml(text) else split_sentences(text)
+
+    def heard(self, said: str) -> str:
+        return ssml_to_text(said) if is_ssml(said) else said
 
     def _request(self, text: str, rate: int) -> dict[str, Any]:
         p: PollyParams = self.params
@@ -191,7 +187,8 @@ class Polly(Stage):
             request["LexiconNames"] = list(p.lexicon_names)
         return request
 
-    async def _render(self, text: str) -> tuple[PCM, tuple[float, ...] | None]:
+    async def synthesize(self, text: str) -> Speech:
+        """One sentence (or SSML document) at a rate Polly makes; its word marks beside it."""
         p: PollyParams = self.params
         rate = self.ctx.info.sample_rate
         polly_rate = rate if rate in NATIVE_RATES else 16000
@@ -205,11 +202,9 @@ class Polly(Stage):
         if len(data) % 2:
             data = data[:-1]
         pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
-        if polly_rate != rate and pcm.size:
-            pcm = resample(pcm, polly_rate, rate)
-        duration_ms = 1000.0 * pcm.size / rate
+        duration_ms = 1000.0 * pcm.size / polly_rate
         ends = word_ends_from_marks(text, marks, duration_ms) if marks else None
-        return pcm, ends
+        return Speech(pcm, polly_rate, ends)
 
     async def _call(self, function: Any, settings: ClientSettings, request: Any) -> Any:
         p: PollyParams = self.params
@@ -239,42 +234,6 @@ class Polly(Stage):
             self.log.warning("polly_speech_marks_failed", error=str(exc)[:200])
             return None
         return marks
-
-    async def _speak(self, frame: AgentText) -> None:
-        rate = self.ctx.info.sample_rate
-        # SSML is one document: never split it.
-        ssml = is_ssml(frame.text)
-        sentences = [frame.text.strip()] if ssml else split_sentences(frame.text)
-        started = time.perf_counter()
-        sent_any = False
-        for index, sentence in enumerate(sentences):
-            if self.ctx.is_stale(frame.turn):
-                return  # interrupted between sentences: do not request the rest
-            last = frame.last and index == len(sentences) - 1
-            pcm, ends = await self._render(sentence)
-            if not pcm.size:
-                if not last:
-                    continue
-                pcm, ends = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16), None
-            if not sent_any:
-                sent_any = True
-                self.log.info(
-                    "tts_first_audio",
-                    ms=round(1000 * (time.perf_counter() - started)),
-                    turn=frame.turn,
-                    sentences=len(sentences),
-                    chars=len(frame.text),
-                    audio_ms=round(1000 * pcm.size / rate),
-                )
-            heard = frame.text if len(sentences) == 1 else sentence
-            if is_ssml(heard):
-                heard = ssml_to_text(heard)
-            await self.emit(
-                AgentAudio(pcm=pcm, turn=frame.turn, text=heard, last=last, word_ends_ms=ends)
-            )
-        if frame.last and not sentences:
-            silence = np.zeros(_EMPTY_TURN_END_MS * rate // 1000, np.int16)
-            await self.emit(AgentAudio(pcm=silence, turn=frame.turn, text="", last=True))
 
 
 def _retryable(exc: BaseException, error: ProviderError) -> bool:
