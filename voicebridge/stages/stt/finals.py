@@ -45,9 +45,10 @@ class AfterSpeech(Enum):
 class UtteranceFinals:
     """Holds a transcriber's finals until the VAD ends the utterance; joins them into one.
 
-    ``hold=False`` passes every final on at once (the stage's opt-out). ``max_hold_ms`` releases
-    finals held that long (by the stage's audio time) even though the VAD never ended the
-    utterance. ``confidence`` joins the parts' confidences into the utterance's.
+    ``hold=False`` passes every final on at once (the stage's opt-out). With ``max_hold_ms``,
+    finals held that long (by the stage's audio time) are ``overdue``: the VAD never ended the
+    utterance, so the stage sends them anyway. ``confidence`` joins the parts' confidences into
+    the utterance's (``min`` by default: as sure as its least sure part).
     """
 
     def __init__(
