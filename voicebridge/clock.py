@@ -2,6 +2,7 @@
 
 ``MonotonicClock`` is the event loop's clock. ``VirtualClock`` only moves when told to
 (``advance``), which makes VAD windows, guards, ack timeouts and reprompts exact in tests.
+``wait_for`` bounds any wait on a clock's time, so timeouts are exact there too.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -19,6 +22,31 @@ class Clock(Protocol):
     def now(self) -> float: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+async def wait_for(clock: Clock, awaitable: Awaitable[T], seconds: float) -> T:
+    """``asyncio.wait_for`` on ``clock``'s time: the result of ``awaitable``, or TimeoutError
+    (with it cancelled) once ``seconds`` have passed on ``clock``.
+
+    Only a helper task sleeps on the clock; the caller waits for the work itself, so a lockstep
+    driver sees it busy (waiting for an answer, not for time) until the work ends or the clock
+    is moved past the deadline.
+    """
+    work = asyncio.ensure_future(awaitable)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        timer.cancel()
+    if not work.done():
+        work.cancel()
+        await asyncio.wait({work})  # let it unwind; our own cancellation still comes through
+        if work.cancelled():
+            raise TimeoutError(f"no result within {seconds:g} s")
+    return work.result()
 
 
 class MonotonicClock:

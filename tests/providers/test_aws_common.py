@@ -1,7 +1,9 @@
-"""What the AWS stages share: region resolution, credentials, clients and error mapping."""
+"""What the AWS stages share: region resolution, credentials, clients, error mapping and
+blocking requests under the stage's guard."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from pathlib import Path
@@ -17,6 +19,9 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from voicebridge.clock import VirtualClock
+from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.resilience import BreakerRegistry, ProviderGuard, ResilienceParams
 from voicebridge.runtime.stage import StageError
 from voicebridge.runtime.workers import WorkerPoolFull
 from voicebridge.stages.aws_common import (
@@ -28,6 +33,7 @@ from voicebridge.stages.aws_common import (
     kind_from_aws_code,
     provider_error,
     resolve_region,
+    run_guarded,
     ssml_to_text,
 )
 
@@ -154,3 +160,83 @@ def test_ssml_to_text() -> None:
     assert ssml_to_text("<speak>Hi <break time='1s'/>there &amp; <b>bye</b>!</speak>") == (
         "Hi there & bye!"
     )
+
+
+def lex_guard(clock: VirtualClock) -> ProviderGuard:
+    """Lex's guard: it repeats only what cannot have reached the bot (a failed connection)."""
+    return ProviderGuard(
+        "lex",
+        "Amazon Lex",
+        "endpoint",
+        ResilienceParams(retries=2, backoff_s=1.0, backoff_max_s=1.0),
+        retry_if=lambda error: is_connect_failure(error.__cause__ or error),
+        registry=BreakerRegistry(clock),
+    )
+
+
+async def backing_off(clock: VirtualClock) -> None:
+    """Wait (real time: the request runs in a worker thread) until the guard sleeps its backoff."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while not clock.sleeping:
+        assert loop.time() < deadline, "the guard never backed off"
+        await asyncio.sleep(0.001)
+
+
+async def test_blocking_requests_are_repeated_after_a_backoff_on_the_call_s_clock() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
+
+    def connect_fails_twice(value: int) -> int:
+        calls.append(clock.now())
+        if len(calls) < 3:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        return 2 * value
+
+    result = asyncio.ensure_future(
+        run_guarded(
+            "test-aws-guarded",
+            connect_fails_twice,
+            21,
+            guard=lex_guard(clock),
+            stage="lex",
+            provider="Amazon Lex",
+            workers=1,
+            clock=clock,
+        )
+    )
+    for tried in (1, 2):
+        await backing_off(clock)
+        assert len(calls) == tried  # not repeated before the clock says so
+        await clock.advance(1.25)
+    assert await result == 42
+    assert 0.75 <= calls[1] <= 1.25 and 1.5 <= calls[2] <= 2.5
+
+
+async def test_a_blocking_request_that_reached_aws_is_not_repeated() -> None:
+    clock = VirtualClock()
+    calls: list[int] = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise ClientError(
+            {
+                "Error": {"Code": "ValidationException", "Message": "bad bot"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "RecognizeText",
+        )
+
+    with pytest.raises(ProviderError) as caught:
+        await run_guarded(
+            "test-aws-guarded",
+            refused,
+            guard=lex_guard(clock),
+            stage="lex",
+            provider="Amazon Lex",
+            workers=1,
+            clock=clock,
+        )
+    assert len(calls) == 1
+    assert (caught.value.kind, caught.value.stage) == ("invalid", "lex")
+    assert isinstance(caught.value.__cause__, ClientError)  # what the stage's retry_if reads

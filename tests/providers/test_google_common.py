@@ -1,4 +1,5 @@
-"""What the Google stages share: credentials and project resolution, error mapping, retries."""
+"""What the Google stages share: credentials and project resolution, error mapping, guarded
+requests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -20,16 +22,18 @@ from google.cloud.texttospeech_v1.services.text_to_speech.transports import (
     TextToSpeechGrpcAsyncIOTransport,
 )
 
+from voicebridge.clock import VirtualClock
 from voicebridge.runtime.providers import ProviderError
+from voicebridge.runtime.resilience import BreakerRegistry, ProviderGuard, ResilienceParams
 from voicebridge.runtime.stage import StageError
 from voicebridge.stages import google_common
 from voicebridge.stages.dialogue.dialogflow import Dialogflow, DialogflowParams
 from voicebridge.stages.google_common import (
     build_client,
     close_client,
+    guarded_call,
     provider_error,
     resolve_project,
-    with_retries,
 )
 from voicebridge.stages.stt.google_stt import GoogleStt, GoogleSttParams
 from voicebridge.stages.tts.google_tts import GoogleTts, GoogleTtsParams
@@ -143,36 +147,67 @@ def test_raw_grpc_errors_are_mapped_too() -> None:
     assert "Quota exceeded for speech" in str(error)
 
 
-async def test_with_retries_repeats_only_what_it_is_told() -> None:
-    calls: list[int] = []
+def guard(clock: VirtualClock, retry_on: frozenset[str], **resilience: Any) -> ProviderGuard:
+    """A stage's guard as ``stage_guard`` makes it, with breakers of its own (on ``clock``)."""
+    return ProviderGuard(
+        "s",
+        "p",
+        "endpoint",
+        ResilienceParams(**resilience),
+        retry_if=lambda error: error.kind in retry_on,
+        registry=BreakerRegistry(clock),
+    )
+
+
+async def test_requests_are_repeated_after_a_backoff_on_the_call_s_clock() -> None:
+    clock = VirtualClock()
+    calls: list[float] = []
 
     async def flaky() -> str:
-        calls.append(1)
+        calls.append(clock.now())
         if len(calls) < 3:
             raise core_exceptions.ServiceUnavailable("blip")
         return "ok"
 
+    g = guard(clock, frozenset({"unavailable"}), retries=2, backoff_s=1.0, backoff_max_s=1.0)
     log = structlog.get_logger("test")
-    result = await with_retries(
-        flaky, stage="s", provider="p", retries=2, retry_on=frozenset({"unavailable"}), log=log
+    result = asyncio.ensure_future(
+        guarded_call(flaky, guard=g, stage="s", provider="p", clock=clock, log=log)
     )
-    assert result == "ok" and len(calls) == 3
+    await clock.settle()
+    assert calls == [0.0] and not result.done()  # waiting out the backoff, on the clock
+    await clock.advance(5.0)
+    assert await result == "ok"
+    assert len(calls) == 3 and 0.75 <= calls[1] <= 1.25  # jittered 1 s
 
-    async def refused() -> str:
-        calls.append(1)
-        raise core_exceptions.InvalidArgument("no")
 
-    calls.clear()
+@pytest.mark.parametrize(
+    ("exc", "kind", "calls"),
+    [
+        (core_exceptions.InvalidArgument("no"), "invalid", 1),  # never: the request is wrong
+        (core_exceptions.DeadlineExceeded("slow"), "timeout", 1),  # not what the stage allows
+        (core_exceptions.ServiceUnavailable("down"), "unavailable", 3),  # bounded: 1 + 2
+    ],
+)
+async def test_requests_are_repeated_only_as_the_stage_allows_and_boundedly(
+    exc: Exception, kind: str, calls: int
+) -> None:
+    clock = VirtualClock()
+    made: list[int] = []
+
+    async def failing() -> str:
+        made.append(1)
+        raise exc
+
+    g = guard(clock, frozenset({"unavailable"}), retries=2, backoff_s=0.1)
+    result = asyncio.ensure_future(
+        guarded_call(failing, guard=g, stage="google_tts", provider="p", clock=clock, log=None)
+    )
+    await clock.advance(5.0)
     with pytest.raises(ProviderError) as caught:
-        await with_retries(
-            refused,
-            stage="s",
-            provider="p",
-            retries=5,
-            retry_on=frozenset({"unavailable"}),
-            log=log,
-        )
-    assert caught.value.kind == "invalid" and len(calls) == 1
+        await result
+    assert caught.value.kind == kind and caught.value.stage == "google_tts"
+    assert len(made) == calls
 
 
 async def test_clients_build_for_google_and_for_an_emulator() -> None:

@@ -323,6 +323,27 @@ async def test_waits_for_the_final_after_speech_ends(fake: FakeGoogle) -> None:
         assert [t.text for t in run.of(Transcript) if t.final] == ["hi"]
 
 
+async def test_the_wait_for_google_s_last_words_runs_out_on_the_call_s_clock(
+    fake: FakeGoogle,
+) -> None:
+    """Google still owes words at the VAD's end: the stage waits for them (busy) at most
+    ``final_wait_ms`` of the call's clock, then sends what it holds; here, on virtual time."""
+    fake.stt_lines = ["I would like", "to book a table"]
+    stage = stt(fake, final_wait_ms=2000)
+    frames = audio_frames([("speech", 0.6), ("silence", 0.4), ("speech", 0.6)], 8000)
+    async with Driven([stage], MULAW_8K) as run:
+        await run.push(SpeechStarted(0.0))
+        await run.push_in_lockstep(frames, fake, bytes_per_frame=160)
+        await until(lambda: "I would like to" in [t.text for t in run.of(Transcript)])
+        await run.push(SpeechEnded(1600.0, 0.0))  # no trailing silence: "to..." stays interim
+        assert stage.has_background_work
+        await run.clock.advance(1.99)
+        assert not [t for t in run.of(Transcript) if t.final]
+        await run.clock.advance(0.01)
+        await until(lambda: not stage.has_background_work)
+        assert [t.text for t in run.of(Transcript) if t.final] == ["I would like"]
+
+
 def test_params_defaults_and_limits() -> None:
     p = GoogleSttParams()
     assert (p.api_version, p.location, p.model, p.language) == (

@@ -9,6 +9,7 @@ hang-ups and transfers, a barge-in closes the HTTP stream, and every failure cla
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -16,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from voicebridge.call.context import HistoryEntry
+from voicebridge.call.context import CallInfo, HistoryEntry
+from voicebridge.clock import VirtualClock
 from voicebridge.frames import AgentText, CallStarted, Dtmf, Hangup, Transcript, Transfer
 from voicebridge.runtime.stage import StageError
 from voicebridge.stages.dialogue.llm import Llm, LlmParams
-from voicebridge.stages.dialogue.tools import ToolSpec
+from voicebridge.stages.dialogue.tools import ToolContext, ToolSpec, run_tool
 from voicebridge.stages.openai_client import provider_error
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -354,6 +356,21 @@ async def test_failing_slow_and_unknown_tools_are_reported_to_the_model(fake: Fa
     ]
     assert said(rig) == [("Sorry, I can't look that up right now.", True)]
     assert rig.errors == [] and rig.provider_errors == []
+
+
+async def test_a_tool_s_time_limit_runs_on_the_call_s_clock() -> None:
+    clock = VirtualClock()
+
+    async def hangs(arguments: dict[str, Any], ctx: ToolContext) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    context = ToolContext(info=CallInfo(call_id="call-1"), history=[])
+    answer = asyncio.ensure_future(run_tool(hangs, {}, context, 5.0, clock=clock))
+    await clock.advance(4.9)
+    assert not answer.done()
+    await clock.advance(0.1)
+    assert await answer == "error: the tool did not answer within 5 s"
 
 
 async def test_tool_rounds_are_bounded(fake: FakeOpenAI) -> None:

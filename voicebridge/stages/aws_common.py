@@ -1,19 +1,18 @@
 """What the AWS stages share: region and credentials from AWS's standard chain, boto3 clients built
-once per process, bounded retries, and botocore failures turned into one ``ProviderError``.
+once per process, requests under the stage's provider guard, and botocore failures turned into
+one ``ProviderError``.
 
 Credentials never come from pipeline YAML: boto3's chain reads ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the shared files, web
 identity, container and instance roles. botocore's own retries are switched off: a phone call
-cannot wait out its default backoff, so each stage retries here, a bounded number of times with a
-short backoff, and only where repeating the request is safe.
+cannot wait out its default backoff, so the stage's guard retries instead, a bounded number of
+times with a short backoff, and only where repeating the request is safe.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 import os
-import random
 import re
 import threading
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from voicebridge.clock import Clock, MonotonicClock
+from voicebridge.clock import Clock
 from voicebridge.runtime.providers import ErrorKind, ProviderError, kind_from_http_status
 from voicebridge.runtime.resilience import Attempt, ProviderGuard
 from voicebridge.runtime.stage import StageError
@@ -52,7 +51,6 @@ T = TypeVar("T")
 __all__ = [
     "USER_AGENT",
     "ClientSettings",
-    "call_with_retries",
     "clear_clients",
     "frozen_credentials",
     "get_client",
@@ -60,6 +58,7 @@ __all__ = [
     "kind_from_aws_code",
     "provider_error",
     "resolve_region",
+    "run_guarded",
     "ssml_to_text",
 ]
 
@@ -314,55 +313,30 @@ def clear_clients() -> None:
 # --- calls ---------------------------------------------------------------------------------------
 
 
-async def call_with_retries(
-    stage: str,
-    provider: str,
+async def run_guarded(
     pool: str,
     fn: Callable[..., T],
     *args: Any,
-    attempts: int,
-    retry_if: Callable[[BaseException, ProviderError], bool],
-    backoff_s: float = 0.2,
-    workers: int = 16,
+    guard: ProviderGuard,
+    stage: str,
+    provider: str,
+    workers: int,
+    clock: Clock,
     log: Any = None,
-    guard: ProviderGuard | None = None,
-    clock: Clock | None = None,
 ) -> T:
-    """Run the blocking ``fn(*args)`` in the named worker pool, retrying while ``retry_if``
-    allows and attempts remain; any failure left becomes one ProviderError.
+    """Run the blocking ``fn(*args)`` in the named worker pool under the stage's ``guard`` (see
+    :mod:`voicebridge.runtime.resilience`): its retry policy, first-byte deadline and circuit
+    breaker, on ``clock`` (the call's). botocore failures become a ``ProviderError`` of
+    ``stage`` whose ``__cause__`` is the original, for the stage's ``retry_if``.
 
     Cancelling the caller (barge-in) stops at once: a request still in its thread finishes there
     and its result is discarded; no further attempt starts.
     """
-    log = log or _log
-    if guard is not None:
-        # The stage's guard (voicebridge.runtime.resilience): its policy, deadline and
-        # breaker apply.
 
-        async def attempt_once(_: Attempt) -> T:
-            try:
-                return await run_blocking(
-                    pool, fn, *args, max_workers=workers, max_queue=workers * 4
-                )
-            except (BotoCoreError, ClientError, WorkerPoolFull, OSError) as exc:
-                raise provider_error(stage, provider, exc) from exc
-
-        return await guard.call(attempt_once, clock=clock or MonotonicClock(), log=log)
-    for attempt in range(1, attempts + 1):
+    async def attempt_once(_: Attempt) -> T:
         try:
             return await run_blocking(pool, fn, *args, max_workers=workers, max_queue=workers * 4)
         except (BotoCoreError, ClientError, WorkerPoolFull, OSError) as exc:
-            error = provider_error(stage, provider, exc)
-            if attempt >= attempts or not retry_if(exc, error):
-                raise error from exc
-            delay = backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
-            log.warning(
-                "provider_retry",
-                provider=provider,
-                attempt=attempt,
-                kind=error.kind,
-                error=error.provider_message[:200],
-                delay_ms=round(delay * 1000),
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+            raise provider_error(stage, provider, exc) from exc
+
+    return await guard.call(attempt_once, clock=clock, log=log or _log)

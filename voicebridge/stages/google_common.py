@@ -1,4 +1,5 @@
-"""What the Google Cloud stages share: clients, credentials, project, error mapping, retries.
+"""What the Google Cloud stages share: clients, credentials, project, error mapping, and
+requests under the stage's provider guard.
 
 Credentials come from Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``, the
 ``gcloud auth application-default login`` file, or the metadata server on Google Cloud), never
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -33,7 +33,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from pydantic import Field
 
-from voicebridge.clock import Clock, MonotonicClock
+from voicebridge.clock import Clock
 from voicebridge.runtime.providers import (
     ErrorKind,
     ProviderError,
@@ -47,9 +47,6 @@ T = TypeVar("T")
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 PROJECT_ENV = "GOOGLE_CLOUD_PROJECT"
-
-_BACKOFF_BASE_S = 0.1  # first retry after ~100 ms: a caller is waiting, so retries are quick
-_BACKOFF_MAX_S = 1.0
 
 
 class GoogleParams(StageParams):
@@ -203,60 +200,30 @@ def provider_error(stage: str, provider: str, exc: BaseException) -> ProviderErr
     return ProviderError(stage, provider, kind, message, status=status)
 
 
-def backoff_s(attempt: int) -> float:
-    """Delay before retry ``attempt`` (0-based): short, doubling, jittered."""
-    delay = min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * (2**attempt))
-    return delay * random.uniform(0.8, 1.2)
-
-
-async def with_retries(
+async def guarded_call(
     call: Callable[[], Awaitable[T]],
     *,
+    guard: ProviderGuard,
     stage: str,
     provider: str,
-    retries: int,
-    retry_on: frozenset[str],
+    clock: Clock,
     log: Any,
-    guard: ProviderGuard | None = None,
-    clock: Clock | None = None,
 ) -> T:
-    """Run ``call`` and retry it ``retries`` times on errors whose kind is in ``retry_on``.
+    """Run the request ``call`` under the stage's ``guard`` (see
+    :mod:`voicebridge.runtime.resilience`): its retry policy, first-byte deadline and circuit
+    breaker, on ``clock`` (the call's). Whatever the SDK, gRPC or google-auth raised becomes a
+    ``ProviderError`` of ``stage`` (its current name) the guard can judge.
 
-    Only for calls that are safe to repeat; the SDK's own retries are switched off by the
-    caller (``retry=None``) so the bound here is the only one. With a stage's ``guard`` (see
-    :mod:`voicebridge.runtime.resilience`) the guard's policy, first-byte deadline and circuit
-    breaker apply instead, on ``clock`` (the call's).
+    Only for requests that are safe to repeat; the caller switches the SDK's own retries off
+    (``retry=None``), so the guard's bound is the only one.
     """
-    if guard is not None:
 
-        async def once(_: Attempt) -> T:
-            try:
-                return await call()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise provider_error(stage, provider, exc) from exc
-
-        return await guard.call(once, clock=clock or MonotonicClock(), log=log)
-    attempt = 0
-    while True:
+    async def once(_: Attempt) -> T:
         try:
             return await call()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = provider_error(stage, provider, exc)
-            if error.kind not in retry_on or attempt >= retries:
-                raise error from exc
-            delay = backoff_s(attempt)
-            log.warning(
-                "provider_retry",
-                provider=provider,
-                kind=error.kind,
-                status=error.status,
-                attempt=attempt + 1,
-                delay_ms=round(1000 * delay),
-                error=error.provider_message[:200],
-            )
-            await asyncio.sleep(delay)
-            attempt += 1
+            raise provider_error(stage, provider, exc) from exc
+
+    return await guard.call(once, clock=clock, log=log)

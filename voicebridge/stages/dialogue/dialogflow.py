@@ -60,8 +60,8 @@ from voicebridge.stages.google_common import (
     build_client,
     client_credentials,
     close_client,
+    guarded_call,
     resolve_project,
-    with_retries,
 )
 from voicebridge.text import split_sentences
 
@@ -393,15 +393,13 @@ class Dialogflow(Stage):
                 request=request, retry=None, timeout=p.timeout_s
             )
 
-        response = await with_retries(
+        response = await guarded_call(
             call,
+            guard=self.guard,
             stage=self.name,
             provider=self.provider,
-            retries=p.retries,
-            retry_on=_RETRY_ON,
-            log=self.log,
-            guard=self.guard,
             clock=self.ctx.clock,
+            log=self.log,
         )
         return cx_reply(response) if p.version == "cx" else es_reply(response)
 

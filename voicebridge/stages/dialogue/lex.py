@@ -29,9 +29,9 @@ from voicebridge.runtime.resilience import ResilienceParams, stage_guard
 from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
-    call_with_retries,
     get_client,
     is_connect_failure,
+    run_guarded,
     ssml_to_text,
 )
 from voicebridge.text import split_sentences
@@ -187,20 +187,17 @@ class LexDialogue(Stage):
             request["sessionState"] = {"sessionAttributes": attributes}
         self.begin_turn()  # from here a barge-in cancels this request
         started = time.perf_counter()
-        response = await call_with_retries(
-            self.name,
-            PROVIDER,
+        response = await run_guarded(
             POOL_NAME,
             _recognize,
             self._settings or self._client_settings(p),
             request,
-            attempts=p.max_attempts,
-            retry_if=_retryable,
-            backoff_s=p.retry_backoff_s,
-            workers=p.workers,
-            log=self.log,
             guard=self.guard,
+            stage=self.name,
+            provider=PROVIDER,
+            workers=p.workers,
             clock=self.ctx.clock,
+            log=self.log,
         )
         self._attributes_sent = True
         messages = [

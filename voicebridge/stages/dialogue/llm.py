@@ -389,7 +389,7 @@ class Llm(Stage):
             log=self.log.bind(tool=call.name),
         )
         began = time.perf_counter()
-        answer = await run_tool(fn, arguments, context, timeout_s)
+        answer = await run_tool(fn, arguments, context, timeout_s, clock=self.ctx.clock)
         self.log.info(
             "llm_tool_called", tool=call.name, ms=round(1000 * (time.perf_counter() - began))
         )

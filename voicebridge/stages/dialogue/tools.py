@@ -24,7 +24,6 @@ and its result is dropped.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
@@ -36,6 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voicebridge.call.context import CallInfo, HistoryEntry
+from voicebridge.clock import Clock, wait_for
 from voicebridge.runtime.workers import run_blocking
 
 HANG_UP = "hang_up"
@@ -206,18 +206,25 @@ def result_text(value: Any) -> str:
 
 
 async def run_tool(
-    fn: Callable[..., Any], arguments: dict[str, Any], context: ToolContext, timeout_s: float
+    fn: Callable[..., Any],
+    arguments: dict[str, Any],
+    context: ToolContext,
+    timeout_s: float,
+    *,
+    clock: Clock,
 ) -> str:
-    """Call a user tool (sync in the worker pool, async on the loop), bounded by ``timeout_s``.
+    """Call a user tool (sync in the worker pool, async on the loop), bounded by ``timeout_s``
+    of the call's ``clock``.
 
     Failures are the tool's, not the provider's: they come back as the text the model is told
     ("error: ..."), so it can apologise or try something else, and the call goes on.
     """
     try:
         if inspect.iscoroutinefunction(fn):
-            value = await asyncio.wait_for(fn(arguments, context), timeout_s)
+            value = await wait_for(clock, fn(arguments, context), timeout_s)
         else:
-            value = await asyncio.wait_for(
+            value = await wait_for(
+                clock,
                 run_blocking(
                     POOL_NAME,
                     fn,
@@ -229,7 +236,7 @@ async def run_tool(
                 timeout_s,
             )
             if inspect.isawaitable(value):  # a sync function that returned a coroutine
-                value = await asyncio.wait_for(value, timeout_s)
+                value = await wait_for(clock, value, timeout_s)
     except TimeoutError:
         return f"error: the tool did not answer within {timeout_s:g} s"
     except Exception as exc:  # the tool is user code: report, never crash the call

@@ -9,9 +9,10 @@ become non-final ``Transcript`` frames (barge-in counts their words), final resu
 Turn-taking stays with the VAD (``align_to_vad``): Google's endpointer often finalizes at a short
 pause that the VAD bridges, or before the VAD has heard the end of speech. Such finals are shown
 as interim words and held until the VAD's ``SpeechEnded``, then released together as the
-utterance's one final transcript, after the ``SpeechEnded`` frame, as every other transcriber
-does. So a dialogue answers once per caller turn, and never while the session still hears the
-caller speaking (which would make it barge in on its own reply).
+utterance's one final transcript, after the ``SpeechEnded`` frame (the rule every streaming
+transcriber shares, :mod:`voicebridge.stages.stt.finals`). So a dialogue answers once per caller
+turn, and never while the session still hears the caller speaking (which would make it barge in
+on its own reply).
 
 Audio is sent in the call's own codec: μ-law calls are sent as MULAW (re-encoding the decoded
 samples is bit-exact, and it is half the bytes of LINEAR16), L16 calls as LINEAR16, both at the
@@ -29,6 +30,7 @@ it keeps failing; the audio queued meanwhile (up to ``buffer_ms``) is sent to th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -46,6 +48,7 @@ from pydantic import Field
 from voicebridge.audio.codec import codec_for
 from voicebridge.audio.l16 import l16_encode
 from voicebridge.audio.mulaw import mulaw_encode_bytes
+from voicebridge.clock import wait_for
 from voicebridge.frames import (
     PCM,
     AudioIn,
@@ -65,6 +68,7 @@ from voicebridge.stages.google_common import (
     provider_error,
     resolve_project,
 )
+from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, UtteranceFinals
 
 PROVIDER = "google-speech"
 _HARD_RESTART_GRACE_S = 8.0  # past restart_after_s, switch streams even mid-speech
@@ -167,15 +171,11 @@ class GoogleStt(Stage):
         self._pending_start_ms = 0.0
         self._chunk_samples = 800
         self._now_ms = 0.0
-        self._speaking = False
         self._speech_ended_at: float | None = None
-        self._final_event = asyncio.Event()
         # Finals held until the VAD's end of speech (align_to_vad), and whether Google has
         # words it has not finalized yet.
-        self._held: list[str] = []
-        self._held_confidence: float | None = None
-        self._held_at_ms = 0.0
-        self._held_since_ms = 0.0
+        self._finals = UtteranceFinals(hold=self.params.align_to_vad, max_hold_ms=_MAX_HOLD_MS)
+        self._final_wait = FinalWait(self, self._release)
         self._unfinal = False
         self._interim_text = ""  # the newest interim words shown, and when (audio time)
         self._interim_ms = 0.0
@@ -312,11 +312,11 @@ class GoogleStt(Stage):
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, AudioIn):
             self._audio(frame)
-            if self._held and self._now_ms - self._held_since_ms >= _MAX_HOLD_MS:
+            if self._finals.overdue(self._now_ms):
                 await self._release()  # the VAD never ended the utterance: do not wait more
         elif isinstance(frame, SpeechStarted):
-            self._speaking = True
-            self._final_event.clear()
+            self._finals.speech_started()
+            self._final_wait.cancel()
             await self.emit(frame)
             # Google's first words can come before the VAD is sure of speech (it needs
             # min_speech_ms): say them again inside the utterance, where barge-in counts them.
@@ -326,7 +326,6 @@ class GoogleStt(Stage):
             self._raise_pending()
             return
         elif isinstance(frame, SpeechEnded):
-            self._speaking = False
             self._speech_ended_at = self.ctx.clock.now()
             await self.emit(frame)  # the end of speech first, then its transcript
             if not self._heard_audio and not self._warned_no_audio:
@@ -335,10 +334,15 @@ class GoogleStt(Stage):
                     "stt_no_audio",
                     reason="google_stt streams AudioIn frames: set the vad's forward_audio: true",
                 )
-            if self._held and not self._unfinal:
+            # Google owes words it has shown while a stream that can still send them lives;
+            # an open stream may finalize words it has not shown yet.
+            after = self._finals.speech_ended(
+                owed=self._unfinal and bool(self._streams), expecting=self._stream is not None
+            )
+            if after is AfterSpeech.RELEASE:
                 await self._release()
-            elif not self._final_event.is_set() and (self._stream is not None or self._held):
-                self.spawn(self._await_final(), name=f"{self.name}-final")
+            elif after is AfterSpeech.WAIT:
+                self._final_wait.start(self.params.final_wait_ms / 1000.0)
             self._raise_pending()
             return
         elif isinstance(frame, CallEnded):
@@ -398,7 +402,7 @@ class GoogleStt(Stage):
         limit_ms = self.params.restart_after_s * 1000.0
         if stream.fed_ms < limit_ms:
             return
-        if self._speaking and stream.fed_ms < limit_ms + _HARD_RESTART_GRACE_S * 1000.0:
+        if self._finals.speaking and stream.fed_ms < limit_ms + _HARD_RESTART_GRACE_S * 1000.0:
             return  # wait for the caller to pause, so no word is cut in two
         self.log.info("stt_stream_restart", stream=stream.number, audio_s=stream.fed_ms / 1000)
         self._end_stream(stream)
@@ -474,7 +478,10 @@ class GoogleStt(Stage):
         """The previous stream's results come first; it gets ``final_wait_ms`` to finish."""
         if previous.done():
             return
-        await asyncio.wait([previous], timeout=self.params.final_wait_ms / 1000.0)
+        with contextlib.suppress(TimeoutError):
+            await wait_for(
+                self.ctx.clock, asyncio.wait([previous]), self.params.final_wait_ms / 1000.0
+            )
         if not previous.done():
             previous.cancel()
 
@@ -533,58 +540,43 @@ class GoogleStt(Stage):
             last = finals[-1]
             end = last.result_end_offset if v2 else last.result_end_time
             confidence = float(last.alternatives[0].confidence) if last.alternatives else 0.0
-            self._hold(text, confidence or None, base + _offset_ms(end))
+            final = self._finals.final(
+                text, confidence or None, base + _offset_ms(end), now_ms=self._now_ms
+            )
             self._interim_text = ""
-            if self._speaking and p.align_to_vad:
+            if final is None:
                 # The caller is still talking (by the VAD): show the words, decide later.
-                await self.emit(Transcript(" ".join(self._held), False, None, self._held_at_ms))
+                held = self._finals
+                await self.emit(Transcript(held.held_text, False, None, held.held_at_ms))
             else:
-                await self._release()
+                await self._send_final(final)
         elif p.interim_results:
             text = _joined(results)
             if text and text != stream.last_interim:
                 stream.last_interim = text
                 self._unfinal = True
                 end = results[-1].result_end_offset if v2 else results[-1].result_end_time
-                shown = " ".join([*self._held, text])
+                shown = self._finals.with_held(text)
                 self._interim_text, self._interim_ms = shown, self._now_ms
                 await self.emit(Transcript(shown, False, None, base + _offset_ms(end)))
 
-    def _hold(self, text: str, confidence: float | None, at_ms: float) -> None:
-        if not self._held:
-            self._held_since_ms = self._now_ms
-            self._held_confidence = confidence
-        elif confidence is not None:
-            held = self._held_confidence
-            self._held_confidence = confidence if held is None else min(held, confidence)
-        self._held.append(text)
-        self._held_at_ms = at_ms
-
     async def _release(self) -> None:
-        """Emit the held finals as the utterance's one final transcript."""
-        if not self._held:
+        """Emit the held finals as the utterance's one final transcript (also when the wait
+        for Google's last words ran out: the caller waited enough)."""
+        await self._send_final(self._finals.release())
+
+    async def _send_final(self, transcript: Transcript | None) -> None:
+        if transcript is None:
             return
-        text = " ".join(self._held)
-        confidence, at_ms = self._held_confidence, self._held_at_ms
-        self._held = []
-        self._held_confidence = None
-        self._final_event.set()
+        self._final_wait.arrived()
         ended = self._speech_ended_at
         self.log.info(
             "stt_final",
             ms=round(1000 * (self.ctx.clock.now() - ended)) if ended is not None else None,
-            chars=len(text),
+            chars=len(transcript.text),
         )
         self._speech_ended_at = None
-        await self.emit(Transcript(text, True, confidence, at_ms))
-
-    async def _await_final(self) -> None:
-        """After the end of speech the stage counts as busy until the utterance's final
-        arrives (bounded), so a simulated call waits for it instead of racing ahead."""
-        try:
-            await asyncio.wait_for(self._final_event.wait(), self.params.final_wait_ms / 1000.0)
-        except TimeoutError:
-            await self._release()  # Google still owes words, but the caller waited enough
+        await self.emit(transcript)
 
     # --- ending ---------------------------------------------------------------------------
     async def _finish(self) -> None:
@@ -595,7 +587,10 @@ class GoogleStt(Stage):
             self._end_stream(self._stream)
         tasks = [s.task for s in self._streams if s.task is not None and not s.task.done()]
         if tasks:
-            await asyncio.wait(tasks, timeout=self.params.final_wait_ms / 1000.0)
+            with contextlib.suppress(TimeoutError):
+                await wait_for(
+                    self.ctx.clock, asyncio.wait(tasks), self.params.final_wait_ms / 1000
+                )
         await self._release()
         if self.dropped_chunks:
             self.log.warning("stt_audio_dropped_total", chunks=self.dropped_chunks)

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
+from statistics import fmean
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -38,6 +39,7 @@ from pydantic import Field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from voicebridge.clock import wait_for
 from voicebridge.frames import AudioIn, CallEnded, Frame, SpeechEnded, SpeechStarted, Transcript
 from voicebridge.runtime.providers import ProviderError, kind_from_http_status
 from voicebridge.runtime.stage import Stage, StageParams
@@ -54,6 +56,7 @@ from voicebridge.stages.stt.eventstream import (
     Message,
     encode_message,
 )
+from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, Piece, UtteranceFinals
 
 PROVIDER = "Amazon Transcribe"
 SIGNING_SERVICE = "transcribe"
@@ -164,11 +167,10 @@ class Transcribe(Stage):
         self._dropped_chunks = 0
         self._streams = 0
         # join_finals: what the caller said in the current VAD utterance, not yet sent.
-        self._speaking = False
-        self._held: list[tuple[str, float | None, float]] = []  # text, confidence, at_ms
+        self._finals = UtteranceFinals(hold=p.join_finals, confidence=fmean)
+        self._final_wait = FinalWait(self, self._final_timed_out)
         self._open_results: dict[str, tuple[str, float]] = {}  # result id -> latest partial, at_ms
         self._promoted: set[str] = set()  # result ids sent from their partial text
-        self._timer: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -196,13 +198,12 @@ class Transcribe(Stage):
                 self._add_audio(frame)
             return
         if isinstance(frame, SpeechStarted):
-            self._speaking = True
-            self._cancel_timer()  # the caller goes on: what is held joins this utterance
+            self._finals.speech_started()
+            self._final_wait.cancel()  # the caller goes on: what is held joins this utterance
             if self._down:
                 self._down = False  # the caller speaks again: give the service another chance
                 self.log.info("stt_retry_after_failure")
         elif isinstance(frame, SpeechEnded):
-            self._speaking = False
             await self.emit(frame)
             await self._utterance_ended()
             return
@@ -245,7 +246,7 @@ class Transcribe(Stage):
             self._buffer.clear()
         self._enqueue(_END)
         try:
-            await asyncio.wait_for(asyncio.shield(runner), self.params.final_wait_s + 1.0)
+            await wait_for(self.ctx.clock, asyncio.shield(runner), self.params.final_wait_s + 1.0)
         except TimeoutError:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
@@ -273,7 +274,7 @@ class Transcribe(Stage):
                     error=exc.error.provider_message[:200],
                     delay_ms=round(delay * 1000),
                 )
-                await asyncio.sleep(delay)
+                await self.ctx.clock.sleep(delay)
             except ProviderError as exc:
                 self._fail(exc)
                 return
@@ -378,7 +379,8 @@ class Transcribe(Stage):
                 try:
                     await ws.send(audio_event(pcm))
                 except ConnectionClosed as exc:
-                    await asyncio.wait({receiver}, timeout=0.5)
+                    with contextlib.suppress(TimeoutError):
+                        await wait_for(self.ctx.clock, asyncio.wait({receiver}), 0.5)
                     if receiver.done():
                         receiver.result()
                     raise _Retry(self._error_closed(f"connection lost: {exc}")) from exc
@@ -397,8 +399,9 @@ class Transcribe(Stage):
             await ws.send(audio_event(b""))
         except ConnectionClosed:
             return
-        done, _ = await asyncio.wait({receiver}, timeout=self.params.final_wait_s)
-        if receiver in done and receiver.exception() is not None:
+        with contextlib.suppress(TimeoutError):
+            await wait_for(self.ctx.clock, asyncio.wait({receiver}), self.params.final_wait_s)
+        if receiver.done() and receiver.exception() is not None:
             exc = receiver.exception()
             self.log.warning("stt_end_of_stream_error", error=str(exc)[:200])
 
@@ -471,60 +474,43 @@ class Transcribe(Stage):
             if result_id in self._promoted:
                 self._promoted.discard(result_id)
                 continue  # already sent from its last partial when the wait ran out
-            if not text:
-                await self._maybe_flush()
-                continue
-            confidence = _confidence(best.get("Items") or [])
-            self.log.info("stt_final", chars=len(text), at_ms=round(at_ms))
-            if not self.params.join_finals:
-                await self.emit(Transcript(text, True, confidence, at_ms))
-                continue
-            self._held.append((text, confidence, at_ms))
-            await self._maybe_flush()
+            if text:
+                confidence = _confidence(best.get("Items") or [])
+                self.log.info("stt_final", chars=len(text), at_ms=round(at_ms))
+            else:
+                confidence = None
+            # Sent now unless the caller still speaks or another result is still open.
+            owed = bool(self._open_results)
+            await self._send(self._finals.final(text, confidence, at_ms, owed=owed))
 
     # --- one transcript per utterance (join_finals) ------------------------------------------
-    async def _maybe_flush(self) -> None:
-        """Send what is held once the caller has stopped and no result is still open."""
-        if self._held and not self._speaking and not self._open_results:
-            await self._flush()
-
     async def _utterance_ended(self) -> None:
         """The VAD ended the utterance: send what is held, or wait (bounded) for the final."""
-        if not self.params.join_finals:
-            return
-        if self._held and not self._open_results:
+        after = self._finals.speech_ended(owed=bool(self._open_results))
+        if after is AfterSpeech.RELEASE:
             await self._flush()
-        elif self._open_results:
-            self._cancel_timer()
-            self._timer = self.spawn(self._flush_later(), name=f"{self.name}-final-wait")
+        elif after is AfterSpeech.WAIT:
+            self._final_wait.start(self.params.final_timeout_ms / 1000.0)
 
-    async def _flush_later(self) -> None:
-        await self.ctx.clock.sleep(self.params.final_timeout_ms / 1000.0)
-        self._timer = None
+    async def _final_timed_out(self) -> None:
         self.log.info("stt_final_timeout", open=len(self._open_results))
         await self._flush(promote=True)
-
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer is not asyncio.current_task():
-            timer.cancel()
 
     async def _flush(self, *, promote: bool = False) -> None:
         """Emit the held finals as one transcript; with ``promote``, results still open count
         with their latest partial text (their finals, if they ever come, are then dropped)."""
-        self._cancel_timer()
-        held, self._held = self._held, []
+        unfinished: list[Piece] = []
         if promote and self._open_results:
             for result_id, (text, at_ms) in self._open_results.items():
-                held.append((text, None, at_ms))
+                unfinished.append(Piece(text, None, at_ms))
                 self._promoted.add(result_id)
             self._open_results.clear()
-        if not held:
-            return
-        text = " ".join(text for text, _, _ in held)
-        scores = [c for _, c, _ in held if c is not None]
-        confidence = sum(scores) / len(scores) if scores else None
-        await self.emit(Transcript(text, True, confidence, max(at for _, _, at in held)))
+        await self._send(self._finals.release(unfinished))
+
+    async def _send(self, transcript: Transcript | None) -> None:
+        if transcript is not None:
+            self._final_wait.arrived()
+            await self.emit(transcript)
 
 
 def _confidence(items: list[dict[str, Any]]) -> float | None:

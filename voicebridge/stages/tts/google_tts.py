@@ -38,7 +38,7 @@ from voicebridge.stages.google_common import (
     build_client,
     client_credentials,
     close_client,
-    with_retries,
+    guarded_call,
 )
 from voicebridge.stages.tts.speaker import Speaker, Speech
 from voicebridge.text import split_sentences
@@ -211,15 +211,13 @@ class GoogleTts(Speaker):
                 request=request, retry=None, timeout=p.timeout_s
             )
 
-        response = await with_retries(
+        response = await guarded_call(
             call,
+            guard=self.guard,
             stage=self.name,
             provider=PROVIDER,
-            retries=p.retries,
-            retry_on=_RETRY_ON,
-            log=self.log,
-            guard=self.guard,
             clock=self.ctx.clock,
+            log=self.log,
         )
         try:
             pcm, got_rate = decode_audio(response.audio_content, self._encoding, rate)

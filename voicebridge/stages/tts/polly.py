@@ -26,8 +26,8 @@ from voicebridge.runtime.resilience import ResilienceParams, stage_guard
 from voicebridge.runtime.stage import StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
-    call_with_retries,
     get_client,
+    run_guarded,
     ssml_to_text,
 )
 from voicebridge.stages.tts.speaker import Speaker, Speech
@@ -208,20 +208,17 @@ class Polly(Speaker):
 
     async def _call(self, function: Any, settings: ClientSettings, request: Any) -> Any:
         p: PollyParams = self.params
-        return await call_with_retries(
-            self.name,
-            PROVIDER,
+        return await run_guarded(
             POOL_NAME,
             function,
             settings,
             request,
-            attempts=p.max_attempts,
-            retry_if=_retryable,
-            backoff_s=p.retry_backoff_s,
-            workers=p.workers,
-            log=self.log,
             guard=self.guard,
+            stage=self.name,
+            provider=PROVIDER,
+            workers=p.workers,
             clock=self.ctx.clock,
+            log=self.log,
         )
 
     async def _marks(
