@@ -7,11 +7,9 @@ worker thread; breakers are shared by every call (stage instance) that uses the 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
@@ -27,22 +25,9 @@ from voicebridge.stages.tts.polly import Polly
 
 PROVIDERS = Path(__file__).resolve().parents[1] / "providers"
 sys.path.insert(0, str(PROVIDERS))
+import aws_fakes as aws  # noqa: E402
+from aws_fakes import aws_env  # noqa: E402, F401  (the fixture, for this module's tests)
 from google_fakes import TTS, Driven, FakeGoogle  # noqa: E402
-
-
-def _aws_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"  # the module name the AWS tests load it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, PROVIDERS / "aws_fakes.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-aws = _aws_fakes()
-aws_env = aws.aws_env
 
 
 @pytest.fixture(autouse=True)

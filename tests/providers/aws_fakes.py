@@ -10,7 +10,8 @@
 Both verify SigV4 signatures with their own implementation of the published algorithm (not
 botocore's), using the dummy secret, so a test proves the request was really signed.
 
-Loaded by the test modules through importlib (no conftest: that file is shared).
+Tests import it by name (``import aws_fakes as fakes``): ``conftest.py`` puts this folder on
+``sys.path`` and offers the ``aws_env`` fixture to the tests here.
 """
 
 from __future__ import annotations

@@ -4,13 +4,10 @@ URL, event-stream audio, partial and final results, exceptions, drops and reconn
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aws_fakes as fakes
 import pytest
 from botocore.credentials import ReadOnlyCredentials
 
@@ -19,22 +16,6 @@ from voicebridge.frames import AudioIn, SpeechEnded, SpeechStarted, Transcript
 from voicebridge.sim.signals import silence, speech_like, utterances
 from voicebridge.stages.stt.transcribe import Transcribe, presign_url
 
-
-def _load_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("aws_fakes.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-aws_env = fakes.aws_env
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 TWO_UTTERANCES = [
