@@ -27,7 +27,7 @@ PROVIDERS = Path(__file__).resolve().parents[1] / "providers"
 sys.path.insert(0, str(PROVIDERS))
 import aws_fakes as aws  # noqa: E402
 from aws_fakes import aws_env  # noqa: E402, F401  (the fixture, for this module's tests)
-from google_fakes import TTS, Driven, FakeGoogle  # noqa: E402
+from google_fakes import TTS, Driven, FakeGoogle, until  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +56,7 @@ async def test_a_stalled_polly_request_is_abandoned_on_call_time() -> None:
         stage = Polly(endpoint_url=fake.url, resilience={"retries": 0, "first_byte_timeout_s": 1.0})
         await bound(stage, clock)
         task = asyncio.ensure_future(stage.process(AgentText("Are you there?", turn=1)))
-        while not fake.requests:
-            await asyncio.sleep(0.005)
+        await until(lambda: bool(fake.requests))
         await clock.advance(0.9)
         assert not task.done()
         await clock.advance(0.2)

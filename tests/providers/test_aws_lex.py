@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aws_fakes as fakes
@@ -230,7 +229,8 @@ async def test_errors_become_one_provider_error_of_the_right_kind(
 
 
 async def test_a_slow_bot_is_a_timeout_and_is_not_repeated() -> None:
-    async with fakes.FakeAwsHttp(delay_s=1.0) as fake:
+    async with fakes.FakeAwsHttp() as fake:
+        fake.hold_next()  # no answer while the test runs
         stage = lex(fake, read_timeout_s=0.2)
         await bound(stage)
         with pytest.raises(ProviderError) as caught:
@@ -241,17 +241,20 @@ async def test_a_slow_bot_is_a_timeout_and_is_not_repeated() -> None:
 
 async def test_barge_in_cancels_the_request() -> None:
     async with fakes.FakeAwsHttp() as fake:
-        fake.slow_next(0.5)
+        answer = fake.hold_next()  # the bot answers only when the test says so
         async with fakes.LiveRun([lex(fake)], INFO) as run:
             await run.push(said("tell me a long story"))
             await run.until(lambda: len(fake.lex_requests()) == 1)
             run.pipeline.interrupt()
-            await run.until(lambda: run.pipeline.idle, timeout=0.3)
-            await asyncio.sleep(0.6)
-            assert run.of(AgentText) == []  # the late answer is dropped
+            await run.until(lambda: run.pipeline.idle)
+            assert fake.answered == 0  # idle while the answer is still held: not awaited
+            answer.set()  # the late answer comes ...
+            await run.until(lambda: fake.answered == 1)
             await run.push(said("hello"))
             await run.until(lambda: len(run.of(AgentText)) == 1)
-            assert run.of(AgentText)[0].text == "You said hello."
+            await run.end()
+        # ... and is dropped: only the next turn's answer is said.
+        assert [t.text for t in run.of(AgentText)] == ["You said hello."]
         assert run.errors == [] and run.provider_errors == []
 
 
