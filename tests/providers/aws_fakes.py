@@ -739,7 +739,8 @@ class LiveRun:
 
     async def settled(self) -> None:
         """Wait until the stages have handled every frame pushed so far: a marker pushed after
-        them comes out only once they are done (so "nothing came of it" can be asserted)."""
+        them comes out only once they are done (so "nothing came of it" can be asserted). The
+        marker is a keypad digit: for stages that pass one on untouched, as STT stages do."""
         from voicebridge.frames import Dtmf
 
         marker = Dtmf("#")
