@@ -41,7 +41,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.common import ServiceProcess, SessionReports, child_service  # noqa: E402
+
 DEFAULT_OUT = REPO / "bench" / "out" / "bargein.json"
 
 RATE = 8000
@@ -230,161 +234,33 @@ def code_version() -> dict[str, Any]:
 # --- part 1: the service child ------------------------------------------------------------------
 
 
-def emit(kind: str, **fields: Any) -> None:
-    """One line of the child-to-parent protocol on stdout (logs go to stderr)."""
-    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
-    sys.stdout.flush()
-
-
-class StampedEvents(list[dict[str, Any]]):
-    """A session's timeline that also notes the wall clock (CLOCK_MONOTONIC, shared by every
-    process on the machine) of each event."""
-
-    def append(self, item: dict[str, Any]) -> None:
-        item["wall"] = time.monotonic()
-        super().append(item)
-
-
 async def child_serve(lifetime_s: float) -> None:
-    """The real service on 127.0.0.1 port 0; reports each call's barge-in events at its end.
-    Stops when the parent closes our stdin, or after ``lifetime_s`` whatever happens."""
-    from voicebridge.config import ServiceSettings, load_pipeline_text
+    """The real service on 127.0.0.1 port 0; reports each call's barge-in events at its end."""
+    from voicebridge.config import load_pipeline_text
     from voicebridge.observe.logs import configure_logging
-    from voicebridge.server.run import running_service
-    from voicebridge.session import Session
 
     configure_logging("json", "warning")
     lines = [CALLER_LINE] * 20
     spec = load_pipeline_text(
         pipeline_yaml(tone_yaml(), greeting=GREETING, reply=REPLY, lines=lines)
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    watchers: set[asyncio.Task[None]] = set()
     kinds = {"speech_started", "speech_ended", "barge_in", "resume"}
-
-    async def report(session: Session) -> None:
-        await session.ended.wait()
-        stream_id = session.ctx.info.stream_id if session.ctx else None
-        events = [e for e in session.events or [] if e["kind"] in kinds]
-        emit("session", stream_id=stream_id, events=events)
-
-    def on_session(session: Session) -> None:
-        session.events = StampedEvents()
-        task = loop.create_task(report(session))
-        watchers.add(task)
-        task.add_done_callback(watchers.discard)
-
-    def wait_for_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
-    settings = ServiceSettings(host="127.0.0.1", port=0)
-    async with running_service(settings, spec, record_events=True, on_session=on_session) as svc:
-        emit("ready", port=svc.port, affinity=sorted(os.sched_getaffinity(0)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), lifetime_s)
-        if watchers:
-            await asyncio.wait(watchers, timeout=5)
+    reports = SessionReports(
+        lambda session: {"events": [e for e in session.events or [] if e["kind"] in kinds]}
+    )
+    async with child_service(
+        spec, lifetime_s, record_events=True, on_session=reports.on_session
+    ) as child:
+        child.ready()
+        await child.wait()
+        await reports.flush()
 
 
-class Service:
-    """The service in its own process (pinned to core 0 when taskset exists)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, pinned: bool) -> None:
-        self.proc = proc
-        self.pinned = pinned
-        self.port = 0
-        self.affinity: list[int] = []
-        self._sessions: dict[str, list[dict[str, Any]]] = {}
-        self._arrived = asyncio.Condition()
-        self._reader: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def start(cls, log_path: Path, lifetime_s: float, pin: bool) -> Service:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            dict.fromkeys([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(":") if p]])
-        )
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", "serve"]
-        command += ["--lifetime", str(lifetime_s)]
-        pinned = pin and shutil.which("taskset") is not None
-        if pinned:
-            command = ["taskset", "-c", "0", *command]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=env,
-                cwd=str(REPO),
-                limit=32 * 1024 * 1024,
-            )
-        service = cls(proc, pinned)
-        assert proc.stdout is not None
-        try:
-            while True:
-                raw = await asyncio.wait_for(proc.stdout.readline(), 60)
-                if not raw:
-                    raise RuntimeError(f"the service exited while starting; see {log_path}")
-                message = json.loads(raw)
-                if message.get("type") == "ready":
-                    break
-        except BaseException:
-            await service.stop()
-            raise
-        service.port = int(message["port"])
-        service.affinity = list(message.get("affinity") or [])
-        service._reader = asyncio.get_running_loop().create_task(service._read())
-        return service
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream"
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                message = json.loads(raw)
-                if message.get("type") == "session" and message.get("stream_id"):
-                    async with self._arrived:
-                        self._sessions[message["stream_id"]] = message.get("events") or []
-                        self._arrived.notify_all()
-
-    async def events_for(self, stream_id: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
-        async with self._arrived:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._arrived.wait_for(lambda: stream_id in self._sessions), timeout_s
-                )
-            return self._sessions.pop(stream_id, [])
-
-    async def stop(self) -> None:
-        """Close its stdin (the stop signal); terminate, then kill, only if it lingers."""
-        proc = self.proc
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+async def start_service(log_path: Path, lifetime_s: float, pin: bool) -> ServiceProcess:
+    """This script as the service child (pinned to core 0 when taskset exists)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "serve"]
+    command += ["--lifetime", str(lifetime_s)]
+    return await ServiceProcess.start(command, log_path, pin=pin)
 
 
 # --- part 1: the callers ------------------------------------------------------------------------
@@ -590,7 +466,7 @@ class CpuSampler:
 
 
 async def load_round(
-    service: Service, n: int, plans: list[CallPlan], encoding: str
+    service: ServiceProcess, n: int, plans: list[CallPlan], encoding: str
 ) -> dict[str, Any]:
     sampler = CpuSampler(service.pid)
     sampler.start()
@@ -613,7 +489,7 @@ async def load_round(
         if outcome.error or outcome.record is None:
             errors.append(outcome.error)
             continue
-        events = await service.events_for(outcome.stream_id)
+        events = await service.events_for(outcome.stream_id, timeout_s=10.0)
         offline = await vad_offline(outcome.plan.track, encoding)
         rows += analyse_call(outcome, events, offline)
     return {
@@ -643,7 +519,7 @@ async def reaction_under_load(args: argparse.Namespace) -> dict[str, Any]:
     pinned_self = False
     original = os.sched_getaffinity(0)
     can_pin = shutil.which("taskset") is not None and {0, 1} <= original
-    service = await Service.start(
+    service = await start_service(
         Path(args.out).with_name("bargein-service.log"), lifetime_s=900.0, pin=can_pin
     )
     levels: list[dict[str, Any]] = []

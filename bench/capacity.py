@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import loadgen  # noqa: E402
+from bench.common import ServiceProcess, child_env  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 PIPECAT_VENV = REPO / "bench" / ".venv-pipecat"
@@ -207,66 +208,45 @@ def pipecat_python() -> Path:
 
 
 class Server:
-    """A server child process: JSON lines on stdout, stops when its stdin closes."""
+    """A framework's server child (``vb_server.py``, ``pipecat_server.py``): what it reports of
+    each call when the call ends, and its event-loop lag."""
 
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, pinned: bool) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.proc = proc
-        self.pinned = pinned
-        self.port = 0
-        self.affinity: list[int] = []
         self.probes: dict[str, dict[str, Any]] = {}
         self.lag: list[tuple[float, list[float]]] = []
-        self._reader: asyncio.Task[None] | None = None
+        self.process: ServiceProcess  # set by start()
 
     @classmethod
     async def start(
         cls, name: str, command: list[str], log: Path, pin: bool, nice: int = 0
     ) -> Server:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO)
-        if pin:
-            command = ["taskset", "-c", "0", *command]
-        if nice:
-            command = ["nice", "-n", str(nice), *command]
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-                env=env,
-                cwd=str(REPO),
-                limit=64 * 1024 * 1024,
-            )
-        server = cls(name, proc, pin)
-        assert proc.stdout is not None
-        while True:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 120)
-            if not raw:
-                raise RuntimeError(f"{name} exited while starting; see {log}")
-            message = json.loads(raw)
-            if message.get("type") == "ready":
-                break
-        server.port = int(message["port"])
-        server.affinity = list(message.get("affinity") or [])
-        server._reader = asyncio.get_running_loop().create_task(server._read())
+        server = cls(name)
+        server.process = await ServiceProcess.start(
+            command,
+            log,
+            pin=pin,
+            nice=nice,
+            env=child_env(inherit_pythonpath=False),  # the Pipecat venv sees only this checkout
+            ready_timeout_s=120.0,
+            stop_grace_s=20.0,
+            on_message=server._take,
+        )
         return server
 
     @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream"
+    def proc(self) -> asyncio.subprocess.Process:
+        return self.process.proc
 
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                message = json.loads(raw)
-                if message.get("type") == "call":
-                    self.probes[message["stream_id"]] = message
-                elif message.get("type") == "lag":
-                    self.lag.append((message["t"], message["samples"]))
+    @property
+    def url(self) -> str:
+        return self.process.ws_url
+
+    def _take(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "call":
+            self.probes[message["stream_id"]] = message
+        elif message.get("type") == "lag":
+            self.lag.append((message["t"], message["samples"]))
 
     async def wait_for_calls(self, ids: list[str], timeout_s: float = 15.0) -> None:
         end = time.monotonic() + timeout_s
@@ -274,22 +254,7 @@ class Server:
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
-        proc = self.proc
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 20)
-        except TimeoutError:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await self.process.stop()
 
 
 class Sampler:
@@ -532,7 +497,7 @@ async def run_framework(
         await asyncio.sleep(1.0)
         rss_idle = rss_mib(server.proc.pid)
         progress(
-            f"{name}: pid {server.proc.pid} on cores {server.affinity}, idle RSS {rss_idle:.0f} MiB"
+            f"{name}: pid {server.proc.pid} on cores {server.process.affinity}, idle RSS {rss_idle:.0f} MiB"
         )
         # An unmeasured warm-up call (imports, first connection, model load).
         if args.warmup:
@@ -562,8 +527,8 @@ async def run_framework(
         await server.stop()
     return {
         "name": name,
-        "pinned": server.pinned,
-        "affinity": server.affinity,
+        "pinned": server.process.pinned,
+        "affinity": server.process.affinity,
         "rss_idle_mib": rss_idle,
         "levels": rows,
     }

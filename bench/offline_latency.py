@@ -28,7 +28,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: use this checkout
+
+from bench.common import ServiceProcess, SessionReports, child_service, emit  # noqa: E402
+
 DEFAULT_PIPELINE = REPO / "pipelines" / "offline.yaml"
 DEFAULT_OUT = REPO / "bench" / "out" / "offline_latency.json"
 
@@ -279,71 +283,28 @@ def code_version(pipeline: Path) -> dict[str, Any]:
 # --- child processes: the service, and a bare model preload ---------------------------------
 
 
-def emit(kind: str, **fields: Any) -> None:
-    """One line of the child-to-parent protocol on stdout (logs go to stderr)."""
-    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
-    sys.stdout.flush()
-
-
-class StampedEvents(list[dict[str, Any]]):
-    """A session's event timeline that also notes the wall clock of each event.
-
-    The session's ``t`` is stream time (audio received), good to 20 ms; wall-clock stamps give
-    the compute time of each stage, including any wait for a worker thread.
-    """
-
-    def append(self, item: dict[str, Any]) -> None:
-        item["wall"] = time.monotonic()
-        super().append(item)
-
-
 async def child_serve(pipeline: Path, lifetime_s: float, t_main: float) -> None:
-    """Run the real service on 127.0.0.1 and report each call's timeline when the call ends.
-
-    It stops when the parent closes our stdin, or after ``lifetime_s`` whatever happens.
-    """
-    from voicebridge.config import ServiceSettings, load_pipeline
+    """Run the real service on 127.0.0.1 and report each call's timeline when the call ends."""
+    from voicebridge.config import load_pipeline
     from voicebridge.observe.logs import configure_logging
-    from voicebridge.server.run import running_service
-    from voicebridge.session import Session
 
     configure_logging("json", "warning")
     spec = load_pipeline(pipeline)
     t_imported = time.monotonic()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    watchers: set[asyncio.Task[None]] = set()
-
-    async def report(session: Session) -> None:
-        await session.ended.wait()
-        stream_id = session.ctx.info.stream_id if session.ctx else None
-        emit("session", stream_id=stream_id, end_reason=session.end_reason, events=session.events)
-
-    def on_session(session: Session) -> None:
-        session.events = StampedEvents()
-        task = loop.create_task(report(session))
-        watchers.add(task)
-        task.add_done_callback(watchers.discard)
-
-    def wait_for_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
-    settings = ServiceSettings(host="127.0.0.1", port=0)
-    async with running_service(settings, spec, record_events=True, on_session=on_session) as svc:
-        emit(
-            "ready",
-            port=svc.port,
+    reports = SessionReports(
+        lambda session: {"end_reason": session.end_reason, "events": session.events}
+    )
+    async with child_service(
+        spec, lifetime_s, record_events=True, on_session=reports.on_session
+    ) as child:
+        child.ready(
             t_main=t_main,
             t_imported=t_imported,
             t_ready=time.monotonic(),
             rss_kb=status_kb("self", "VmRSS"),
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), lifetime_s)
-        if watchers:
-            await asyncio.wait(watchers, timeout=5)
+        await child.wait()
+        await reports.flush()
 
 
 async def child_preload(pipeline: Path, t_main: float) -> None:
@@ -376,72 +337,28 @@ async def child_preload(pipeline: Path, t_main: float) -> None:
     )
 
 
-def child_env() -> dict[str, str]:
-    """Our environment with the repository importable, so children see the same voicebridge."""
-    env = dict(os.environ)
-    paths = [str(REPO), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
 async def spawn_child(
-    mode: str, pipeline: Path, log_path: Path, lifetime_s: float = 900.0
-) -> tuple[asyncio.subprocess.Process, float]:
-    """Start this script as a child; returns the process and the monotonic time it was spawned."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        spawned = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            mode,
-            "--pipeline",
-            str(pipeline),
-            "--lifetime",
-            str(lifetime_s),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=log,
-            env=child_env(),
-            cwd=str(REPO),
-            limit=32 * 1024 * 1024,
-        )
-    return proc, spawned
-
-
-async def end_child(proc: asyncio.subprocess.Process, grace_s: float = 15.0) -> None:
-    """Close the child's stdin (its stop signal); terminate, then kill, only if it lingers."""
-    if proc.stdin is not None and not proc.stdin.is_closing():
-        proc.stdin.close()
-    try:
-        await asyncio.wait_for(proc.wait(), grace_s)
-    except TimeoutError:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    mode: str, pipeline: Path, log_path: Path, lifetime_s: float, ready_type: str
+) -> ServiceProcess:
+    """This script as a child (``serve`` or ``preload``), once it has said ``ready_type``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode]
+    command += ["--pipeline", str(pipeline), "--lifetime", str(lifetime_s)]
+    return await ServiceProcess.start(
+        command, log_path, ready_type=ready_type, ready_timeout_s=120.0
+    )
 
 
 async def measure_preload(pipeline: Path, log_path: Path) -> dict[str, Any]:
     """One fresh process that only loads the models: ``spec.preload()`` time and RSS."""
-    proc, spawned = await spawn_child("preload", pipeline, log_path, lifetime_s=120)
-    try:
-        assert proc.stdout is not None
-        raw = await asyncio.wait_for(proc.stdout.readline(), 120)
-    finally:
-        await end_child(proc)
-    if not raw:
-        raise RuntimeError(f"the preload child printed nothing; see {log_path}")
-    data = json.loads(raw)
+    child = await spawn_child("preload", pipeline, log_path, 120.0, "preloaded")
+    await child.stop()
+    data = child.ready
     return {
-        "interpreter_start_s": round(data["t_main"] - spawned, 3),
+        "interpreter_start_s": round(data["t_main"] - child.spawned, 3),
         "imports_and_pipeline_s": round(data["t_imported"] - data["t_main"], 3),
         "preload_s": data["preload_s"],
         "preload_by_stage_s": data["stages"],
-        "start_to_models_loaded_s": round(data["t_loaded"] - spawned, 3),
+        "start_to_models_loaded_s": round(data["t_loaded"] - child.spawned, 3),
         "rss_bare_mib": mib(data["rss_start_kb"]),
         "rss_after_imports_mib": mib(data["rss_imported_kb"]),
         "rss_after_preload_mib": mib(data["rss_kb"]),
@@ -453,89 +370,21 @@ def mib(kb: int | None) -> float | None:
     return round(kb / 1024, 1) if kb is not None else None
 
 
-class Service:
-    """The service in a child process: its URL, its per-call timelines, its memory."""
+async def start_service(pipeline: Path, log_path: Path, lifetime_s: float) -> ServiceProcess:
+    """The service in a child process, once it takes calls (models loaded and warmed up)."""
+    return await spawn_child("serve", pipeline, log_path, lifetime_s, "ready")
 
-    def __init__(self, proc: asyncio.subprocess.Process, spawned: float, log_path: Path) -> None:
-        self.proc = proc
-        self.spawned = spawned
-        self.log_path = log_path
-        self.ready: dict[str, Any] = {}
-        self.ready_at = 0.0
-        self.port = 0
-        self._sessions: dict[str, list[dict[str, Any]]] = {}
-        self._arrived = asyncio.Condition()
-        self._reader: asyncio.Task[None] | None = None
 
-    @classmethod
-    async def start(cls, pipeline: Path, log_path: Path, lifetime_s: float) -> Service:
-        proc, spawned = await spawn_child("serve", pipeline, log_path, lifetime_s)
-        service = cls(proc, spawned, log_path)
-        assert proc.stdout is not None
-        try:
-            while True:
-                raw = await asyncio.wait_for(proc.stdout.readline(), 120)
-                if not raw:
-                    raise RuntimeError(f"the service exited while starting; see {log_path}")
-                message = json.loads(raw)
-                if message.get("type") == "ready":
-                    break
-        except BaseException:
-            await end_child(proc)
-            raise
-        service.ready_at = time.monotonic()
-        service.ready = message
-        service.port = int(message["port"])
-        service._reader = asyncio.get_running_loop().create_task(service._read())
-        return service
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream"
-
-    def startup(self) -> dict[str, Any]:
-        """Process start to ready (accepting calls, models loaded and warmed up)."""
-        r = self.ready
-        return {
-            "interpreter_start_s": round(r["t_main"] - self.spawned, 3),
-            "imports_and_pipeline_s": round(r["t_imported"] - r["t_main"], 3),
-            "preload_and_listen_s": round(r["t_ready"] - r["t_imported"], 3),
-            "start_to_ready_s": round(self.ready_at - self.spawned, 3),
-            "rss_ready_mib": mib(r.get("rss_kb")),
-        }
-
-    def rss_kb(self) -> int | None:
-        return status_kb(self.pid, "VmRSS")
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                message = json.loads(raw)
-                if message.get("type") == "session" and message.get("stream_id"):
-                    async with self._arrived:
-                        self._sessions[message["stream_id"]] = message.get("events") or []
-                        self._arrived.notify_all()
-
-    async def events_for(self, stream_id: str, timeout_s: float = 15.0) -> list[dict[str, Any]]:
-        """The service's timeline of one call (empty if it never came)."""
-        async with self._arrived:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._arrived.wait_for(lambda: stream_id in self._sessions), timeout_s
-                )
-            return self._sessions.pop(stream_id, [])
-
-    async def stop(self) -> None:
-        await end_child(self.proc)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+def startup(service: ServiceProcess) -> dict[str, Any]:
+    """Process start to ready (accepting calls, models loaded and warmed up)."""
+    r, spawned = service.ready, service.spawned
+    return {
+        "interpreter_start_s": round(r["t_main"] - spawned, 3),
+        "imports_and_pipeline_s": round(r["t_imported"] - r["t_main"], 3),
+        "preload_and_listen_s": round(r["t_ready"] - r["t_imported"], 3),
+        "start_to_ready_s": round(service.ready_at - spawned, 3),
+        "rss_ready_mib": mib(r.get("rss_kb")),
+    }
 
 
 # --- one simulated call and its turns -----------------------------------------------------------
@@ -631,7 +480,12 @@ def turn_breakdown(
 
 
 async def run_call(
-    service: Service, codec: str, rate: int, script: Script, voices: VoiceCache, delay_s: float
+    service: ServiceProcess,
+    codec: str,
+    rate: int,
+    script: Script,
+    voices: VoiceCache,
+    delay_s: float,
 ) -> CallOutcome:
     """One real-time call against the service; its turns with latency and breakdown."""
     from voicebridge.plivo.formats import StreamFormat
@@ -726,10 +580,10 @@ async def sequential_latency(
 
     Alternating spreads any load from other processes over both codecs instead of one block.
     """
-    service = await Service.start(pipeline, out_dir / "service-sequential.log", 1200)
+    service = await start_service(pipeline, out_dir / "service-sequential.log", 1200)
     result: dict[str, Any] = {
-        "service_startup": service.startup(),
-        "service_rss_before_calls_mib": mib(service.rss_kb()),
+        "service_startup": startup(service),
+        "service_rss_before_calls_mib": mib(status_kb(service.pid, "VmRSS")),
         "codecs": {},
     }
     calls: dict[str, list[CallOutcome]] = {f"{codec}_{rate}": [] for codec, rate in codecs}
@@ -740,7 +594,7 @@ async def sequential_latency(
                 watch = CpuWatch([service.pid])
                 outcome = await run_call(service, codec, rate, script, voices, 0.0)
                 outcome.cpu = watch.result()
-                outcome.service_rss_after_mib = mib(service.rss_kb())
+                outcome.service_rss_after_mib = mib(status_kb(service.pid, "VmRSS"))
                 trace.append(outcome.service_rss_after_mib)
                 calls[f"{codec}_{rate}"].append(outcome)
                 lat = [t["latency_s"] for t in outcome.turns]
@@ -769,8 +623,8 @@ async def concurrency_round(
     pipeline: Path, n: int, voices: VoiceCache, out_dir: Path
 ) -> dict[str, Any]:
     """N real-time calls against one fresh service process; its RSS sampled as they run."""
-    service = await Service.start(pipeline, out_dir / f"service-concurrent-{n}.log", 600)
-    idle_kb = service.rss_kb()
+    service = await start_service(pipeline, out_dir / f"service-concurrent-{n}.log", 600)
+    idle_kb = status_kb(service.pid, "VmRSS")
     active = 0
     samples: list[tuple[int, int]] = []  # (calls in progress, RSS kB)
 
@@ -786,7 +640,7 @@ async def concurrency_round(
 
     async def sample() -> None:
         while True:
-            rss = service.rss_kb()
+            rss = status_kb(service.pid, "VmRSS")
             if rss is not None:
                 samples.append((active, rss))
             await asyncio.sleep(0.25)
@@ -808,7 +662,7 @@ async def concurrency_round(
         "n": n,
         **summarise_turns(turns),
         "errors": [c.error for c in calls if c.error],
-        "service_startup": service.startup(),
+        "service_startup": startup(service),
         "rss_idle_mib": mib(idle_kb),
         "rss_all_calls_active_mib": mib(max(full)) if full else None,
         "rss_peak_mib": mib(max((rss for _, rss in samples), default=None)),
@@ -1135,8 +989,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child == "preload":
         asyncio.run(child_preload(Path(args.pipeline), t_main))
         return 0
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))  # run as a script from anywhere: use this checkout
     results = asyncio.run(run(args))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import platform
 import statistics
@@ -28,6 +27,7 @@ from typing import Any
 FAKES = Path(__file__).resolve().parents[1] / "tests" / "providers"
 sys.path.insert(0, str(FAKES))
 
+import aws_fakes  # noqa: E402
 import google_fakes  # noqa: E402
 import openai_fakes  # noqa: E402
 
@@ -43,19 +43,6 @@ from voicebridge.frames import (  # noqa: E402
 from voicebridge.runtime.pipeline import Pipeline  # noqa: E402
 from voicebridge.testing.harness import call_started  # noqa: E402
 
-
-def _load_aws_fakes() -> Any:
-    name = "voicebridge_tests_aws_fakes"  # the name the AWS tests load it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FAKES / "aws_fakes.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-aws_fakes = _load_aws_fakes()
 now = time.monotonic
 
 

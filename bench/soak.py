@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import random
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,10 +42,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bargein import code_version, cpu_ticks, machine_info, machine_ticks, progress
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.bargein import code_version, cpu_ticks, machine_info, machine_ticks, progress  # noqa: E402
+from bench.common import ServiceProcess, child_service, emit  # noqa: E402
+
 DEFAULT_OUT = REPO / "bench" / "out" / "soak.json"
 RATE = 8000
 ENCODING = "audio/x-mulaw"
@@ -78,24 +79,16 @@ stages:
 # --- the service child --------------------------------------------------------------------------
 
 
-def emit(kind: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"type": kind, **fields}, default=str) + "\n")
-    sys.stdout.flush()
-
-
 async def child_serve(lifetime_s: float, sample_s: float) -> None:
-    """The real service (``running_service``, as ``voicebridge serve`` runs it) on 127.0.0.1
-    port 0. Every ``sample_s`` it reports its asyncio task count, live calls and how the ended
-    calls ended. Stops when the parent closes our stdin, or after ``lifetime_s``."""
-    from voicebridge.config import ServiceSettings, load_pipeline_text
+    """The real service on 127.0.0.1 port 0. Every ``sample_s`` it reports its asyncio task
+    count, live calls and how the ended calls ended."""
+    from voicebridge.config import load_pipeline_text
     from voicebridge.observe.logs import configure_logging
-    from voicebridge.server.run import running_service
     from voicebridge.session import Session
 
     configure_logging("json", "warning")
     spec = load_pipeline_text(PIPELINE)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     ended: collections.Counter[str] = collections.Counter()
     totals: collections.Counter[str] = collections.Counter()
     watchers: set[asyncio.Task[None]] = set()
@@ -111,17 +104,10 @@ async def child_serve(lifetime_s: float, sample_s: float) -> None:
         watchers.add(task)
         task.add_done_callback(watchers.discard)
 
-    def wait_for_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
-    settings = ServiceSettings(host="127.0.0.1", port=0, limits={"max_calls": 1000})
-    async with running_service(settings, spec, on_session=on_session) as svc:
-        calls = svc.app.state.calls
-        emit("ready", port=svc.port, affinity=sorted(os.sched_getaffinity(0)))
-        deadline = loop.time() + lifetime_s
-        while not stop.is_set() and loop.time() < deadline:
+    async with child_service(spec, lifetime_s, max_calls=1000, on_session=on_session) as child:
+        calls = child.svc.app.state.calls
+        child.ready()
+        while not child.stopping:
             emit(
                 "stats",
                 wall=time.monotonic(),
@@ -133,72 +119,14 @@ async def child_serve(lifetime_s: float, sample_s: float) -> None:
                 ended=dict(ended),
                 totals=dict(totals),
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), sample_s)
+            await child.wait(sample_s)
 
 
-class Service:
-    """The service child process: started with ``--child serve``, stopped by closing its stdin
-    (terminated, then killed, only if it lingers)."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
-        self.proc = proc
-        self.port = port
-
-    @classmethod
-    async def start(cls, log_path: Path, lifetime_s: float, sample_s: float) -> Service:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            dict.fromkeys([str(REPO), *[p for p in env.get("PYTHONPATH", "").split(":") if p]])
-        )
-        command = [sys.executable, str(Path(__file__).resolve()), "--child", "serve"]
-        command += ["--lifetime", str(lifetime_s), "--sample-s", str(sample_s)]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=env,
-                cwd=str(REPO),
-            )
-        assert proc.stdout is not None
-        service = cls(proc, 0)
-        try:
-            while True:
-                raw = await asyncio.wait_for(proc.stdout.readline(), 60)
-                if not raw:
-                    raise RuntimeError(f"the service exited while starting; see {log_path}")
-                message = json.loads(raw)
-                if message.get("type") == "ready":
-                    service.port = int(message["port"])
-                    return service
-        except BaseException:
-            await service.stop()
-            raise
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stream"
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+async def start_service(log_path: Path, lifetime_s: float, sample_s: float) -> ServiceProcess:
+    """This script as the service child; its ``stats`` reports land in ``service.last``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "serve"]
+    command += ["--lifetime", str(lifetime_s), "--sample-s", str(sample_s)]
+    return await ServiceProcess.start(command, log_path)
 
 
 # --- the callers --------------------------------------------------------------------------------
@@ -299,13 +227,17 @@ def proc_status(pid: int) -> dict[str, int]:
 class Sampler:
     """The service's RSS, fds and threads from /proc, with its latest self-report."""
 
-    def __init__(self, service: Service, load: Load, began: float) -> None:
+    def __init__(self, service: ServiceProcess, load: Load, began: float) -> None:
         self.service = service
         self.load = load
         self.began = began
-        self.latest: dict[str, Any] = {}
         self.rows: list[dict[str, Any]] = []
         self._ticks = (cpu_ticks(service.pid), cpu_ticks("self"), *machine_ticks(), began)
+
+    @property
+    def latest(self) -> dict[str, Any]:
+        """The service's latest self-report."""
+        return self.service.last.get("stats", {})
 
     def sample(self, phase: str) -> dict[str, Any]:
         status = proc_status(self.service.pid)
@@ -338,16 +270,6 @@ class Sampler:
         return row
 
 
-async def read_stats(service: Service, sampler: Sampler) -> None:
-    """The service child's stdout: keep its latest self-report."""
-    assert service.proc.stdout is not None
-    async for raw in service.proc.stdout:
-        with contextlib.suppress(ValueError):
-            message = json.loads(raw)
-            if message.get("type") == "stats":
-                sampler.latest = message
-
-
 async def wait_for(predicate: Any, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -369,10 +291,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": PIPELINE,
     }
     lifetime = args.duration + 300
-    service = await Service.start(out.with_name("soak-service.log"), lifetime, args.sample_s)
+    service = await start_service(out.with_name("soak-service.log"), lifetime, args.sample_s)
     load = Load(service.ws_url, args.calls, args.seed)
     sampler = Sampler(service, load, time.monotonic())
-    reader = asyncio.get_running_loop().create_task(read_stats(service, sampler))
     http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.port}", timeout=10)
     try:
         await wait_for(lambda: sampler.latest, 30)
@@ -418,9 +339,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     finally:
         await http.aclose()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
         await service.stop()
     outcomes = load.outcomes
     failures = collections.Counter(o.reason for o in outcomes if not o.ok)

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import sys
-import threading
 import time
 from array import array
 from pathlib import Path
@@ -26,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from bench.common import child_service, emit  # noqa: E402
 
 GUARD_MS = 200
 VAD = {"aggressiveness": 2, "min_speech_ms": 120, "min_silence_ms": 500, "pre_roll_ms": 240}
@@ -48,11 +47,6 @@ stages:
 """
 
 
-def emit(kind: str, **fields: object) -> None:
-    sys.stdout.write(json.dumps({"type": kind, **fields}) + "\n")
-    sys.stdout.flush()
-
-
 async def lag_monitor(period: float = 0.05) -> None:
     """Event-loop lag: how late a periodic timer fires."""
     samples: list[float] = []
@@ -67,9 +61,8 @@ async def lag_monitor(period: float = 0.05) -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     import bench.vb_stages as stages
-    from voicebridge.config import ServiceSettings, load_pipeline_text
+    from voicebridge.config import load_pipeline_text
     from voicebridge.observe.logs import configure_logging
-    from voicebridge.server.run import running_service
 
     configure_logging("json", "warning")
 
@@ -78,20 +71,10 @@ async def serve(args: argparse.Namespace) -> None:
 
     stages.REPORT = report
     spec = load_pipeline_text(pipeline_yaml(args.sentence_s))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def wait_for_eof() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(stop.set)
-
-    threading.Thread(target=wait_for_eof, daemon=True).start()
-    settings = ServiceSettings(host="127.0.0.1", port=0, limits={"max_calls": 5000})
-    async with running_service(settings, spec) as svc:
-        emit("ready", port=svc.port, affinity=sorted(os.sched_getaffinity(0)))
-        lag = loop.create_task(lag_monitor())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.lifetime)
+    async with child_service(spec, args.lifetime, max_calls=5000) as child:
+        child.ready()
+        lag = asyncio.get_running_loop().create_task(lag_monitor())
+        await child.wait()
         lag.cancel()
 
 

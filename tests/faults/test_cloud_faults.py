@@ -7,11 +7,9 @@ worker thread; breakers are shared by every call (stage instance) that uses the 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import grpc
@@ -27,22 +25,9 @@ from voicebridge.stages.tts.polly import Polly
 
 PROVIDERS = Path(__file__).resolve().parents[1] / "providers"
 sys.path.insert(0, str(PROVIDERS))
-from google_fakes import TTS, Driven, FakeGoogle  # noqa: E402
-
-
-def _aws_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"  # the module name the AWS tests load it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, PROVIDERS / "aws_fakes.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-aws = _aws_fakes()
-aws_env = aws.aws_env
+import aws_fakes as aws  # noqa: E402
+from aws_fakes import aws_env  # noqa: E402, F401  (the fixture, for this module's tests)
+from google_fakes import TTS, Driven, FakeGoogle, until  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -71,8 +56,7 @@ async def test_a_stalled_polly_request_is_abandoned_on_call_time() -> None:
         stage = Polly(endpoint_url=fake.url, resilience={"retries": 0, "first_byte_timeout_s": 1.0})
         await bound(stage, clock)
         task = asyncio.ensure_future(stage.process(AgentText("Are you there?", turn=1)))
-        while not fake.requests:
-            await asyncio.sleep(0.005)
+        await until(lambda: bool(fake.requests))
         await clock.advance(0.9)
         assert not task.done()
         await clock.advance(0.2)

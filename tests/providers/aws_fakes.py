@@ -10,7 +10,8 @@
 Both verify SigV4 signatures with their own implementation of the published algorithm (not
 botocore's), using the dummy secret, so a test proves the request was really signed.
 
-Loaded by the test modules through importlib (no conftest: that file is shared).
+Tests import it by name (``import aws_fakes as fakes``): ``conftest.py`` puts this folder on
+``sys.path`` and offers the ``aws_env`` fixture to the tests here.
 """
 
 from __future__ import annotations
@@ -246,7 +247,9 @@ class FakeAwsHttp:
     speech marks on the same timing (``OutputFormat: json``). Lex answers
     with ``lex_replies`` in order while any are queued, else with ``lex_reply(text, body)``.
     ``fail_next`` answers the next requests with AWS rest-json errors; ``delay_s`` (or
-    ``slow_next``) holds answers back so timeouts and barge-in can be tested.
+    ``slow_next``) holds answers back so timeouts can be tested, and ``hold_next`` holds the
+    next answer until the test releases it, so barge-in is tested without racing the clock.
+    ``answered`` counts the answers handed back to the server, held or not.
     """
 
     ms_per_char: int = 20
@@ -257,9 +260,11 @@ class FakeAwsHttp:
     faults: deque[Fault] = field(default_factory=deque)
     delays: deque[float] = field(default_factory=deque)
     requests: list[HttpRecord] = field(default_factory=list)
+    answered: int = 0
     port: int = 0
 
     def __post_init__(self) -> None:
+        self._holds: deque[asyncio.Event] = deque()
         self._server: LoopServer | None = None
         self._closing = asyncio.Event()
 
@@ -272,6 +277,13 @@ class FakeAwsHttp:
 
     def slow_next(self, delay_s: float, n: int = 1) -> None:
         self.delays.extend(delay_s for _ in range(n))
+
+    def hold_next(self, n: int = 1) -> asyncio.Event:
+        """Hold the answers to the next ``n`` requests until the returned event is set (or the
+        fake closes)."""
+        release = asyncio.Event()
+        self._holds.extend(release for _ in range(n))
+        return release
 
     def polly_requests(self) -> list[HttpRecord]:
         return [r for r in self.requests if r.path == "/v1/speech"]
@@ -310,10 +322,13 @@ class FakeAwsHttp:
         self.requests.append(
             HttpRecord(request.method, path, headers, parsed, ok, service, response.status_code)
         )
+        if self._holds:
+            await _first_of(self._holds.popleft(), self._closing)
         delay = self.delays.popleft() if self.delays else self.delay_s
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
+        self.answered += 1
         return response
 
     def _answer(self, path: str, body: Any, signed: bool, reason: str, service: str) -> Response:
@@ -390,6 +405,15 @@ class FakeAwsHttp:
             **reply,
         }
         return JSONResponse(reply)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _aws_error(status: int, code: str, message: str) -> Response:
@@ -712,6 +736,16 @@ class LiveRun:
             t += 20.0
             await asyncio.sleep(pace_s)
         return t
+
+    async def settled(self) -> None:
+        """Wait until the stages have handled every frame pushed so far: a marker pushed after
+        them comes out only once they are done (so "nothing came of it" can be asserted). The
+        marker is a keypad digit: for stages that pass one on untouched, as STT stages do."""
+        from voicebridge.frames import Dtmf
+
+        marker = Dtmf("#")
+        await self.pipeline.push(marker)
+        await self.until(lambda: any(f is marker for f in self.frames))
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         loop = asyncio.get_running_loop()

@@ -3,34 +3,16 @@ the session, VAD and codecs are real, and so are the SDK, the signatures and the
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import aws_fakes as fakes
 import pytest
 
 from voicebridge.config import ConfigError, load_pipeline, load_pipeline_text
 from voicebridge.sim.signals import speech_like
 from voicebridge.testing.harness import CallHarness
 
-
-def _load_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("aws_fakes.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-aws_env = fakes.aws_env
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 REPO = Path(__file__).resolve().parents[2]

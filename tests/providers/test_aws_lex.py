@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import aws_fakes as fakes
 import pytest
 
 from voicebridge.call.context import CallContext, CallInfo
@@ -19,22 +15,6 @@ from voicebridge.sim.signals import speech_like
 from voicebridge.stages.dialogue.lex import LexDialogue, lex_session_id
 from voicebridge.testing.harness import CallHarness, call_started
 
-
-def _load_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("aws_fakes.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-aws_env = fakes.aws_env
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 BOT = "BOTID12345"
@@ -249,7 +229,8 @@ async def test_errors_become_one_provider_error_of_the_right_kind(
 
 
 async def test_a_slow_bot_is_a_timeout_and_is_not_repeated() -> None:
-    async with fakes.FakeAwsHttp(delay_s=1.0) as fake:
+    async with fakes.FakeAwsHttp() as fake:
+        fake.hold_next()  # no answer while the test runs
         stage = lex(fake, read_timeout_s=0.2)
         await bound(stage)
         with pytest.raises(ProviderError) as caught:
@@ -260,17 +241,20 @@ async def test_a_slow_bot_is_a_timeout_and_is_not_repeated() -> None:
 
 async def test_barge_in_cancels_the_request() -> None:
     async with fakes.FakeAwsHttp() as fake:
-        fake.slow_next(0.5)
+        answer = fake.hold_next()  # the bot answers only when the test says so
         async with fakes.LiveRun([lex(fake)], INFO) as run:
             await run.push(said("tell me a long story"))
             await run.until(lambda: len(fake.lex_requests()) == 1)
             run.pipeline.interrupt()
-            await run.until(lambda: run.pipeline.idle, timeout=0.3)
-            await asyncio.sleep(0.6)
-            assert run.of(AgentText) == []  # the late answer is dropped
+            await run.until(lambda: run.pipeline.idle)
+            assert fake.answered == 0  # idle while the answer is still held: not awaited
+            answer.set()  # the late answer comes ...
+            await run.until(lambda: fake.answered == 1)
             await run.push(said("hello"))
             await run.until(lambda: len(run.of(AgentText)) == 1)
-            assert run.of(AgentText)[0].text == "You said hello."
+            await run.end()
+        # ... and is dropped: only the next turn's answer is said.
+        assert [t.text for t in run.of(AgentText)] == ["You said hello."]
         assert run.errors == [] and run.provider_errors == []
 
 

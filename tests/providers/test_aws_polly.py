@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import aws_fakes as fakes
 import numpy as np
 import pytest
 
@@ -19,22 +15,6 @@ from voicebridge.runtime.stage import StageError
 from voicebridge.stages.aws_common import ssml_to_text
 from voicebridge.stages.tts.polly import Polly
 
-
-def _load_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("aws_fakes.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-aws_env = fakes.aws_env
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 
@@ -148,7 +128,8 @@ async def test_errors_become_one_provider_error_of_the_right_kind(
 
 
 async def test_a_slow_answer_is_a_timeout() -> None:
-    async with fakes.FakeAwsHttp(delay_s=1.0) as fake:
+    async with fakes.FakeAwsHttp() as fake:
+        fake.hold_next(2)  # no answer while the test runs
         stage = polly(fake, read_timeout_s=0.2, max_attempts=2)
         await bound(stage)
         with pytest.raises(ProviderError) as caught:
@@ -180,22 +161,24 @@ async def test_missing_credentials_is_an_auth_error(monkeypatch: pytest.MonkeyPa
 
 async def test_barge_in_cancels_the_request_and_skips_the_rest_of_the_reply() -> None:
     async with fakes.FakeAwsHttp() as fake:
-        fake.slow_next(0.5)
+        answer = fake.hold_next()  # Polly answers "One." only when the test says so
         async with fakes.LiveRun([polly(fake)]) as run:
             turn = run.ctx.begin_turn()
             await run.push(AgentText("One. Two. Three.", turn=turn))
             await run.until(lambda: len(fake.polly_requests()) == 1)
-            started = asyncio.get_running_loop().time()
             run.pipeline.interrupt()
-            await run.until(lambda: run.pipeline.idle, timeout=1.0)
-            assert asyncio.get_running_loop().time() - started < 0.3  # not awaited
-            await asyncio.sleep(0.6)  # the slow answer comes and is discarded
-            assert run.of(AgentAudio) == []
-            assert len(fake.polly_requests()) == 1  # "Two." and "Three." never requested
-            # The stage carries on with the next turn.
+            await run.until(lambda: run.pipeline.idle)
+            assert fake.answered == 0  # idle while the answer is still held: not awaited
+            answer.set()  # the slow answer comes ...
+            await run.until(lambda: fake.answered == 1)
+            # ... and the stage carries on with the next turn.
             turn = run.ctx.begin_turn()
             await run.push(AgentText("Next.", turn=turn))
             await run.until(lambda: len(run.of(AgentAudio)) == 1)
+            await run.end()
+        assert [a.text for a in run.of(AgentAudio)] == ["Next."]  # the late answer was dropped
+        spoken = [r.json["Text"] for r in fake.polly_requests()]
+        assert spoken == ["One.", "Next."]  # "Two." and "Three." never requested
         assert run.errors == [] and run.provider_errors == []
 
 

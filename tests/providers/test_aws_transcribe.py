@@ -4,37 +4,19 @@ URL, event-stream audio, partial and final results, exceptions, drops and reconn
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aws_fakes as fakes
 import pytest
 from botocore.credentials import ReadOnlyCredentials
+from structlog.testing import capture_logs
 
 from voicebridge.call.context import CallInfo
 from voicebridge.frames import AudioIn, SpeechEnded, SpeechStarted, Transcript
 from voicebridge.sim.signals import silence, speech_like, utterances
 from voicebridge.stages.stt.transcribe import Transcribe, presign_url
 
-
-def _load_fakes() -> ModuleType:
-    name = "voicebridge_tests_aws_fakes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("aws_fakes.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fakes = _load_fakes()
-aws_env = fakes.aws_env
 pytestmark = pytest.mark.usefixtures("aws_env")
 
 TWO_UTTERANCES = [
@@ -290,10 +272,11 @@ async def test_finals_wait_for_the_vad_and_one_utterance_is_one_transcript() -> 
     ):
         await run.push(SpeechStarted(at_ms=0))
         pattern = [("speech", 0.5), ("silence", 0.4), ("speech", 0.5), ("silence", 0.4)]
-        t = await run.audio(utterances(pattern, 8000))
-        await run.until(lambda: len(fake.finals_sent) == 2)
-        await asyncio.sleep(0.05)
-        assert finals(run) == []  # held: the VAD has not ended the utterance
+        with capture_logs() as logs:
+            t = await run.audio(utterances(pattern, 8000))
+            # The stage has taken both finals off the stream (it logs each one it takes) ...
+            await run.until(lambda: [e["event"] for e in logs].count("stt_final") == 2)
+        assert finals(run) == []  # ... and holds them: the VAD has not ended the utterance
         assert [f.text for f in run.of(Transcript)][-1] == "a cake"  # interim results flow
         await run.push(SpeechEnded(at_ms=t, started_ms=0))
         await run.until(lambda: bool(finals(run)))
@@ -308,13 +291,14 @@ async def test_finals_wait_for_the_vad_and_one_utterance_is_one_transcript() -> 
 
 async def test_a_final_arriving_after_the_vad_end_is_sent_at_once() -> None:
     async with fakes.FakeTranscribe(lines=["opening hours"]) as fake:
-        async with fakes.LiveRun([transcribe(fake)], info()) as run:
+        # A final timeout far beyond the wait below: the final cannot come from the timer.
+        async with fakes.LiveRun([transcribe(fake, final_timeout_ms=10_000)], info()) as run:
             await run.push(SpeechStarted(at_ms=0))
             t = await run.audio(speech_like(0.5, 8000))
             await run.until(lambda: any(not f.final for f in run.of(Transcript)))
             await run.push(SpeechEnded(at_ms=t, started_ms=0))
-            await asyncio.sleep(0.05)
-            assert finals(run) == []  # Transcribe has not finalized yet
+            await run.settled()  # the stage has handled the VAD's end ...
+            assert finals(run) == []  # ... and waits: Transcribe has not finalized yet
             await run.audio(silence(0.4, 8000), start_ms=t)
             await run.until(lambda: finals(run) == ["opening hours"])
             await run.end()
@@ -329,12 +313,12 @@ async def test_a_final_that_never_comes_is_replaced_by_the_last_partial() -> Non
             t = await run.audio(speech_like(0.6, 8000))
             await run.until(lambda: any(not f.final for f in run.of(Transcript)))
             await run.push(SpeechEnded(at_ms=t, started_ms=0))
-            await run.until(lambda: bool(finals(run)), timeout=2.0)
+            await run.until(lambda: bool(finals(run)))
             assert finals(run) == ["book a table"]
-            # The real final comes later: it is not sent a second time.
+            # The real final comes later: it is not sent a second time. The call's end closes
+            # the stream only after every result on it has been read.
             await run.audio(silence(0.4, 8000), start_ms=t)
             await run.until(lambda: fake.finals_sent == ["book a table"])
-            await asyncio.sleep(0.05)
             await run.end()
         assert finals(run) == ["book a table"]
 
