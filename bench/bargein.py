@@ -244,9 +244,9 @@ async def child_serve(lifetime_s: float) -> None:
     spec = load_pipeline_text(
         pipeline_yaml(tone_yaml(), greeting=GREETING, reply=REPLY, lines=lines)
     )
-    kinds = {"speech_started", "speech_ended", "barge_in", "resume"}
+    kinds = {"speech_started", "speech_ended", "barge_in", "continued"}
     reports = SessionReports(
-        lambda session: {"events": [e for e in session.events or [] if e["kind"] in kinds]}
+        lambda session, events: {"events": [e for e in events if e["kind"] in kinds]}
     )
     async with child_service(
         spec, lifetime_s, record_events=True, on_session=reports.on_session

@@ -103,41 +103,48 @@ async def child_service(
         yield ChildService(svc, stop, lifetime_s)
 
 
-class StampedEvents(list[dict[str, Any]]):
-    """A session's event timeline that also notes the wall clock of each event.
+class StampedTimeline:
+    """A call's events (``CallEvent.as_dict``) with the wall clock of each, as a subscriber.
 
-    The session's ``t`` is stream time (audio received), good to 20 ms; the wall clock
+    The event's ``t`` is stream time (audio received), good to 20 ms; the wall clock
     (CLOCK_MONOTONIC, shared by every process on the machine) gives the compute time of each
     stage, including any wait for a worker thread, and compares with the parent's own clock.
     """
 
-    def append(self, item: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def on_event(self, event: Any) -> None:
+        item = event.as_dict()
         item["wall"] = time.monotonic()
-        super().append(item)
+        self.events.append(item)
 
 
 class SessionReports:
     """Each call's event timeline, stamped with the wall clock, sent to the parent as
     ``{"type": "session", "stream_id", "events", ...}`` when the call ends.
 
-    Pass ``on_session`` to ``child_service`` with ``record_events=True``; ``report`` picks
-    what to send of a session (default: all its events).
+    Pass ``on_session`` to ``child_service``; ``report(session, events)`` picks what to send
+    of a session (default: all its events).
     """
 
-    def __init__(self, report: Callable[[Any], dict[str, Any]] | None = None) -> None:
-        self._report = report or (lambda session: {"events": session.events})
+    def __init__(
+        self, report: Callable[[Any, list[dict[str, Any]]], dict[str, Any]] | None = None
+    ) -> None:
+        self._report = report or (lambda session, events: {"events": events})
         self._watchers: set[asyncio.Task[None]] = set()
 
     def on_session(self, session: Any) -> None:
-        session.events = StampedEvents()
-        task = asyncio.get_running_loop().create_task(self._send(session))
+        timeline = StampedTimeline()
+        session.subscribe(timeline)
+        task = asyncio.get_running_loop().create_task(self._send(session, timeline))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    async def _send(self, session: Any) -> None:
+    async def _send(self, session: Any, timeline: StampedTimeline) -> None:
         await session.ended.wait()
         stream_id = session.ctx.info.stream_id if session.ctx else None
-        emit("session", stream_id=stream_id, **self._report(session))
+        emit("session", stream_id=stream_id, **self._report(session, timeline.events))
 
     async def flush(self, timeout_s: float = 5.0) -> None:
         """Wait (bounded) for the reports of the calls that have ended but are not sent yet."""

@@ -292,7 +292,7 @@ async def child_serve(pipeline: Path, lifetime_s: float, t_main: float) -> None:
     spec = load_pipeline(pipeline)
     t_imported = time.monotonic()
     reports = SessionReports(
-        lambda session: {"end_reason": session.end_reason, "events": session.events}
+        lambda session, events: {"end_reason": session.end_reason, "events": events}
     )
     async with child_service(
         spec, lifetime_s, record_events=True, on_session=reports.on_session
@@ -440,7 +440,7 @@ def turn_breakdown(
         kind = e.get("kind")
         if kind == "speech_ended" and agent is None:
             ended, transcript = e, None
-        elif kind == "transcript" and e.get("final") and ended and transcript is None:
+        elif kind == "caller_said" and ended and transcript is None:
             transcript = e
         elif kind == "agent_text" and transcript and agent is None:
             agent = e
@@ -463,7 +463,7 @@ def turn_breakdown(
         (
             e
             for e in events
-            if e.get("kind") == "turn_metrics"
+            if e.get("kind") == "turn_played"
             and e.get("turn") == agent.get("turn")
             and e.get("tts_s") is not None
         ),

@@ -1,10 +1,9 @@
 """One call's async driver: binds a ``CallCore`` to the socket, the pipeline and Plivo's REST API.
 
-Every decision is the core's (``voicebridge.call.core``). The session only carries out what the
-core returns: it sends wire messages, pushes frames, cancels stale work, calls the REST API,
-runs the housekeeping tick and publishes the core's events to the call's subscribers. It talks
-to the socket through a two-method ``Transport``, so the server, the simulator and the tests
-drive the same code.
+Every decision is the core's (``voicebridge.call.core``). The session carries out what the core
+returns (sends, pushes, cancels stale work, calls the REST API), runs the housekeeping tick and
+publishes the core's events to the call's subscribers. It reaches its socket through a
+``Transport`` (``voicebridge.ports``), so the server, the simulator and the tests share it.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -26,60 +25,23 @@ from voicebridge.call.actions import (
     StartPipeline,
 )
 from voicebridge.call.core import CallCore, CallLimits, CloseCode, Out
-from voicebridge.call.events import (
-    BargeIn,
-    CallEvent,
-    EventBus,
-    Subscriber,
-    TurnCompleted,
-)
+from voicebridge.call.events import BargeIn, CallEvent, EventBus, Subscriber, TurnCompleted
 from voicebridge.clock import Clock, MonotonicClock, StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
-from voicebridge.frames import (
-    AgentAudio,
-    AgentText,
-    CallEnded,
-    Frame,
-    Hangup,
-    MediaIn,
-    SpeechEnded,
-    SpeechStarted,
-    Transcript,
-    Transfer,
-)
+from voicebridge.frames import CallEnded, Frame, Hangup, MediaIn, Transcript, Transfer
 from voicebridge.observe.call_log import CallLog
 from voicebridge.observe.timeline import EventTimeline
+from voicebridge.ports import StateHooks, Transport
 from voicebridge.runtime.pipeline import Pipeline
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage
-from voicebridge.telephony.call_control import CallControl
+from voicebridge.telephony.call_control import CallControl, run_control
 
 if TYPE_CHECKING:
     from voicebridge.call.context import CallContext, CallInfo
     from voicebridge.call.snapshot import CallSnapshot
 
 SessionLimits = CallLimits  # the name the service settings use
-_OBSERVED = (SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio)
-
-
-class Transport(Protocol):
-    """How a session reaches its socket."""
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None: ...
-
-
-class StateHooks(Protocol):
-    """Where a session's resumable state goes (``voicebridge.server.resume_registry``)."""
-
-    async def on_start(self, session: Session, call_id: str) -> CallSnapshot | None:
-        """A stream started: the snapshot of the dropped stream it resumes, if any."""
-        ...
-
-    def changed(self, session: Session) -> None:
-        """Something worth saving happened (a piece heard, a turn ended, the caller spoke)."""
-        ...
 
 
 class Session:
@@ -136,11 +98,6 @@ class Session:
     def stats(self) -> dict[str, int]:
         return self.core.stats.as_dict()
 
-    @property
-    def epoch(self) -> int:
-        """How many times this call's stream dropped and was suspended before this one."""
-        return self.core.epoch
-
     def subscribe(
         self,
         subscriber: Subscriber | Callable[[CallEvent], None],
@@ -191,8 +148,8 @@ class Session:
                 await self._finish(out)
 
     def _apply_now(self, outs: list[Out]) -> None:
-        """Carry out what a synchronous callback produced: events at once, the rest in order
-        in a task (a pipeline callback cannot await)."""
+        """Carry out what a synchronous callback produced: events and saves at once, anything
+        that must await in order in a task (a pipeline callback cannot await)."""
         if all(isinstance(out, CallEvent | SaveState) for out in outs):
             for out in outs:
                 if isinstance(out, CallEvent):
@@ -205,13 +162,12 @@ class Session:
     def _spawn(self, coro: Any, failure: str) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
+        task.add_done_callback(lambda t: self._task_done(t, failure))
 
-        def done(task: asyncio.Task[Any]) -> None:
-            self._tasks.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                self.log.error(failure, error=repr(task.exception())[:300])
-
-        task.add_done_callback(done)
+    def _task_done(self, task: asyncio.Task[Any], failure: str) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error(failure, error=repr(task.exception())[:300])
 
     # --- inbound ------------------------------------------------------------------------------
     async def handle_message(self, message: str | bytes) -> None:
@@ -242,7 +198,7 @@ class Session:
                 ctx,
                 self._sink,
                 observer=self._observe,
-                observe=_OBSERVED,
+                observe=CallCore.OBSERVED,
                 on_error=self._stage_failed,
                 on_provider_error=self._provider_failed,
                 on_dropped=lambda count: self._apply_now(self.core.dropped(count)),
@@ -272,37 +228,20 @@ class Session:
         await self._apply(self.core.output(frame, self.clock.now()))
 
     def _provider_failed(self, stage: Stage, exc: ProviderError) -> None:
-        outs = self.core.provider_failed(
-            role=stage.role,
-            stage=exc.stage,
-            provider=exc.provider,
-            kind=exc.kind,
-            status=exc.status,
-            message=exc.provider_message,
-            circuit_open=exc.circuit_open,
-            now=self.clock.now(),
-        )
-        self._apply_now(outs)
+        self._apply_now(self.core.provider_failed(stage.role, exc, self.clock.now()))
 
     def _stage_failed(self, stage: Stage, exc: BaseException) -> None:
         self._apply_now(self.core.stage_failed(stage.name, repr(exc)))
 
     async def _control(self, action: Hangup | Transfer) -> None:
         """Plivo's REST API hangs up or transfers; the core hears how it went."""
-        control, ctx = self.call_control, self.core.ctx
-        assert control is not None and ctx is not None
-        limit = self.core.limits.hangup_attempt_s
-        try:
-            if isinstance(action, Transfer):
-                await asyncio.wait_for(control.transfer(ctx.info.call_id, action.to), limit)
-                outcome = "transferred"
-            else:
-                outcome = await asyncio.wait_for(control.hangup(ctx.info.call_id), limit)
-        except Exception as exc:
-            outs = self.core.control_done(action, self.clock.now(), error=str(exc) or repr(exc))
-        else:
-            outs = self.core.control_done(action, self.clock.now(), outcome=outcome)
-        await self._apply(outs)
+        ctx = self.core.ctx
+        assert self.call_control is not None and ctx is not None
+        outcome, error = await run_control(
+            self.call_control, ctx.info.call_id, action, self.core.limits
+        )
+        now = self.clock.now()
+        await self._apply(self.core.control_done(action, now, outcome=outcome, error=error))
 
     # --- the agent speaking on its own --------------------------------------------------------
     async def say(self, text: str, *, then: Hangup | None = None, direct: bool = False) -> bool:
@@ -310,10 +249,6 @@ class Session:
         outs = self.core.say(text, self.clock.now(), then=then, direct=direct)
         await self._apply(outs)
         return any(isinstance(out, Push) for out in outs)
-
-    async def request_action(self, action: Hangup | Transfer) -> None:
-        """Hang up or transfer once what was already said has played."""
-        await self._apply(self.core.request_action(action))
 
     async def _housekeep(self) -> None:
         while not self.core.ending:
@@ -330,33 +265,7 @@ class Session:
         return self.core.snapshot(self.clock.now(), epoch=epoch)
 
     # --- ending -------------------------------------------------------------------------------
-    async def wind_up(
-        self, reason: str, goodbye: str | None, timeout_s: float, *, close_reason: str = ""
-    ) -> None:
-        """End the call politely because the service is going away: say ``goodbye`` if the
-        pipeline can speak and wait (at most ``timeout_s``) until it has played, hang up, and
-        close the socket with 1001 (going away)."""
-        if self.core.ending:
-            await self.ended.wait()
-            return
-        self.core.forget_pending_action()
-        if goodbye and await self.say(goodbye):
-            turn = self.core.turns.begun
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._played_through(turn), timeout_s)
-        ctx = self.core.ctx
-        if self.call_control is not None and ctx is not None and not self.core.ending:
-            try:
-                outcome = await asyncio.wait_for(
-                    self.call_control.hangup(ctx.info.call_id), self.core.limits.hangup_attempt_s
-                )
-            except Exception as exc:  # the socket close below still ends the stream
-                self._apply_now(self.core.rest_hangup(error=str(exc) or repr(exc)))
-            else:
-                self._apply_now(self.core.rest_hangup(outcome=outcome))
-        await self.end(reason, code=CloseCode.GOING_AWAY, close_reason=close_reason or reason)
-
-    async def _played_through(self, turn: int) -> None:
+    async def wait_played(self, turn: int) -> None:
         """Wait until ``turn`` has played to its end, been cut off, or the call ended."""
         while not self.core.turn_settled(turn):
             self._progress.clear()

@@ -5,6 +5,8 @@ caller.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from voicebridge.call.actions import ControlCall, Interrupt
 from voicebridge.call.events import (
     FillerSpoken,
@@ -25,6 +27,23 @@ from voicebridge.call.interruptions import Interruptions
 from voicebridge.call.reply_watch import AbandonReply, Decision, GiveUp, SayFallback, SayFiller
 from voicebridge.call.state import CloseCode, Out
 from voicebridge.frames import Hangup, Transfer
+
+
+class ProviderFailure(Protocol):
+    """What the core reads of a provider failure (``voicebridge.runtime.ProviderError``)."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> int | str | None: ...
+    @property
+    def provider_message(self) -> str: ...
+    @property
+    def circuit_open(self) -> bool: ...
 
 
 class AgentActions(Interruptions):
@@ -88,24 +107,23 @@ class AgentActions(Interruptions):
         self.pending_action = None
 
     # --- failures and late replies ----------------------------------------------------------------
-    def provider_failed(
-        self,
-        *,
-        role: str,
-        stage: str,
-        provider: str,
-        kind: str,
-        status: int | str | None,
-        message: str,
-        circuit_open: bool,
-        now: float,
-    ) -> list[Out]:
-        """A provider let a stage down: one event, then the fallback line, not dead air."""
+    def provider_failed(self, role: str, error: ProviderFailure, now: float) -> list[Out]:
+        """A provider let the stage of ``role`` down: one event, then the fallback line (or a
+        goodbye when it stays down), not dead air."""
         self.stats.provider_errors += 1
-        self._emit(ProviderFailed(self._t(), stage, provider, kind, status, message[:300]))
+        self._emit(
+            ProviderFailed(
+                self._t(),
+                error.stage,
+                error.provider,
+                error.kind,
+                error.status,
+                error.provider_message[:300],
+            )
+        )
         if not self.ending:
             decisions = self.replies.provider_failed(
-                speaker_failed=role == "tts", circuit_open=circuit_open
+                speaker_failed=role == "tts", circuit_open=error.circuit_open
             )
             self._decide(decisions, now)
         return self._take()

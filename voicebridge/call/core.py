@@ -95,6 +95,9 @@ class CallCore(AgentActions):
     ``stage_failed``, ``end``, ``finished``; for a dropped call, ``snapshot`` and ``restore``.
     """
 
+    # The frames ``observe`` wants to see the moment a stage makes them.
+    OBSERVED = (SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio)
+
     # --- inbound messages -------------------------------------------------------------------------
     def receive(self, message: str | bytes, now: float) -> list[Out]:
         """One WebSocket message from Plivo. Bad input never raises: it is answered."""

@@ -29,6 +29,7 @@ from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
 from voicebridge.observe.recording import CallRecorder, EventLogWriter
 from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
@@ -42,7 +43,7 @@ from voicebridge.server.security import (
 )
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
-from voicebridge.session import Session, SessionLimits, Transport
+from voicebridge.session import Session, SessionLimits
 from voicebridge.telephony.call_control import PlivoCallControl
 from voicebridge.telephony.plivo_rest import PlivoRest
 

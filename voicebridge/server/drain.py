@@ -20,8 +20,12 @@ from dataclasses import dataclass
 
 import structlog
 
+from voicebridge.call.events import CallEvent
 from voicebridge.config.service_settings import DrainSettings
+from voicebridge.frames import Hangup
 from voicebridge.server.calls import CallRegistry
+from voicebridge.session import CloseCode, Session
+from voicebridge.telephony.call_control import run_control
 
 log = structlog.get_logger("voicebridge.server")
 
@@ -79,7 +83,8 @@ class Drainer:
             s = self.settings
             await asyncio.gather(
                 *(
-                    session.wind_up(
+                    wind_up(
+                        session,
                         "draining",
                         s.goodbye,
                         s.goodbye_timeout_s,
@@ -92,3 +97,27 @@ class Drainer:
         result = DrainResult(finished=max(0, live - len(remaining)), wound_up=len(remaining))
         log.info("drain_complete", finished=result.finished, ended_by_drain=result.wound_up)
         return result
+
+
+async def wind_up(
+    session: Session, reason: str, goodbye: str | None, timeout_s: float, *, close_reason: str = ""
+) -> None:
+    """End a call politely because the service is going away: say ``goodbye`` if the pipeline
+    can speak and wait (at most ``timeout_s``) until it has played, hang up, and close the
+    socket with 1001 (going away)."""
+    if session.core.ending:
+        await session.ended.wait()
+        return
+    session.core.forget_pending_action()
+    if goodbye and await session.say(goodbye):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.wait_played(session.core.turns.begun), timeout_s)
+    ctx, control = session.core.ctx, session.call_control
+    if control is not None and ctx is not None and not session.core.ending:
+        outcome, error = await run_control(
+            control, ctx.info.call_id, Hangup("service"), session.core.limits
+        )
+        for event in session.core.rest_hangup(outcome=outcome, error=error):
+            if isinstance(event, CallEvent):
+                session.bus.publish(event)
+    await session.end(reason, code=CloseCode.GOING_AWAY, close_reason=close_reason or reason)

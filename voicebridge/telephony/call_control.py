@@ -8,10 +8,14 @@ closes the stream (with ``keepCallAlive="true"`` Plivo then ends the call).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from voicebridge.frames import Hangup, Transfer
+
 if TYPE_CHECKING:
+    from voicebridge.call.state import CallLimits
     from voicebridge.telephony.plivo_rest import PlivoRest
 
 
@@ -40,3 +44,17 @@ class PlivoCallControl:
 
     async def transfer(self, call_id: str, to: str) -> None:
         await self.rest.transfer(call_id, self._transfer_url(to))
+
+
+async def run_control(
+    control: CallControl, call_id: str, action: Hangup | Transfer, limits: CallLimits
+) -> tuple[str | None, str | None]:
+    """Hang up or transfer, bounded by ``limits.hangup_attempt_s``: ``(outcome, None)``, or
+    ``(None, error)`` when it failed (the stream's close still ends the call)."""
+    try:
+        if isinstance(action, Transfer):
+            await asyncio.wait_for(control.transfer(call_id, action.to), limits.hangup_attempt_s)
+            return "transferred", None
+        return await asyncio.wait_for(control.hangup(call_id), limits.hangup_attempt_s), None
+    except Exception as exc:
+        return None, str(exc) or repr(exc)
