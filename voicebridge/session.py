@@ -101,11 +101,11 @@ class Session:
     def subscribe(
         self,
         subscriber: Subscriber | Callable[[CallEvent], None],
-        kinds: tuple[type[CallEvent], ...] | None = None,
+        event_types: tuple[type[CallEvent], ...] | None = None,
     ) -> Callable[[], None]:
         """Receive this call's events (see ``voicebridge.call.events``); returns an
         unsubscribe function."""
-        return self.bus.subscribe(subscriber, kinds)
+        return self.bus.subscribe(subscriber, event_types)
 
     def add_activity_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after each message handled and each message sent: a driver that

@@ -144,9 +144,9 @@ async def test_each_provider_error_kind_leaves_the_call_going(role: str, kind: s
             else:
                 assert FALLBACK in played(call)  # the caller heard the fallback, not dead air
                 assert played(call)[-1] == "Noted."  # then the next line was answered
-    failures = [e for e in logs if e["log_level"] == "error" and e["event"] != "provider_failed"]
+    failures = [e for e in logs if e["log_level"] == "error" and e["event"] != "provider_error"]
     assert failures == []
-    assert [e["kind"] for e in logs if e["event"] == "provider_failed"] == [kind]
+    assert [e["error_kind"] for e in logs if e["event"] == "provider_error"] == [kind]
 
 
 async def test_a_slow_dialogue_still_answers_and_the_call_survives() -> None:

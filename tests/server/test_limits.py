@@ -97,7 +97,7 @@ async def test_max_call_seconds_ends_the_call_on_its_own_timeline() -> None:
     assert record.closed_by == "agent"
     assert (record.close_code, record.close_reason) == (1000, "maximum call duration reached")
     # Ended at the first housekeeping tick (every 0.1 s) at or past 2 s of the call's audio.
-    assert 2.0 <= sessions.all[0].stream_time <= 2.0 + 0.1 + 0.02
+    assert 2.0 <= sessions.all[0].core.stream_time <= 2.0 + 0.1 + 0.02
     assert sessions.all[0].end_reason == "max_call_duration"
     assert metrics.value("voicebridge_calls_total", {"outcome": "timeout"}) == 1
 

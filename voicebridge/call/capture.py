@@ -31,7 +31,7 @@ from voicebridge.call.snapshot import (
 from voicebridge.frames import Hangup, Transfer
 
 if TYPE_CHECKING:
-    from voicebridge.call.core import CallCore
+    from voicebridge.call.state import CallState
 
 
 def heard_so_far(pieces: list[Piece], now: float) -> dict[int, str]:
@@ -49,7 +49,7 @@ def heard_so_far(pieces: list[Piece], now: float) -> dict[int, str]:
     return {turn: " ".join(parts) for turn, parts in heard.items()}
 
 
-def live_entries(core: CallCore) -> list[int]:
+def live_entries(core: CallState) -> list[int]:
     """History entries whose reply is still owed to the caller: begun, not finished, not cut off
     by a barge-in (or continued after a false interruption by a turn that is itself live)."""
     turns, book = core.turns, core.book
@@ -61,7 +61,7 @@ def live_entries(core: CallCore) -> list[int]:
     )
 
 
-def take(core: CallCore, t: float, *, epoch: int) -> CallSnapshot | None:
+def take(core: CallState, t: float, *, epoch: int) -> CallSnapshot | None:
     """The core's resumable state at call time ``t``. ``epoch`` numbers the call's streams
     (0 for the first): each one's snapshot is claimed once, by the worker that resumes it or by
     the one that finalises it."""
@@ -119,7 +119,7 @@ def take(core: CallCore, t: float, *, epoch: int) -> CallSnapshot | None:
     )
 
 
-def restore(core: CallCore, snapshot: CallSnapshot, wall_now: float) -> None:
+def restore(core: CallState, snapshot: CallSnapshot, wall_now: float) -> None:
     """Put a snapshot's conversation into a core whose context was just opened."""
     ctx = core.ctx
     assert ctx is not None, "open_context() first"

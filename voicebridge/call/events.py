@@ -448,30 +448,39 @@ Handler = Callable[[CallEvent], None]
 class Subscriber(Protocol):
     """An object that takes a call's events. ``on_event`` is called synchronously at each
     event: it must be cheap and should not raise (an exception is logged and the call goes on).
-    Optionally, a class attribute ``kinds`` (a tuple of event classes) limits what it gets, and
+    Optionally, a class attribute ``event_types`` (a tuple of event classes) limits what it
+    gets, and
     ``async def close(self)`` runs once after ``CallFinished`` (to write files, post results)."""
 
     def on_event(self, event: CallEvent) -> None: ...
 
 
 class EventBus:
-    """One call's subscribers. The core publishes, each subscriber gets the kinds it asked for."""
+    """One call's subscribers. The core publishes; each subscriber gets the types it asked for."""
 
     def __init__(self) -> None:
         self._entries: list[tuple[Handler, tuple[type[CallEvent], ...] | None, Any]] = []
         self._routes: dict[type[CallEvent], tuple[Handler, ...]] = {}
 
     def subscribe(
-        self, subscriber: Subscriber | Handler, kinds: tuple[type[CallEvent], ...] | None = None
+        self,
+        subscriber: Subscriber | Handler,
+        event_types: tuple[type[CallEvent], ...] | None = None,
     ) -> Callable[[], None]:
-        """Add a subscriber (an object with ``on_event``, or a plain function). ``kinds``
-        (or the object's own ``kinds`` attribute) limits it to those event classes and their
-        subclasses. Without ``kinds`` it gets every event but the media-rate ones
+        """Add a subscriber (an object with ``on_event``, or a plain function). ``event_types``
+        (or the object's own ``event_types`` attribute) limits it to those event classes and
+        their subclasses. Without it, it gets every event but the media-rate ones
         (``timeline = False``: caller and agent audio, dropped frames), which go only to
         subscribers that name them. Returns a function that unsubscribes it."""
         handler: Handler = getattr(subscriber, "on_event", None) or subscriber  # type: ignore[assignment]
-        if kinds is None:
-            kinds = getattr(subscriber, "kinds", None)
+        if not callable(handler):
+            raise TypeError(f"{subscriber!r} is neither callable nor has on_event(event)")
+        kinds = event_types if event_types is not None else getattr(subscriber, "event_types", None)
+        if kinds is not None and not (
+            isinstance(kinds, tuple)
+            and all(isinstance(k, type) and issubclass(k, CallEvent) for k in kinds)
+        ):
+            raise TypeError(f"event_types of {subscriber!r} must be a tuple of CallEvent classes")
         entry = (handler, kinds, subscriber)
         self._entries.append(entry)
         self._routes.clear()

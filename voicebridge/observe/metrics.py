@@ -173,7 +173,7 @@ class ServiceMetrics:
 class MetricsSubscriber:
     """One call's events into the service's metrics."""
 
-    kinds = (TurnCompleted, BargeIn, ProviderFailed, FramesDropped, CallFinished)
+    event_types = (TurnCompleted, BargeIn, ProviderFailed, FramesDropped, CallFinished)
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self.m = metrics

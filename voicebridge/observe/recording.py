@@ -89,7 +89,7 @@ def _write_text(path: Path, text: str) -> None:
 class CallRecorder:
     """Records one call as ``<dir>/<call>.wav``: 16-bit stereo at the stream's rate."""
 
-    kinds = (CallAnswered, CallerAudio, AgentAudioSent, BargeIn)
+    event_types = (CallAnswered, CallerAudio, AgentAudioSent, BargeIn)
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
