@@ -420,3 +420,39 @@ def test_save_state_marks_every_change_worth_keeping() -> None:
     call = Call()
     outs = call.start()
     assert any(isinstance(o, SaveState) for o in outs)
+
+
+# --- late replies ---------------------------------------------------------------------------
+def test_a_late_reply_gets_a_filler_that_answers_nothing() -> None:
+    call = Call({"replies": {"filler_after_ms": 500, "reply_timeout_ms": 3000}})
+    call.start()
+    core = call.core
+    call.wait(0.2)
+    core.observe(SpeechEnded(at_ms=core.stream_ms, started_ms=0.0), call.now)
+    core.observe(Transcript("when do you open", final=True), call.now)
+    core.caller_said(Transcript("when do you open", final=True), call.now)
+    outs = call.wait(0.6)
+    (filler,) = events(outs, "filler")
+    pushes = [o for o in outs if isinstance(o, Push)]
+    assert [p.role for p in pushes if isinstance(p.frame, AgentText)] == [
+        "tts"
+    ]  # past the dialogue
+    turn = core.turns.begin()  # the real reply arrives
+    core.observe(AgentText("We open at nine.", turn=turn), call.now)
+    assert core.turns.timing(filler.turn).caller_end_s is None
+    assert core.turns.timing(turn).caller_end_s is not None  # the reply answers the caller
+    assert core.replies.is_filler(filler.turn) and not core.replies.is_filler(turn)
+
+
+def test_a_reply_that_never_comes_times_out_and_is_cancelled() -> None:
+    call = Call({"replies": {"filler_after_ms": None, "reply_timeout_ms": 1000}})
+    call.start()
+    core = call.core
+    core.caller_said(Transcript("hello", final=True), call.now)
+    outs = call.wait(1.1)
+    named = kinds(outs)
+    assert "reply_timeout" in named
+    after = named[named.index("reply_timeout") :]
+    assert after[:3] == ["reply_timeout", "Interrupt", "agent_text"]
+    fallback = [o.frame for o in outs if isinstance(o, Push) and isinstance(o.frame, AgentText)]
+    assert " ".join(f.text for f in fallback) == SessionOptions().fallback_text

@@ -138,10 +138,8 @@ class AgentActions(Interruptions):
     def _decide(self, decisions: list[Decision], now: float) -> None:
         for decision in decisions:
             if isinstance(decision, SayFiller):
-                turn = self._say(decision.text, now, direct=True)
+                turn = self._say(decision.text, now, direct=True, filler=True)
                 if turn is not None:
-                    self.replies.filler_started(turn)
-                    self.turns.aside(turn)
                     self._emit(FillerSpoken(self._t(), turn, decision.text, decision.waited_s))
             elif isinstance(decision, AbandonReply):
                 self._emit(ReplyTimedOut(self._t(), decision.waited_s))

@@ -14,6 +14,7 @@ import structlog
 
 from voicebridge.call.turns import Turns
 from voicebridge.clock import Clock, MonotonicClock
+from voicebridge.frames import CallStarted
 
 
 @dataclass(slots=True)
@@ -42,6 +43,18 @@ class CallInfo:
     encoding: str = "audio/x-l16"
     sample_rate: int = 8000
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def started(self, *, resumed: bool = False) -> CallStarted:
+        """The frame that tells the stages this call began (or, ``resumed``, went on)."""
+        return CallStarted(
+            call_id=self.call_id,
+            stream_id=self.stream_id,
+            account_id=self.account_id,
+            encoding=self.encoding,
+            sample_rate=self.sample_rate,
+            extra_headers=dict(self.extra_headers),
+            resumed=resumed,
+        )
 
 
 class CallContext:

@@ -57,7 +57,6 @@ from voicebridge.clock import Clock
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
-    CallStarted,
     Dtmf,
     Frame,
     Hangup,
@@ -273,19 +272,7 @@ class CallCore(AgentActions):
                 dict(info.extra_headers),
             )
         )
-        self._out.append(
-            Push(
-                CallStarted(
-                    call_id=info.call_id,
-                    stream_id=info.stream_id,
-                    account_id=info.account_id,
-                    encoding=info.encoding,
-                    sample_rate=info.sample_rate,
-                    extra_headers=info.extra_headers,
-                    resumed=snapshot is not None,
-                )
-            )
-        )
+        self._out.append(Push(info.started(resumed=snapshot is not None)))
         if snapshot is not None:
             said = self._respeak(snapshot, now)
             respoken = " ".join(said)

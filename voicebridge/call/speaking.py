@@ -101,13 +101,25 @@ class Speaking(CallState):
         return self._take()
 
     def _say(
-        self, text: str, now: float, *, then: Hangup | None = None, direct: bool = False
+        self,
+        text: str,
+        now: float,
+        *,
+        then: Hangup | None = None,
+        direct: bool = False,
+        filler: bool = False,
     ) -> int | None:
+        """Queue ``text`` as a new turn; its number, or None when nothing can speak. A
+        ``filler`` answers nothing: it is marked so before its text is seen, so it neither
+        takes the caller's end of speech from the real reply nor enters the history."""
         if self.ctx is None or not self.can_speak or self.ending:
             return None
         role = "tts" if direct else None
         pieces = split_sentences(text)
         turn = self.turns.begin()
+        if filler:
+            self.replies.filler_started(turn)
+            self.turns.aside(turn)
         for index, piece in enumerate(pieces):
             frame = AgentText(piece, turn=turn, last=index == len(pieces) - 1)
             self._agent_text(frame, now)  # made here: no stage reports it

@@ -50,14 +50,8 @@ class StageRun:
 
 
 def call_started(info: CallInfo) -> CallStarted:
-    return CallStarted(
-        call_id=info.call_id,
-        stream_id=info.stream_id,
-        account_id=info.account_id,
-        encoding=info.encoding,
-        sample_rate=info.sample_rate,
-        extra_headers=dict(info.extra_headers),
-    )
+    """The ``CallStarted`` frame a session would push first for this call."""
+    return info.started()
 
 
 async def run_stages(
