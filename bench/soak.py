@@ -97,7 +97,7 @@ async def child_serve(lifetime_s: float, sample_s: float) -> None:
         await session.ended.wait()
         ended[session.end_reason or "?"] += 1
         for key in ("bad_messages", "provider_errors", "ignored_acks", "clears"):
-            totals[key] += session.stats.get(key, 0)
+            totals[key] += session.core.stats.as_dict().get(key, 0)
 
     def on_session(session: Session) -> None:
         task = loop.create_task(watch(session))

@@ -228,7 +228,7 @@ async def test_acks_late_duplicated_out_of_order_and_unknown() -> None:
         await call.send({"event": "played", "name": "turn-1/piece-1"})  # out of order
         await call.send({"event": "playedStream", "name": "turn-1/piece-2"})  # duplicate
         await call.send({"event": "playedStream", "name": "turn-9/piece-9"})  # never sent
-        stats = call.session.stats
+        stats = call.session.core.stats.as_dict()
         assert stats["played_acks"] == 1 and stats["ignored_acks"] == 3
         assert history(call) == [("agent", GREETING, False)]
         assert call.timeline("turn_played")[0]["turn"] == 1

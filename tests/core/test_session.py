@@ -142,5 +142,5 @@ async def test_max_call_duration_ends_the_call() -> None:
 async def test_media_advances_the_stream_clock() -> None:
     async with CallHarness(spec()) as call:
         await call.idle(0.2)
-        assert call.session.stats["media"] == 10
+        assert call.session.core.stats.media == 10
         assert abs(call.session.core.stream_time - 0.2) < 1e-9

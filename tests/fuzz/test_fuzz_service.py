@@ -82,7 +82,7 @@ async def fuzz_round(batch: list[str | bytes]) -> None:
         assert health["status"] == "ok"
         await assert_released(service, watches, baseline_tasks)
         assert len(watches.all) == 2 + sockets  # alone, beside, and the garbage sockets
-        assert sum(s.stats["bad_messages"] for s in watches.all) > 0
+        assert sum(s.core.stats.bad_messages for s in watches.all) > 0
 
 
 def test_service_survives_garbage_beside_a_clean_call() -> None:

@@ -306,7 +306,7 @@ async def run_sequence(steps: list[tuple[str, Any]], watch: Watch) -> CallHarnes
     left = asyncio.all_tasks() - {asyncio.current_task()}
     assert not left, f"tasks left behind: {left}"
     for key in watch.stats:
-        watch.stats[key] += call.session.stats.get(key, 0)
+        watch.stats[key] += call.session.core.stats.as_dict().get(key, 0)
     watch.end_reasons.add(call.session.end_reason or "")
     return call
 
@@ -362,7 +362,7 @@ async def isolation(
         await a.session.end("fuzz over")
         await b.session.end("fuzz over")
     assert not [e for e in logs if e["event"] in FAILURE_EVENTS], logs
-    assert b.session.stats["bad_messages"] == sum(len(junk) for _, junk in steps)
+    assert b.session.core.stats.bad_messages == sum(len(junk) for _, junk in steps)
     return wire_of(alone), wire_of(a), wire_of(b)
 
 

@@ -131,7 +131,7 @@ async def test_dialogflow_down_speaks_the_fallback_line(fake: FakeGoogle) -> Non
         await call.until(lambda: call.playout.idle, limit_s=10)
     assert not call.session.ended.is_set() or call.session.end_reason == "test over"
     assert len(fake.requests[CX]) == 3  # welcome, then one try and one retry
-    assert call.session.stats.get("provider_errors") == 1
+    assert call.session.core.stats.provider_errors == 1
     assert ("agent", "Sorry, I'm having trouble right now. Could you say that again?", False) in (
         agent_lines(call)
     )

@@ -80,7 +80,7 @@ async def test_a_stalled_pipeline_drops_the_oldest_caller_audio_and_nothing_else
                     await slow_ws.send(media(seq))
                 slow = sessions.all[0]
                 # The socket reader never waited for the stalled stage: every frame was taken.
-                await until(lambda: slow.stats["media"] == FRAMES)
+                await until(lambda: slow.core.stats.media == FRAMES)
                 assert slow.pipeline is not None
                 queued = slow.pipeline._runners[0].queue.qsize()
                 held = len(Gate.passed["slow-call"])  # the frame the gate is stuck on

@@ -60,7 +60,7 @@ async def test_a_call_writes_its_event_log_and_stereo_recording(tmp_path: Path) 
     # The recording: caller left, exactly what was sent; agent right, where it was sent.
     rate, frames = read_wav(recording_dir / f"{stem}.wav")
     assert rate == 8000
-    sent_samples = session.stats["media"] * 160
+    sent_samples = session.core.stats.media * 160
     assert len(frames) >= sent_samples
     assert np.array_equal(frames[: len(audio), 0], audio)
     assert not frames[len(audio) :, 0].any()  # then the caller's silence

@@ -76,7 +76,7 @@ async def test_max_message_bytes_is_the_websocket_limit_1009_past_it() -> None:
     async with service as svc, connect(svc.ws_url, max_size=None) as ws:
         await ws.send(start("size"))
         await ws.send(media_of_size(limit))  # at the limit: taken
-        await until(lambda: any(s.stats["media"] for s in svc.app.state.calls.sessions()))
+        await until(lambda: any(s.core.stats.media for s in svc.app.state.calls.sessions()))
         await ws.send(media_of_size(limit + 1))
         code, _ = await closed(ws)
     assert len(media_of_size(limit)) == limit

@@ -96,6 +96,8 @@ class CallCore(AgentActions):
 
     # The frames ``observe`` wants to see the moment a stage makes them.
     OBSERVED = (SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio)
+    # The frames ``output`` takes from the pipeline's end.
+    OUTPUT = (OutputAudio, Hangup, Transfer)
 
     # --- inbound messages -------------------------------------------------------------------------
     def receive(self, message: str | bytes, now: float) -> list[Out]:

@@ -7,12 +7,20 @@ make a line large. Every line after ``start`` carries ``call_id`` and ``stream_i
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import structlog
 
 from voicebridge.call.events import BargeIn, CallAnswered, CallEvent, CallFinished, TurnCompleted
 from voicebridge.observe.bounded import bounded
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 class CallLog:
@@ -24,6 +32,9 @@ class CallLog:
     def on_event(self, event: CallEvent) -> None:
         if isinstance(event, CallAnswered):
             self.log = self.log.bind(call_id=event.call_id, stream_id=event.stream_id)
+        enabled = getattr(self.log, "is_enabled_for", None)  # structlog's filtering loggers
+        if enabled is not None and not enabled(_LEVELS[event.level]):
+            return  # not written at this level: do not build the line
         write = getattr(self.log, event.level)
         if isinstance(event, TurnCompleted):
             write(event.kind, **event.timing)

@@ -87,6 +87,7 @@ class Pipeline:
         queue_size: int = 256,
         on_dropped: Callable[[int], None] | None = None,
         on_dialogue_input: Callable[[Transcript], None] | None = None,
+        sink_accepts: tuple[type[Frame], ...] | None = None,
     ) -> None:
         if not stages:
             raise ValueError("a pipeline needs at least one stage")
@@ -102,12 +103,18 @@ class Pipeline:
             _Runner(stage, queue_size, head=index == 0) for index, stage in enumerate(self.stages)
         ]
         self._changed = asyncio.Event()  # something that bears on ``idle`` happened
+        self._idle_waiters = 0  # set _changed only while someone waits (it costs per frame)
+        # The frame types the sink wants; others reaching the end are dropped there (caller
+        # audio a last stage passes on would otherwise cost a sink call per frame).
+        self._sink_accepts = sink_accepts
         # Whose input is "what the caller said": the dialogue stage's, else the sink's.
         roles = [stage.role for stage in self.stages]
         if "dialogue" in roles:
             self._runners[roles.index("dialogue")].hears_caller = True
         elif on_dialogue_input is not None:
             self._sink = _tapped(sink, on_dialogue_input)
+            if sink_accepts is not None:
+                self._sink_accepts = (*sink_accepts, Transcript)
         add_listener = getattr(ctx.clock, "add_listener", None)
         if add_listener is not None:  # a virtual clock: a stage sleeping on it may be idle
             add_listener(self.poke)
@@ -138,7 +145,8 @@ class Pipeline:
                     forward: Callable[[Frame], Awaitable[None]] = after.queue.put
                     break
             else:
-                forward = self._sink
+                accepts = self._sink_accepts
+                forward = self._sink if accepts is None or issubclass(kind, accepts) else _discard
             routes[kind] = forward
             return forward
 
@@ -243,7 +251,8 @@ class Pipeline:
 
     def poke(self, *_: object) -> None:
         """Something that bears on ``idle`` happened (``wait_idle`` looks again)."""
-        self._changed.set()
+        if self._idle_waiters:
+            self._changed.set()
 
     async def wait_idle(self) -> None:
         """Wait until the pipeline is ``idle``: woken by the changes that can make it so (a
@@ -259,9 +268,11 @@ class Pipeline:
             ]
             for task in tasks:
                 task.add_done_callback(self.poke)
+            self._idle_waiters += 1
             try:
                 await self._changed.wait()
             finally:
+                self._idle_waiters -= 1
                 for task in tasks:
                     task.remove_done_callback(self.poke)
 
@@ -318,7 +329,8 @@ class Pipeline:
                 runner.busy = False
                 runner.busy_turn = None
                 stage.active_turn = None
-                self._changed.set()
+                if self._idle_waiters:
+                    self._changed.set()
 
     def _heard(self, frame: Transcript) -> None:
         if self._on_dialogue_input is not None:
@@ -384,6 +396,10 @@ class Pipeline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(runner.task), timeout)
         await self.stop(timeout)
+
+
+async def _discard(frame: Frame) -> None:
+    """Where frames the sink does not want go."""
 
 
 def _tapped(sink: Sink, tap: Callable[[Transcript], None]) -> Sink:

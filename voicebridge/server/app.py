@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from voicebridge import __version__
+from voicebridge.call.core import CallLimits
 from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
@@ -43,7 +44,7 @@ from voicebridge.server.security import (
 )
 from voicebridge.server.stream import handle_stream
 from voicebridge.server.urls import http_url, stream_url
-from voicebridge.session import Session, SessionLimits
+from voicebridge.session import Session
 from voicebridge.telephony.call_control import PlivoCallControl
 from voicebridge.telephony.plivo_rest import PlivoRest
 
@@ -79,7 +80,7 @@ def create_app(
     calls = CallRegistry(settings.limits.max_calls)
     if resumes is None:
         resumes = resume_registry(settings)
-    limits = SessionLimits(max_call_seconds=settings.limits.max_call_seconds)
+    limits = CallLimits(max_call_seconds=settings.limits.max_call_seconds)
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
     registry_of_drops = resumes

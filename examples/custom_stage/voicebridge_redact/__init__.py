@@ -11,8 +11,8 @@ from dataclasses import replace
 
 from pydantic import Field
 
+from voicebridge import Stage, StageParams
 from voicebridge.frames import Frame, Transcript
-from voicebridge.runtime.stage import Stage, StageParams
 
 _WORDS = {
     "zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
