@@ -134,7 +134,7 @@ class Session:
             elif isinstance(out, Close):
                 await self._finish(out)
 
-    def _apply_now(self, outs: list[Out]) -> None:
+    def _apply_now(self, outs: Sequence[Out]) -> None:
         """Carry out what a synchronous callback produced: events and saves at once, anything
         that must await in order in a task (a pipeline callback cannot await)."""
         if all(isinstance(out, CallEvent | SaveState) for out in outs):

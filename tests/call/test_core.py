@@ -105,7 +105,7 @@ class Call:
         """Caller audio moves the call's time (and the clock with it, as Plivo streams)."""
         self.now += ms / 1000
         outs = self.core.receive(media(ms), self.now)
-        return outs + self.core.after_media(self.now)
+        return [*outs, *self.core.after_media(self.now)]
 
     def wait(self, seconds: float) -> list[Out]:
         """Ticks of housekeeping while caller audio keeps flowing (silence)."""

@@ -5,6 +5,7 @@ caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from voicebridge.call.actions import ControlCall, Interrupt
@@ -50,7 +51,7 @@ class AgentActions(Interruptions):
     """Hang-ups, transfers, fallbacks and reprompts."""
 
     # --- hanging up and transferring --------------------------------------------------------------
-    def request_action(self, action: Hangup | Transfer) -> list[Out]:
+    def request_action(self, action: Hangup | Transfer) -> Sequence[Out]:
         """Hang up or transfer once what was already said has played."""
         self.pending_action = action
         self._maybe_act()
@@ -77,7 +78,7 @@ class AgentActions(Interruptions):
         *,
         outcome: str | None = None,
         error: str | None = None,
-    ) -> list[Out]:
+    ) -> Sequence[Out]:
         """The REST hang-up or transfer asked for with ``ControlCall`` finished (``outcome``)
         or failed (``error``)."""
         if isinstance(action, Transfer):
@@ -94,7 +95,7 @@ class AgentActions(Interruptions):
         self._close(f"hangup:{action.reason}", close_reason="agent hung up")
         return self._take()
 
-    def rest_hangup(self, *, outcome: str | None = None, error: str | None = None) -> list[Out]:
+    def rest_hangup(self, *, outcome: str | None = None, error: str | None = None) -> Sequence[Out]:
         """A REST hang-up finished (``outcome``) or failed (``error``)."""
         if error is not None:
             self._emit(HangupFailed(self._t(), error[:300]))
@@ -107,7 +108,7 @@ class AgentActions(Interruptions):
         self.pending_action = None
 
     # --- failures and late replies ----------------------------------------------------------------
-    def provider_failed(self, role: str, error: ProviderFailure, now: float) -> list[Out]:
+    def provider_failed(self, role: str, error: ProviderFailure, now: float) -> Sequence[Out]:
         """A provider let the stage of ``role`` down: one event, then the fallback line (or a
         goodbye when it stays down), not dead air."""
         self.stats.provider_errors += 1
@@ -128,7 +129,7 @@ class AgentActions(Interruptions):
             self._decide(decisions, now)
         return self._take()
 
-    def stage_failed(self, stage: str, error: str) -> list[Out]:
+    def stage_failed(self, stage: str, error: str) -> Sequence[Out]:
         self._emit(StageFailed(self._t(), stage, error[:300]))
         self._close(
             "stage_failed", code=CloseCode.INTERNAL_ERROR, close_reason=f"stage {stage} failed"

@@ -20,6 +20,7 @@ hostile input, and the public snapshot a dropped call is resumed from.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from voicebridge.call import capture
@@ -100,7 +101,7 @@ class CallCore(AgentActions):
     OUTPUT = (OutputAudio, Hangup, Transfer)
 
     # --- inbound messages -------------------------------------------------------------------------
-    def receive(self, message: str | bytes, now: float) -> list[Out]:
+    def receive(self, message: str | bytes, now: float) -> Sequence[Out]:
         """One WebSocket message from Plivo. Bad input never raises: it is answered."""
         if self.ending:
             return []
@@ -188,7 +189,7 @@ class CallCore(AgentActions):
             self._emit(CallerAudio(self._t(), payload, timestamp / 1000.0))
         self._out.append(Push(MediaIn(payload, timestamp)))
 
-    def after_media(self, now: float) -> list[Out]:
+    def after_media(self, now: float) -> Sequence[Out]:
         """The media frame was handed to the pipeline (and a stream clock moved): decide a
         barge-in and send what pacing allows."""
         self._decide_barge_in(now)
@@ -244,14 +245,14 @@ class CallCore(AgentActions):
             )
 
     # --- the pipeline -----------------------------------------------------------------------------
-    def pipeline_failed(self, error: str) -> list[Out]:
+    def pipeline_failed(self, error: str) -> Sequence[Out]:
         self._emit(PipelineFailed(self._t(), error[:300]))
         self._refuse(CloseCode.INTERNAL_ERROR, "pipeline_start_failed", error)
         return self._take()
 
     def pipeline_started(
         self, roles: set[str], now: float, snapshot: CallSnapshot | None = None
-    ) -> list[Out]:
+    ) -> Sequence[Out]:
         """The pipeline runs: greet (through it), or go on from a dropped stream's snapshot."""
         ctx = self.ctx
         assert ctx is not None, "open_context() first"
@@ -316,7 +317,7 @@ class CallCore(AgentActions):
             self.turns.mark(frame.turn, "first_audio_s", self.call_time(now))
         return True
 
-    def caller_said(self, frame: Transcript, now: float) -> list[Out]:
+    def caller_said(self, frame: Transcript, now: float) -> Sequence[Out]:
         """A final transcript reached the dialogue stage, after every transform on the way:
         this text, and only this, is the caller's words in the history and the logs."""
         text = frame.text.strip()
@@ -328,7 +329,7 @@ class CallCore(AgentActions):
         self._out.append(SaveState())
         return self._take()
 
-    def output(self, frame: Frame, now: float) -> list[Out]:
+    def output(self, frame: Frame, now: float) -> Sequence[Out]:
         """A frame left the pipeline's last stage."""
         if isinstance(frame, OutputAudio):
             if self.ctx is None or self.outbox is None or self.ending:
@@ -348,16 +349,16 @@ class CallCore(AgentActions):
             self._maybe_act()
         return self._take()
 
-    def dropped(self, count: int, reason: str = "backpressure") -> list[Out]:
+    def dropped(self, count: int, reason: str = "backpressure") -> Sequence[Out]:
         self._emit(FramesDropped(self._t(), reason, count))
         return self._take()
 
-    def drain(self) -> list[Out]:
+    def drain(self) -> Sequence[Out]:
         """What ``observe`` left to carry out."""
         return self._take()
 
     # --- the clock --------------------------------------------------------------------------------
-    def tick(self, now: float) -> list[Out]:
+    def tick(self, now: float) -> Sequence[Out]:
         """Housekeeping, every ``limits.tick_s``: lost acks, pacing, barge-in, a pending
         hang-up, idle reprompts, late replies, the call's time limit."""
         if self.ending or self.ctx is None:
@@ -382,14 +383,14 @@ class CallCore(AgentActions):
     # --- ending -----------------------------------------------------------------------------------
     def end(
         self, reason: str, *, code: int = CloseCode.NORMAL, close_reason: str = ""
-    ) -> list[Out]:
+    ) -> Sequence[Out]:
         """End the call from outside (the socket went away, the service drains)."""
         self._close(reason, code=code, close_reason=close_reason or reason)
         return self._take()
 
-    def finished(self, reason: str) -> list[Out]:
+    def finished(self, reason: str) -> Sequence[Out]:
         """The driver stopped the pipeline and closed the socket: the call's last event."""
-        return [CallFinished(self._t(), reason, self.stats.as_dict())]
+        return (CallFinished(self._t(), reason, self.stats.as_dict()),)
 
     def turn_settled(self, turn: int) -> bool:
         """``turn`` has played to its end or been cut off (or the call is over)."""

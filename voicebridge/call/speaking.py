@@ -4,6 +4,8 @@ what the caller heard settled into the history as Plivo acknowledges it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from voicebridge.call.actions import Push, SaveState
 from voicebridge.call.events import (
     AgentAudioSent,
@@ -94,7 +96,7 @@ class Speaking(CallState):
     # --- the agent speaking on its own ------------------------------------------------------------
     def say(
         self, text: str, now: float, *, then: Hangup | None = None, direct: bool = False
-    ) -> list[Out]:
+    ) -> Sequence[Out]:
         """Speak ``text`` through the pipeline's speaker as a new turn (nothing without one).
         ``direct`` hands it to the speaker stage itself, past a dialogue that may be busy."""
         self._say(text, now, then=then, direct=direct)

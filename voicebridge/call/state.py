@@ -10,6 +10,7 @@ up, transferring, provider failures, late replies, idle reprompts); and ``CallCo
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voicebridge.call.actions import Action, Close, Send
@@ -138,8 +139,13 @@ class CallState:
     def _emit(self, event: CallEvent) -> None:
         self._out.append(event)
 
-    def _take(self) -> list[Out]:
-        out, self._out = self._out, []
+    def _take(self) -> Sequence[Out]:
+        """What this input produced; nothing is the shared empty tuple (no allocation: most
+        caller frames produce nothing)."""
+        out = self._out
+        if not out:
+            return ()
+        self._out = []
         return out
 
     def _send(self, text: str) -> None:

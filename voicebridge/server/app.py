@@ -7,6 +7,7 @@ Operators get ``/health`` (503 while draining), ``/metrics`` (Prometheus) and
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 from collections.abc import AsyncIterator, Callable
@@ -64,6 +65,7 @@ def create_app(
     security: SecurityConfig | None = None,
     resumes: ResumeRegistry | None = None,
     drain_on_sigterm: bool = False,
+    freeze_gc: bool = False,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -71,6 +73,9 @@ def create_app(
     per-call clock (virtual time), the per-call event timeline, and a look at each new session.
     ``security`` defaults to the settings' switches with secrets from the environment.
     ``drain_on_sigterm``: a worker process of ``serve --workers N`` drains on SIGTERM itself.
+    ``freeze_gc``: once started (models loaded), move everything alive into the collector's
+    permanent generation (``gc.freeze``), so full collections no longer scan the models and
+    libraries: without it a collection pauses every call for tens of milliseconds.
     ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
     on a virtual clock).
     """
@@ -208,6 +213,9 @@ def create_app(
             **security_summary(security),
         )
         lag_monitor.start()
+        if freeze_gc:
+            gc.collect()
+            gc.freeze()
         if drain_on_sigterm:
             worker_drain.drain_on_sigterm(drainer)
         yield

@@ -28,4 +28,4 @@ def app_from_env() -> Starlette:
     configure_logging(settings.log.format, settings.log.level)
     path = os.environ.get(PIPELINE_ENV) or settings.resolve_pipeline_path()
     spec = load_pipeline(path, max_bytes=settings.limits.max_yaml_bytes)
-    return create_app(settings, spec, drain_on_sigterm=True)
+    return create_app(settings, spec, drain_on_sigterm=True, freeze_gc=True)

@@ -54,7 +54,7 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     if settings.workers > 1:
         serve_workers(settings, spec)
         return
-    app = create_app(settings, spec)
+    app = create_app(settings, spec, freeze_gc=True)
     server = uvicorn.Server(uvicorn_config(app, settings))
     # uvicorn would install its own handlers and re-raise the signal after shutting down (exit
     # status -15); an orderly stop is a success for process supervisors.
