@@ -60,9 +60,9 @@ class Session:
         self._stage_factory = stage_factory or spec.create_stages
         self.log = logger or structlog.get_logger("voicebridge.session")
         self.bus = EventBus()
-        self.core = CallCore(
-            spec.session, limits, bus=self.bus, has_call_control=call_control is not None
-        )
+        control, settles = call_control is not None, isinstance(self.clock, StreamClock)
+        self.core = CallCore(spec.session, limits, bus=self.bus, has_call_control=control)
+        self.core.media_settles = settles  # virtual time: stages settle before each decision
         self.pipeline: Pipeline | None = None
         self.ended = asyncio.Event()
         self.end_reason: str | None = None
@@ -113,8 +113,8 @@ class Session:
                     await self.pipeline.push_to(out.role, out.frame)
                 else:
                     await self.pipeline.push(out.frame)
-                    if isinstance(out.frame, MediaIn):
-                        await self._media_pushed(self.clock.now())
+                    if isinstance(out.frame, MediaIn) and self.core.media_settles:
+                        await self._media_pushed()
             elif isinstance(out, Send):
                 await self.transport.send_text(out.text)
                 if self._activity:
@@ -166,18 +166,18 @@ class Session:
             # The hot path, 50 a second per call: one media frame, pushed without _apply.
             if type(first) is Push and type(first.frame) is MediaIn and self.pipeline is not None:
                 await self.pipeline.push(first.frame)
-                await self._media_pushed(now)
+                if self.core.media_settles:
+                    await self._media_pushed()
             elif outs:
                 await self._apply(outs)
         if self._activity:
             self._active()
 
-    async def _media_pushed(self, now: float) -> None:
+    async def _media_pushed(self) -> None:  # on a stream clock: time follows the audio
         origin = self.core.origin
         if origin is not None and isinstance(self.clock, StreamClock):
             await self.clock.advance_to(origin + self.core.stream_time)
-            now = self.clock.now()
-        outs = self.core.after_media(now)
+        outs = self.core.after_media(self.clock.now())
         if outs:
             await self._apply(outs)
 

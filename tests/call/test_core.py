@@ -104,8 +104,7 @@ class Call:
     def media(self, ms: int = 20) -> list[Out]:
         """Caller audio moves the call's time (and the clock with it, as Plivo streams)."""
         self.now += ms / 1000
-        outs = self.core.receive(media(ms), self.now)
-        return [*outs, *self.core.after_media(self.now)]
+        return list(self.core.receive(media(ms), self.now))
 
     def wait(self, seconds: float) -> list[Out]:
         """Ticks of housekeeping while caller audio keeps flowing (silence)."""

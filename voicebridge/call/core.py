@@ -119,7 +119,7 @@ class CallCore(AgentActions):
             return self._take()
         self._bad_streak = 0
         if isinstance(event, MediaEvent):
-            self._on_media(event)
+            self._on_media(event, now)
         elif isinstance(event, StartEvent):
             self._on_start(event, now)
         elif isinstance(event, PlayedStreamEvent):
@@ -167,7 +167,7 @@ class CallCore(AgentActions):
         self.ctx = CallContext(info, clock=clock, logger=logger, turns=self.turns)
         return self.ctx
 
-    def _on_media(self, event: MediaEvent) -> None:
+    def _on_media(self, event: MediaEvent, now: float) -> None:
         fmt = self.format
         if fmt is None or not self.started:
             self._before_start("media")
@@ -188,10 +188,14 @@ class CallCore(AgentActions):
         if self._want_caller_audio:
             self._emit(CallerAudio(self._t(), payload, timestamp / 1000.0))
         self._out.append(Push(MediaIn(payload, timestamp)))
+        if not self.media_settles:
+            self._decide_barge_in(now)
+            if self.outbox:
+                self._pump(now)
 
     def after_media(self, now: float) -> Sequence[Out]:
-        """The media frame was handed to the pipeline (and a stream clock moved): decide a
-        barge-in and send what pacing allows."""
+        """With ``media_settles``: the media frame was handed to the pipeline and its clock
+        moved; decide a barge-in and send what pacing allows."""
         self._decide_barge_in(now)
         if self.outbox:
             self._pump(now)

@@ -84,8 +84,14 @@ class CallState:
         *,
         bus: EventBus | None = None,
         has_call_control: bool = False,
+        media_settles: bool = False,
     ) -> None:
         self.options = options or SessionOptions()
+        # True when the driver lets the pipeline take each caller frame before the core decides
+        # on it (a virtual clock driven by the audio): it then calls ``after_media`` itself.
+        # Otherwise (real time) nothing runs between the push and the decision, so ``receive``
+        # decides at once and the hot path costs one call.
+        self.media_settles = media_settles
         self.limits = limits or CallLimits()
         self.bus = bus or EventBus()  # consulted only for whether costly events are wanted
         self.stats = CallStats()
