@@ -312,13 +312,7 @@ class Pipeline:
                     self._heard(frame)
                 await stage.process(frame)
             except asyncio.CancelledError:
-                if not runner.interrupting:
-                    raise
-                # Barge-in cancelled this frame's work; carry on with the next frame.
-                runner.interrupting = False
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
+                _absorb_interrupt(runner)  # barge-in cancelled this frame's work: go on
             except ProviderError as exc:
                 self._stage_failed(stage, exc)  # not fatal: the call goes on
             except Exception as exc:
@@ -345,12 +339,7 @@ class Pipeline:
             try:
                 return await queue.get()
             except asyncio.CancelledError:
-                if not runner.interrupting:
-                    raise
-                runner.interrupting = False
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
+                _absorb_interrupt(runner)
 
     def roles(self) -> set[str]:
         return {runner.stage.role for runner in self._runners}
@@ -396,6 +385,18 @@ class Pipeline:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(runner.task), timeout)
         await self.stop(timeout)
+
+
+def _absorb_interrupt(runner: _Runner) -> None:
+    """A cancellation that ``interrupt`` caused is a barge-in, not a stop: swallow it (and
+    only it) so the stage's task goes on with its next frame. Call inside ``except
+    CancelledError``."""
+    if not runner.interrupting:
+        raise asyncio.CancelledError  # a real stop (the pipeline is shutting down)
+    runner.interrupting = False
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _discard(frame: Frame) -> None:
