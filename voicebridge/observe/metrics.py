@@ -59,6 +59,7 @@ _OUTCOME_OF = {
     "invalid_start": "protocol_error",
     "too_many_bad_messages": "protocol_error",
     "no_start": "protocol_error",
+    "media_flood": "protocol_error",
     "pipeline_start_failed": "error",
     "stage_failed": "error",
     "internal_error": "error",
@@ -71,7 +72,7 @@ _OUTCOME_OF = {
 # The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output,
 # by the role of that stage.
 STAGE_FIELDS = {"stt": "stt_s", "dialogue": "dialogue_s", "tts": "tts_s"}
-DROP_REASONS = ("backpressure",)
+DROP_REASONS = ("backpressure", "flood")
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _REACTION_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)

@@ -93,7 +93,11 @@ def create_app(
     )
     if resumes is None:
         resumes = resume_registry(settings)
-    limits = CallLimits(max_call_seconds=settings.limits.max_call_seconds)
+    limits = CallLimits(
+        max_call_seconds=settings.limits.max_call_seconds,
+        media_burst_s=settings.limits.media_burst_s,
+        media_flood_s=settings.limits.media_flood_s,
+    )
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
     registry_of_drops = resumes
