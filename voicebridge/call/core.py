@@ -293,6 +293,7 @@ class CallCore(AgentActions):
                 info.encoding,
                 info.sample_rate,
                 dict(info.extra_headers),
+                self.epoch,
             )
         )
         self._out.append(Push(info.started(resumed=snapshot is not None)))
