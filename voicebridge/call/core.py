@@ -182,6 +182,10 @@ class CallCore(AgentActions):
                 f"media.payload: L16 audio needs whole 16-bit samples, got {size} bytes",
             )
             return
+        origin = self._origin
+        if origin is not None and not self.fair.admits(self.stream_ms, now - origin):
+            self._flood(size / fmt.bytes_per_ms, now)
+            return
         self.stats.media += 1
         timestamp = self.stream_ms
         self.stream_ms += size / fmt.bytes_per_ms
@@ -192,6 +196,18 @@ class CallCore(AgentActions):
             self._decide_barge_in(now)
             if self.outbox:
                 self._pump(now)
+
+    def _flood(self, ms: float, now: float) -> None:
+        """A caller frame beyond real time (``FairShare``): dropped; a sustained flood closes."""
+        self.stats.flood_dropped += 1
+        if self.fair.drop(ms):
+            self._report_drops(now, every_s=0)
+            ahead = self.fair.dropped_ms / 1000.0
+            self._refuse(
+                CloseCode.POLICY_VIOLATION,
+                "media_flood",
+                f"{ahead:.1f} s of caller audio beyond real time",
+            )
 
     def after_media(self, now: float) -> Sequence[Out]:
         """With ``media_settles``: the media frame was handed to the pipeline and its clock
@@ -277,6 +293,7 @@ class CallCore(AgentActions):
                 info.encoding,
                 info.sample_rate,
                 dict(info.extra_headers),
+                self.epoch,
             )
         )
         self._out.append(Push(info.started(resumed=snapshot is not None)))
@@ -376,6 +393,7 @@ class CallCore(AgentActions):
         self._decide_barge_in(now)
         self._maybe_act()
         self._idle_check(now)
+        self._report_drops(now)
         self._decide(self.replies.tick(t), now)
         limit = self.limits.max_call_seconds
         if self.options.max_call_s:
@@ -394,7 +412,8 @@ class CallCore(AgentActions):
 
     def finished(self, reason: str) -> Sequence[Out]:
         """The driver stopped the pipeline and closed the socket: the call's last event."""
-        return (CallFinished(self._t(), reason, self.stats.as_dict()),)
+        self._report_drops(0.0, every_s=0)
+        return (*self._take(), CallFinished(self._t(), reason, self.stats.as_dict()))
 
     def turn_settled(self, turn: int) -> bool:
         """``turn`` has played to its end or been cut off (or the call is over)."""

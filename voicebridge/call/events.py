@@ -54,6 +54,7 @@ class CallAnswered(CallEvent):
     encoding: str
     sample_rate: int
     extra_headers: dict[str, str] = field(default_factory=dict)
+    epoch: int = 0  # how many times this call's stream dropped before this one (resumed: > 0)
 
 
 @dataclass(frozen=True, slots=True)

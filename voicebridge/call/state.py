@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from voicebridge.call.actions import Action, Close, Send
 from voicebridge.call.barge_in import BargeInPolicy
 from voicebridge.call.context import CallContext
-from voicebridge.call.events import CallEvent, EventBus, StreamRefused
+from voicebridge.call.events import CallEvent, EventBus, FramesDropped, StreamRefused
+from voicebridge.call.fair_share import FairShare
 from voicebridge.call.ledger import Piece, PlaybackLedger
 from voicebridge.call.options import SessionOptions
 from voicebridge.call.outbox import Outbox
@@ -52,6 +53,8 @@ class CallLimits:
     max_call_seconds: float = 3600.0
     tick_s: float = 0.1  # housekeeping period: pacing, lost acks, reprompts, limits
     hangup_attempt_s: float = 10.0  # a REST hang-up or transfer that takes longer is given up
+    media_burst_s: float = 2.0  # caller audio may run this far ahead of real time (fair share)
+    media_flood_s: float = 5.0  # this much audio dropped as beyond real time closes the socket
 
 
 @dataclass(slots=True)
@@ -68,6 +71,7 @@ class CallStats:
     reprompts: int = 0
     sent: int = 0
     provider_errors: int = 0
+    flood_dropped: int = 0  # caller frames beyond real time (fair share)
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -114,6 +118,7 @@ class CallState:
         self.reconnects = 0
         self.stream_token = uuid.uuid4().hex  # this stream's snapshots are claimed once
         self.stream_ms = 0.0  # caller audio received: the call's own timeline
+        self.fair = FairShare(self.limits.media_burst_s, self.limits.media_flood_s)
         self._origin: float | None = None
         self._out: list[Out] = []
         self._encoder: messages.PlayAudioEncoder | None = None
@@ -168,6 +173,12 @@ class CallState:
             return
         self.ending = True
         self._out.append(Close(reason, code, (close_reason or reason)[:120]))
+
+    def _report_drops(self, now: float, every_s: float = 1.0) -> None:
+        """Caller frames dropped as beyond real time, as one event per ``every_s`` at most."""
+        count = self.fair.report(now, every_s)
+        if count:
+            self._emit(FramesDropped(self._t(), "flood", count))
 
     def _refuse(self, code: int, reason: str, detail: str) -> None:
         self._emit(StreamRefused(self._t(), reason, detail[:200], code))

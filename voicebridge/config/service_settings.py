@@ -115,6 +115,15 @@ class LimitSettings(_Section):
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     max_call_seconds: float = Field(default=3600, gt=0)
     max_yaml_bytes: int = Field(default=1 << 20, ge=1024)
+    # Admission: a socket is not a call until its ``start``; until then it is "pending".
+    start_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_pending_streams: int = Field(default=64, ge=1)
+    max_pending_per_peer: int = Field(default=16, ge=1)
+    # Fair share: caller audio may run this far ahead of real time (jitter, a stalled network
+    # catching up); beyond it frames are dropped, and past ``media_flood_s`` dropped the socket
+    # is closed.
+    media_burst_s: float = Field(default=2.0, gt=0, le=600)
+    media_flood_s: float = Field(default=5.0, gt=0, le=3600)
 
 
 class DrainSettings(_Section):

@@ -59,6 +59,7 @@ _OUTCOME_OF = {
     "invalid_start": "protocol_error",
     "too_many_bad_messages": "protocol_error",
     "no_start": "protocol_error",
+    "media_flood": "protocol_error",
     "pipeline_start_failed": "error",
     "stage_failed": "error",
     "internal_error": "error",
@@ -71,7 +72,7 @@ _OUTCOME_OF = {
 # The turn breakdown of ``TurnTiming.as_dict`` that is one stage's time to its first output,
 # by the role of that stage.
 STAGE_FIELDS = {"stt": "stt_s", "dialogue": "dialogue_s", "tts": "tts_s"}
-DROP_REASONS = ("backpressure",)
+DROP_REASONS = ("backpressure", "flood")
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _REACTION_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0)
@@ -155,7 +156,20 @@ class ServiceMetrics:
     def track_resumes(self, stats: Callable[[], Mapping[str, int]]) -> None:
         """Dropped-call resume counters (suspended, resumed, finalised, store errors, ...),
         read from the resume registry at scrape time."""
-        self.registry.register(_CountersCollector(PREFIX + "resume_events", stats))
+        self.registry.register(
+            _CountersCollector(
+                PREFIX + "resume_events",
+                stats,
+                "Dropped calls kept for a reconnect, by what happened.",
+            )
+        )
+
+    def track_counters(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]]
+    ) -> None:
+        """Counters kept elsewhere as plain ints (e.g. refused sockets by reason), read at
+        scrape time: ``voicebridge_<name>_total{<label>=...}``."""
+        self.registry.register(_CountersCollector(PREFIX + name, read, doc, label))
 
     def call_subscriber(self) -> MetricsSubscriber:
         """A subscriber that feeds one call's events into these metrics."""
@@ -238,9 +252,13 @@ class LoopLagMonitor:
 class _CountersCollector:
     """Counters kept elsewhere (plain ints), exposed as one labelled Prometheus counter."""
 
-    def __init__(self, name: str, read: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self, name: str, read: Callable[[], Mapping[str, int]], doc: str, label: str = "event"
+    ) -> None:
         self.name = name
         self.read = read
+        self.doc = doc
+        self.label = label
 
     def describe(self) -> list[CounterMetricFamily]:
         return [self._family()]
@@ -252,6 +270,4 @@ class _CountersCollector:
         return [family]
 
     def _family(self) -> CounterMetricFamily:
-        return CounterMetricFamily(
-            self.name, "Dropped calls kept for a reconnect, by what happened.", labels=["event"]
-        )
+        return CounterMetricFamily(self.name, self.doc, labels=[self.label])

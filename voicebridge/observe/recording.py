@@ -2,7 +2,11 @@
 
 Both are off by default (``events.dir`` / ``recording.dir`` in the service settings). Files are
 named after the call and stream ids (reduced to safe characters), so one call's log lines, events
-and audio are found together.
+and audio are found together. A resumed call (Plivo's retry after a dropped socket, often with
+the same stream id) writes each segment to its own file, numbered by the stream's epoch
+(``<call>-<stream>-1.wav`` for the first resumption); a file is never overwritten: a name
+already taken gets ``~1``, ``~2``, ... The event log keeps at most ``max_events`` events in
+memory; the rest are counted by kind in a last ``events_dropped`` line.
 
 The recording puts the caller on the left channel and the agent on the right, on the call's own
 timeline. While the call runs each channel is appended to a raw file beside the WAV, so memory
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import wave
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,53 +42,86 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _MERGE_SAMPLES = 1 << 16  # samples per channel interleaved at a time when the call ends
 
 
-def call_file_stem(call_id: str, stream_id: str) -> str:
+def call_file_stem(call_id: str, stream_id: str, epoch: int = 0) -> str:
     """``<call id>-<stream id>`` with anything but letters, digits, ``_ . -`` replaced; both ids
-    come from the caller's side of the wire, so they never choose a path."""
+    come from the caller's side of the wire, so they never choose a path. A resumed stream's
+    ``epoch`` (> 0) is appended: each segment of a call has its own files."""
     call = _UNSAFE.sub("_", call_id)[:64].strip(".") or "call"
     stream = _UNSAFE.sub("_", stream_id)[:16].strip(".") or "stream"
-    return f"{call}-{stream}"
+    return f"{call}-{stream}" if epoch <= 0 else f"{call}-{stream}-{min(epoch, 999)}"
+
+
+_MAX_CLAIMS = 1000
+
+
+def claim_path(directory: Path, stem: str, suffix: str) -> Path:
+    """A new, empty file ``<stem><suffix>`` (or ``<stem>~N<suffix>`` when that is taken),
+    created exclusively: two segments or calls never write into one file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in range(_MAX_CLAIMS):
+        path = directory / f"{stem if n == 0 else f'{stem}~{n}'}{suffix}"
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory / stem}{suffix}: {_MAX_CLAIMS} files of that name exist")
 
 
 class EventLogWriter:
-    """Writes a call's event timeline as ``<dir>/<call>.jsonl`` when the call ends."""
+    """Writes a call's event timeline as ``<dir>/<call>.jsonl`` when the call ends.
 
-    def __init__(self, directory: str | os.PathLike[str], pipeline: str = "") -> None:
+    At most ``max_events`` events are kept (a peer can make events as fast as it sends
+    messages); past that, events are counted by kind, and the call's last event is kept."""
+
+    def __init__(
+        self, directory: str | os.PathLike[str], pipeline: str = "", max_events: int = 20_000
+    ) -> None:
         self.directory = Path(directory)
         self.pipeline = pipeline
+        self.max_events = max_events
         self.path: Path | None = None
         self._answered: CallAnswered | None = None
         self._finished: CallFinished | None = None
         self._lines: list[str] = []
+        self.dropped: Counter[str] = Counter()
 
     def on_event(self, event: CallEvent) -> None:
         if isinstance(event, CallAnswered):
             self._answered = event
         elif isinstance(event, CallFinished):
             self._finished = event
+        elif len(self._lines) >= self.max_events:
+            self.dropped[event.kind] += 1
+            return
         self._lines.append(json.dumps(event.as_dict(), default=str))
 
     async def close(self) -> None:
         answered, finished = self._answered, self._finished
         if answered is None:
             return  # the stream never started: there is no call to write about
-        self.path = self.directory / f"{call_file_stem(answered.call_id, answered.stream_id)}.jsonl"
+        stem = call_file_stem(answered.call_id, answered.stream_id, answered.epoch)
         header = {
             "t": 0.0,
             "kind": "call",
             "call_id": answered.call_id,
             "stream_id": answered.stream_id,
+            "epoch": answered.epoch,
             "pipeline": self.pipeline,
             "end_reason": finished.reason if finished else None,
             "stats": finished.stats if finished else {},
         }
         lines = [json.dumps(header), *self._lines]
-        await asyncio.to_thread(_write_text, self.path, "\n".join(lines) + "\n")
+        if self.dropped:
+            lines.append(json.dumps({"kind": "events_dropped", "counts": dict(self.dropped)}))
+        text = "\n".join(lines) + "\n"
+        self.path = await asyncio.to_thread(_write_new, self.directory, stem, text)
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_new(directory: Path, stem: str, text: str) -> Path:
+    path = claim_path(directory, stem, ".jsonl")
     path.write_text(text, encoding="utf-8")
+    return path
 
 
 class CallRecorder:
@@ -112,8 +150,8 @@ class CallRecorder:
             self.call_started(event)
 
     def call_started(self, event: CallAnswered) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / f"{call_file_stem(event.call_id, event.stream_id)}.wav"
+        stem = call_file_stem(event.call_id, event.stream_id, event.epoch)
+        self.path = claim_path(self.directory, stem, ".wav")  # filled in when the call ends
         self._rate = event.sample_rate
         self._decode = codec_for(event.encoding).decode
         self._caller = open(self.path.with_suffix(".caller.raw"), "w+b")  # noqa: SIM115

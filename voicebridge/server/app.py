@@ -33,6 +33,7 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
+from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
@@ -83,13 +84,30 @@ def create_app(
     signatures = SignatureGuard.from_config(security, settings.public_url)
     stream_guard = StreamGuard.from_config(security)
     calls = CallRegistry(settings.limits.max_calls)
+    pending = PendingStreams(
+        AdmissionLimits(
+            start_timeout_s=settings.limits.start_timeout_s,
+            max_pending=settings.limits.max_pending_streams,
+            max_pending_per_peer=settings.limits.max_pending_per_peer,
+        )
+    )
     if resumes is None:
         resumes = resume_registry(settings)
-    limits = CallLimits(max_call_seconds=settings.limits.max_call_seconds)
+    limits = CallLimits(
+        max_call_seconds=settings.limits.max_call_seconds,
+        media_burst_s=settings.limits.media_burst_s,
+        media_flood_s=settings.limits.media_flood_s,
+    )
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
     registry_of_drops = resumes
     metrics.track_resumes(lambda: registry_of_drops.stats.as_dict())
+    metrics.track_counters(
+        "streams_refused",
+        "Sockets refused before their start, by reason.",
+        "reason",
+        lambda: pending.refused,
+    )
     calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
@@ -199,7 +217,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls, stream_guard, resumes)
+        await handle_stream(ws, make_session, calls, stream_guard, resumes, pending)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -238,6 +256,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.calls = calls
+    app.state.pending = pending  # sockets that have not sent start yet
     app.state.resumes = resumes
     app.state.spec = spec
     app.state.settings = settings
