@@ -104,14 +104,22 @@ async def test_under_the_per_peer_cap_each_partial_head_gets_its_own_deadline(
 async def test_the_oldest_incomplete_request_makes_room_at_the_cap() -> None:
     edge = {"header_timeout_s": 30.0, "max_incomplete_per_peer": 4}
     async with abuse_service(http=edge) as service:
-        oldest = await open_partial(service, PARTIAL_HEAD)
-        rest = [await open_partial(service, PARTIAL_HEAD) for _ in range(3)]
+        await open_partial(service, b"")  # a first connection, so the server's tracker exists
         tracker = incomplete_requests(service.server.server_state)
-        await until(lambda: tracker is not None and len(tracker) == 4)
+        assert tracker is not None
+        now = [tracker.time_fn()]
+        tracker.time_fn = lambda: now[0]  # the tracker's clock, moved by hand
+        oldest = await open_partial(service, PARTIAL_HEAD)
+        await until(lambda: len(tracker) == 2)
+        burst = [await open_partial(service, PARTIAL_HEAD) for _ in range(4)]
+        await until(lambda: len(tracker) == 6)  # all young: a burst is let in whole
+        assert tracker.evicted == 0
+        now[0] += 30.0 / 4  # the oldest have had their chance to send a head
         await open_partial(service, PARTIAL_HEAD)  # one too many: the oldest goes
+        await until(lambda: tracker.evicted == 1)  # the first connection, which sent nothing
+        await normal_call(service)  # a complete request always gets through, shedding more
         assert (await server_answer(oldest)).startswith(b"HTTP/1.1 503")
-        await normal_call(service)  # a complete request always gets through
-        assert len(rest) == 3 and tracker is not None and tracker.evicted >= 1
+        assert len(burst) == 4
 
 
 async def test_a_keep_alive_connection_gets_a_header_deadline_for_its_next_request() -> None:

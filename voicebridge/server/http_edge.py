@@ -5,9 +5,9 @@ head and body: a hundred slow-loris connections, each dribbling a header line, s
 ever. ``EdgeH11Protocol`` is uvicorn's h11 protocol with two deadlines (the head within
 ``header_timeout_s`` of the connection or of the first byte of the next keep-alive request, the
 body within ``body_timeout_s`` of the head) and a cap on connections whose request is not read
-yet, in all and per peer address. At a cap the *oldest* incomplete request is closed: a real
-request is read in milliseconds, so it is never the oldest, and a flood from one address
-churns only its own connections.
+yet, in all and per peer address. At a cap the *oldest* incomplete request is closed (once it
+has had a quarter of the header deadline): a real request is read in milliseconds, so it is
+never the oldest, and a flood from one address churns only its own connections.
 
 A timed-out request gets ``408`` (when no response has started) and its connection is closed;
 the route, if it was reading the body, sees the client as gone (an info line, never a
@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -63,35 +65,51 @@ def _overload_response() -> bytes:
 
 
 class IncompleteRequests:
-    """Connections whose request is still being read, oldest first, per server."""
+    """Connections whose request is still being read, oldest first, per server.
 
-    def __init__(self, limit: int, per_peer: int) -> None:
+    At a cap the oldest is closed, but only once it has had ``min_age_s`` to send its head: a
+    burst of new connections, all accepted before any has been read, is let in whole.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        per_peer: int,
+        min_age_s: float,
+        time_fn: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit = limit
         self.per_peer = per_peer
-        self.waiting: OrderedDict[EdgeH11Protocol, str] = OrderedDict()
+        self.min_age_s = min_age_s
+        self.time_fn = time_fn
+        self.waiting: OrderedDict[EdgeH11Protocol, tuple[str, float]] = OrderedDict()
         self.by_peer: dict[str, int] = {}
         self.evicted = 0
 
-    def add(self, conn: EdgeH11Protocol, peer: str) -> list[EdgeH11Protocol]:
-        """Track ``conn``; the connections to close to stay within the caps (oldest first)."""
+    def add(self, conn: EdgeH11Protocol, peer: str) -> EdgeH11Protocol | None:
+        """Track ``conn``; the connection to close to stay within the caps, if any."""
         if conn in self.waiting:
-            return []
-        evict: list[EdgeH11Protocol] = []
+            return None
+        now = self.time_fn()
+        oldest: EdgeH11Protocol | None = None
         if self.by_peer.get(peer, 0) >= self.per_peer:
-            evict.append(next(c for c, p in self.waiting.items() if p == peer))
+            oldest = next(c for c, (p, _) in self.waiting.items() if p == peer)
         elif len(self.waiting) >= self.limit:
-            evict.append(next(iter(self.waiting)))
-        for old in evict:
-            self.discard(old)
-        self.waiting[conn] = peer
+            oldest = next(iter(self.waiting))
+        if oldest is not None and now - self.waiting[oldest][1] < self.min_age_s:
+            oldest = None  # too young to judge: a burst, not a slow client
+        if oldest is not None:
+            self.discard(oldest)
+            self.evicted += 1
+        self.waiting[conn] = (peer, now)
         self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
-        self.evicted += len(evict)
-        return evict
+        return oldest
 
     def discard(self, conn: EdgeH11Protocol) -> None:
-        peer = self.waiting.pop(conn, None)
-        if peer is None:
+        found = self.waiting.pop(conn, None)
+        if found is None:
             return
+        peer = found[0]
         left = self.by_peer[peer] - 1
         if left:
             self.by_peer[peer] = left
@@ -132,7 +150,9 @@ class EdgeH11Protocol(H11Protocol):
         tracker = _TRACKERS.get(server_state)
         if tracker is None:
             tracker = IncompleteRequests(
-                self.edge.max_incomplete, self.edge.max_incomplete_per_peer
+                self.edge.max_incomplete,
+                self.edge.max_incomplete_per_peer,
+                min_age_s=self.edge.header_timeout_s / 4,
             )
             _TRACKERS[server_state] = tracker
         self.incomplete = tracker
@@ -173,8 +193,9 @@ class EdgeH11Protocol(H11Protocol):
 
     def _reading(self, phase: str) -> None:
         peer = self.client[0] if self.client else "?"
-        for old in self.incomplete.add(self, peer):
-            old.shed()
+        oldest = self.incomplete.add(self, peer)
+        if oldest is not None:
+            oldest.shed()
         self._arm(phase, self.edge.header_timeout_s)
 
     def _arm(self, phase: str, timeout_s: float) -> None:
