@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from voicebridge.server.http_edge import incomplete_requests
 from voicebridge.server.run import RunningService
 
 from .conftest import CapturedLogs, abuse_service, normal_call, until
@@ -104,6 +103,8 @@ async def test_under_the_per_peer_cap_each_partial_head_gets_its_own_deadline(
 async def test_the_oldest_incomplete_request_makes_room_at_the_cap() -> None:
     edge = {"header_timeout_s": 30.0, "max_incomplete_per_peer": 4}
     async with abuse_service(http=edge) as service:
+        from voicebridge.server.http_edge import incomplete_requests
+
         await open_partial(service, b"")  # a first connection, so the server's tracker exists
         tracker = incomplete_requests(service.server.server_state)
         assert tracker is not None
