@@ -7,9 +7,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 
 import httpx
 from websockets.asyncio.client import connect
+
+from voicebridge.observe.logs import (
+    MAX_FIELD_CHARS,
+    MAX_MESSAGE_CHARS,
+    RedactingFilter,
+    Redactor,
+    bound_fields,
+)
 
 from .conftest import CapturedLogs, abuse_service, normal_call, until
 
@@ -83,3 +92,17 @@ async def test_huge_callback_parameters_are_bounded_in_the_log(logs: CapturedLog
     lines = logs.lines("stream_status") + logs.lines("transfer_target_refused")
     assert len(lines) == 9 and max(len(line) for line in lines) < 6_000
     logs.assert_no_traceback()
+
+
+def test_the_log_setup_caps_any_field_and_any_stdlib_record_that_was_missed() -> None:
+    event = bound_fields(
+        None, "info", {"event": "x", "text": "y" * 50_000, "nested": {"k": "v" * 50_000}}
+    )
+    assert len(event["text"]) < MAX_FIELD_CHARS + 20 and event["text"].endswith("[50000 chars]")
+    assert len(event["nested"]["k"]) < MAX_FIELD_CHARS + 20
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/stream?q=" + "a" * 50_000), None,
+    )  # fmt: skip
+    RedactingFilter(Redactor()).filter(record)
+    assert len(record.getMessage()) < MAX_MESSAGE_CHARS + 20
