@@ -15,7 +15,7 @@ from voicebridge.server.run import running_service
 from .conftest import (
     LATENCY_SLACK_S,
     echo_spec,
-    normal_call,
+    real_time_call,
     reply_latency,
     settings,
     start_message,
@@ -47,9 +47,9 @@ async def flood(url: str) -> tuple[int | None, str, int]:
 
 async def test_a_media_flood_is_dropped_then_closed_beside_a_normal_call() -> None:
     async with running_service(settings(), echo_spec()) as service:
-        alone = reply_latency(await normal_call(service.ws_url))
+        alone = reply_latency(await real_time_call(service.ws_url))
         record, (code, reason, sent) = await asyncio.gather(
-            normal_call(service.ws_url), flood(service.ws_url)
+            real_time_call(service.ws_url), flood(service.ws_url)
         )
         metrics = service.app.state.metrics
         dropped = metrics.value("voicebridge_dropped_frames_total", {"reason": "flood"})

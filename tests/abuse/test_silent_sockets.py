@@ -10,16 +10,16 @@ from websockets.exceptions import ConnectionClosed
 
 from voicebridge.server.run import running_service
 
-from .conftest import LATENCY_SLACK_S, echo_spec, normal_call, reply_latency, settings
+from .conftest import LATENCY_SLACK_S, echo_spec, real_time_call, reply_latency, settings
 
 
 async def test_silent_sockets_beyond_max_calls_do_not_lock_out_a_normal_call() -> None:
     limits = {"max_calls": 4, "start_timeout_s": 3.0}
     async with running_service(settings(limits=limits), echo_spec()) as service:
-        alone = reply_latency(await normal_call(service.ws_url))
+        alone = reply_latency(await real_time_call(service.ws_url))
         silent = [await connect(service.ws_url) for _ in range(12)]  # 3x max_calls, never start
         assert len(service.app.state.pending) == 12 and len(service.app.state.calls) == 0
-        beside = reply_latency(await normal_call(service.ws_url))
+        beside = reply_latency(await real_time_call(service.ws_url))
         closes = []
         for ws in silent:  # each is closed at its deadline with a clear reason
             try:

@@ -128,6 +128,8 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_STATE": "redis://redis:6379/0",
         "VOICEBRIDGE_WORKERS": "4",
         "VOICEBRIDGE_RESUME_GRACE_S": "7.5",
+        "VOICEBRIDGE_HTTP_HEADER_TIMEOUT_S": "3",
+        "VOICEBRIDGE_HTTP_BODY_TIMEOUT_S": "4.5",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -139,6 +141,7 @@ def test_every_environment_variable() -> None:
     assert settings.limits.max_calls == 12
     assert (settings.log.format, settings.log.level) == ("json", "debug")
     assert settings.drain.deadline_s == 12.5
+    assert (settings.http.header_timeout_s, settings.http.body_timeout_s) == (3.0, 4.5)
     assert settings.events.dir == "/var/log/voicebridge/events"
     assert settings.recording.dir == "/var/lib/voicebridge/recordings"
     security = settings.security

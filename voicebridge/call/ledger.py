@@ -151,12 +151,12 @@ class PlaybackLedger:
         """``playedStream``: the named piece, and everything sent before it, has played."""
         piece = self._pieces.get(name)
         if piece is None:
-            return AckResult(None, f"no checkpoint named {name!r} was sent")
+            return AckResult(None, "no checkpoint of that name was sent")
         if piece.state is not PieceState.PENDING:
-            return AckResult(None, f"checkpoint {name!r} already settled as {piece.state.value}")
+            return AckResult(None, f"checkpoint already settled as {piece.state.value}")
         if not piece.checkpointed:
             # Names are predictable; an ack for audio still being sent cannot be Plivo's.
-            return AckResult(None, f"checkpoint {name!r} has not been sent yet")
+            return AckResult(None, "checkpoint has not been sent yet")
         # Plivo plays in order: an ack for this piece settles earlier ones it overtook.
         position = self._pending.index(piece)
         settled = self._pending[: position + 1]

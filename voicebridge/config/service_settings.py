@@ -55,6 +55,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_STATE": ("state",),
     "VOICEBRIDGE_WORKERS": ("workers",),
     "VOICEBRIDGE_RESUME_GRACE_S": ("resume", "grace_s"),
+    "VOICEBRIDGE_HTTP_HEADER_TIMEOUT_S": ("http", "header_timeout_s"),
+    "VOICEBRIDGE_HTTP_BODY_TIMEOUT_S": ("http", "body_timeout_s"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
@@ -153,6 +155,17 @@ class ResumeSettings(_Section):
     store_backoff_s: float = Field(default=1.0, ge=0, le=60)
 
 
+class HttpSettings(_Section):
+    """The HTTP edge: how long a client may take to send a request, and how many may be in
+    progress at once. Plivo sends a small request in one go; only a slow-loris client dribbles."""
+
+    header_timeout_s: float = Field(default=5.0, gt=0, le=300)
+    body_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_incomplete: int = Field(default=256, ge=1)
+    max_incomplete_per_peer: int = Field(default=32, ge=1)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: str = "info"
@@ -207,6 +220,7 @@ class ServiceSettings(_Section):
     state: str = "memory"
     workers: int = Field(default=1, ge=1, le=256)
     resume: ResumeSettings = Field(default_factory=lambda: ResumeSettings())
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import structlog
 
+from voicebridge.observe.bounded import bounded
+
 LogFormat = Literal["auto", "console", "json"]
 
 MASK = "***"
@@ -34,6 +36,11 @@ _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
 # AWS_SECRET_ACCESS_KEY, AZURE_SPEECH_KEY, …; not GOOGLE_APPLICATION_CREDENTIALS (a path).
 _SECRET_ENV = re.compile(r"(?i)(token|secret|password|passwd|apikey|_key)$")
 _MIN_SECRET_CHARS = 8  # shorter values would mask ordinary words
+# The last line of defence against a line that grows with its input: code bounds what came off
+# the wire where it logs it (``voicebridge.observe.bounded``); this caps whatever was missed.
+MAX_FIELD_CHARS = 2000
+MAX_MESSAGE_CHARS = 4000  # a stdlib record (uvicorn's lines quote paths and queries)
+MAX_TRACEBACK_CHARS = 20000
 
 
 def secret_key(key: str) -> bool:
@@ -97,8 +104,21 @@ class Redactor:
         return event
 
 
+def bound_fields(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """structlog processor: every field cut to ``MAX_FIELD_CHARS`` (its length kept)."""
+    for key, value in event.items():
+        if key == "exception":
+            event[key] = bounded(value, MAX_TRACEBACK_CHARS)
+        elif (isinstance(value, str) and len(value) > MAX_FIELD_CHARS) or isinstance(
+            value, Mapping | list | tuple
+        ):
+            event[key] = bounded(value, MAX_FIELD_CHARS)
+    return event
+
+
 class RedactingFilter(logging.Filter):
-    """The same masking for stdlib records: uvicorn logs each WebSocket's path and query."""
+    """The same masking for stdlib records (uvicorn logs each WebSocket's path and query), and a
+    cap on their length."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
@@ -109,7 +129,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:
             return True
-        masked = self.redactor.text(message)
+        masked = bounded(self.redactor.text(message), MAX_MESSAGE_CHARS)
         if masked != message:
             record.msg, record.args = masked, None
         return True
@@ -138,6 +158,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redactor,  # after format_exc_info: a traceback can quote a secret too
+        bound_fields,
         renderer,
     ]
     structlog.configure(

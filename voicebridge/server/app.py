@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -26,9 +26,11 @@ from voicebridge.call.core import CallLimits
 from voicebridge.clock import Clock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
+from voicebridge.observe.bounded import bounded
 from voicebridge.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
 from voicebridge.observe.recording import CallRecorder, EventLogWriter
+from voicebridge.observe.throttle import LogThrottle
 from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.ports import Transport
@@ -52,6 +54,7 @@ from voicebridge.telephony.plivo_rest import PlivoRest
 
 log = structlog.get_logger("voicebridge.server")
 
+_CLIENT_GONE = LogThrottle()
 _TRANSFER_TARGET = re.compile(r"\+?[0-9]{3,16}|sip:[^\s<>\"']{3,200}")
 
 
@@ -183,9 +186,10 @@ def create_app(
     async def status(request: Request) -> Response:
         params = await callback_params(request)
         event = str(params.get("Event", "unknown"))[:64]
-        fields = {k: str(v)[:200] for k, v in params.items() if k != "Event"}
+        # Nested, not spread: a parameter named like a log field must not clash with it.
+        fields = bounded({k: v for k, v in params.items() if k != "Event"})
         level = "warning" if event in ("DroppedStream", "DegradedStream") else "info"
-        getattr(log, level)("stream_status", status_event=event, **fields)
+        getattr(log, level)("stream_status", status_event=event, params=fields)
         return PlainTextResponse("OK")
 
     async def transfer(request: Request) -> Response:
@@ -195,7 +199,7 @@ def create_app(
         if not _TRANSFER_TARGET.fullmatch(to):
             log.warning("transfer_target_refused", to=to[:64])
             return PlainTextResponse("to: expected a phone number or sip: URI", status_code=400)
-        log.info("transfer_xml", to=to, call_uuid=str(params.get("CallUUID", ""))[:64])
+        log.info("transfer_xml", to=bounded(to, 64), call_uuid=str(params.get("CallUUID", ""))[:64])
         return Response(dial_xml(to), media_type="application/xml")
 
     async def health(request: Request) -> Response:
@@ -245,6 +249,7 @@ def create_app(
             await rest_holder["rest"].aclose()
 
     app = Starlette(
+        exception_handlers={ClientDisconnect: client_gone},
         routes=[
             Route("/answer", signatures.protect(answer), methods=["GET", "POST"]),
             Route("/status", signatures.protect(status), methods=["GET", "POST"]),
@@ -267,6 +272,19 @@ def create_app(
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     return app
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left (or its request timed out) before its body was read: nobody is there to
+    answer, and it is no fault of ours. One bounded info line, never a traceback."""
+    _CLIENT_GONE.log(
+        log,
+        "http_client_gone",
+        method=request.method,
+        path=bounded(request.url.path, 100),
+        client=bounded(request.client.host if request.client else None, 64),
+    )
+    return Response(status_code=400)  # sent nowhere: uvicorn drops it for a gone client
 
 
 def resume_registry(settings: ServiceSettings) -> ResumeRegistry:

@@ -296,6 +296,6 @@ class ResumeRegistry:
                 dropped.timer.cancel()
             if isinstance(self.store, MemoryStore):
                 self._finalise(call_id, "service_stopping")
-                log.info("call_ended", call_id=call_id, reason="service_stopping")
+                log.info("call_ended", call_id=call_id[:64], reason="service_stopping")
         self._dropped.clear()
         await self.store.close()

@@ -18,16 +18,21 @@ from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.config.service_settings import ServiceSettings
 from voicebridge.server.app import create_app
 from voicebridge.server.drain import Drainer
+from voicebridge.server.http_edge import CONFIG_ATTR, EdgeH11Protocol
+from voicebridge.server.ws_edge import EdgeWebSocketProtocol
 
 log = structlog.get_logger("voicebridge.server")
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
-    """uvicorn settings that suit a media stream: no compression, bounded messages."""
+    """uvicorn settings that suit a media stream: no compression, bounded messages; requests
+    read within deadlines (``http_edge``), bad frames closed without a traceback (``ws_edge``)."""
     return {
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets-sansio",
+        "http": EdgeH11Protocol,
+        "h11_max_incomplete_event_size": settings.http.max_header_bytes,
+        "ws": EdgeWebSocketProtocol,
         "ws_max_size": settings.limits.max_message_bytes,
         "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
@@ -41,7 +46,9 @@ def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
 
 
 def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
-    return uvicorn.Config(app, **uvicorn_options(settings))
+    config = uvicorn.Config(app, **uvicorn_options(settings))
+    setattr(config, CONFIG_ATTR, settings.http)  # the edge protocols read their limits here
+    return config
 
 
 def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:

@@ -25,6 +25,7 @@ from starlette.websockets import WebSocket
 
 from voicebridge.config.errors import ConfigError, ConfigIssue
 from voicebridge.config.service_settings import ServiceSettings
+from voicebridge.observe.bounded import bounded
 from voicebridge.plivo.errors import ProtocolError
 from voicebridge.plivo.events import StartEvent, parse_event
 from voicebridge.plivo.signature import ParamValue, validate_v3_signature
@@ -194,9 +195,10 @@ class SignatureGuard:
             "request_refused",
             reason=reason,
             method=request.method,
-            path=request.url.path,
-            signed_url=url.split("?", 1)[0],  # what we checked against, without the query
-            client=request.client.host if request.client else None,
+            path=bounded(request.url.path, 100),
+            # What we checked against, without the query; its host may come from a header.
+            signed_url=bounded(url.split("?", 1)[0], 200),
+            client=bounded(request.client.host if request.client else None, 64),
         )
         return PlainTextResponse(f"forbidden: {reason.replace('_', ' ')}", status_code=403)
 

@@ -259,7 +259,7 @@ class PlivoRest:
             log.info(
                 "plivo_rest_done",
                 op="hangup",
-                call_uuid=call_uuid,
+                call_uuid=call_uuid[:64],
                 status=status,
                 outcome="already_ended",
             )
@@ -268,7 +268,7 @@ class PlivoRest:
             log.info(
                 "plivo_rest_done",
                 op="hangup",
-                call_uuid=call_uuid,
+                call_uuid=call_uuid[:64],
                 status=status,
                 outcome="hung_up",
             )
@@ -298,7 +298,7 @@ class PlivoRest:
             log.info(
                 "plivo_rest_done",
                 op="transfer",
-                call_uuid=call_uuid,
+                call_uuid=call_uuid[:64],
                 status=response.status_code,
                 outcome="transferred",
             )
@@ -333,7 +333,7 @@ class PlivoRest:
                     log.warning(
                         "plivo_rest_failed",
                         op=operation,
-                        call_uuid=call_uuid,
+                        call_uuid=call_uuid[:64],
                         status=None,
                         reason=reason,
                         attempts=attempt,
@@ -362,7 +362,7 @@ class PlivoRest:
             log.warning(
                 "plivo_rest_attempt_failed",
                 op=operation,
-                call_uuid=call_uuid,
+                call_uuid=call_uuid[:64],
                 status=status,
                 reason=reason,
                 attempt=attempt,
@@ -383,7 +383,7 @@ class PlivoRest:
         log.warning(
             "plivo_rest_failed",
             op=operation,
-            call_uuid=call_uuid,
+            call_uuid=call_uuid[:64],
             status=status,
             reason=reason,
             attempts=attempts,

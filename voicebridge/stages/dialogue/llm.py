@@ -362,7 +362,7 @@ class Llm(Stage):
             if number is not None:
                 closing = "" if said else str(arguments.get("message") or p.transfer_text)
                 await reply.finish(closing)
-                self.log.info("llm_transfer", turn=reply.turn, target=target)
+                self.log.info("llm_transfer", turn=reply.turn, target=target[:64])
                 await self.emit(Transfer(to=number, reason=f"llm:{target}"))
                 return True
         return False
@@ -386,12 +386,12 @@ class Llm(Stage):
             info=self.ctx.info,
             history=list(self.ctx.history),
             state=self.ctx.state,
-            log=self.log.bind(tool=call.name),
+            log=self.log.bind(tool=call.name[:64]),
         )
         began = time.perf_counter()
         answer = await run_tool(fn, arguments, context, timeout_s, clock=self.ctx.clock)
         self.log.info(
-            "llm_tool_called", tool=call.name, ms=round(1000 * (time.perf_counter() - began))
+            "llm_tool_called", tool=call.name[:64], ms=round(1000 * (time.perf_counter() - began))
         )
         return answer
 
