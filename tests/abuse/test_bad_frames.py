@@ -77,7 +77,10 @@ async def test_a_text_frame_that_is_not_utf8_is_a_clean_1007(
 
 
 async def test_a_thousand_bad_frames_log_a_few_lines(logs: CapturedLogs) -> None:
-    async with abuse_service() as service:
+    # 100 sockets at once from one address: above the default pending caps, which would refuse
+    # most at the handshake (tests/server/test_admission.py); here every one must get its frame.
+    pending = {"max_pending_streams": 128, "max_pending_per_peer": 128}
+    async with abuse_service(limits=pending) as service:
 
         async def attack() -> None:
             reader, writer = await raw_socket(service)
