@@ -103,10 +103,12 @@ async def test_redis_going_away_and_coming_back_mid_call(redis_server: RedisServ
             await first.idle(1.0)  # the call answered as if nothing happened
             assert first.checkpoints()[-1] == "turn-2/piece-1"
 
+            reg_a.saved.clear()
             redis_server.start()  # empty: nothing was persisted
             await first.speak(speech_like(0.6, RATE))
             await first.idle(1.0)
-            assert reg_a.stats.saves > saves  # saving resumed by itself
+            await asyncio.wait_for(reg_a.saved.wait(), 10)  # saving resumed by itself
+            assert reg_a.stats.saves > saves
             assert await reg_b.store.load(CALL) is not None
             await first.drop()
         async with Leg(svc_b.ws_url, watch_b, CALL, "stream-b") as second:

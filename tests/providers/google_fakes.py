@@ -189,6 +189,7 @@ class FakeGoogle:
         # speech
         self.stt_lines: list[str] = []
         self.stt_streams: list[SttStream] = []
+        self.stream_ended = asyncio.Event()  # a recognition stream half-closed or was cancelled
         self.endpoint_ms = 300.0
         self._line = 0
         # text-to-speech
@@ -396,13 +397,26 @@ class FakeGoogle:
             # The requests also end when the client cancels; a cancellation lands here.
             await asyncio.sleep(0.02)
             stream.half_closed = True
+            self.stream_ended.set()
             if speaking:  # Google finalizes what it heard when the client half-closes
                 stream.finals.append(line)
                 yield self._result(v2, line, True, audio_ms)
         except asyncio.CancelledError:
             stream.cancelled = True
             self.cancelled[method] += 1
+            self.stream_ended.set()
             raise
+
+    async def all_streams_ended(self, timeout_s: float = 10.0) -> None:
+        """Wait until every recognition stream so far was half-closed or cancelled by the
+        client (its end reaches this server a moment after the call ended)."""
+
+        async def ended() -> None:
+            while not all(s.half_closed or s.cancelled for s in self.stt_streams):
+                self.stream_ended.clear()
+                await self.stream_ended.wait()
+
+        await asyncio.wait_for(ended(), timeout_s)
 
     @staticmethod
     def _result(v2: bool, text: str, final: bool, end_ms: float) -> Any:

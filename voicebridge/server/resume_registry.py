@@ -40,6 +40,8 @@ SUSPENDED_SLACK_S = 5.0
 # to notice the drop and save the exact one; past it, that worker is taken for dead.
 HANDOVER_WAIT_S = 1.0
 HANDOVER_POLL_S = 0.05
+# A live snapshot that could not be saved is tried again this long (call time) later.
+SAVE_RETRY_S = 1.0
 
 
 @dataclass
@@ -85,6 +87,7 @@ class ResumeRegistry:
         self.clock: Clock = clock or MonotonicClock()
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = ResumeStats()
+        self.saved = asyncio.Event()  # set at each live snapshot saved (tests wait on it)
         self.finalised: list[tuple[str, str]] = []  # (call id, reason), newest last, bounded
         self._dropped: dict[str, _Dropped] = {}
         self._live: dict[str, Session] = {}
@@ -153,9 +156,14 @@ class ResumeRegistry:
                 await self.store.save(snapshot.call_id, snapshot, LIVE_TTL_S)
                 saver.saved = True
                 self.stats.saves += 1
+                self.saved.set()
             except StoreError as exc:
                 self.stats.store_errors += 1
                 session.log.debug("snapshot_save_failed", error=str(exc)[:200])
+                # The state is still unsaved: try again a second of call time later, so saving
+                # resumes by itself when the store comes back (not only at the next change).
+                saver.dirty = True
+                await session.clock.sleep(SAVE_RETRY_S)
 
     # --- the socket went away -------------------------------------------------------------
     async def closed(self, session: Session, close_code: int | None) -> None:
