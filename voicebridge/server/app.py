@@ -33,9 +33,11 @@ from voicebridge.plivo.answer_xml import dial_xml, stream_xml
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
+from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
+from voicebridge.server.nonces import NonceMemory
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
@@ -80,11 +82,16 @@ def create_app(
     on a virtual clock).
     """
     security = security or SecurityConfig.from_env(settings)
-    signatures = SignatureGuard.from_config(security, settings.public_url)
-    stream_guard = StreamGuard.from_config(security)
-    calls = CallRegistry(settings.limits.max_calls)
     if resumes is None:
         resumes = resume_registry(settings)
+    signatures = SignatureGuard.from_config(
+        security,
+        settings.public_url,
+        NonceMemory(settings.security.replay_window_s, shared=resumes.store),
+    )
+    legs = CallLegs(settings.security.leg_quiet_s)
+    stream_guard = StreamGuard.from_config(security, legs.may_take_over)
+    calls = CallRegistry(settings.limits.max_calls)
     limits = CallLimits(max_call_seconds=settings.limits.max_call_seconds)
     metrics = ServiceMetrics(stage_names={st.cls.role: st.name for st in reversed(spec.stages)})
     metrics.track_active(lambda: len(calls))
@@ -139,6 +146,14 @@ def create_app(
         call_uuid = str(params.get("CallUUID", ""))
         query = ""
         if stream_guard is not None:
+            if call_uuid and (
+                stream_guard.store.call_active(call_uuid)
+                or legs.live(call_uuid) is not None
+                or resumes.snapshot(call_uuid) is not None
+            ):
+                # The call already has its key: a replayed or second /answer gets none.
+                log.warning("answer_refused", reason="call_live", call_uuid=call_uuid[:64])
+                return PlainTextResponse("conflict: this call already has a stream", 409)
             try:
                 query = stream_guard.stream_query(call_uuid)
             except ValueError:
@@ -199,7 +214,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls, stream_guard, resumes)
+        await handle_stream(ws, make_session, calls, stream_guard, resumes, legs)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -247,6 +262,7 @@ def create_app(
     app.state.loop_lag = lag_monitor
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
+    app.state.legs = legs
     return app
 
 
