@@ -198,7 +198,7 @@ class SignatureGuard:
         self._tokens = auth_tokens
         self.public_url = public_url
         self.enabled = bool(auth_tokens)
-        self.nonces = nonces or NonceMemory()  # a signed request is good once
+        self.nonces = nonces if nonces is not None else NonceMemory()  # good once
         self.refusals: Counter[str] = Counter()  # by reason, for metrics
 
     @classmethod
