@@ -74,8 +74,9 @@ def live_session(service: RunningService, call_id: str) -> Session:
 
 
 async def test_a_start_for_a_live_call_without_a_token_is_refused() -> None:
+    """The shipped defaults, no stream secret configured: tokens are on all the same."""
     alone = await baseline()
-    async with abuse_service() as service:
+    async with abuse_service({"PLIVO_AUTH_TOKEN": AUTH_TOKEN}) as service:
         url = await stream_url(service, "call-1")
         seen: dict[str, object] = {}
 
@@ -88,6 +89,7 @@ async def test_a_start_for_a_live_call_without_a_token_is_refused() -> None:
     assert replies(record) == alone and alone  # the live call got every reply, on time
     session = seen["live"]
     assert isinstance(session, Session) and session.end_reason == "socket_closed"
+    assert service.app.state.stream_guard.refusals == {"missing": 1}
 
 
 async def test_with_tokens_off_a_start_for_a_live_call_is_closed_with_1008() -> None:
