@@ -125,6 +125,8 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_VERIFY_SIGNATURES": "on",
         "VOICEBRIDGE_STREAM_TOKEN_MODE": "OFF",
         "VOICEBRIDGE_STREAM_TOKEN_TTL_S": "30",
+        "VOICEBRIDGE_LEG_QUIET_S": "1.5",
+        "VOICEBRIDGE_REPLAY_WINDOW_S": "600",
         "VOICEBRIDGE_STATE": "redis://redis:6379/0",
         "VOICEBRIDGE_WORKERS": "4",
         "VOICEBRIDGE_RESUME_GRACE_S": "7.5",
@@ -147,6 +149,7 @@ def test_every_environment_variable() -> None:
     security = settings.security
     assert (security.verify_signatures, security.stream_token) == ("on", "off")
     assert security.stream_token_ttl_s == 30
+    assert (security.leg_quiet_s, security.replay_window_s) == (1.5, 600)
     assert (settings.state, settings.workers) == ("redis://redis:6379/0", 4)
     assert settings.resume.grace_s == 7.5
 

@@ -107,7 +107,9 @@ async def test_transfer_without_credentials_keeps_the_call() -> None:
 
 
 async def test_service_serves_dial_xml_for_transfers() -> None:
-    settings = ServiceSettings.model_validate({"host": "127.0.0.1", "port": 0})
+    settings = ServiceSettings.model_validate(
+        {"host": "127.0.0.1", "port": 0, "security": {"stream_token": "off"}}
+    )
     async with (
         running_service(settings, spec("x")) as service,
         httpx.AsyncClient(base_url=service.http_base) as client,
@@ -129,7 +131,12 @@ async def test_service_builds_call_control_from_plivo_credentials(
     monkeypatch.setenv("PLIVO_API_URL", fake.base_url)
     seen = []
     settings = ServiceSettings.model_validate(
-        {"host": "127.0.0.1", "port": 0, "public_url": "https://agent.example"}
+        {
+            "host": "127.0.0.1",
+            "port": 0,
+            "public_url": "https://agent.example",
+            "security": {"stream_token": "off"},
+        }
     )
     async with running_service(settings, spec("x"), on_session=seen.append) as service:
         from websockets.asyncio.client import connect

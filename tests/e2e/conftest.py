@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings(**overrides: object) -> ServiceSettings:
-    base: dict[str, object] = {"host": "127.0.0.1", "port": 0}
+    """Stream tokens off: these tests open /stream directly, as a tunnel tested by hand would;
+    the token rules have their own tests (``tests/server/test_security_*``, ``tests/abuse``)."""
+    base: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "security": {"stream_token": "off"},
+    }
     base.update(overrides)
     return ServiceSettings.model_validate(base)
 

@@ -231,19 +231,26 @@ async def test_a_normal_close_ends_the_call_at_once() -> None:
         assert len(reg) == 0 and reg.stats.suspended == 0
 
 
-async def test_a_reconnect_before_the_drop_is_noticed_takes_the_call_over() -> None:
+async def test_a_second_start_for_a_live_call_is_refused_without_proof() -> None:
+    """Without a stream token nobody can prove to be the call's retry: a second ``start`` for a
+    live call is refused and the live leg keeps the call (the retry with the call's own token
+    after a silent drop takes over: ``tests/abuse/test_call_identity.py``)."""
     reg = registry()
-    async with service(reg) as (svc, watch):
-        first = Leg(svc.ws_url, watch, CALL, "stream-a")
-        await first.__aenter__()
+    async with service(reg) as (svc, watch), Leg(svc.ws_url, watch, CALL, "stream-a") as first:
         await first.idle(1.0)
-        old = watch.session
-        async with Leg(svc.ws_url, watch, CALL, "stream-b") as second:
-            assert old.end_reason == "suspended"
-            assert watch.session.resumed_from is not None
-            await second.idle(3.0)
-            assert " ".join(spoken_texts(watch.session)) in GREETING
-        await asyncio.wait_for(first.closed.wait(), 10)  # the service closed the old socket
+        live = watch.session
+        second = Leg(svc.ws_url, None, CALL, "stream-b")
+        await second.__aenter__()
+        await asyncio.wait_for(second.closed.wait(), 10)
+        assert second.ws is not None
+        assert (second.ws.close_code, second.ws.close_reason) == (
+            1008,
+            "call is live on another stream",
+        )
+        assert not live.ended.is_set() and live.resumed_from is None
+        await first.idle(3.0)  # the greeting goes on playing to the live leg, to its end
+        assert first.checkpoints() == ["turn-1/piece-1", "turn-1/piece-2"]
+        assert svc.app.state.legs.refused == 1
 
 
 async def test_grace_zero_ends_a_dropped_call() -> None:

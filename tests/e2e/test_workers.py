@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 
+from voicebridge.sim.answer import answer_call
 from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, free_port, redis_available
 
 from .conftest import ROOT
@@ -95,17 +97,34 @@ async def test_workers_share_calls_and_resume_through_redis(
 ) -> None:
     base, _ = workers
     assert len(await worker_pids(base)) == 2
-    url = f"ws://{base}/stream"
+    # Stream tokens are on by default and no secret is set: `serve` made one for both workers,
+    # so a token minted by either worker opens a stream on either.
+    urls = {
+        call_id: (await answer_call(f"http://{base}/answer", call_uuid=call_id, environ={})).url
+        for call_id in ("w-call-1", "w-call-2", "w-call-3")
+    }
 
     async def dropped_call() -> tuple[Leg, Leg]:
+        url = urls["w-call-1"]
         async with Leg(url, None, "w-call-1", "w-stream-1", speed=SPEED) as first:
             await first.idle(1.2)  # piece 1 (1.8 s) is playing
             await first.drop()
-        async with Leg(url, None, "w-call-1", "w-stream-2", speed=SPEED) as second:
+        for attempt in range(20):  # Plivo retries: the worker may not have seen the drop yet
+            try:
+                second = Leg(url, None, "w-call-1", "w-stream-2", speed=SPEED)
+                await second.__aenter__()
+                break
+            except InvalidStatus as refused:
+                assert b"in_use" in refused.response.body and attempt < 19
+                await asyncio.sleep(0.1)
+        try:  # entered above: ``async with`` would connect once more
             await second.idle(3.0)
+        finally:
+            await second.__aexit__(None, None, None)
         return first, second
 
     async def plain_call(call_id: str) -> Leg:
+        url = urls[call_id]
         async with Leg(url, None, call_id, f"{call_id}-stream", speed=SPEED) as leg:
             await leg.idle(4.5)
         return leg
@@ -164,7 +183,8 @@ async def test_workers_drain_on_sigterm_then_exit_cleanly(tmp_path: Path) -> Non
                 "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
             },
         }
-        async with connect(f"ws://{base}/stream") as ws:
+        answered = await answer_call(f"http://{base}/answer", call_uuid="drain-call", environ={})
+        async with connect(answered.url) as ws:
             await ws.send(json.dumps(start))
             await ws.recv()  # the greeting is being played: the call is live
             proc.send_signal(signal.SIGTERM)

@@ -83,7 +83,12 @@ async def service() -> AsyncIterator[tuple[RunningService, Sessions]]:
     sessions = Sessions()
     # Resuming off (grace 0): the drop ends the call; tests/e2e/test_resume.py covers resuming.
     settings = ServiceSettings.model_validate(
-        {"host": "127.0.0.1", "port": 0, "resume": {"grace_s": 0}}
+        {
+            "host": "127.0.0.1",
+            "port": 0,
+            "resume": {"grace_s": 0},
+            "security": {"stream_token": "off"},
+        }
     )
     spec = load_pipeline_text(PIPELINE)
     async with running_service(

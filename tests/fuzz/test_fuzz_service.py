@@ -64,7 +64,13 @@ async def send_garbage(url: str, batch: list[str | bytes]) -> int:
 
 
 async def fuzz_round(batch: list[str | bytes]) -> None:
-    settings_ = ServiceSettings.model_validate({"host": "127.0.0.1", "port": 0})
+    settings_ = ServiceSettings.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": 0,
+            "security": {"stream_token": "off"},
+        }  # fuzzes /stream directly
+    )
     watches = Sessions()
     async with running_service(
         settings_, SPEC, clock_factory=StreamClock, on_session=watches

@@ -67,7 +67,9 @@ class WatchedSessions(SessionWatch):
 
 
 def settings(**overrides: Any) -> ServiceSettings:
-    base: dict[str, Any] = {"host": "127.0.0.1", "port": 0}
+    """Stream tokens off: these tests open /stream directly, as a tunnel tested by hand would;
+    the token rules have their own tests (``tests/server/test_security_*``, ``tests/abuse``)."""
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "security": {"stream_token": "off"}}
     base.update(overrides)
     return ServiceSettings.model_validate(base)
 
@@ -117,7 +119,9 @@ async def secured_service(
     **setting_overrides: Any,
 ) -> AsyncIterator[RunningService]:
     """The echo pipeline with security resolved from ``env`` (as from the environment)."""
-    service_settings = settings(**setting_overrides)
+    service_settings = ServiceSettings.model_validate(
+        {"host": "127.0.0.1", "port": 0, **setting_overrides}
+    )  # the shipped defaults: stream tokens on
     security = SecurityConfig.from_env(service_settings, env, time_fn=clock or WallClock())
     sessions = WatchedSessions()
     spec = load_pipeline(ROOT / "pipelines" / "echo.yaml")

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.clock import StreamClock
 from voicebridge.server.drain import DrainResult
 from voicebridge.server.run import RunningService, running_service
+from voicebridge.sim.answer import answer_call
 from voicebridge.sim.caller import PlivoCaller
 from voicebridge.sim.signals import utterances
 
@@ -174,6 +175,10 @@ async def test_sigterm_drains_the_real_process_and_it_exits_0(tmp_path: Path) ->
             await until(lambda: proc.returncode is not None or _listening(port), 30)
             assert (await client.get("/health")).json()["status"] == "ok"
             seen: dict[str, Any] = {}
+            # Stream tokens are on by default: both calls get their stream URL from /answer.
+            answered = await answer_call(f"{base}/answer", environ={})
+            second = await answer_call(f"{base}/answer", environ={})
+            assert "?token=" in answered.url
 
             async def at_frame_10(caller: PlivoCaller) -> None:
                 if caller.frames_sent != 10:
@@ -182,10 +187,12 @@ async def test_sigterm_drains_the_real_process_and_it_exits_0(tmp_path: Path) ->
                 while (health := await client.get("/health")).status_code != 503:
                     await asyncio.sleep(0.01)  # the signal is handled asynchronously
                 seen["health"] = health.json()
-                seen["refused"] = await refused_reason_at(f"ws://127.0.0.1:{port}/stream")
+                seen["refused"] = await refused_reason_at(second.url)
 
             audio = utterances([("silence", 0.3), ("speech", 0.8), ("silence", 1.2)], 8000)
-            caller = PlivoCaller(f"ws://127.0.0.1:{port}/stream", FMT, speed=4.0, probe=at_frame_10)
+            caller = PlivoCaller(
+                answered.url, FMT, speed=4.0, probe=at_frame_10, call_id=answered.call_uuid
+            )
             record = await caller.run(audio, tail_s=0.6)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:
@@ -200,6 +207,9 @@ async def test_sigterm_drains_the_real_process_and_it_exits_0(tmp_path: Path) ->
     logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
     events = [entry["event"] for entry in logs]
     assert "shutdown_requested" in events
+    (ready,) = [entry for entry in logs if entry["event"] == "service_ready"]
+    assert (ready["stream_tokens"], ready["token_signing"]) == ("on", "generated")
+    assert "stream_secret_generated" in events
     (done,) = [entry for entry in logs if entry["event"] == "drain_complete"]
     assert (done["finished"], done["ended_by_drain"]) == (1, 0)
     # Structured JSON logs: every line of the call carries its call and stream ids.
@@ -234,6 +244,7 @@ async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
     try:
         await until(lambda: proc.returncode is not None or _listening(port), 30)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            answered = await answer_call(f"http://127.0.0.1:{port}/answer", environ={})
 
             async def at_frame_10(caller: PlivoCaller) -> None:
                 if caller.frames_sent != 10:
@@ -244,7 +255,9 @@ async def test_a_second_sigterm_stops_at_once(tmp_path: Path) -> None:
                 proc.send_signal(signal.SIGTERM)
 
             audio = utterances([("silence", 120.0)], 8000)
-            caller = PlivoCaller(f"ws://127.0.0.1:{port}/stream", FMT, speed=4.0, probe=at_frame_10)
+            caller = PlivoCaller(
+                answered.url, FMT, speed=4.0, probe=at_frame_10, call_id=answered.call_uuid
+            )
             record = await caller.run(audio, tail_s=0.5)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     finally:

@@ -194,16 +194,50 @@ async def test_a_retry_after_the_token_expired_is_let_in_within_the_window() -> 
         assert await refused(url) == "stream token refused: expired"
 
 
+async def test_tokens_are_on_by_default_with_a_generated_secret() -> None:
+    with capture_logs() as entries:
+        async with secured_service({}) as service:
+            url = await stream_url(service)
+            assert "?token=" in url
+            assert await refused(service.ws_url) == "stream token refused: missing"
+            await call_runs(service, url)
+    (made,) = [e for e in entries if e["event"] == "stream_secret_generated"]
+    assert made["scope"] == "process"
+    guard = service.app.state.stream_guard
+    assert guard.codec.verify(parse_qs(urlsplit(url).query)["token"][0]).call_id == CALL_ID
+
+
 async def test_off_mode_needs_no_secret() -> None:
-    async with secured_service({}) as service:
+    off = {"security": {"stream_token": "off"}}
+    async with secured_service({}, **off) as service:
         url = await stream_url(service)
         assert "?" not in url
         await call_runs(service, url)
-    off = {"security": {"stream_token": "off"}}
     async with secured_service(ENV, **off) as service:
         url = await stream_url(service)
         assert "?" not in url
         await call_runs(service, service.ws_url)
+
+
+def test_serve_workers_share_one_generated_secret() -> None:
+    """``serve --workers N``: the secret goes into the environment the workers inherit."""
+    from voicebridge.server.security import provide_stream_secret
+
+    env: dict[str, str] = {}
+    with capture_logs() as entries:
+        assert provide_stream_secret(settings(security={"stream_token": "on"}, workers=1), env)
+        made = env["VOICEBRIDGE_STREAM_SECRET"]
+        assert not provide_stream_secret(settings(security={"stream_token": "on"}), env)
+    assert len(made) >= 32 and env["VOICEBRIDGE_STREAM_SECRET"] == made
+    assert made not in repr(entries)
+    assert [e["scope"] for e in entries if e["event"] == "stream_secret_generated"] == ["workers"]
+    with capture_logs() as entries:
+        one = SecurityConfig.from_env(settings(security={"stream_token": "on"}), env)
+        two = SecurityConfig.from_env(settings(security={"stream_token": "on"}), env)
+    assert one.stream_secret == two.stream_secret == made.encode()  # workers agree
+    assert not one.secret_generated and entries == []
+    assert provide_stream_secret(settings(security={"stream_token": "auto"}), {})
+    assert not provide_stream_secret(settings(security={"stream_token": "off"}), {})
 
 
 async def test_answer_without_call_uuid_gets_no_token() -> None:
@@ -218,7 +252,7 @@ async def test_answer_without_call_uuid_gets_no_token() -> None:
 @pytest.mark.parametrize(
     ("mode", "env", "message"),
     [
-        ("on", {}, "VOICEBRIDGE_STREAM_SECRET must hold at least 16 bytes (it is not set)"),
+        ("on", {"VOICEBRIDGE_STREAM_SECRET": "short"}, "at least 16 bytes"),
         ("auto", {"VOICEBRIDGE_STREAM_SECRET": "short"}, "at least 16 bytes"),
     ],
 )
@@ -230,8 +264,11 @@ def test_stream_token_startup_errors(mode: str, env: dict[str, str], message: st
 
 
 def test_settings_switches() -> None:
-    assert not SecurityConfig.from_env(settings(), {}).stream_tokens
-    assert SecurityConfig.from_env(settings(), ENV).stream_tokens
+    defaults = {"security": {"stream_token": "auto"}}  # the shipped default
+    generated = SecurityConfig.from_env(settings(**defaults), {})
+    assert generated.stream_tokens and generated.secret_generated
+    assert SecurityConfig.from_env(settings(**defaults), ENV).stream_tokens
+    assert not SecurityConfig.from_env(settings(**defaults), ENV).secret_generated
     off = settings(security={"stream_token": False, "stream_token_ttl_s": 30})
     config: Any = SecurityConfig.from_env(off, ENV)
     assert not config.stream_tokens and config.stream_secret is None

@@ -52,6 +52,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_VERIFY_SIGNATURES": ("security", "verify_signatures"),
     "VOICEBRIDGE_STREAM_TOKEN_MODE": ("security", "stream_token"),
     "VOICEBRIDGE_STREAM_TOKEN_TTL_S": ("security", "stream_token_ttl_s"),
+    "VOICEBRIDGE_LEG_QUIET_S": ("security", "leg_quiet_s"),
+    "VOICEBRIDGE_REPLAY_WINDOW_S": ("security", "replay_window_s"),
     "VOICEBRIDGE_STATE": ("state",),
     "VOICEBRIDGE_WORKERS": ("workers",),
     "VOICEBRIDGE_RESUME_GRACE_S": ("resume", "grace_s"),
@@ -189,6 +191,11 @@ class SecuritySettings(_Section):
     verify_signatures: Switch = "auto"
     stream_token: Switch = "auto"
     stream_token_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    # A live leg silent this long is dead (Plivo sends media every 20 ms): the call's retry,
+    # with the call's own stream token, takes over at once.
+    leg_quiet_s: float = Field(default=2.0, gt=0, le=60)
+    # Signature nonces are remembered this long: a replayed signed request is refused.
+    replay_window_s: float = Field(default=3600.0, gt=0, le=86400)
 
     @field_validator("verify_signatures", "stream_token", mode="before")
     @classmethod

@@ -36,9 +36,11 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
+from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
+from voicebridge.server.nonces import NonceMemory
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
@@ -84,8 +86,15 @@ def create_app(
     on a virtual clock).
     """
     security = security or SecurityConfig.from_env(settings)
-    signatures = SignatureGuard.from_config(security, settings.public_url)
-    stream_guard = StreamGuard.from_config(security)
+    if resumes is None:
+        resumes = resume_registry(settings)
+    signatures = SignatureGuard.from_config(
+        security,
+        settings.public_url,
+        NonceMemory(settings.security.replay_window_s, shared=resumes.store),
+    )
+    legs = CallLegs(settings.security.leg_quiet_s)
+    stream_guard = StreamGuard.from_config(security, legs.may_take_over)
     calls = CallRegistry(settings.limits.max_calls)
     pending = PendingStreams(
         AdmissionLimits(
@@ -94,8 +103,6 @@ def create_app(
             max_pending_per_peer=settings.limits.max_pending_per_peer,
         )
     )
-    if resumes is None:
-        resumes = resume_registry(settings)
     limits = CallLimits(
         max_call_seconds=settings.limits.max_call_seconds,
         media_burst_s=settings.limits.media_burst_s,
@@ -160,6 +167,14 @@ def create_app(
         call_uuid = str(params.get("CallUUID", ""))
         query = ""
         if stream_guard is not None:
+            if call_uuid and (
+                stream_guard.store.call_active(call_uuid)
+                or legs.live(call_uuid) is not None
+                or resumes.snapshot(call_uuid) is not None
+            ):
+                # The call already has its key: a replayed or second /answer gets none.
+                log.warning("answer_refused", reason="call_live", call_uuid=call_uuid[:64])
+                return PlainTextResponse("conflict: this call already has a stream", 409)
             try:
                 query = stream_guard.stream_query(call_uuid)
             except ValueError:
@@ -221,7 +236,7 @@ def create_app(
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     async def stream(ws: WebSocket) -> None:
-        await handle_stream(ws, make_session, calls, stream_guard, resumes, pending)
+        await handle_stream(ws, make_session, calls, stream_guard, resumes, legs, pending)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -271,6 +286,7 @@ def create_app(
     app.state.loop_lag = lag_monitor
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
+    app.state.legs = legs
     return app
 
 

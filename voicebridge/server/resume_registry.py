@@ -128,9 +128,10 @@ class ResumeRegistry:
             return None
         old = self._live.get(call_id)
         if old is not None and old is not session and not old.ended.is_set():
-            # Plivo came back before this worker noticed the old socket was gone.
-            old.log.info("stream_replaced_by_reconnect")
-            await self.suspend(old)
+            # A live call is handed over only by proof (``server.call_legs``), never because
+            # another start arrived: this leg gets no snapshot and the live one is untouched.
+            session.log.warning("second_leg_not_resumed")
+            return None
         self._live[call_id] = session
         snapshot = await self._take(call_id)
         if snapshot is not None:

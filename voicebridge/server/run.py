@@ -116,7 +116,9 @@ def serve_workers(settings: ServiceSettings, spec: PipelineSpec) -> None:
     the settings handed down in the environment (``voicebridge.server.factory``). Calls share
     nothing but the state store, so a resumed call may land on any worker."""
     from voicebridge.server import factory
+    from voicebridge.server.security import provide_stream_secret
 
+    provide_stream_secret(settings, os.environ)  # every worker must accept every worker's tokens
     os.environ[factory.SETTINGS_ENV] = settings.model_dump_json()
     pipeline = spec.path or settings.resolve_pipeline_path()
     os.environ[factory.PIPELINE_ENV] = str(pipeline.resolve())

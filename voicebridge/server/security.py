@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlunsplit
@@ -30,6 +31,7 @@ from voicebridge.plivo.errors import ProtocolError
 from voicebridge.plivo.events import StartEvent, parse_event
 from voicebridge.plivo.signature import ParamValue, validate_v3_signature
 from voicebridge.server.forms import FormError, form_fields
+from voicebridge.server.nonces import MAX_NONCE_CHARS, NonceMemory
 from voicebridge.server.stream_token import (
     MIN_SECRET_BYTES,
     Claim,
@@ -66,6 +68,7 @@ class SecurityConfig:
     stream_tokens: bool = False
     stream_secret: bytes | None = field(default=None, repr=False)
     token_ttl_s: float = 60.0
+    secret_generated: bool = False  # no VOICEBRIDGE_STREAM_SECRET: made at start-up
     time_fn: TimeFn = field(default=time.time, repr=False, compare=False)
 
     @classmethod
@@ -76,8 +79,11 @@ class SecurityConfig:
         *,
         time_fn: TimeFn = time.time,
     ) -> SecurityConfig:
-        """``auto`` turns a protection on when its secret is set. Raises ConfigError when a
-        protection is ``on`` without its secret, or the stream secret is too short."""
+        """Stream tokens are on unless ``stream_token: off``: without ``VOICEBRIDGE_STREAM_SECRET``
+        this process makes a secret of its own (``serve --workers N`` makes one for all its
+        workers, see ``provide_stream_secret``). Signatures are checked when a Plivo token is
+        set (``auto``). Raises ConfigError when ``verify_signatures: on`` has no token, or the
+        stream secret given is too short."""
         env = os.environ if environ is None else environ
         mode = settings.security
         tokens = tuple(t for t in (env.get(v, "").strip() for v in AUTH_TOKEN_VARS) if t)
@@ -93,7 +99,16 @@ class SecurityConfig:
                     "is 'on' but PLIVO_AUTH_TOKEN is not set (or set it to 'auto'/'off')",
                 )
             )
-        use_tokens = mode.stream_token == "on" or (mode.stream_token == "auto" and bool(secret))
+        use_tokens = mode.stream_token != "off"
+        generated = use_tokens and not secret
+        if generated:
+            secret = make_stream_secret().encode()
+            log.info(
+                "stream_secret_generated",
+                scope="process",
+                detail=f"{STREAM_SECRET_VAR} is not set: stream tokens are signed with a secret "
+                "made for this process; set it to share tokens across hosts",
+            )
         if use_tokens and len(secret) < MIN_SECRET_BYTES:
             issues.append(
                 ConfigIssue(
@@ -102,8 +117,8 @@ class SecurityConfig:
                     None,
                     "security.stream_token",
                     f"{STREAM_SECRET_VAR} must hold at least {MIN_SECRET_BYTES} bytes"
-                    + (" (it is not set)" if not secret else "")
-                    + "; e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+                    "; e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                    " (or unset it: the service then makes one)",
                 )
             )
         if issues:
@@ -114,6 +129,7 @@ class SecurityConfig:
             stream_tokens=use_tokens,
             stream_secret=secret if use_tokens else None,
             token_ttl_s=mode.stream_token_ttl_s,
+            secret_generated=generated,
             time_fn=time_fn,
         )
         if not config.verify_signatures and not _loopback(settings.host):
@@ -125,9 +141,30 @@ class SecurityConfig:
                 stream_tokens="on" if config.stream_tokens else "off",
                 detail="anyone who reaches this port can fetch /answer"
                 + ("" if config.stream_tokens else " and open /stream")
-                + "; set PLIVO_AUTH_TOKEN and VOICEBRIDGE_STREAM_SECRET (docs/security.md)",
+                + "; set PLIVO_AUTH_TOKEN (docs/security.md)",
             )
         return config
+
+
+def make_stream_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def provide_stream_secret(settings: ServiceSettings, environ: MutableMapping[str, str]) -> bool:
+    """For ``serve --workers N``: put a generated stream secret in ``environ`` (which the worker
+    processes inherit) when tokens are on and none is set, so every worker accepts the tokens
+    any of them minted. True when it made one; the value is never logged."""
+    if settings.security.stream_token == "off" or environ.get(STREAM_SECRET_VAR, "").strip():
+        return False
+    environ[STREAM_SECRET_VAR] = make_stream_secret()
+    log.info(
+        "stream_secret_generated",
+        scope="workers",
+        workers=settings.workers,
+        detail=f"{STREAM_SECRET_VAR} is not set: the workers share a secret made at start-up; "
+        "set it to share tokens across hosts",
+    )
+    return True
 
 
 def _loopback(host: str) -> bool:
@@ -153,16 +190,24 @@ class SignatureGuard:
     we know those, whichever account signed.
     """
 
-    def __init__(self, auth_tokens: tuple[str, ...], public_url: str | None) -> None:
+    def __init__(
+        self,
+        auth_tokens: tuple[str, ...],
+        public_url: str | None,
+        nonces: NonceMemory | None = None,
+    ) -> None:
         self._tokens = auth_tokens
         self.public_url = public_url
         self.enabled = bool(auth_tokens)
+        self.nonces = nonces if nonces is not None else NonceMemory()  # good once
         self.refusals: Counter[str] = Counter()  # by reason, for metrics
 
     @classmethod
-    def from_config(cls, config: SecurityConfig, public_url: str | None) -> SignatureGuard:
+    def from_config(
+        cls, config: SecurityConfig, public_url: str | None, nonces: NonceMemory | None = None
+    ) -> SignatureGuard:
         """A guard that checks when ``verify_signatures`` is on, and lets all through if not."""
-        return cls(config.auth_tokens if config.verify_signatures else (), public_url)
+        return cls(config.auth_tokens if config.verify_signatures else (), public_url, nonces)
 
     def __repr__(self) -> str:
         return f"SignatureGuard(tokens={len(self._tokens)}, public_url={self.public_url!r})"
@@ -175,6 +220,8 @@ class SignatureGuard:
         url = signed_url(request, self.public_url)
         if not nonce or not any(signatures):
             return self._refuse(request, url, "missing_signature")
+        if len(nonce) > MAX_NONCE_CHARS:
+            return self._refuse(request, url, "bad_signature")
         params: dict[str, ParamValue] = {}
         try:
             for key, values in (await form_fields(request)).items():
@@ -186,6 +233,8 @@ class SignatureGuard:
                 if header and validate_v3_signature(
                     request.method, url, params, nonce, header, token
                 ):
+                    if not await self.nonces.first_use(nonce):
+                        return self._refuse(request, url, "replayed_request")
                     return None
         return self._refuse(request, url, "bad_signature")
 
@@ -225,14 +274,25 @@ class StreamRefused(Exception):
 
 
 class StreamTicket:
-    """One admitted connection's hold on its token, until ``close``."""
+    """One admitted connection's hold on its token, until ``close``.
 
-    def __init__(self, token: StreamToken, store: TokenStore, refusals: Counter[str]) -> None:
+    Only one ticket holds a token at a time. A retry admitted while the token's live leg had
+    gone quiet (``CallLegs.may_take_over``) takes the hold over from ``predecessor``; if the
+    retry is then not admitted as the call's leg, the hold goes back.
+    """
+
+    def __init__(
+        self,
+        token: StreamToken,
+        guard: StreamGuard,
+        predecessor: StreamTicket | None = None,
+    ) -> None:
         self.token = token
-        self._store = store
-        self._refusals = refusals
+        self._guard = guard
+        self.predecessor = predecessor
         self.bound = False  # the start event named the token's call
-        self._closed = False
+        self.leg_admitted = False  # the call's one live leg (``voicebridge.server.call_legs``)
+        self.closed = False
 
     def check_message(self, message: str | bytes) -> None:
         """Before the call starts: raise StreamRefused when ``start`` names another call."""
@@ -243,43 +303,53 @@ class StreamTicket:
         except ProtocolError:
             return  # the session reports bad input; this check is only about whose call it is
         if isinstance(event, StartEvent):
-            if event.call_id != self.token.call_id:
-                log.warning(
-                    "stream_refused",
-                    reason="foreign_call",
-                    call_id=event.call_id[:64],
-                    token_call_id=self.token.call_id[:64],
-                )
-                self._refusals["foreign_call"] += 1
-                raise StreamRefused("foreign_call")
-            self.bound = True
+            self.check_start(event)
+
+    def check_start(self, event: StartEvent) -> None:
+        """Raise StreamRefused when ``start`` names another call than the token's."""
+        if event.call_id != self.token.call_id:
+            log.warning(
+                "stream_refused",
+                reason="foreign_call",
+                call_id=event.call_id[:64],
+                token_call_id=self.token.call_id[:64],
+            )
+            self._guard.refusals["foreign_call"] += 1
+            raise StreamRefused("foreign_call")
+        self.bound = True
 
     def close(self, *, end_reason: str | None, peer_code: int | None) -> None:
         """Give the token back: finished when the call is over, released when it may return."""
-        if self._closed:
+        if self.closed:
             return
-        self._closed = True
-        over = peer_code == 1000 or (
-            end_reason is not None
-            and (end_reason in _FINAL_REASONS or end_reason.startswith("hangup:"))
-        )
-        if over and self.bound:
-            self._store.finish(self.token.jti)
-        else:
-            self._store.release(self.token.jti)
+        self.closed = True
+        self._guard.closed(self, end_reason=end_reason, peer_code=peer_code)
 
 
 class StreamGuard:
     """Mints tokens for ``/answer`` and admits ``/stream`` connections that carry one."""
 
-    def __init__(self, codec: StreamTokenCodec, store: TokenStore) -> None:
+    def __init__(
+        self,
+        codec: StreamTokenCodec,
+        store: TokenStore,
+        *,
+        may_take_over: Callable[[str, str], bool] = lambda call_id, jti: False,
+    ) -> None:
         self.codec = codec
         self.store = store
+        # Whether the call's live leg holds this token and has gone quiet (CallLegs).
+        self.may_take_over = may_take_over
         self.admitted = 0
         self.refusals: Counter[str] = Counter()  # by reason, for metrics
+        self._holders: dict[str, StreamTicket] = {}  # token id -> the connection holding it
 
     @classmethod
-    def from_config(cls, config: SecurityConfig) -> StreamGuard | None:
+    def from_config(
+        cls,
+        config: SecurityConfig,
+        may_take_over: Callable[[str, str], bool] = lambda call_id, jti: False,
+    ) -> StreamGuard | None:
         if not config.stream_tokens or config.stream_secret is None:
             return None
         codec = StreamTokenCodec(
@@ -290,7 +360,7 @@ class StreamGuard:
             reconnect_window_s=config.token_ttl_s,
             time_fn=config.time_fn,
         )
-        return cls(codec, store)
+        return cls(codec, store, may_take_over=may_take_over)
 
     def stream_query(self, call_uuid: str) -> str:
         """The query string for the ``<Stream>`` URL of this call. ValueError without a usable
@@ -307,6 +377,12 @@ class StreamGuard:
             log.warning("stream_refused", reason=exc.reason, client=client)
             raise StreamRefused(exc.reason) from None
         claim = self.store.claim(token.jti, token.call_id, token.expires_at)
+        predecessor = None
+        if claim is Claim.IN_USE and self.may_take_over(token.call_id, token.jti):
+            # The leg holding the token has gone quiet: this is Plivo's retry after a silent
+            # drop, not a second party (``voicebridge.server.call_legs``).
+            claim = self.store.take_over(token.jti)
+            predecessor = self._holders.get(token.jti)
         if not claim.ok:
             self.refusals[claim.value] += 1
             log.warning(
@@ -314,7 +390,30 @@ class StreamGuard:
             )
             raise StreamRefused(claim.value)
         self.admitted += 1
-        return StreamTicket(token, self.store, self.refusals)
+        ticket = StreamTicket(token, self, predecessor)
+        self._holders[token.jti] = ticket
+        return ticket
+
+    def closed(
+        self, ticket: StreamTicket, *, end_reason: str | None, peer_code: int | None
+    ) -> None:
+        """A ticket's connection ended: hand the token back to the store (or the predecessor)."""
+        jti = ticket.token.jti
+        if self._holders.get(jti) is not ticket:
+            return  # a retry took the token over; the hold is its now
+        previous = ticket.predecessor
+        if previous is not None and not previous.closed and not ticket.leg_admitted:
+            self._holders[jti] = previous  # a retry that did not become the leg: hold restored
+            return
+        del self._holders[jti]
+        over = peer_code == 1000 or (
+            end_reason is not None
+            and (end_reason in _FINAL_REASONS or end_reason.startswith("hangup:"))
+        )
+        if over and ticket.bound:
+            self.store.finish(jti)
+        else:
+            self.store.release(jti)
 
 
 async def refuse_handshake(ws: WebSocket, reason: str) -> None:
@@ -331,6 +430,13 @@ def security_summary(config: SecurityConfig) -> dict[str, Any]:
     return {
         "plivo_request_checks": "on" if config.verify_signatures else "off",
         "stream_tokens": "on" if config.stream_tokens else "off",
+        "token_signing": (
+            "off"
+            if not config.stream_tokens
+            else "generated"
+            if config.secret_generated
+            else "environment"
+        ),
         "stream_token_ttl_s": config.token_ttl_s,
     }
 
@@ -342,6 +448,7 @@ __all__ = [
     "StreamGuard",
     "StreamRefused",
     "StreamTicket",
+    "provide_stream_secret",
     "refuse_handshake",
     "security_summary",
     "signed_url",

@@ -132,6 +132,14 @@ class TokenStore(Protocol):
 
     def claim(self, jti: str, call_id: str, expires_at: float) -> Claim: ...
 
+    def take_over(self, jti: str) -> Claim:
+        """A new connection takes a live token over from a dead one (counted as a connection)."""
+        ...
+
+    def call_active(self, call_id: str) -> bool:
+        """A token of ``call_id`` is live, or may still reconnect: the call has its key."""
+        ...
+
     def release(self, jti: str) -> None:
         """The connection ended but the call may come back (a drop Plivo will retry)."""
 
@@ -173,6 +181,7 @@ class MemoryTokenStore:
         self.reconnect_window_s = reconnect_window_s
         self.time_fn = time_fn
         self._entries: dict[str, _Entry] = {}
+        self._calls: dict[str, str] = {}  # call id -> the id of its newest claimed token
         self._next_prune = 0.0
 
     def __len__(self) -> int:
@@ -186,6 +195,7 @@ class MemoryTokenStore:
             if now >= expires_at:
                 return Claim.EXPIRED
             self._entries[jti] = _Entry(call_id, expires_at)
+            self._calls[call_id] = jti
             return Claim.OK
         if entry.finished:
             return Claim.CALL_ENDED
@@ -198,6 +208,25 @@ class MemoryTokenStore:
         entry.connections += 1
         entry.live = True
         return Claim.OK
+
+    def take_over(self, jti: str) -> Claim:
+        entry = self._entries.get(jti)
+        if entry is None:
+            return Claim.EXPIRED
+        if entry.finished:
+            return Claim.CALL_ENDED
+        if entry.connections >= self.max_connections:
+            return Claim.REUSED
+        entry.connections += 1
+        entry.live = True
+        return Claim.OK
+
+    def call_active(self, call_id: str) -> bool:
+        jti = self._calls.get(call_id)
+        entry = self._entries.get(jti) if jti is not None else None
+        if entry is None or entry.finished:
+            return False
+        return entry.live or self.time_fn() <= entry.released_at + self.reconnect_window_s
 
     def release(self, jti: str) -> None:
         entry = self._entries.get(jti)
@@ -225,4 +254,6 @@ class MemoryTokenStore:
             and (e.finished or now > e.released_at + self.reconnect_window_s)
         ]
         for jti in stale:
-            del self._entries[jti]
+            entry = self._entries.pop(jti)
+            if self._calls.get(entry.call_id) == jti:
+                del self._calls[entry.call_id]
