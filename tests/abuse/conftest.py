@@ -84,7 +84,14 @@ def logs() -> Iterator[CapturedLogs]:
 
 
 def settings(**overrides: Any) -> ServiceSettings:
-    base: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "http": dict(EDGE)}
+    """Loopback, short edge deadlines, and stream tokens off: these attacks open ``/stream``
+    directly (the identity attacks, in ``identity.py``, run with the shipped defaults)."""
+    base: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "http": dict(EDGE),
+        "security": {"stream_token": "off"},
+    }
     base.update(overrides)
     return ServiceSettings.model_validate(base)
 
