@@ -98,7 +98,9 @@ async def child_service(
 
     threading.Thread(target=wait_for_eof, daemon=True).start()
     limits: dict[str, Any] = {"limits": {"max_calls": max_calls}} if max_calls else {}
-    settings = ServiceSettings(host="127.0.0.1", port=0, **limits)
+    # The load generators stream straight to /stream (no /answer per call): tokens off, as
+    # for every figure in bench/RESULTS.md before tokens were on by default.
+    settings = ServiceSettings(host="127.0.0.1", port=0, security={"stream_token": "off"}, **limits)
     options.setdefault("freeze_gc", True)  # as `voicebridge serve` runs it
     async with running_service(settings, spec, **options) as svc:
         yield ChildService(svc, stop, lifetime_s)
