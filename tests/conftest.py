@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
+
 
 def _configure() -> None:
     structlog.configure(
@@ -26,3 +28,17 @@ def _structlog_config() -> Iterator[None]:
     """A test that runs the CLI reconfigures logging for the process; undo that."""
     yield
     _configure()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for one test (skipped where none is
+    installed; ``.ci/run`` installs it)."""
+    if not redis_available():
+        pytest.skip(f"redis-server is not installed ({REDIS_SERVER}); .ci/run installs it")
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from voicebridge.server.run import RunningService
 from voicebridge.session import Session
 from voicebridge.sim.answer import plivo_headers
-from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
+from voicebridge.testing.redis_server import RedisServer
 
 from .identity import (
     AUTH_TOKEN,
@@ -160,18 +160,6 @@ async def test_a_replayed_signed_answer_is_refused() -> None:
         # Plivo's next request (a new nonce) is still answered; and the call still runs.
         url = await stream_url(service, "call-2")
         await normal_call(service, url, "call-2")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if not redis_available():
-        pytest.skip(f"redis-server is not installed ({REDIS_SERVER})")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def test_a_signed_answer_replayed_to_another_worker_is_refused(

@@ -8,30 +8,15 @@ resumes when it is back, and a call dropped while Redis is down still resumes on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-
-import pytest
 
 from voicebridge.clock import VirtualClock
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.sim.signals import speech_like
 from voicebridge.state.store import RedisStore
-from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
+from voicebridge.testing.redis_server import RedisServer
 
 from .plivo_leg import Leg
 from .test_resume import CALL, GREETING, RATE, WORDS, heard_words, history, service, spoken_texts
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    if not redis_available():
-        pytest.skip(f"redis-server is not installed ({REDIS_SERVER}); .ci/run installs it")
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def worker(server: RedisServer, name: str) -> ResumeRegistry:
