@@ -143,17 +143,9 @@ async def normal_call(
 
 # --- the attacks ------------------------------------------------------------------------------
 def start_json(call_id: str, stream_id: str = "attack-stream") -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": stream_id,
-                "accountId": AUTH_ID,
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
-            },
-        }
-    )
+    from voicebridge.testing import start_message
+
+    return start_message(call_id, stream_id, account_id=AUTH_ID)
 
 
 async def silent_sockets(service: Service, stop: asyncio.Event, state: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from voicebridge.server.run import RunningService, running_service
 from voicebridge.sim.caller import CallRecord, PlivoCaller
 from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.signals import utterances
+from voicebridge.testing import start_message as start_event
 
 ROOT = Path(__file__).resolve().parents[2]
 FMT = StreamFormat.from_short("l16", 8000)
@@ -144,17 +144,7 @@ def echo_spec() -> Any:
 
 
 def start_message(call_id: str) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": f"stream-{call_id}",
-                "accountId": "MA1",
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
-            },
-        }
-    )
+    return start_event(call_id, account_id="MA1")
 
 
 SPEECH_END_S = 0.8  # the normal call's speech: 0.2 s of silence, then 0.6 s

@@ -9,7 +9,6 @@ call run alone. Attacks run from the caller's probe, in the middle of the call.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from voicebridge.sim.answer import answer_call
 from voicebridge.sim.caller import CallRecord, PlivoCaller
 from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.signals import utterances
+from voicebridge.testing import start_message as start_event
 
 ROOT = Path(__file__).resolve().parents[2]
 FMT = StreamFormat.from_short("l16", 8000)
@@ -102,17 +102,4 @@ def replies(record: CallRecord) -> list[tuple[float, str]]:
 
 
 def start_message(call_id: str, stream_id: str = "attacker") -> str:
-    return json.dumps(
-        {
-            "sequenceNumber": 0,
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": stream_id,
-                "accountId": "MA-attacker",
-                "tracks": ["inbound"],
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
-            },
-            "extra_headers": "{}",
-        }
-    )
+    return start_event(call_id, stream_id, account_id="MA-attacker")

@@ -19,6 +19,7 @@ from voicebridge.observe.logs import (
     Redactor,
     bound_fields,
 )
+from voicebridge.testing import start_message
 
 from .conftest import CapturedLogs, abuse_service, normal_call, until
 
@@ -26,18 +27,7 @@ BIG = 1 << 20  # room for the 367 KB start message
 
 
 def start(call_id: str, extra_headers: str = "{}") -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": f"stream-{call_id}",
-                "accountId": "MA1",
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
-            },
-            "extra_headers": extra_headers,
-        }
-    )
+    return start_message(call_id, account_id="MA1", extra_headers=extra_headers)
 
 
 MEDIA = json.dumps(

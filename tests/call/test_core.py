@@ -32,6 +32,7 @@ from voicebridge.frames import (
     SpeechStarted,
     Transcript,
 )
+from voicebridge.testing import start_message
 
 RATE = 8000
 BYTES_PER_MS = 16  # L16 at 8 kHz
@@ -40,17 +41,7 @@ ROLES = {"decode", "vad", "stt", "dialogue", "tts", "encode"}
 
 # --- building inputs --------------------------------------------------------------------------
 def start(call_id: str = "call-1") -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": "stream-1",
-                "accountId": "MA1",
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": RATE},
-            },
-        }
-    )
+    return start_message(call_id, "stream-1", account_id="MA1")
 
 
 def media(ms: int = 20) -> str:

@@ -16,22 +16,13 @@ from voicebridge.clock import StreamClock
 from voicebridge.config import ConfigError, load_pipeline
 from voicebridge.server.run import running_service
 from voicebridge.sim.signals import utterances
+from voicebridge.testing import start_message
 
 from .conftest import ROOT, Sessions, echo_spec, fast_caller, settings, until
 
 
 def start(call_id: str) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "start": {
-                "callId": call_id,
-                "streamId": f"stream-{call_id}",
-                "accountId": "MA1",
-                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 8000},
-            },
-        }
-    )
+    return start_message(call_id, account_id="MA1")
 
 
 def media_of_size(total_bytes: int) -> str:

@@ -11,6 +11,7 @@ from voicebridge.testing.harness import (
     WireMessage,
     call_started,
     run_stages,
+    start_message,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "WireMessage",
     "call_started",
     "run_stages",
+    "start_message",
 ]

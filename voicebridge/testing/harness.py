@@ -100,6 +100,33 @@ async def run_stages(
     return run
 
 
+def start_message(
+    call_id: str,
+    stream_id: str | None = None,
+    *,
+    encoding: str = "audio/x-l16",
+    rate: int = 8000,
+    account_id: str = "MA-test",
+    extra_headers: str = "{}",
+) -> str:
+    """A Plivo ``start`` event as it comes off the wire (``stream_id`` defaults to
+    ``stream-<call_id>``)."""
+    return json.dumps(
+        {
+            "sequenceNumber": 0,
+            "event": "start",
+            "start": {
+                "callId": call_id,
+                "streamId": stream_id if stream_id is not None else f"stream-{call_id}",
+                "accountId": account_id,
+                "tracks": ["inbound"],
+                "mediaFormat": {"encoding": encoding, "sampleRate": rate},
+            },
+            "extra_headers": extra_headers,
+        }
+    )
+
+
 class _Wire:
     """A transport that keeps what the session sent, for the harness to play out."""
 
@@ -181,16 +208,10 @@ class CallHarness:
         return self._t
 
     async def start(self) -> None:
-        start = {
-            "event": "start",
-            "start": {
-                "callId": "harness-call",
-                "streamId": "harness-stream",
-                "accountId": "MA-test",
-                "mediaFormat": {"encoding": self.encoding, "sampleRate": self.rate},
-            },
-        }
-        await self.session.handle_message(json.dumps(start))
+        start = start_message(
+            "harness-call", "harness-stream", encoding=self.encoding, rate=self.rate
+        )
+        await self.session.handle_message(start)
         await self._settle()
         await self._drain_wire()
 
