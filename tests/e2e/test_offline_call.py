@@ -14,7 +14,7 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.sim.analysis import build_report
 from voicebridge.sim.html_report import render_html
 from voicebridge.sim.simulate import CallerLine, simulate_call
-from voicebridge.stages.tts.piper import synthesize
+from voicebridge.stages.tts.hibari import synthesize
 
 from .conftest import ROOT
 
@@ -27,7 +27,7 @@ def offline_spec():  # type: ignore[no-untyped-def]
 
 
 def line(text: str, rate: int) -> CallerLine:
-    pcm = synthesize(text, rate, pitch_semitones=-2.0, noise_scale=0.0, noise_w=0.0)
+    pcm = synthesize(text, rate, pitch_semitones=-2.0)
     return CallerLine(text, pcm)
 
 

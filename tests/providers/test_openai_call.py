@@ -80,7 +80,7 @@ def test_shipped_pipelines_validate() -> None:
     llm = next(s for s in mixed.stages if s.type == "llm").params
     assert llm.base_url == "http://127.0.0.1:11434/v1" and llm.model == "qwen3:8b"
     assert llm.api_key_env == "LLM_API_KEY" and llm.max_tokens_field == "max_tokens"
-    assert [s.type for s in mixed.stages][-2:] == ["piper", "encode"]
+    assert [s.type for s in mixed.stages][-2:] == ["hibari", "encode"]
 
 
 async def test_openai_pipeline_whole_call(fake: FakeOpenAI) -> None:
@@ -124,7 +124,7 @@ async def test_openai_pipeline_whole_call(fake: FakeOpenAI) -> None:
     assert call.events("playAudio")
 
 
-async def test_mixed_pipeline_whole_call_with_piper(fake: FakeOpenAI) -> None:
+async def test_mixed_pipeline_whole_call_with_offline_speech(fake: FakeOpenAI) -> None:
     fake.api_key = None  # a local server: no key
     fake.reply(ChatReply(text="Hello! We are open until six today."))
     spec = shipped(

@@ -52,7 +52,7 @@ def stream_format(args: argparse.Namespace) -> StreamFormat:
 
 def caller_lines(args: argparse.Namespace, rate: int) -> list[CallerLine]:
     if args.say:
-        from voicebridge.stages.tts.piper import synthesize
+        from voicebridge.stages.tts.hibari import synthesize
 
         return [
             CallerLine(text, synthesize(text, rate, pitch_semitones=CALLER_PITCH_SEMITONES))
