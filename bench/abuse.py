@@ -355,7 +355,7 @@ async def scenario(name: str, service: Service, lines: list[Any], calls: int) ->
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     from voicebridge.sim.simulate import CallerLine
-    from voicebridge.stages.tts.piper import synthesize
+    from voicebridge.stages.tts.hibari import synthesize
 
     lines = [CallerLine(q, synthesize(q, 16000, pitch_semitones=-2.0)) for q in QUESTIONS]
     rows = []

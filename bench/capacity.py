@@ -127,12 +127,12 @@ def caller_speech() -> tuple[np.ndarray, np.ndarray]:
         data = np.load(cache)
         return data["utterance"], data["interjection"]
     try:
-        from voicebridge.stages.tts.piper import synthesize
+        from voicebridge.stages.tts.hibari import synthesize
     except ImportError:
-        # Without Piper: a voiced buzz that WebRTC VAD takes for speech (Silero does not).
+        # Without the offline voice: a voiced buzz that WebRTC VAD takes for speech (Silero does not).
         from voicebridge.sim.signals import speech_like
 
-        progress("Piper is not installed (voicebridge[offline]): synthetic caller speech")
+        progress("hibari is not installed (voicebridge[offline]): synthetic caller speech")
         return speech_like(2.4, 8000), speech_like(1.8, 8000)
     utterance = synthesize(
         "Hello, I would like to check on my order please.", 8000, pitch_semitones=-2

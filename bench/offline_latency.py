@@ -312,7 +312,7 @@ async def child_preload(pipeline: Path, t_main: float) -> None:
     rss_start = status_kb("self", "VmRSS")
     from voicebridge.config import load_pipeline
 
-    spec = load_pipeline(pipeline)  # resolves stage classes: imports faster-whisper and piper
+    spec = load_pipeline(pipeline)  # resolves stage classes: imports faster-whisper and hibari
     t_imported = time.monotonic()
     rss_imported = status_kb("self", "VmRSS")
     stages: dict[str, float] = {}
@@ -399,11 +399,9 @@ class VoiceCache:
     def get(self, text: str, rate: int) -> Any:
         key = (text, rate)
         if key not in self._audio:
-            from voicebridge.stages.tts.piper import synthesize
+            from voicebridge.stages.tts.hibari import synthesize
 
-            self._audio[key] = synthesize(
-                text, rate, pitch_semitones=CALLER_PITCH, noise_scale=0.0, noise_w=0.0
-            )
+            self._audio[key] = synthesize(text, rate, pitch_semitones=CALLER_PITCH)
         return self._audio[key]
 
 
@@ -735,7 +733,7 @@ def markdown(results: dict[str, Any]) -> str:
     if runs:
         out.append("Model load (fresh process each run):\n")
         out.append(
-            "| run | interpreter start s | imports + pipeline s | preload s (whisper / piper) "
+            "| run | interpreter start s | imports + pipeline s | preload s (whisper / hibari) "
             "| start to models loaded s | RSS after preload MiB |"
         )
         out.append("|---|---|---|---|---|---|")
@@ -743,7 +741,7 @@ def markdown(results: dict[str, Any]) -> str:
             by = r["preload_by_stage_s"]
             out.append(
                 f"| {i} | {r['interpreter_start_s']:.2f} | {r['imports_and_pipeline_s']:.2f} | "
-                f"{r['preload_s']:.2f} ({by.get('whisper', 0):.2f} / {by.get('piper', 0):.2f}) "
+                f"{r['preload_s']:.2f} ({by.get('whisper', 0):.2f} / {by.get('hibari', 0):.2f}) "
                 f"| {r['start_to_models_loaded_s']:.2f} | {r['rss_after_preload_mib']} |"
             )
         out.append("")

@@ -23,16 +23,17 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime
 import structlog
+from hibari import dsp
+from hibari.g2p import G2P
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM
-from voicebridge.runtime.stage import StageError, StageParams
+from voicebridge.runtime.stage import StageParams
 from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.offline_models import hibari_assets_dir
 from voicebridge.stages.tts.speaker import Speaker, Speech
@@ -74,7 +75,7 @@ class HibariParams(StageParams):
 @dataclass(slots=True)
 class _Voice:
     session: onnxruntime.InferenceSession
-    g2p: Any  # hibari.g2p.G2P: text -> phoneme string (misaki's alphabet)
+    g2p: G2P  # text -> phoneme string (misaki's alphabet)
     vocab: dict[str, int]
     timed: bool  # the session also outputs each phoneme's frames
 
@@ -96,8 +97,6 @@ def _get_voice(threads: int) -> _Voice:
 
 
 def _load_voice(threads: int) -> _Voice:
-    from hibari.g2p import G2P
-
     assets = hibari_assets_dir()
     options = onnxruntime.SessionOptions()
     if threads:
@@ -154,8 +153,6 @@ def _render(
 ) -> tuple[PCM, tuple[float, ...] | None]:
     """Text to int16 PCM at 24 kHz, and the end of each of the text's words in ms when the voice
     gives durations."""
-    from hibari import dsp
-
     voice = _get_voice(threads)
     rng = np.random.default_rng(seed)
     parts: list[np.ndarray] = []
@@ -254,10 +251,7 @@ class Hibari(Speaker):
     async def preload(cls, params: StageParams) -> None:
         """Load the voice at service start so the first reply does not wait for it."""
         assert isinstance(params, HibariParams)
-        try:
-            await asyncio.to_thread(_get_voice, params.threads)
-        except ImportError as exc:  # the bundled voice's package is missing
-            raise StageError(f"hibari: {exc}") from exc
+        await asyncio.to_thread(_get_voice, params.threads)
         # Warm onnxruntime and the G2P up (their first run allocates); the first caller gets a
         # fast reply.
         await asyncio.to_thread(_render, params.threads, _WARM_UP, 1.0, 0)
