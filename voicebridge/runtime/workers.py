@@ -2,8 +2,8 @@
 
 Transcription and synthesis are CPU-bound calls into native code (CTranslate2, onnxruntime) that
 release the GIL. Running them on the event loop would stall every other call's 20 ms audio, so
-they run here, in one bounded thread pool per name (``"whisper"``, ``"piper"``), created on first
-use. The bound is the point: when the server is overloaded a job is refused with
+they run here, in one bounded thread pool per name (``"whisper"``, ``"hibari"``, ``"piper"``),
+created on first use. The bound is the point: when the server is overloaded a job is refused with
 :class:`WorkerPoolFull` instead of queueing without limit and answering callers seconds late.
 
 Cancelling the awaiting task (barge-in, call end) discards the job's result; a job still waiting
