@@ -1,7 +1,9 @@
 """Pipeline files: which stages a call runs, in order, with validated parameters.
 
 Everything is checked at load time, before any call is taken, and every problem in the file is
-reported at once with its line, because a config error found mid-call is a dropped call.
+reported at once with its line, because a config error found mid-call is a dropped call. Once
+every stage loads, their order is checked too (``pipeline_flow``): a pipeline that would load and
+then give silent calls is as much an error as a misspelt key.
 
 Shape of a file::
 
