@@ -63,6 +63,8 @@ def _validate(args: argparse.Namespace) -> int:
             failed += 1
             print(str(exc), file=sys.stderr)
             continue
+        for warning in spec.warnings:
+            print(warning, file=sys.stderr)
         stages = " -> ".join(s.name for s in spec.stages)
         print(f"{path}: ok ({spec.name}: {stages})")
     return 1 if failed else 0

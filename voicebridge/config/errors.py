@@ -32,6 +32,7 @@ class ConfigIssue:
     column: int | None
     path: str
     message: str
+    warning: bool = False  # a doubt that does not stop the file from loading
 
     def __str__(self) -> str:
         where = self.file
@@ -39,6 +40,8 @@ class ConfigIssue:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
+        if self.warning:
+            where += ": warning"
         if self.path:
             return f"{where}: {self.path}: {self.message}"
         return f"{where}: {self.message}"

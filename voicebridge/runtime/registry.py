@@ -6,7 +6,8 @@ Three sources, tried in this order:
   optional dependency (a speech model, a cloud SDK) breaks only the pipelines that need it;
 * entry points in the ``voicebridge.stages`` group, so a separately installed package can add
   stages;
-* ``package.module:Class`` strings, for a stage that lives in the user's own code.
+* ``package.module:Class`` strings, for a stage that lives in the user's own code (it must be
+  importable: on ``PYTHONPATH`` or installed; ``stage_import`` words the failures).
 
 Every failure is a ``StageTypeError`` whose message tells the user what to do next.
 """
@@ -18,11 +19,19 @@ import importlib
 import re
 from dataclasses import dataclass
 from importlib import metadata
+from types import ModuleType
 from typing import Any, NamedTuple, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
 from voicebridge.runtime.stage import Stage
+from voicebridge.runtime.stage_import import (
+    is_not_found,
+    missing_attribute_message,
+    not_a_stage_message,
+    not_found_message,
+    raised_message,
+)
 
 ENTRY_POINT_GROUP = "voicebridge.stages"
 
@@ -83,48 +92,46 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 def _check_stage_class(obj: Any, type_name: str, origin: str) -> type[Stage]:
     if not (isinstance(obj, type) and issubclass(obj, Stage)):
-        raise StageTypeError(
-            f"stage type {type_name!r}: {origin} is {obj!r}, not a subclass of voicebridge.Stage"
-        )
+        raise StageTypeError(f"stage type {type_name!r}: {not_a_stage_message(obj, origin)}")
     return obj
 
 
-def _import_module(module_name: str, type_name: str) -> Any:
+def _import_module(module_name: str, type_name: str, *, ours: bool) -> ModuleType:
+    """Import a stage's module; a user's module (not ``ours``) fails with how to fix it."""
     try:
         return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise StageImportError(
-            f"stage type {type_name!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
     except Exception as exc:  # a module's top level may raise anything; report it, don't crash
-        raise StageImportError(
-            f"stage type {type_name!r}: importing module {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        if ours:
+            message = f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        elif is_not_found(module_name, exc):
+            message = not_found_message(module_name, exc)
+        else:
+            message = raised_message(module_name, exc)
+        raise StageImportError(f"stage type {type_name!r}: {message}") from exc
 
 
-def _load_target(target: str, type_name: str) -> type[Stage]:
+def _load_target(target: str, type_name: str, *, ours: bool = False) -> type[Stage]:
     """Import ``module:Attr.Path`` and check it is a Stage class."""
     module_name, _, attr_path = target.partition(":")
     if not module_name or not attr_path:
         raise StageTypeError(
             f"stage type {type_name!r}: expected 'package.module:Class', got {target!r}"
         )
-    obj = _import_module(module_name, type_name)
+    module = _import_module(module_name, type_name, ours=ours)
+    obj: Any = module
     for attr in attr_path.split("."):
         try:
             obj = getattr(obj, attr)
         except AttributeError:
-            raise StageTypeError(
-                f"stage type {type_name!r}: module {module_name!r} has no attribute {attr_path!r}"
-            ) from None
+            message = missing_attribute_message(module, attr_path, Stage)
+            raise StageTypeError(f"stage type {type_name!r}: {message}") from None
     return _check_stage_class(obj, type_name, target)
 
 
 def _load_builtin(name: str) -> type[Stage]:
     target = BUILTIN_STAGES[name]
     try:
-        return _load_target(target, name)
+        return _load_target(target, name, ours=True)
     except StageImportError as exc:
         extra = BUILTIN_EXTRAS.get(name, "")
         cause = exc.__cause__

@@ -241,6 +241,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await spec.preload()  # models load at start-up, not on the first call
+        for warning in spec.warnings:  # what validate printed, for whoever only reads logs
+            log.warning("pipeline_warning", detail=str(warning))
         rest_holder["rest"] = rest_factory() if rest_factory else PlivoRest.from_env()
         log.info(
             "service_ready",
