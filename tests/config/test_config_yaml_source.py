@@ -280,7 +280,7 @@ def test_file_not_found(tmp_path: Path) -> None:
 
 
 def test_directory_is_not_a_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a regular file"):
+    with pytest.raises(ConfigError, match="a directory, not a YAML file"):
         load_yaml_file(tmp_path)
 
 
