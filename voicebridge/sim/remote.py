@@ -37,6 +37,8 @@ async def resolve_target(
         answered = await answer_call(answer_url)
     except httpx.HTTPStatusError as exc:
         status, text = exc.response.status_code, " ".join(exc.response.text.split())[:200]
+        if "html" in exc.response.headers.get("content-type", ""):
+            text = "an HTML page; is it a voicebridge service's base URL?"
         hint = "; set PLIVO_AUTH_TOKEN to sign like Plivo" if status == 403 else ""
         raise CliError(
             ExitCode.CONNECT, f"call: {answer_url} answered {status}: {text}{hint}"
