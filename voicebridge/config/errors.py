@@ -23,6 +23,12 @@ def format_path(path: Sequence[Hashable]) -> str:
     return out
 
 
+ISSUE_KINDS = ("invalid", "file", "extra")
+"""What an issue is about: the content is ``invalid``; the ``file`` cannot be read at all; or an
+optional dependency (an ``extra``) the content needs is not installed. The command line turns
+them into distinct exit codes."""
+
+
 @dataclass
 class ConfigIssue:
     """One problem in one config source; ``line`` and ``column`` are 1-based when known."""
@@ -32,7 +38,11 @@ class ConfigIssue:
     column: int | None
     path: str
     message: str
+<<<<<<< HEAD
     warning: bool = False  # a doubt that does not stop the file from loading
+=======
+    kind: str = "invalid"  # one of ISSUE_KINDS
+>>>>>>> h1
 
     def __str__(self) -> str:
         where = self.file

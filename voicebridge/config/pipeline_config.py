@@ -98,9 +98,24 @@ class PipelineSpec:
         return [spec.create() for spec in self.subscribers]
 
     async def preload(self) -> None:
-        """Load shared resources of every stage once, at service start-up."""
+        """Load shared resources of every stage once, at service start-up. Raises
+        StageStartError naming the stage that failed (the stage's own error is its cause)."""
         for spec in self.stages:
-            await spec.cls.preload(spec.params)
+            try:
+                await spec.cls.preload(spec.params)
+            except Exception as exc:
+                raise StageStartError(spec, exc, self.path) from exc
+
+
+class StageStartError(Exception):
+    """A stage could not load what its calls share (a model, a voice, credentials)."""
+
+    def __init__(self, spec: StageSpec, cause: Exception, path: Path | None = None) -> None:
+        where = str(path) if path is not None else "<pipeline>"
+        if spec.line is not None:
+            where += f":{spec.line}"
+        super().__init__(f"{where}: stage {spec.name!r} could not start: {cause}")
+        self.stage = spec.name
 
 
 def _default_session() -> SessionOptions:
@@ -258,6 +273,8 @@ class _Validator:
                 cls = self.resolver(type_name)
             except (ValueError, ImportError) as exc:
                 self.add((*here, "type"), str(exc))
+                if getattr(exc, "extra", None):  # MissingExtraError: install, don't edit
+                    self.issues[-1].kind = "extra"
 
         name = self._stage_name(here, item, type_name, seen)
         params_base, raw_params = self._raw_params(here, item)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from types import ModuleType
 from typing import Any, NamedTuple, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from voicebridge.runtime.stage import Stage
@@ -82,6 +83,15 @@ class StageImportError(StageTypeError, ImportError):
     """A stage's module (or one of its dependencies) failed to import."""
 
 
+class MissingExtraError(StageImportError):
+    """A built-in stage needs an optional dependency that is not installed; ``extra`` names
+    the pip extra that installs it."""
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     """Installed entry points of the stage group by name (the first one wins on a clash)."""
     found: dict[str, metadata.EntryPoint] = {}
@@ -138,10 +148,11 @@ def _load_builtin(name: str) -> type[Stage]:
         missing = getattr(cause, "name", None) or ""
         ours = missing == "voicebridge" or missing.startswith("voicebridge.")
         if extra and isinstance(cause, ImportError) and not ours:
-            raise StageImportError(
+            raise MissingExtraError(
                 f"stage type {name!r} needs optional dependencies that are not installed "
                 f"({cause}); "
-                f"install them with: pip install 'voicebridge[{extra}]'"
+                f"install them with: pip install 'voicebridge[{extra}]'",
+                extra,
             ) from cause
         raise
 
@@ -221,6 +232,9 @@ class StageDescription:
     role: str
     description: str
     params: list[ParamInfo]
+    # The fields of nested models (a rule, a tool, a retry policy) by parameter path:
+    # "rules" -> the Rule fields, "resilience.breaker" -> the breaker's.
+    nested: dict[str, list[ParamInfo]] = field(default_factory=dict)
 
 
 def _type_str(annotation: Any) -> str:
@@ -235,26 +249,62 @@ def _type_str(annotation: Any) -> str:
 def _default_str(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
+    default = info.default
     if info.default_factory is not None:
         try:
-            return repr(info.default_factory())  # type: ignore[call-arg]
+            default = info.default_factory()  # type: ignore[call-arg]
         except Exception:
             return "<computed>"
-    return repr(info.default)
+    if isinstance(default, BaseModel):
+        return "{...}"  # its fields are listed beneath it
+    return repr(default)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation such as ``Rule``, ``list[Rule]`` or ``Rule | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _params(
+    model: type[BaseModel],
+    nested: dict[str, list[ParamInfo]],
+    prefix: str = "",
+    seen: frozenset[type[BaseModel]] = frozenset(),
+) -> list[ParamInfo]:
+    """The model's fields; those of models inside it go into ``nested`` under their path."""
+    params: list[ParamInfo] = []
+    for name, info in model.model_fields.items():
+        shown = info.alias or name
+        params.append(
+            ParamInfo(
+                name=shown,
+                type=_type_str(info.annotation),
+                default=_default_str(info),
+                description=info.description or "",
+            )
+        )
+        inner = _nested_model(info.annotation)
+        if inner is not None and inner not in seen | {model}:  # a model inside itself stops
+            path = f"{prefix}{shown}"
+            nested[path] = _params(inner, nested, f"{path}.", seen | {model})
+    return params
 
 
 def describe_stage(cls: type[Stage]) -> StageDescription:
     """Name, role, description and parameter table of a stage class."""
-    params = [
-        ParamInfo(
-            name=info.alias or name,
-            type=_type_str(info.annotation),
-            default=_default_str(info),
-            description=info.description or "",
-        )
-        for name, info in cls.Params.model_fields.items()
-    ]
+    nested: dict[str, list[ParamInfo]] = {}
+    params = _params(cls.Params, nested)
     doc = cls.description or (cls.__doc__ or "").strip().split("\n", 1)[0]
     return StageDescription(
-        name=cls.type_name or cls.__name__, role=cls.role, description=doc, params=params
+        name=cls.type_name or cls.__name__,
+        role=cls.role,
+        description=doc,
+        params=params,
+        nested=nested,
     )
