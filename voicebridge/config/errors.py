@@ -38,11 +38,8 @@ class ConfigIssue:
     column: int | None
     path: str
     message: str
-<<<<<<< HEAD
     warning: bool = False  # a doubt that does not stop the file from loading
-=======
     kind: str = "invalid"  # one of ISSUE_KINDS
->>>>>>> h1
 
     def __str__(self) -> str:
         where = self.file

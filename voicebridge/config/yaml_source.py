@@ -315,17 +315,19 @@ def load_yaml_file(
         if not file.is_file():
             what = "a directory" if file.is_dir() else "not a regular file"
             raise ConfigError(
-                [ConfigIssue(source, None, None, "", f"{what}, not a YAML file", "file")]
+                [ConfigIssue(source, None, None, "", f"{what}, not a YAML file", kind="file")]
             )
         if size > max_bytes:
             raise ConfigError([_size_issue(source, size, max_bytes)])
         with file.open("rb") as handle:
             data = handle.read(max_bytes + 1)  # the file may grow between stat and read
     except FileNotFoundError:
-        raise ConfigError([ConfigIssue(source, None, None, "", "file not found", "file")]) from None
+        raise ConfigError(
+            [ConfigIssue(source, None, None, "", "file not found", kind="file")]
+        ) from None
     except OSError as exc:
         message = f"cannot read file: {exc.strerror or exc}"
-        raise ConfigError([ConfigIssue(source, None, None, "", message, "file")]) from None
+        raise ConfigError([ConfigIssue(source, None, None, "", message, kind="file")]) from None
     if len(data) > max_bytes:
         raise ConfigError([_size_issue(source, len(data), max_bytes)])
     try:
