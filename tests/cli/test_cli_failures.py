@@ -176,14 +176,14 @@ def test_serve_on_a_port_in_use_fails_before_loading_models(taken_port: int) -> 
 def test_a_stage_that_cannot_start_names_itself(tmp_path: Path) -> None:
     pipeline = tmp_path / "voice.yaml"
     pipeline.write_text(
-        "name: voice\nstages:\n  - type: decode\n  - type: vad\n  - type: echo\n"
-        "  - type: piper\n    params:\n      speaker: 7\n  - type: encode\n"
+        "name: voice\nstages:\n  - type: decode\n  - type: vad\n  - type: whisper\n"
+        "  - type: rules\n  - type: piper\n    params:\n      speaker: 7\n  - type: encode\n"
     )
     result = run("serve", str(pipeline), "--port", str(free_port()), "--log-format", "json")
     err = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr and result.returncode == ExitCode.STARTUP
     assert err == (
-        f"voicebridge: {pipeline}:6: stage 'piper' could not start: piper: speaker 7 out of "
+        f"voicebridge: {pipeline}:7: stage 'piper' could not start: piper: speaker 7 out of "
         "range; the voice has 1 speaker(s)"
     )
 
