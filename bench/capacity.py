@@ -785,6 +785,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pipecat-python", help="use this interpreter instead of bench/.venv-pipecat"
     )
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="build bench/.venv-pipecat (about a minute) and exit; .ci/run does this so that the "
+        "Pipecat smoke test runs",
+    )
     parser.add_argument("--out", default=str(OUT / "capacity.json"))
     parser.add_argument("--plot", default=str(REPO / "bench" / "results.png"))
     args = parser.parse_args(argv)
@@ -805,6 +811,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.setup_only:
+        return {"pipecat_python": str(pipecat_python())}
     if args.nice:
         os.nice(args.nice)
     result = asyncio.run(main_async(args))

@@ -36,7 +36,7 @@ def test_validate_reports_every_error_with_line(
         "    params:\n"
         "      aggressiveness: 9\n"
     )
-    assert main(["validate", str(bad), str(ROOT / "pipelines" / "echo.yaml")]) == 1
+    assert main(["validate", str(bad), str(ROOT / "pipelines" / "echo.yaml")]) == 3
     err = capsys.readouterr().err
     assert f"{bad}:4" in err and "vda" in err and "did you mean" in err.lower()
     assert f"{bad}:7" in err and "aggressiveness" in err
@@ -51,6 +51,22 @@ def test_stages_lists_builtins_with_parameters(capsys: pytest.CaptureFixture[str
     assert "min_silence_ms" in out
 
 
+def test_stages_shows_the_fields_of_nested_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    rules = out.split("\nrules  [", 1)[1].split("\n\n", 1)[0]
+    lines = rules.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("    rules: list[Rule]"))
+    nested = [line.strip() for line in lines[at + 1 :] if line.startswith("        ")]
+    names = {line.split(":", 1)[0] for line in nested}
+    assert {"keywords", "regex", "dtmf", "reply", "action", "transfer_to"} <= names
+    # A nested model's default is its fields, listed beneath it, not one long repr.
+    llm = out.split("\nllm  [", 1)[1].split("\n\n", 1)[0]
+    assert "    resilience: ResilienceParams = {...}" in llm
+    assert "        retries: int = 1" in llm
+    assert "            enabled: bool = True" in llm  # breaker, two levels down
+
+
 def test_xml_prints_a_valid_stream_element(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["xml", "--url", "wss://agent.example/stream", "--codec", "mulaw"]) == 0
     root = ET.fromstring(capsys.readouterr().out)
@@ -62,7 +78,9 @@ def test_xml_prints_a_valid_stream_element(capsys: pytest.CaptureFixture[str]) -
 
 def test_xml_rejects_a_plain_http_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["xml", "--url", "http://agent.example/stream"]) == 2
-    assert "ws" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "voicebridge: xml: url: expected a ws:// or wss:// URL, got 'http://agent.example/stream'\n"
+    )
 
 
 def free_port() -> int:

@@ -13,6 +13,9 @@ from voicebridge.testing.harness import run_stages
 PIPELINE = """
 name: redacting
 stages:
+  - type: decode
+  - type: vad
+  - type: voicebridge.testing:ScriptedStt
   - type: {type}
     params: {{min_digits: 4}}
   - type: rules
@@ -20,6 +23,8 @@ stages:
       rules:
         - regex: "\\\\*{{4,}}"
           reply: Card noted.
+  - type: voicebridge.testing:ToneSpeaker
+  - type: encode
 """
 
 
@@ -33,8 +38,10 @@ async def test_custom_stage_from_yaml(stage_type: str) -> None:
     if stage_type == "redact_digits":
         assert entry_point_installed(), "pip install -e examples/custom_stage (README test command)"
     spec = load_pipeline_text(PIPELINE.format(type=stage_type))
-    assert [s.name for s in spec.stages] == [stage_type, "rules"]
-    run = await run_stages(spec.create_stages(), [Transcript("my card is 4111 1111 1111 1111")])
+    assert spec.warnings == []  # it declares what it consumes and produces
+    assert [s.name for s in spec.stages][3:5] == [stage_type, "rules"]
+    middle = spec.create_stages()[3:5]
+    run = await run_stages(middle, [Transcript("my card is 4111 1111 1111 1111")])
     (redacted,) = run.of(Transcript)
     assert redacted.text == "my card is ****************"  # type: ignore[attr-defined]
     assert [f.text for f in run.of_text()] == ["Card noted."]

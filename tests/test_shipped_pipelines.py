@@ -22,6 +22,7 @@ def test_shipped_pipeline_validates(path: Path) -> None:
     needed = set(REQUIRED_VAR.findall(path.read_text()))
     environ = {**os.environ, **{name: "placeholder" for name in needed}}
     spec = load_pipeline(path, environ=environ)
+    assert spec.warnings == []  # every stage declares its frames, and their order works
     roles = [s.cls.role for s in spec.stages]
     assert roles[0] == "decode" and roles[-1] == "encode"
     assert spec.create_stages()  # instances can be made for a call

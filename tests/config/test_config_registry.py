@@ -187,7 +187,7 @@ def test_module_that_cannot_be_imported() -> None:
         resolve_stage("vb_no_such_package.stages:Thing")
     message = str(info.value)
     assert "'vb_no_such_package.stages'" in message
-    assert "No module named 'vb_no_such_package'" in message
+    assert "no module named 'vb_no_such_package'" in message
 
 
 def test_module_that_raises_on_import(make_module: Callable[[str], str]) -> None:

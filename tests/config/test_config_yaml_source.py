@@ -163,7 +163,7 @@ def test_syntax_error_has_line_and_column() -> None:
     assert issue.file == "bad.yaml"
     assert issue.line == 3
     assert issue.column is not None
-    assert "flow sequence" in issue.message
+    assert issue.message == "a '[' list is never closed with ']' (opened at line 2)"
     assert str(issue).startswith("bad.yaml:3:")
 
 
@@ -171,6 +171,37 @@ def test_bad_indentation_is_reported_with_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_yaml_text("a:\n  b: 1\n c: 2\n")
     assert _only_issue(info).line == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "stages:\n  - type: decode\n   - type: vad\n",
+            "3:4",
+            "bad indentation: this line is indented differently from the lines of the block it"
+            " belongs to (the block starting at line 2); align it with its siblings",
+        ),
+        (
+            "name: x\n  description: y\n",
+            "2:14",
+            "unexpected ':': the line is indented too far, or a value containing ': ' needs quotes",
+        ),
+        ("stages:\n\t- type: decode\n", "2:1", "a tab character: YAML indents with spaces only"),
+        (
+            "name: x\nstages\n  - type: decode\n",
+            "3:9",
+            "expected 'key: value': a ':' is missing after the key at line 2, or the"
+            " indentation is off",
+        ),
+        ('name: "x\nstages: []\n', "3:1", "a quoted string is never closed (opened at line 1)"),
+        ("a: {b: 1\n", "2:1", "a '{' mapping is never closed with '}' (opened at line 1)"),
+    ],
+)
+def test_syntax_errors_are_said_in_plain_words(text: str, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_yaml_text(text, "p.yaml")
+    assert str(info.value) == f"p.yaml:{where}: {message}"
 
 
 def test_tab_indentation_is_reported() -> None:
@@ -249,7 +280,7 @@ def test_file_not_found(tmp_path: Path) -> None:
 
 
 def test_directory_is_not_a_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a regular file"):
+    with pytest.raises(ConfigError, match="a directory, not a YAML file"):
         load_yaml_file(tmp_path)
 
 

@@ -318,6 +318,7 @@ stages:
   - type: decode
   - type: vad
     params: {min_speech_ms: 60, min_silence_ms: 300, forward_audio: false}
+  - type: voicebridge.testing:ScriptedStt   # says nothing: the test pushes the transcript
   - type: voicebridge.testing:ScriptedDialogue
     params: {reply: "We open at nine."}
   - type: voicebridge.testing:ToneSpeaker

@@ -258,6 +258,6 @@ def test_reply_options_are_checked() -> None:
     assert ReplyOptions(filler_after_ms=None, filler_texts=[]).filler_after_ms is None
     spec = load_pipeline_text(
         "session: {replies: {filler_after_ms: null, reply_timeout_ms: 4000}}\n"
-        "stages: [{type: voicebridge.testing:ToneSpeaker}]\n"
+        "stages: [{type: decode}, {type: vad}, {type: echo}, {type: encode}]\n"
     )
     assert spec.session.replies.reply_timeout_ms == 4000

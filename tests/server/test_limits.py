@@ -101,7 +101,7 @@ def test_max_yaml_bytes_refuses_a_larger_pipeline_before_serving(
     pipeline.write_text(text + "#" * 2000 + "\n")
     config = tmp_path / "service.yaml"
     config.write_text("limits:\n  max_yaml_bytes: 2048\n")
-    assert main(["serve", str(pipeline), "--config", str(config), "--port", "0"]) == 1
+    assert main(["serve", str(pipeline), "--config", str(config), "--port", "0"]) == 3
     err = capsys.readouterr().err
     assert "larger than the limit of 2048 bytes" in err and "big.yaml" in err
     load_pipeline(pipeline)  # the default limit (1 MiB) takes it

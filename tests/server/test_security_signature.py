@@ -208,7 +208,7 @@ def test_serve_refuses_to_start_when_on_without_its_secret(
     monkeypatch.setenv("VOICEBRIDGE_STREAM_SECRET", "too-short")
     code = main(["serve", str(ROOT / "pipelines" / "echo.yaml"), "--port", "0"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 3  # an invalid configuration
     assert "security.verify_signatures: is 'on' but PLIVO_AUTH_TOKEN is not set" in err
     assert "VOICEBRIDGE_STREAM_SECRET must hold at least 16 bytes" in err
     assert "too-short" not in err

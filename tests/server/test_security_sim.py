@@ -67,11 +67,11 @@ async def test_call_command_against_a_secured_service(tmp_path: Path) -> None:
         assert "token=" not in json.dumps(report)  # the report names the URL, not its token
         # Without the auth token the answer request is unsigned: a clear refusal, no traceback.
         code, out, err = await _call(service.http_base, tmp_path, base_env)
-        assert code == 2
+        assert code == 5  # refused by the server
         assert "answered 403: forbidden: missing signature" in err
         assert "PLIVO_AUTH_TOKEN" in err and "Traceback" not in err
         # A bare ws:// URL has no token: the handshake is refused, and said so.
         code, out, err = await _call(service.ws_url, tmp_path, base_env)
-        assert code == 2
+        assert code == 5
         assert "refused the WebSocket (403: stream token refused: missing)" in err
         assert "Traceback" not in err

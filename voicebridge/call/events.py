@@ -305,6 +305,8 @@ class BargeIn(CallEvent):
     reaction_s: float | None
     stale_through: int
     at_s: float
+    # ``TurnTiming.as_dict()`` of the turn that was playing: what was measured before the cut
+    timing: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

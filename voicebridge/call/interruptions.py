@@ -55,6 +55,7 @@ class Interruptions(Speaking):
             entry.text = f"{entry.text} {interrupted.heard_text}".strip()
             entry.interrupted = True
             self.turns.interrupted(interrupted.turn)
+        cut = self.turns.timings.get(interrupted.turn) if interrupted is not None else None
         # Keep what was interrupted, in case the interruption proves false.
         self._interrupted = []
         if cause == "speech":
@@ -76,6 +77,7 @@ class Interruptions(Speaking):
                 reaction,
                 stale,
                 t,
+                cut.as_dict() if cut is not None else {},
             )
         )
         self._out.append(SaveState())

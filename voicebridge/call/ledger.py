@@ -88,6 +88,15 @@ def checkpoint_name(turn: int, index: int) -> str:
     return f"turn-{turn}/piece-{index}"
 
 
+def turn_of_checkpoint(name: str) -> int | None:
+    """The turn a ``checkpoint_name`` belongs to; None for a name of another server's making."""
+    head, sep, piece = name.partition("/piece-")
+    number = head.removeprefix("turn-")
+    if not sep or number == head or not number.isdigit() or not piece.isdigit():
+        return None
+    return int(number)
+
+
 class PlaybackLedger:
     """Tracks every piece sent to Plivo and settles it as played, cleared or expired."""
 

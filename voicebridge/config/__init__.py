@@ -4,6 +4,7 @@ from voicebridge.config.errors import ConfigError, ConfigIssue
 from voicebridge.config.pipeline_config import (
     PipelineSpec,
     StageSpec,
+    StageStartError,
     load_pipeline,
     load_pipeline_text,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "PipelineSpec",
     "ServiceSettings",
     "StageSpec",
+    "StageStartError",
     "load_pipeline",
     "load_pipeline_text",
     "load_service_settings",

@@ -23,6 +23,12 @@ def format_path(path: Sequence[Hashable]) -> str:
     return out
 
 
+ISSUE_KINDS = ("invalid", "file", "extra")
+"""What an issue is about: the content is ``invalid``; the ``file`` cannot be read at all; or an
+optional dependency (an ``extra``) the content needs is not installed. The command line turns
+them into distinct exit codes."""
+
+
 @dataclass
 class ConfigIssue:
     """One problem in one config source; ``line`` and ``column`` are 1-based when known."""
@@ -32,6 +38,8 @@ class ConfigIssue:
     column: int | None
     path: str
     message: str
+    warning: bool = False  # a doubt that does not stop the file from loading
+    kind: str = "invalid"  # one of ISSUE_KINDS
 
     def __str__(self) -> str:
         where = self.file
@@ -39,6 +47,8 @@ class ConfigIssue:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
+        if self.warning:
+            where += ": warning"
         if self.path:
             return f"{where}: {self.path}: {self.message}"
         return f"{where}: {self.message}"

@@ -1,7 +1,9 @@
 """Pipeline files: which stages a call runs, in order, with validated parameters.
 
 Everything is checked at load time, before any call is taken, and every problem in the file is
-reported at once with its line, because a config error found mid-call is a dropped call.
+reported at once with its line, because a config error found mid-call is a dropped call. Once
+every stage loads, their order is checked too (``pipeline_flow``): a pipeline that would load and
+then give silent calls is as much an error as a misspelt key.
 
 Shape of a file::
 
@@ -33,6 +35,7 @@ from pydantic import ValidationError
 
 from voicebridge.call.options import SessionOptions
 from voicebridge.config.errors import ConfigError, ConfigIssue, KeyPath, format_path
+from voicebridge.config.pipeline_flow import flow_issues
 from voicebridge.config.subscribers import (
     SubscriberError,
     SubscriberSpec,
@@ -82,6 +85,9 @@ class PipelineSpec:
     stages: list[StageSpec]
     session: SessionOptions = field(default_factory=lambda: _default_session())
     subscribers: list[SubscriberSpec] = field(default_factory=list)
+    # Problems that do not stop the pipeline from loading (a custom stage that declares no
+    # frames, so its place cannot be checked); `validate` prints them, `serve` logs them.
+    warnings: list[ConfigIssue] = field(default_factory=list)
 
     def create_stages(self) -> list[Stage]:
         """Fresh stage instances for one call, in pipeline order."""
@@ -92,9 +98,24 @@ class PipelineSpec:
         return [spec.create() for spec in self.subscribers]
 
     async def preload(self) -> None:
-        """Load shared resources of every stage once, at service start-up."""
+        """Load shared resources of every stage once, at service start-up. Raises
+        StageStartError naming the stage that failed (the stage's own error is its cause)."""
         for spec in self.stages:
-            await spec.cls.preload(spec.params)
+            try:
+                await spec.cls.preload(spec.params)
+            except Exception as exc:
+                raise StageStartError(spec, exc, self.path) from exc
+
+
+class StageStartError(Exception):
+    """A stage could not load what its calls share (a model, a voice, credentials)."""
+
+    def __init__(self, spec: StageSpec, cause: Exception, path: Path | None = None) -> None:
+        where = str(path) if path is not None else "<pipeline>"
+        if spec.line is not None:
+            where += f":{spec.line}"
+        super().__init__(f"{where}: stage {spec.name!r} could not start: {cause}")
+        self.stage = spec.name
 
 
 def _default_session() -> SessionOptions:
@@ -131,6 +152,7 @@ class _Validator:
         self.doc = doc
         self.resolver = resolver
         self.issues: list[ConfigIssue] = []
+        self.stages_complete = False  # every stage loaded without a problem: order is checkable
 
     def add(self, path: KeyPath, message: str) -> None:
         self.issues.append(self.doc.issue(path, message))
@@ -225,6 +247,9 @@ class _Validator:
             spec = self.stage(index, item, seen)
             if spec is not None:
                 specs.append(spec)
+        self.stages_complete = len(specs) == len(items) and not any(
+            _under(issue.path, "stages") for issue in self.issues
+        )
         return specs
 
     def stage(self, index: int, item: Any, seen: dict[str, int]) -> StageSpec | None:
@@ -248,6 +273,8 @@ class _Validator:
                 cls = self.resolver(type_name)
             except (ValueError, ImportError) as exc:
                 self.add((*here, "type"), str(exc))
+                if getattr(exc, "extra", None):  # MissingExtraError: install, don't edit
+                    self.issues[-1].kind = "extra"
 
         name = self._stage_name(here, item, type_name, seen)
         params_base, raw_params = self._raw_params(here, item)
@@ -326,6 +353,7 @@ def _build(doc: YamlDocument, resolver: Resolver | None, path: Path | None) -> P
     validator = _Validator(doc, resolver or _default_resolver)
     data = validator.top_level(doc.data)
     spec: PipelineSpec | None = None
+    order_errors: list[ConfigIssue] = []
     if data is not None:
         default_name = path.stem if path is not None else "pipeline"
         name = validator.text_field(data, "name", default_name)
@@ -334,6 +362,9 @@ def _build(doc: YamlDocument, resolver: Resolver | None, path: Path | None) -> P
         subscribers = validator.subscribers(data)
         stages = validator.stages(data)
         spec = PipelineSpec(name, description, path, stages, session, subscribers)
+        if validator.stages_complete:  # an order check of a half-loaded list would mislead
+            order_errors, spec.warnings = flow_issues(doc, stages)
+            validator.issues += order_errors
     # An unset ${VAR} already explains any later complaint about the same value; say it once.
     env_paths = [issue.path for issue in doc.issues]
     issues = doc.issues + [
@@ -342,7 +373,10 @@ def _build(doc: YamlDocument, resolver: Resolver | None, path: Path | None) -> P
         if not any(_under(issue.path, prefix) for prefix in env_paths if prefix)
     ]
     if issues or spec is None:
-        raise ConfigError(issues)
+        # Order errors next to the warnings about stages whose flow is unknown: they may explain
+        # each other.
+        context = spec.warnings if spec is not None and order_errors else []
+        raise ConfigError(issues + context)
     return spec
 
 

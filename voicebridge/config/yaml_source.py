@@ -213,14 +213,45 @@ class _Converter:
         return None
 
 
+def _plain_problem(problem: str, context: str | None, context_line: int | None) -> str | None:
+    """The YAML parser's problem in a newcomer's words, or None to keep the parser's own."""
+    opened = f" (opened at line {context_line})" if context_line is not None else ""
+    if problem.startswith("expected <block end>, but found"):
+        where = f" at line {context_line}" if context_line is not None else ""
+        return (
+            "bad indentation: this line is indented differently from the lines of the block"
+            f" it belongs to (the block starting{where}); align it with its siblings"
+        )
+    if problem == "mapping values are not allowed here":
+        return (
+            "unexpected ':': the line is indented too far, or a value containing ': ' needs quotes"
+        )
+    if "'\\t'" in problem and "cannot start any token" in problem:
+        return "a tab character: YAML indents with spaces only"
+    if problem == "could not find expected ':'":
+        where = f" after the key at line {context_line}" if context_line is not None else ""
+        return f"expected 'key: value': a ':' is missing{where}, or the indentation is off"
+    if context is not None and "quoted scalar" in context:
+        return f"a quoted string is never closed{opened}"
+    if context is not None and "flow sequence" in context:
+        return f"a '[' list is never closed with ']'{opened}"
+    if context is not None and "flow mapping" in context:
+        return f"a '{{' mapping is never closed with '}}'{opened}"
+    return None
+
+
 def _syntax_issue(source: str, exc: YAMLError) -> ConfigIssue:
     if not isinstance(exc, MarkedYAMLError):
         return ConfigIssue(source, None, None, "", f"invalid YAML: {exc}")
     mark = exc.problem_mark or exc.context_mark
     message = exc.problem or exc.context or "invalid YAML"
     context_mark = exc.context_mark
-    if exc.context and exc.problem and context_mark is not None:
-        message += f" ({exc.context} at line {context_mark.line + 1})"
+    context_line = context_mark.line + 1 if context_mark is not None else None
+    plain = _plain_problem(message, exc.context, context_line) if exc.problem else None
+    if plain is not None:
+        message = plain
+    elif exc.context and exc.problem and context_mark is not None:
+        message += f" ({exc.context} at line {context_line})"
     if type(exc).__name__ == "DuplicateKeyError":
         message = f"duplicate key: {message}"
     if mark is None:
@@ -282,16 +313,21 @@ def load_yaml_file(
     try:
         size = file.stat().st_size
         if not file.is_file():
-            raise ConfigError([ConfigIssue(source, None, None, "", "not a regular file")])
+            what = "a directory" if file.is_dir() else "not a regular file"
+            raise ConfigError(
+                [ConfigIssue(source, None, None, "", f"{what}, not a YAML file", kind="file")]
+            )
         if size > max_bytes:
             raise ConfigError([_size_issue(source, size, max_bytes)])
         with file.open("rb") as handle:
             data = handle.read(max_bytes + 1)  # the file may grow between stat and read
     except FileNotFoundError:
-        raise ConfigError([ConfigIssue(source, None, None, "", "file not found")]) from None
+        raise ConfigError(
+            [ConfigIssue(source, None, None, "", "file not found", kind="file")]
+        ) from None
     except OSError as exc:
         message = f"cannot read file: {exc.strerror or exc}"
-        raise ConfigError([ConfigIssue(source, None, None, "", message)]) from None
+        raise ConfigError([ConfigIssue(source, None, None, "", message, kind="file")]) from None
     if len(data) > max_bytes:
         raise ConfigError([_size_issue(source, len(data), max_bytes)])
     try:

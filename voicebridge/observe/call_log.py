@@ -96,6 +96,7 @@ class CallLog:
                 cleared_pieces=len(event.cleared),
                 heard=bounded(event.heard),
                 reaction_s=None if event.reaction_s is None else round(event.reaction_s, 3),
+                latency_s=event.timing.get("latency_s"),
             )
         else:
             write(event.kind, **{k: bounded(v) for k, v in event.fields().items()})

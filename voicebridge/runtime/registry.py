@@ -6,7 +6,8 @@ Three sources, tried in this order:
   optional dependency (a speech model, a cloud SDK) breaks only the pipelines that need it;
 * entry points in the ``voicebridge.stages`` group, so a separately installed package can add
   stages;
-* ``package.module:Class`` strings, for a stage that lives in the user's own code.
+* ``package.module:Class`` strings, for a stage that lives in the user's own code (it must be
+  importable: on ``PYTHONPATH`` or installed; ``stage_import`` words the failures).
 
 Every failure is a ``StageTypeError`` whose message tells the user what to do next.
 """
@@ -16,13 +17,22 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
+from types import ModuleType
 from typing import Any, NamedTuple, get_args, get_origin
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from voicebridge.runtime.stage import Stage
+from voicebridge.runtime.stage_import import (
+    is_not_found,
+    missing_attribute_message,
+    not_a_stage_message,
+    not_found_message,
+    raised_message,
+)
 
 ENTRY_POINT_GROUP = "voicebridge.stages"
 
@@ -75,6 +85,15 @@ class StageImportError(StageTypeError, ImportError):
     """A stage's module (or one of its dependencies) failed to import."""
 
 
+class MissingExtraError(StageImportError):
+    """A built-in stage needs an optional dependency that is not installed; ``extra`` names
+    the pip extra that installs it."""
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     """Installed entry points of the stage group by name (the first one wins on a clash)."""
     found: dict[str, metadata.EntryPoint] = {}
@@ -85,58 +104,57 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 def _check_stage_class(obj: Any, type_name: str, origin: str) -> type[Stage]:
     if not (isinstance(obj, type) and issubclass(obj, Stage)):
-        raise StageTypeError(
-            f"stage type {type_name!r}: {origin} is {obj!r}, not a subclass of voicebridge.Stage"
-        )
+        raise StageTypeError(f"stage type {type_name!r}: {not_a_stage_message(obj, origin)}")
     return obj
 
 
-def _import_module(module_name: str, type_name: str) -> Any:
+def _import_module(module_name: str, type_name: str, *, ours: bool) -> ModuleType:
+    """Import a stage's module; a user's module (not ``ours``) fails with how to fix it."""
     try:
         return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise StageImportError(
-            f"stage type {type_name!r}: cannot import module {module_name!r}: {exc}"
-        ) from exc
     except Exception as exc:  # a module's top level may raise anything; report it, don't crash
-        raise StageImportError(
-            f"stage type {type_name!r}: importing module {module_name!r} failed: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        if ours:
+            message = f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
+        elif is_not_found(module_name, exc):
+            message = not_found_message(module_name, exc)
+        else:
+            message = raised_message(module_name, exc)
+        raise StageImportError(f"stage type {type_name!r}: {message}") from exc
 
 
-def _load_target(target: str, type_name: str) -> type[Stage]:
+def _load_target(target: str, type_name: str, *, ours: bool = False) -> type[Stage]:
     """Import ``module:Attr.Path`` and check it is a Stage class."""
     module_name, _, attr_path = target.partition(":")
     if not module_name or not attr_path:
         raise StageTypeError(
             f"stage type {type_name!r}: expected 'package.module:Class', got {target!r}"
         )
-    obj = _import_module(module_name, type_name)
+    module = _import_module(module_name, type_name, ours=ours)
+    obj: Any = module
     for attr in attr_path.split("."):
         try:
             obj = getattr(obj, attr)
         except AttributeError:
-            raise StageTypeError(
-                f"stage type {type_name!r}: module {module_name!r} has no attribute {attr_path!r}"
-            ) from None
+            message = missing_attribute_message(module, attr_path, Stage)
+            raise StageTypeError(f"stage type {type_name!r}: {message}") from None
     return _check_stage_class(obj, type_name, target)
 
 
 def _load_builtin(name: str) -> type[Stage]:
     target = BUILTIN_STAGES[name]
     try:
-        return _load_target(target, name)
+        return _load_target(target, name, ours=True)
     except StageImportError as exc:
         extra = BUILTIN_EXTRAS.get(name, "")
         cause = exc.__cause__
         missing = getattr(cause, "name", None) or ""
         ours = missing == "voicebridge" or missing.startswith("voicebridge.")
         if extra and isinstance(cause, ImportError) and not ours:
-            raise StageImportError(
+            raise MissingExtraError(
                 f"stage type {name!r} needs optional dependencies that are not installed "
                 f"({cause}); "
-                f"install them with: pip install 'voicebridge[{extra}]'"
+                f"install them with: pip install 'voicebridge[{extra}]'",
+                extra,
             ) from cause
         raise
 
@@ -216,6 +234,9 @@ class StageDescription:
     role: str
     description: str
     params: list[ParamInfo]
+    # The fields of nested models (a rule, a tool, a retry policy) by parameter path:
+    # "rules" -> the Rule fields, "resilience.breaker" -> the breaker's.
+    nested: dict[str, list[ParamInfo]] = field(default_factory=dict)
 
 
 def _type_str(annotation: Any) -> str:
@@ -230,26 +251,62 @@ def _type_str(annotation: Any) -> str:
 def _default_str(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
+    default = info.default
     if info.default_factory is not None:
         try:
-            return repr(info.default_factory())  # type: ignore[call-arg]
+            default = info.default_factory()  # type: ignore[call-arg]
         except Exception:
             return "<computed>"
-    return repr(info.default)
+    if isinstance(default, BaseModel):
+        return "{...}"  # its fields are listed beneath it
+    return repr(default)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation such as ``Rule``, ``list[Rule]`` or ``Rule | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _params(
+    model: type[BaseModel],
+    nested: dict[str, list[ParamInfo]],
+    prefix: str = "",
+    seen: frozenset[type[BaseModel]] = frozenset(),
+) -> list[ParamInfo]:
+    """The model's fields; those of models inside it go into ``nested`` under their path."""
+    params: list[ParamInfo] = []
+    for name, info in model.model_fields.items():
+        shown = info.alias or name
+        params.append(
+            ParamInfo(
+                name=shown,
+                type=_type_str(info.annotation),
+                default=_default_str(info),
+                description=info.description or "",
+            )
+        )
+        inner = _nested_model(info.annotation)
+        if inner is not None and inner not in seen | {model}:  # a model inside itself stops
+            path = f"{prefix}{shown}"
+            nested[path] = _params(inner, nested, f"{path}.", seen | {model})
+    return params
 
 
 def describe_stage(cls: type[Stage]) -> StageDescription:
     """Name, role, description and parameter table of a stage class."""
-    params = [
-        ParamInfo(
-            name=info.alias or name,
-            type=_type_str(info.annotation),
-            default=_default_str(info),
-            description=info.description or "",
-        )
-        for name, info in cls.Params.model_fields.items()
-    ]
+    nested: dict[str, list[ParamInfo]] = {}
+    params = _params(cls.Params, nested)
     doc = cls.description or (cls.__doc__ or "").strip().split("\n", 1)[0]
     return StageDescription(
-        name=cls.type_name or cls.__name__, role=cls.role, description=doc, params=params
+        name=cls.type_name or cls.__name__,
+        role=cls.role,
+        description=doc,
+        params=params,
+        nested=nested,
     )

@@ -11,6 +11,8 @@ Writing one::
         type_name = "shout"
         role = "processor"
         description = "Upper-cases every agent reply."
+        consumes = (AgentText,)  # so loading a pipeline checks it comes after a dialogue
+        produces = (AgentText,)
 
         class Params(StageParams):
             suffix: str = "!"
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from voicebridge.call.context import CallContext
 from voicebridge.frames import Frame
+from voicebridge.runtime.flow import StageFlow, declared_flow
 
 Emit = Callable[[Frame], Awaitable[None]]
 
@@ -57,6 +60,14 @@ class Stage:
     # task switch per frame: caller audio is 50 frames a second per call, and a dialogue or TTS
     # stage has no use for it. Such frames may overtake frames still queued in this stage.
     passthrough: ClassVar[tuple[type[Frame], ...]] = ()
+    # The frames this stage needs from the stages before it (``consumes``), emits itself
+    # (``produces``) and does not pass on (``drops``). Loading a pipeline walks them to catch
+    # stages in an order that cannot work. None takes the ``role``'s defaults
+    # (voicebridge.runtime.flow.ROLE_FLOWS); a "processor" that declares neither consumes nor
+    # produces is only warned about.
+    consumes: ClassVar[tuple[type[Frame], ...] | None] = None
+    produces: ClassVar[tuple[type[Frame], ...] | None] = None
+    drops: ClassVar[tuple[type[Frame], ...] | None] = None
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         if params is None:
@@ -71,6 +82,14 @@ class Stage:
         self._on_task_error: Callable[[Stage, BaseException], None] | None = None
         # The agent turn this stage is working on right now; barge-in cancels that work.
         self.active_turn: int | None = None
+
+    @classmethod
+    def frame_flow(cls, params: StageParams) -> StageFlow | None:
+        """What the pipeline check assumes this stage does with frames; None: it cannot tell.
+
+        Override it when a parameter changes the flow (the VAD's ``forward_audio``).
+        """
+        return declared_flow(cls.role, cls.consumes, cls.produces, cls.drops)
 
     # --- process-wide set-up ----------------------------------------------------------------
     @classmethod

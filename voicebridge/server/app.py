@@ -31,8 +31,7 @@ from voicebridge.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
 from voicebridge.observe.recording import CallRecorder, EventLogWriter
 from voicebridge.observe.throttle import LogThrottle
-from voicebridge.plivo.answer_xml import dial_xml, stream_xml
-from voicebridge.plivo.formats import StreamFormat
+from voicebridge.plivo.answer_xml import dial_xml
 from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
@@ -49,6 +48,7 @@ from voicebridge.server.security import (
     security_summary,
 )
 from voicebridge.server.stream import handle_stream
+from voicebridge.server.stream_answer import answer_xml
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session
 from voicebridge.telephony.call_control import PlivoCallControl
@@ -72,6 +72,7 @@ def create_app(
     resumes: ResumeRegistry | None = None,
     drain_on_sigterm: bool = False,
     freeze_gc: bool = False,
+    preload: bool = True,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -83,7 +84,8 @@ def create_app(
     permanent generation (``gc.freeze``), so full collections no longer scan the models and
     libraries: without it a collection pauses every call for tens of milliseconds.
     ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
-    on a virtual clock).
+    on a virtual clock). ``preload=False``: the caller has loaded the models already (``serve``
+    does, before uvicorn starts, so a stage that cannot start fails with its own error).
     """
     security = security or SecurityConfig.from_env(settings)
     if resumes is None:
@@ -157,8 +159,6 @@ def create_app(
             on_session(session)
         return session
 
-    stream_format = StreamFormat.from_short(settings.stream.codec, settings.stream.sample_rate)
-
     async def answer(request: Request) -> Response:
         if drainer.draining:  # Plivo then tries the number's fallback answer URL
             log.info("answer_refused", reason="draining")
@@ -180,20 +180,10 @@ def create_app(
             except ValueError:
                 log.warning("answer_refused", reason="no_call_uuid", call_uuid=call_uuid[:64])
                 return PlainTextResponse("CallUUID: required for a stream token", status_code=400)
-        xml = stream_xml(
+        xml = answer_xml(
+            settings.stream,
             stream_url(request, settings.public_url, query),
-            bidirectional=True,
-            keep_call_alive=settings.stream.keep_call_alive,
-            content_type=stream_format.content_type,
-            stream_timeout=settings.stream.stream_timeout_s,
-            status_callback_url=(
-                http_url(request, settings.public_url, "/status")
-                if settings.stream.status_callback
-                else None
-            ),
-            status_callback_method="POST" if settings.stream.status_callback else None,
-            extra_headers=settings.stream.extra_headers or None,
-            noise_cancellation=settings.stream.noise_cancellation or None,
+            http_url(request, settings.public_url, "/status"),
         )
         log.info("answered", call_uuid=call_uuid[:64], method=request.method)
         return Response(xml, media_type="application/xml")
@@ -240,7 +230,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await spec.preload()  # models load at start-up, not on the first call
+        if preload:
+            await spec.preload()  # models load at start-up, not on the first call
+        for warning in spec.warnings:  # what validate printed, for whoever only reads logs
+            log.warning("pipeline_warning", detail=str(warning))
         rest_holder["rest"] = rest_factory() if rest_factory else PlivoRest.from_env()
         log.info(
             "service_ready",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,8 +52,19 @@ def uvicorn_config(app: Starlette, settings: ServiceSettings) -> uvicorn.Config:
     return config
 
 
-def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
+class ServiceStartError(Exception):
+    """The service stopped before it was up; the reason is in the log lines before it."""
+
+
+def serve(
+    settings: ServiceSettings, spec: PipelineSpec, *, listener: socket.socket | None = None
+) -> None:
     """Run the service in the foreground until SIGTERM or Ctrl-C, then exit with status 0.
+
+    ``listener`` is a socket already bound to the service's address (``server.listen``): the
+    port is known to be free before the models load. The models load next, here rather than in
+    the app's start-up, so a stage that cannot start raises its own error
+    (``StageStartError``) instead of a logged traceback.
 
     The first signal drains (``voicebridge.server.drain``): no new calls, live calls finish up
     to ``drain.deadline_s``, the rest get the goodbye line. A second signal stops at once.
@@ -61,7 +73,7 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     if settings.workers > 1:
         serve_workers(settings, spec)
         return
-    app = create_app(settings, spec, freeze_gc=True)
+    app = create_app(settings, spec, freeze_gc=True, preload=False)
     server = uvicorn.Server(uvicorn_config(app, settings))
     # uvicorn would install its own handlers and re-raise the signal after shutting down (exit
     # status -15); an orderly stop is a success for process supervisors.
@@ -75,10 +87,22 @@ def serve(settings: ServiceSettings, spec: PipelineSpec) -> None:
     else:
         factory = get_factory()
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve_until_drained(server, app.state.drainer))
+        runner.run(spec.preload())
+        sockets = [listener] if listener is not None else None
+        if listener is not None:
+            host, port = listener.getsockname()[:2]
+            log.info("service_listening", host=host, port=port)
+        try:
+            runner.run(_serve_until_drained(server, app.state.drainer, sockets))
+        except SystemExit as exc:  # uvicorn exits when its start-up fails
+            if server.started:
+                raise
+            raise ServiceStartError("the service failed to start (see the log above)") from exc
 
 
-async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None:
+async def _serve_until_drained(
+    server: uvicorn.Server, drainer: Drainer, sockets: list[socket.socket] | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     received: list[int] = []
     tasks: list[asyncio.Task[None]] = []
@@ -104,7 +128,7 @@ async def _serve_until_drained(server: uvicorn.Server, drainer: Drainer) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -119,14 +119,7 @@ def _turns(
         played = [s for s, _ in record.played_spans if after - 1e-6 <= s < hi]
         first_played = round(played[0], 3) if played else None
         entries = [heard[t] for t in turn_numbers if t in heard]
-        timing = next(
-            (
-                dict(e.timing)
-                for e in events
-                if isinstance(e, TurnCompleted) and e.turn in turn_numbers
-            ),
-            {},
-        )
+        timing = _timing(events, turn_numbers)
         turns.append(
             TurnReport(
                 index=index,
@@ -148,6 +141,18 @@ def _turns(
             )
         )
     return turns
+
+
+def _timing(events: Sequence[CallEvent], turns: list[int]) -> dict[str, Any]:
+    """The service's own split of a turn's latency: from its completion, or, for a turn the
+    caller cut off, what was measured before the cut (carried by the barge-in)."""
+    for e in events:
+        if isinstance(e, TurnCompleted) and e.turn in turns:
+            return dict(e.timing)
+    for e in events:
+        if isinstance(e, BargeIn) and e.timing.get("turn") in turns:
+            return dict(e.timing)
+    return {}
 
 
 def _checkpoints(record: CallRecord) -> list[CheckpointReport]:

@@ -49,7 +49,8 @@ async def answer_call(
 ) -> AnsweredStream:
     """POST the answer URL like Plivo (CallUUID, From, …) and read its ``<Stream>``.
 
-    Raises httpx.HTTPStatusError for a refused request and ValueError for XML without a stream.
+    Raises httpx.HTTPStatusError for a refused request, httpx.TransportError when the URL
+    cannot be reached, and ValueError for an answer that is not XML with a stream.
     """
     env = os.environ if environ is None else environ
     call_uuid = call_uuid or str(uuid.uuid4())
@@ -59,7 +60,10 @@ async def answer_call(
     async with httpx.AsyncClient(timeout=timeout_s) as client:
         response = await client.post(answer_url, data=params, headers=headers)
     response.raise_for_status()
-    stream = ET.fromstring(response.text).find("Stream")
+    try:
+        stream = ET.fromstring(response.text).find("Stream")
+    except ET.ParseError:
+        raise ValueError(f"{answer_url} answered with something that is not XML") from None
     if stream is None or not (stream.text or "").strip():
         raise ValueError(f"{answer_url} returned no <Stream> element")
     content_type = stream.get("contentType", "audio/x-l16;rate=8000")

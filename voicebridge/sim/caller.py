@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from voicebridge.audio.codec import codec_for
 from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
-from voicebridge.sim.playout import PlayoutModel
+from voicebridge.sim.playout import PlayoutModel, ReceivedPiece
 
 
 @dataclass
@@ -57,6 +57,8 @@ class CallRecord:
     played_spans: list[tuple[float, float]] = field(default_factory=list)
     # checkpoints a clearAudio dropped (Plivo never acknowledges those)
     dropped_checkpoints: list[str] = field(default_factory=list)
+    # the agent's audio piece by piece (up to each checkpoint), and how much of each played
+    pieces: list[ReceivedPiece] = field(default_factory=list)
 
     def sent_by_agent(self, event: str) -> list[WireEvent]:
         return [e for e in self.events if e.direction == "out" and e.message.get("event") == event]
@@ -118,7 +120,7 @@ class PlivoCaller:
         ) as ws:
             receiver = asyncio.get_running_loop().create_task(self._receive(ws))
             try:
-                await self._send(ws, self._start_message())
+                await self._start(ws)
                 await self._stream(ws, caller_audio)
                 await self._linger(ws, tail_s, wait_for_agent_s)
             except ConnectionClosed:
@@ -156,7 +158,7 @@ class PlivoCaller:
         ) as ws:
             receiver = asyncio.get_running_loop().create_task(self._receive(ws))
             try:
-                await self._send(ws, self._start_message())
+                await self._start(ws)
                 await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
                 for pcm in utterances:
                     if self._closed.is_set():
@@ -195,6 +197,7 @@ class PlivoCaller:
             (seg.start_s, len(seg.pcm) / rate) for seg in self.playout.heard
         ]
         self.record.dropped_checkpoints = list(self.playout.dropped_marks)
+        self.record.pieces = list(self.playout.pieces)
 
     async def _wait_for_agent(
         self,
@@ -254,9 +257,35 @@ class PlivoCaller:
             elif self._t - quiet_since >= tail_s:
                 return
 
+    async def _start(self, ws: ClientConnection) -> None:
+        """Send ``start``: the call's clock starts here (time 0), as the service's does."""
+        self._t0 = asyncio.get_running_loop().time()
+        await self._send(ws, self._start_message())
+
+    def _now(self) -> float:
+        """The call time to stamp a message arriving now with. In lockstep it is the stream
+        time; in real time it is how far the clock has moved since the last frame (within the
+        next frame), so agent audio starts playing when it arrives, not back at the last frame
+        boundary, and the checkpoints it answers are never acknowledged early."""
+        if self._t0 is None or self.speed == float("inf"):
+            return self._t
+        elapsed = (asyncio.get_running_loop().time() - self._t0) * self.speed
+        return min(max(elapsed, self._t), self._t + self.frame_ms / 1000.0)
+
     async def _frame(self, ws: ClientConnection, pcm: PCM) -> None:
         if self._probe is not None:
             await self._probe(self)
+        frame_s = self.frame_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        if self._t0 is None:
+            self._t0 = loop.time()
+        if self.speed != float("inf"):
+            # A frame goes out once its 20 ms have passed, as Plivo sends audio it has recorded.
+            # Sent at the start of its 20 ms, the service's clock of caller audio received
+            # would run up to a frame ahead of real time (and of the playout it measures).
+            # Paced on an absolute schedule so sleep overshoot does not accumulate.
+            due = self._t0 + (self._t + frame_s) / self.speed
+            await asyncio.sleep(max(0.0, due - loop.time()))
         payload = self.codec.encode(pcm)
         self._seq += 1
         self.frames_sent += 1
@@ -276,16 +305,8 @@ class PlivoCaller:
             },
             log=False,
         )
-        frame_s = self.frame_ms / 1000.0
-        loop = asyncio.get_running_loop()
-        if self._t0 is None:
-            self._t0 = loop.time()
         if self.speed == float("inf"):
             await asyncio.sleep(0)
-        else:
-            # Paced on an absolute schedule so sleep overshoot does not accumulate.
-            due = self._t0 + (self._t + frame_s) / self.speed
-            await asyncio.sleep(max(0.0, due - loop.time()))
         self._t += frame_s
         if not self.playout.idle:
             self._busy_until = self._t
@@ -308,7 +329,7 @@ class PlivoCaller:
 
     async def _send(self, ws: ClientConnection, message: dict[str, Any], log: bool = True) -> None:
         if log or message.get("event") != "media":
-            self._log(WireEvent(self._t, "in", message))
+            self._log(WireEvent(self._now(), "in", message))
         await ws.send(json.dumps(message))
 
     async def _ack(self, ws: ClientConnection, names: list[str]) -> None:
@@ -353,13 +374,14 @@ class PlivoCaller:
         logged = message
         if event == "playAudio":
             logged = _summarise_play(message)
-        self._log(WireEvent(self._t, "out", logged))
+        now = self._now()
+        self._log(WireEvent(now, "out", logged))
         if event == "playAudio":
-            self._on_play(message)
+            self._on_play(message, now)
         elif event == "checkpoint":
-            await self._ack(ws, self.playout.checkpoint(str(message.get("name", "")), self._t))
+            await self._ack(ws, self.playout.checkpoint(str(message.get("name", "")), now))
         elif event == "clearAudio":
-            self.playout.clear(self._t)
+            self.playout.clear(now)
             await self._send(
                 ws,
                 {"sequenceNumber": 0, "event": "clearedAudio", "streamId": self.record.stream_id},
@@ -369,7 +391,7 @@ class PlivoCaller:
         else:
             self.record.protocol_errors.append(f"unknown event from agent: {event!r}")
 
-    def _on_play(self, message: dict[str, Any]) -> None:
+    def _on_play(self, message: dict[str, Any], now: float) -> None:
         media = message.get("media") or {}
         content_type = media.get("contentType")
         rate = media.get("sampleRate")
@@ -385,8 +407,8 @@ class PlivoCaller:
         except ValueError as exc:
             self.record.protocol_errors.append(f"bad playAudio payload: {exc}")
             return
-        self.playout.play(pcm, self._t)
-        self._last_audio_t = self._t
+        self.playout.play(pcm, now)
+        self._last_audio_t = now
 
     def _log(self, event: WireEvent) -> None:
         self.record.events.append(event)

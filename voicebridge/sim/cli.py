@@ -5,123 +5,182 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
-from urllib.parse import urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
-from websockets.exceptions import InvalidStatus
-
+from voicebridge.cli_errors import CliError, ExitCode
+from voicebridge.cli_parser import (
+    CODEC_HELP,
+    RATE_HELP,
+    command,
+    non_negative_float,
+    positive_float,
+    stream_format,
+)
 from voicebridge.observe.logs import configure_logging
 from voicebridge.plivo.formats import StreamFormat
-from voicebridge.sim.answer import answer_call
-from voicebridge.sim.caller import CallRecord, PlivoCaller
-from voicebridge.sim.report import CallReport
-from voicebridge.sim.simulate import CallerLine
 
-# Per-turn figures printed after each latency ("vad+stt" includes the VAD's silence window).
-_STAGE_FIGURES = (("vad+stt", "stt_s"), ("dialogue", "dialogue_s"), ("tts", "tts_s"))
+if TYPE_CHECKING:  # the simulator loads the whole service: only when a command runs
+    from voicebridge.cli_parser import Subcommands
+    from voicebridge.sim.caller import CallRecord
+    from voicebridge.sim.hearing import Heard
+    from voicebridge.sim.report import CallReport
+    from voicebridge.sim.simulate import CallerLine
 
 # The caller's voice: the offline speaker, pitched down so the two sides sound different.
 CALLER_PITCH_SEMITONES = -2.0
+_OFFLINE = "pip install 'voicebridge[offline]'"
+_OUTPUTS = (("out", "--out"), ("report", "--report"), ("html", "--html"))
 
 
-def add_caller_arguments(p: argparse.ArgumentParser) -> None:
+def add_caller_arguments(p: argparse.ArgumentParser, *, remote: bool) -> None:
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--say", action="append", metavar="TEXT", help="a caller line (repeatable)")
-    what.add_argument("--wav", action="append", metavar="FILE", help="caller audio (repeatable)")
-    p.add_argument("--codec", choices=["mulaw", "l16"], default="l16")
-    p.add_argument("--rate", type=int, choices=[8000, 16000], default=None)
-    p.add_argument("--out", metavar="WAV", help="stereo recording: caller left, agent right")
-    p.add_argument("--report", metavar="JSON", help="full JSON report of the call")
-    p.add_argument("--html", metavar="HTML", help="an HTML report with both waveforms")
-    p.add_argument("--gap", type=float, default=0.8, help="silence that means the agent is done")
-    p.add_argument("--reply-timeout", type=float, default=15.0)
+    what.add_argument(
+        "--say",
+        action="append",
+        metavar="TEXT",
+        help="a caller line, spoken by the offline voice (repeatable; needs voicebridge[offline])",
+    )
+    what.add_argument(
+        "--wav", action="append", metavar="FILE", help="caller audio, a PCM WAV file (repeatable)"
+    )
+    codec_default = "what the answer XML asks for, else l16" if remote else "l16"
+    p.add_argument(
+        "--codec", choices=["mulaw", "l16"], help=f"{CODEC_HELP} (default: {codec_default})"
+    )
+    p.add_argument("--rate", type=int, choices=[8000, 16000], help=RATE_HELP)
+    p.add_argument(
+        "--out", metavar="WAV", help="write a stereo WAV: caller left, agent right (default: none)"
+    )
+    p.add_argument(
+        "--report", metavar="JSON", help="write the full JSON report of the call (default: none)"
+    )
+    p.add_argument(
+        "--html",
+        metavar="HTML",
+        help="write an HTML report with both waveforms on one timeline (default: none)",
+    )
+    p.add_argument(
+        "--gap",
+        type=positive_float,
+        default=0.8,
+        metavar="SECONDS",
+        help="silence after the agent's audio that means its reply is over",
+    )
+    p.add_argument(
+        "--reply-timeout",
+        type=positive_float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long to wait for a reply before saying the next line anyway",
+    )
     p.add_argument(
         "--interrupt-after",
-        type=float,
+        type=non_negative_float,
         metavar="SECONDS",
-        help="barge in: say each next line this long after the reply starts playing",
+        help="barge in: say each next line this long after the reply starts playing "
+        "(default: off, wait for each reply to end)",
     )
-    p.add_argument("--log-level", default="warning", help="service logs shown (default warning)")
+    p.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        default="warning",
+        help="service log lines shown",
+    )
 
 
-def stream_format(args: argparse.Namespace) -> StreamFormat:
-    rate = args.rate or (8000 if args.codec == "mulaw" else 16000)
-    return StreamFormat.from_short(args.codec, rate)
+def _format(args: argparse.Namespace) -> StreamFormat:
+    return stream_format(args.codec or "l16", args.rate)
 
 
-def caller_lines(args: argparse.Namespace, rate: int) -> list[CallerLine]:
-    if args.say:
-        from voicebridge.stages.tts.hibari import synthesize
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written before the call, not after it."""
+    for name, flag in _OUTPUTS:
+        value = getattr(args, name)
+        if not value:
+            continue
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise CliError(ExitCode.FILE, f"{flag} {value}: is a directory; give a file name")
+        if not parent.is_dir():
+            raise CliError(ExitCode.FILE, f"{flag} {value}: folder {str(parent)!r} does not exist")
 
-        return [
-            CallerLine(text, synthesize(text, rate, pitch_semitones=CALLER_PITCH_SEMITONES))
-            for text in args.say
-        ]
+
+def read_wavs(paths: list[str], rate: int) -> list[CallerLine]:
+    from voicebridge.sim.simulate import CallerLine
     from voicebridge.sim.wav import read_wav_mono
 
-    return [CallerLine(None, read_wav_mono(path, rate)) for path in args.wav]
+    lines: list[CallerLine] = []
+    for path in paths:
+        try:
+            lines.append(CallerLine(None, read_wav_mono(path, rate)))
+        except FileNotFoundError:
+            raise CliError(ExitCode.FILE, f"--wav {path}: file not found") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CliError(ExitCode.FILE, f"--wav {path}: cannot read it ({reason})") from None
+        except ValueError as exc:  # the message names the file and the format
+            raise CliError(ExitCode.FILE, f"--wav {exc}") from None
+    return lines
+
+
+def speak_lines(texts: list[str], rate: int) -> list[CallerLine]:
+    """The caller's ``--say`` lines in the offline voice."""
+    from voicebridge.sim.simulate import CallerLine
+
+    try:
+        from voicebridge.stages.tts.hibari import synthesize
+    except ImportError as exc:
+        raise CliError(
+            ExitCode.MISSING_EXTRA,
+            f"--say needs the offline voice ({exc}): {_OFFLINE}, or give the caller's audio "
+            "with --wav FILE",
+        ) from None
+    from voicebridge.stages.offline_models import OfflineModelError
+
+    try:
+        return [
+            CallerLine(text, synthesize(text, rate, pitch_semitones=CALLER_PITCH_SEMITONES))
+            for text in texts
+        ]
+    except OfflineModelError as exc:
+        raise CliError(ExitCode.MISSING_EXTRA, f"--say: {exc}") from None
 
 
 def write_outputs(args: argparse.Namespace, report: CallReport, record: CallRecord) -> None:
     rate = record.fmt.sample_rate
-    if args.out:
-        from voicebridge.sim.wav import write_stereo_wav
+    try:
+        if args.out:
+            from voicebridge.sim.wav import write_stereo_wav
 
-        write_stereo_wav(args.out, record.caller_audio, record.heard_audio, rate)
-    if args.report:
-        report.write_json(args.report)
-    if args.html:
-        from voicebridge.sim.html_report import write_html
+            write_stereo_wav(args.out, record.caller_audio, record.heard_audio, rate)
+        if args.report:
+            report.write_json(args.report)
+        if args.html:
+            from voicebridge.sim.html_report import write_html
 
-        write_html(args.html, report, record.caller_audio, record.heard_audio, rate)
+            write_html(args.html, report, record.caller_audio, record.heard_audio, rate)
+    except OSError as exc:
+        where = exc.filename or "an output file"
+        raise CliError(ExitCode.FILE, f"cannot write {where}: {exc.strerror or exc}") from None
 
 
-def print_summary(report: CallReport) -> None:
-    """A transcript of the call for the terminal."""
-    out = sys.stdout
-    out.write(
-        f"call through {report.pipeline} ({report.codec} {report.sample_rate} Hz, {report.mode}),"
-        f" {report.duration_s:.1f} s\n"
-    )
-    for turn in report.turns:
-        if turn.caller_said or turn.transcript:
-            heard_as = f"  (transcribed: {turn.transcript})" if turn.transcript else ""
-            out.write(f"  caller: {turn.caller_said or '(audio)'}{heard_as}\n")
-        if turn.heard_text or turn.agent_text:
-            flag = " [interrupted]" if turn.interrupted else ""
-            out.write(f"  agent:  {turn.heard_text or ' '.join(turn.agent_text)}{flag}\n")
-        if turn.latency_s is not None:
-            parts = [
-                f"{name} {turn.timing[key] * 1000:.0f}"
-                for name, key in _STAGE_FIGURES
-                if isinstance(turn.timing.get(key), int | float)
-            ]
-            detail = f" ({', '.join(parts)} ms)" if parts else ""
-            out.write(f"          latency {turn.latency_s * 1000:.0f} ms{detail}\n")
-    summary = report.summary()
-    if summary["latency_p50_s"] is not None:
-        out.write(
-            f"turn latency p50 {summary['latency_p50_s'] * 1000:.0f} ms, "
-            f"max {summary['latency_max_s'] * 1000:.0f} ms; "
-        )
-    out.write(
-        f"checkpoints acked {summary['checkpoints_acked']}/{summary['checkpoints_sent']}, "
-        f"barge-ins {summary['barge_ins']}; ended by {report.closed_by or '?'} "
-        f"({report.close_code} {report.close_reason})\n"
-    )
-    for error in report.protocol_errors:
-        out.write(f"  protocol error: {error}\n")
+def _exit_status(report: CallReport) -> int:
+    return int(ExitCode.FAILED if report.protocol_errors else ExitCode.OK)
 
 
 def run_simulate(args: argparse.Namespace, settings: Any) -> int:
     from voicebridge.config import load_pipeline
     from voicebridge.sim.analysis import build_report
     from voicebridge.sim.simulate import simulate_call
+    from voicebridge.sim.summary import print_summary
 
+    fmt = _format(args)
+    check_outputs(args)
+    wavs = read_wavs(args.wav, fmt.sample_rate) if args.wav else []
     spec = load_pipeline(settings.resolve_pipeline_path(), max_bytes=settings.limits.max_yaml_bytes)
-    fmt = stream_format(args)
-    lines = caller_lines(args, fmt.sample_rate)
+    lines = speak_lines(args.say, fmt.sample_rate) if args.say else wavs
 
     async def go() -> CallReport:
         await spec.preload()
@@ -140,78 +199,90 @@ def run_simulate(args: argparse.Namespace, settings: Any) -> int:
         return report
 
     report = asyncio.run(go())
-    print_summary(report)
-    return 0 if not report.protocol_errors else 1
+    print_summary(report, sys.stdout)
+    return _exit_status(report)
 
 
-async def resolve_target(
-    url: str, fmt: StreamFormat | None
-) -> tuple[str, StreamFormat, str | None]:
-    """(stream URL, format, call UUID). A ws(s) URL is used as is; an http(s) URL is asked for
-    its answer XML like Plivo does, and the call must then start with the UUID it was asked for
-    (a service with stream tokens admits only that call)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("ws", "wss"):
-        return url, fmt or StreamFormat.from_short("l16", 16000), None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"call: expected a ws://, wss://, http:// or https:// URL, got {url!r}")
-    answer_url = url if parts.path not in ("", "/") else url.rstrip("/") + "/answer"
+def _hear(record: CallRecord, lines: list[CallerLine]) -> Heard:
+    """What the caller heard the agent say, transcribed from the audio it played."""
+    from voicebridge.sim.hearing import Heard, hear
+
     try:
-        answered = await answer_call(answer_url)
-    except httpx.HTTPStatusError as exc:
-        status, text = exc.response.status_code, exc.response.text.strip()[:200]
-        hint = " (set PLIVO_AUTH_TOKEN to sign like Plivo)" if status == 403 else ""
-        raise ValueError(f"call: {answer_url} answered {status}: {text}{hint}") from None
-    except ValueError as exc:
-        raise ValueError(f"call: {exc}") from None
-    return answered.url, fmt or answered.fmt, answered.call_uuid
+        from voicebridge.stages.stt.whisper import transcribe
+    except ImportError:
+        print(
+            f"note: the agent's replies are not transcribed without the offline model: {_OFFLINE}",
+            file=sys.stderr,
+        )
+        return Heard([], [])
+    return hear(record.pieces, record.fmt.sample_rate, lines, record.utterance_spans, transcribe)
 
 
 def run_call(args: argparse.Namespace) -> int:
     from voicebridge.sim.analysis import report_from_parts
+    from voicebridge.sim.caller import PlivoCaller
+    from voicebridge.sim.remote import place_call, resolve_target
+    from voicebridge.sim.summary import print_summary
 
     configure_logging("auto", args.log_level)
+    explicit = _format(args) if args.rate or args.codec else None
+    check_outputs(args)
+    # Read (and so check) the WAV files before dialling; the answer may ask for another rate.
+    early_rate = explicit.sample_rate if explicit is not None else 16000
+    wavs = read_wavs(args.wav, early_rate) if args.wav else []
 
     async def go() -> CallReport:
-        explicit = stream_format(args) if args.rate or args.codec != "l16" else None
         ws_url, fmt, call_uuid = await resolve_target(args.url, explicit)
-        lines = caller_lines(args, fmt.sample_rate)
+        if args.say:
+            lines = speak_lines(args.say, fmt.sample_rate)
+        elif fmt.sample_rate != early_rate:
+            lines = read_wavs(args.wav, fmt.sample_rate)
+        else:
+            lines = wavs
         caller = PlivoCaller(ws_url, fmt, speed=1.0, call_id=call_uuid)
-        try:
-            record = await caller.run_turns(
-                [line.pcm for line in lines],
-                gap_s=args.gap,
-                reply_timeout_s=args.reply_timeout,
-                interrupt_after_s=args.interrupt_after,
-            )
-        except InvalidStatus as exc:  # e.g. a ws:// URL without the stream token
-            body = exc.response.body.decode(errors="replace").strip()[:200]
-            where = ws_url.split("?", 1)[0]
-            raise ValueError(
-                f"call: {where} refused the WebSocket ({exc.response.status_code}: {body})"
-            ) from None
+        record = await place_call(
+            caller,
+            [line.pcm for line in lines],
+            gap_s=args.gap,
+            reply_timeout_s=args.reply_timeout,
+            interrupt_after_s=args.interrupt_after,
+        )
+        heard = await asyncio.to_thread(_hear, record, lines)
         report = report_from_parts(
-            pipeline=ws_url.split("?", 1)[0], record=record, lines=lines, mode="realtime"
+            pipeline=ws_url.split("?", 1)[0],
+            record=record,
+            lines=lines,
+            mode="realtime",
+            events=heard.events,
+            history=heard.history,
         )
         write_outputs(args, report, record)
         return report
 
     report = asyncio.run(go())
-    print_summary(report)
-    return 0 if not report.protocol_errors else 1
+    print_summary(report, sys.stdout)
+    return _exit_status(report)
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("simulate", help="simulate a call against a pipeline (no phone needed)")
-    p.add_argument("pipeline", nargs="?", help="pipeline YAML (default: the configured one)")
-    add_caller_arguments(p)
-    p.add_argument("--fast", action="store_true", help="virtual time: as fast as computing allows")
-    p.add_argument("--config", help="service settings YAML")
+def add_commands(sub: Subcommands) -> None:
+    p = command(sub, "simulate", "simulate a call against a pipeline (no phone needed)")
+    p.add_argument(
+        "pipeline",
+        nargs="?",
+        help="pipeline YAML (default: the settings' pipeline, pipelines/offline.yaml)",
+    )
+    add_caller_arguments(p, remote=False)
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="virtual time: as fast as computing allows (default: real time)",
+    )
+    p.add_argument("--config", help="service settings YAML (default: configs/service.yaml)")
     p.set_defaults(handler=_simulate)
 
-    p = sub.add_parser("call", help="call a running voicebridge (or any Plivo-protocol server)")
+    p = command(sub, "call", "call a running voicebridge (or any Plivo-protocol server)")
     p.add_argument("url", help="its http(s) base URL (answer XML is fetched) or its ws(s) URL")
-    add_caller_arguments(p)
+    add_caller_arguments(p, remote=True)
     p.set_defaults(handler=run_call)
 
 

@@ -19,7 +19,31 @@ from voicebridge.frames import PCM
 @dataclass(slots=True)
 class _Audio:
     pcm: PCM
+    piece: int  # index in ``PlayoutModel.pieces``
     offset: int = 0  # samples of it already played
+
+
+@dataclass
+class ReceivedPiece:
+    """The agent audio up to one ``checkpoint``: one piece of a reply as the caller got it.
+
+    ``heard_samples`` of it played before any ``clearAudio`` (audio plays in order, so that is
+    its beginning); ``name`` is the checkpoint that closed it (None while open or if a clear
+    came first)."""
+
+    arrived_s: float
+    chunks: list[PCM] = field(default_factory=list)
+    name: str | None = None
+    heard_samples: int = 0
+    cleared: bool = False  # a clear dropped part of it
+
+    @property
+    def pcm(self) -> PCM:
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(c) for c in self.chunks)
 
 
 @dataclass(slots=True)
@@ -43,20 +67,29 @@ class PlayoutModel:
     _queue: deque[_Audio | _Mark] = field(default_factory=deque)
     _time: float = 0.0
     heard: list[HeardSegment] = field(default_factory=list)
+    pieces: list[ReceivedPiece] = field(default_factory=list)
     dropped_marks: list[str] = field(default_factory=list)
     dropped_samples: int = 0
     _due: list[str] = field(default_factory=list)  # acks reached but not yet handed out
+    _open: ReceivedPiece | None = None  # the piece new audio belongs to
 
     def play(self, pcm: PCM, now: float) -> None:
         """A ``playAudio`` arrived."""
         self._due.extend(self._play_until(now))
         if len(pcm):
-            self._queue.append(_Audio(pcm))
+            if self._open is None:
+                self._open = ReceivedPiece(now)
+                self.pieces.append(self._open)
+            self._open.chunks.append(pcm)
+            self._queue.append(_Audio(pcm, len(self.pieces) - 1))
 
     def checkpoint(self, name: str, now: float) -> list[str]:
         """A ``checkpoint`` arrived; returns every ack now due (this one too if nothing was
         queued before it)."""
         self._due.extend(self._play_until(now))
+        if self._open is not None:
+            self._open.name = name
+            self._open = None
         self._queue.append(_Mark(name))
         self._due.extend(self._acks())
         return self._take_due()
@@ -71,7 +104,9 @@ class PlayoutModel:
                 dropped.append(item.name)
             else:
                 self.dropped_samples += len(item.pcm) - item.offset
+                self.pieces[item.piece].cleared = True
         self._queue.clear()
+        self._open = None
         self.dropped_marks.extend(dropped)
         return dropped
 
@@ -98,6 +133,7 @@ class PlayoutModel:
                 break
             take = min(remaining, budget)
             self.heard.append(HeardSegment(self._time, head.pcm[head.offset : head.offset + take]))
+            self.pieces[head.piece].heard_samples += take
             head.offset += take
             self._time += take / self.rate
             if head.offset >= len(head.pcm):

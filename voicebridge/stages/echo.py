@@ -22,6 +22,10 @@ class EchoParams(StageParams):
 class Echo(Stage):
     type_name = "echo"
     role = "dialogue"
+    # Speech to speech: utterances in, agent audio out, no text in between.
+    consumes = (SpeechEnded,)
+    produces = (AgentAudio,)
+    drops = (AudioIn,)
     description = "Plays back each caller utterance when it ends (line test; no model needed)."
     Params = EchoParams
 

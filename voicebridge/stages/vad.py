@@ -9,6 +9,7 @@ on unchanged for streaming transcribers.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ from voicebridge.frames import (
     SpeechPaused,
     SpeechStarted,
 )
+from voicebridge.runtime.flow import StageFlow
 from voicebridge.runtime.stage import Stage, StageParams
 
 
@@ -48,6 +50,13 @@ class Vad(Stage):
     role = "vad"
     description = "Detects caller speech onset and end with WebRTC VAD; keeps a pre-roll."
     Params = VadParams
+
+    @classmethod
+    def frame_flow(cls, params: StageParams) -> StageFlow | None:
+        flow = super().frame_flow(params)
+        if flow is None or not isinstance(params, VadParams) or params.forward_audio:
+            return flow
+        return replace(flow, drops=(AudioIn,), drop_hint="set its `forward_audio: true`")
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)

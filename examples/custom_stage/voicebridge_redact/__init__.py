@@ -29,6 +29,10 @@ class RedactDigitsParams(StageParams):
 class RedactDigits(Stage):
     type_name = "redact_digits"
     role = "processor"
+    # What it needs from the stages before it and what it emits: loading a pipeline checks
+    # that a transcriber comes before it (docs/custom-stages.md).
+    consumes = (Transcript,)
+    produces = (Transcript,)
     description = "Masks long runs of digits in transcripts before the dialogue sees them."
     Params = RedactDigitsParams
 

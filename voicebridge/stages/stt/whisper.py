@@ -188,6 +188,14 @@ def _options(p: WhisperParams) -> dict[str, Any]:
     }
 
 
+def transcribe(pcm: PCM, rate: int, *, language: str | None = "en") -> str:
+    """The words in ``pcm`` with the bundled model ("" for no speech). Blocking: loads the
+    model on first use. For tools (the simulated caller listening to the agent), not calls."""
+    params = WhisperParams(language=language)
+    result = _transcribe(_model_key(params), pcm, rate, _options(params))
+    return result.text if result is not None else ""
+
+
 # --- the stage --------------------------------------------------------------------------------
 
 
