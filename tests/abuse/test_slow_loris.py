@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -49,14 +50,33 @@ async def _close_writers() -> AsyncIterator[None]:
     _WRITERS.clear()
 
 
-async def dribble(writer: asyncio.StreamWriter, stop: asyncio.Event) -> None:
-    """One body byte at a time, until the server closes the connection."""
-    with contextlib.suppress(ConnectionError):
-        while not stop.is_set() and not writer.is_closing():
-            writer.write(b"a")
-            await writer.drain()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.05)
+class Dribbler:
+    """A request whose body comes one byte every 50 ms. Reading and writing are separate on a
+    raw socket, and the writing stops as soon as the server's answer starts: a write after the
+    server has closed would fail (EPIPE) and, through a StreamReader, take the answer with it."""
+
+    def __init__(self, service: RunningService) -> None:
+        self.sock = socket.create_connection((service.host, service.port))
+        self.sock.setblocking(False)
+        self.answered = asyncio.Event()
+
+    async def dribble(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):
+            await loop.sock_sendall(self.sock, BODY_HEAD)
+            while not stop.is_set() and not self.answered.is_set():
+                await loop.sock_sendall(self.sock, b"a")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.answered.wait(), 0.05)
+
+    async def answer(self) -> bytes:
+        """Everything the server sends until it closes; fails if it never closes."""
+        loop = asyncio.get_running_loop()
+        chunks: list[bytes] = []
+        while chunk := await asyncio.wait_for(loop.sock_recv(self.sock, 4096), WAIT_S):
+            self.answered.set()
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_call(
@@ -64,17 +84,17 @@ async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_ca
 ) -> None:
     async with abuse_service(http={"header_timeout_s": 0.5, "body_timeout_s": 0.5}) as service:
         loris = [await open_partial(service, PARTIAL_HEAD) for _ in range(100)]
-        reader, writer = await asyncio.open_connection(service.host, service.port)
-        writer.write(BODY_HEAD)
+        body = Dribbler(service)
         stop = asyncio.Event()
-        dribbler = asyncio.create_task(dribble(writer, stop))
+        dribbling = asyncio.create_task(body.dribble(stop))
+        body_answer_task = asyncio.create_task(body.answer())
 
         await normal_call(service)  # the service still answers and streams
         answers = await asyncio.gather(*(server_answer(r) for r in loris))
-        body_answer = await server_answer(reader)
+        body_answer = await body_answer_task
         stop.set()
-        await dribbler
-        writer.close()
+        await dribbling
+        body.sock.close()
 
     # 32 per address may be incomplete at once (the default): older ones made room for newer
     # ones (503); the rest ran into the header deadline (408). None stayed open.
