@@ -88,6 +88,16 @@ def checkpoint_name(turn: int, index: int) -> str:
     return f"turn-{turn}/piece-{index}"
 
 
+def checkpoint_turn(name: str) -> int | None:
+    """The turn number in a name :func:`checkpoint_name` made; None for any other name (a
+    Plivo-protocol server that is not voicebridge names its checkpoints as it likes)."""
+    head, sep, piece = name.partition("/piece-")
+    if not sep or not head.startswith("turn-") or not piece.isdigit():
+        return None
+    number = head.removeprefix("turn-")
+    return int(number) if number.isdigit() else None
+
+
 class PlaybackLedger:
     """Tracks every piece sent to Plivo and settles it as played, cleared or expired."""
 
