@@ -29,6 +29,8 @@ from voicebridge.sim.report import CallReport
 from voicebridge.sim.signals import speech_like
 from voicebridge.sim.simulate import CallerLine, simulate_call
 
+from .synthetic import synthetic_call
+
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is not installed (pip install -e .[dev])"
 )
@@ -316,3 +318,37 @@ def test_no_console_errors(opened: Opened) -> None:
     head = opened.page.locator("#playhead")
     assert head.is_visible()
     assert opened.errors == []
+
+
+@pytest.fixture(scope="module")
+def long_call_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twenty minutes, a turn every 6 s and a barge-in every 18 s: too much to label whole."""
+    path = tmp_path_factory.mktemp("long") / "call.html"
+    report, caller, heard = synthetic_call(1200.0)
+    write_html(path, report, caller, heard, RATE)
+    return path
+
+
+def test_a_long_call_folds_labels_instead_of_growing(context: Any, long_call_page: Path) -> None:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(long_call_page.as_uri())
+    page.wait_for_function("!document.getElementById('tl-tools').hidden")
+    width = page.viewport_size["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    heights = page.evaluate(
+        "Array.from(document.querySelectorAll('.lane-body.packed'), b => b.offsetHeight)"
+    )
+    assert max(heights) <= 900 / 2 + 20  # half the window at most, however long the call
+    assert page.locator("#dense-note").is_visible()
+    assert overlaps(page.evaluate(BOXES, "#tl .pk:not(.folded)")) == []
+    # A folded label opens in full on a click, over the others.
+    folded = page.locator("#lane-agent-text .folded").nth(40)
+    text = folded.get_attribute("title") or ""
+    folded.dispatch_event("click")  # folded ticks touch: a person clicks the top one
+    opened = page.locator("#lane-agent-text .pk.open")
+    assert opened.count() == 1 and opened.is_visible()
+    assert text.endswith(opened.locator(".txt").inner_text())
+    assert errors == []
+    page.close()

@@ -70,6 +70,13 @@ border-bottom:7px solid #0f766e;border-top:0}
 .pk{position:absolute;top:2px;z-index:3;display:block;font-size:12px;line-height:1.3;cursor:help;
 max-width:min(340px,100%);white-space:normal;overflow-wrap:anywhere}
 .pk .txt,.ev{background:rgba(255,255,255,.88);border-radius:2px}
+.dense.text>.pk:not(.open){white-space:nowrap;overflow:hidden;text-overflow:ellipsis;
+max-width:min(200px,100%);cursor:pointer}
+.dense.text>.pk:not(.open) .txt{display:inline}
+.dense>.pk.open{z-index:5;box-shadow:0 1px 4px rgba(0,0,0,.25);cursor:pointer}
+.pk.folded{width:3px;height:9px;margin-left:-1px;padding:0;border:0;border-radius:1px;
+background:#94a3b8;overflow:hidden;cursor:pointer}
+.pk.folded>*{display:none}
 .pk .bar{display:block}
 .pk:hover{z-index:4;filter:brightness(.85)}
 .utt .bar{height:7px;min-width:2px;background:#bfdbfe;border-left:2px solid #2563eb;
@@ -149,7 +156,7 @@ body{padding:12px 10px 32px}
 .tl{--name-w:0px}
 .tl-lane{flex-direction:column}
 .lane-name{flex:none;align-self:flex-start;flex-direction:row;align-items:baseline;gap:6px;
-padding:3px 0 1px;font-size:11px;background:none}
+padding:3px 4px 1px 0;font-size:11px;background:rgba(255,255,255,.92)}
 .lane-axis .lane-name{display:none}
 .lane-body.wave{height:60px}
 .msg{max-width:92%}
@@ -173,15 +180,32 @@ SCRIPT: Final = """
   const base = parseFloat(tl.dataset.tickBase) || 1;
   const steps = tl.dataset.tickSteps.split(" ").map(Number)
     .filter((s) => s >= base && Math.abs(s / base - Math.round(s / base)) < 1e-6);
-  const GAP_X = 8, GAP_Y = 3, TICK_PX = 64, MAX_ZOOM = 64;
+  const GAP_X = 8, GAP_Y = 3, TICK_PX = 64, MAX_ZOOM = 64, DENSE_PX = 240;
   const lanes = Array.from(tl.querySelectorAll(".lane-body.packed"));
   const ticks = Array.from(tl.querySelectorAll("[data-tick]"));
   const plot = () => tl.querySelector(".lane-body").getBoundingClientRect().width;
+  const denseNote = document.getElementById("dense-note");
   let zoom = 1, laidOut = -1;
 
+  // A lane taller than its budget (half the window for text) at this width, as a long call seen
+  // whole makes it, turns dense: text labels take one line each, and labels that still find no
+  // row within the budget fold to a tick. Hover shows any label's full text; a click opens it
+  // (zooming in unfolds them all).
   function pack(body, w) {
+    body.classList.remove("dense");
+    const budget = Math.max(DENSE_PX, window.innerHeight / 2);
+    const limit = body.classList.contains("text") ? budget : budget / 2;
+    if (packOnce(body, w, Infinity) > limit) {
+      body.classList.add("dense");
+      packOnce(body, w, limit);
+    }
+    denseNote.hidden = !lanes.some((lane) => lane.querySelector(".folded"));
+  }
+
+  function packOnce(body, w, limit) {
     const items = Array.from(body.children).filter((el) => el.classList.contains("pk"));
     for (const el of items) {
+      el.classList.remove("folded");
       el.style.left = "0px";
       el.style.top = "0px";
       el.style.width = "";
@@ -209,17 +233,27 @@ SCRIPT: Final = """
           if (top < b.b + GAP_Y && b.t < top + bh + GAP_Y) { top = b.b + GAP_Y; moved = true; }
         }
       }
+      if (top + bh > limit && !el.classList.contains("open")) return null;
       placed.push({ l: left, r: left + bw, t: top, b: top + bh });
       bottom = Math.max(bottom, top + bh);
       return [left, top];
     });
+    const folded = spots.some((spot) => spot === null);
+    const strip = Math.max(bottom, Math.min(limit, bottom)) + 4;
     items.forEach((el, i) => {
+      if (spots[i] === null) {
+        el.classList.add("folded");
+        el.style.left = (el.dataset.t0 / dur * w) + "px";
+        el.style.top = strip + "px";
+        return;
+      }
       // The width it was measured at: placed further right it would shrink and wrap anew.
       el.style.width = sizes[i][0] + "px";
       el.style.left = spots[i][0] + "px";
       el.style.top = spots[i][1] + "px";
     });
-    body.style.height = Math.ceil(bottom + 4) + "px";
+    body.style.height = Math.ceil(folded ? strip + 12 : bottom + 4) + "px";
+    return bottom;
   }
 
   function axis(w) {
@@ -266,8 +300,7 @@ SCRIPT: Final = """
 
   const players = Array.from(document.querySelectorAll("audio.track"));
   const head = document.getElementById("playhead");
-  if (!players.length || !head) return;
-  let active = players[0], frame = 0;
+  let active = players[0] || null, frame = 0;
   const draw = () => {
     head.hidden = false;
     head.style.left = Math.min(100, active.currentTime / dur * 100) + "%";
@@ -276,18 +309,26 @@ SCRIPT: Final = """
     draw();
     frame = active.paused ? 0 : requestAnimationFrame(follow);
   };
-  for (const audio of players) {
-    audio.addEventListener("play", () => {
-      for (const other of players) if (other !== audio) other.pause();
-      active = audio;
-      if (!frame) frame = requestAnimationFrame(follow);
-    });
-    for (const name of ["timeupdate", "seeked"]) {
-      audio.addEventListener(name, () => { if (audio === active) draw(); });
+  if (head) {
+    for (const audio of players) {
+      audio.addEventListener("play", () => {
+        for (const other of players) if (other !== audio) other.pause();
+        active = audio;
+        if (!frame) frame = requestAnimationFrame(follow);
+      });
+      for (const name of ["timeupdate", "seeked"]) {
+        audio.addEventListener(name, () => { if (audio === active) draw(); });
+      }
     }
   }
   tl.addEventListener("click", (ev) => {
-    if (ev.target.closest(".pk, .lane-name")) return;
+    const label = ev.target.closest(".dense > .pk");
+    if (label) {
+      label.classList.toggle("open");
+      pack(label.parentElement, plot());
+      return;
+    }
+    if (!active || !head || ev.target.closest(".pk, .lane-name")) return;
     const box = tl.querySelector(".lane-body").getBoundingClientRect();
     const at = (ev.clientX - box.left) / box.width;
     if (at < 0 || at > 1) return;

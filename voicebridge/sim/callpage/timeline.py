@@ -86,7 +86,7 @@ class Timeline:
         events, lines = self._events()
         lanes = [
             self._lane("axis", "time", self._ticks(), "axis"),
-            self._lane("caller-text", "caller said", self._caller_speech(), "packed"),
+            self._lane("caller-text", "caller said", self._caller_speech(), "packed text"),
             self._lane(
                 "caller",
                 "caller",
@@ -95,7 +95,7 @@ class Timeline:
                 waves.caller_peak_dbfs,
             ),
             self._lane("latency", "latency", self._latencies(), "packed"),
-            self._lane("agent-text", "agent said", self._agent_text(), "packed"),
+            self._lane("agent-text", "agent said", self._agent_text(), "packed text"),
             self._lane("checkpoints", "checkpoints", self._checkpoints(), "packed"),
             self._lane(
                 "heard",
@@ -117,7 +117,9 @@ class Timeline:
             '<button type="button" data-zoom="out" aria-label="zoom out">\u2212</button>'
             '<button type="button" data-zoom="fit">fit</button>'
             '<button type="button" data-zoom="in" aria-label="zoom in">+</button>'
-            '<span class="zoom-level" id="zoom-level">whole call</span></div>'
+            '<span class="zoom-level" id="zoom-level">whole call</span>'
+            '<span class="dense-note" id="dense-note" hidden>\u00b7 grey ticks are labels '
+            "folded for room: zoom in, or click one</span></div>"
             '<div class="tl-scroll" id="tl-scroll">'
             f'<div class="tl" id="tl" data-duration="{_num(self.duration)}" '
             f'data-tick-base="{tick_base(self.duration):g}" data-tick-steps="{steps}">'
