@@ -1,4 +1,10 @@
-from voicebridge.call.ledger import PieceState, PlaybackLedger, words_heard
+from voicebridge.call.ledger import (
+    PieceState,
+    PlaybackLedger,
+    checkpoint_name,
+    checkpoint_turn,
+    words_heard,
+)
 
 
 def ledger_with_two_pieces() -> PlaybackLedger:
@@ -12,6 +18,12 @@ def test_checkpoint_names_follow_turn_and_piece() -> None:
     ledger = ledger_with_two_pieces()
     assert [p.name for p in ledger.pending] == ["turn-1/piece-1", "turn-1/piece-2"]
     assert [p.starts_at for p in ledger.pending] == [0.0, 1.0]  # played back to back
+
+
+def test_the_turn_is_read_back_from_a_checkpoint_name() -> None:
+    assert checkpoint_turn(checkpoint_name(12, 3)) == 12
+    for other in ("", "turn-x/piece-1", "turn-1", "turn-1/piece-", "mark-7", "turn--1/piece-2"):
+        assert checkpoint_turn(other) is None, other
 
 
 def test_ack_settles_piece_and_earlier_ones_in_order() -> None:

@@ -42,6 +42,9 @@ async def test_two_turn_offline_conversation(  # type: ignore[no-untyped-def]
 
     assert report.protocol_errors == []
     greeting, hours, goodbye = report.turns
+    # Each row carries the call's own turn numbers, those in its checkpoints' names.
+    assert [t.agent_turns for t in report.turns] == [[1], [2], [3]]
+    assert {c.name.split("/")[0] for c in report.checkpoints} == {"turn-1", "turn-2", "turn-3"}
     assert greeting.caller_said is None and "Harbor Street Bakery" in greeting.heard_text
     assert hours.transcript is not None and "open tomorrow" in hours.transcript.lower()
     assert "seven in the morning" in hours.heard_text
@@ -71,7 +74,8 @@ async def test_html_report_shows_the_call(offline_spec) -> None:  # type: ignore
     assert 'id="lane-caller"' in html and 'id="lane-heard"' in html
     assert "Where are you located?" in html
     assert "42 Harbor Street" in html
-    assert html.count('class="m m-checkpoint') >= 3
+    assert html.count('data-kind="checkpoint"') >= 3
+    assert html.count("<audio") == 3
 
 
 def test_simulate_cli_writes_wav_json_and_html(

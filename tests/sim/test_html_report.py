@@ -1,102 +1,29 @@
-"""The HTML call report: self-contained, escaped, well-formed, and small."""
+"""The HTML call page as written: self-contained, escaped, well-formed, small, and numbered
+the call's way. How it lays out in a browser is tests/sim/test_call_page_browser.py."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
+import io
+import math
 import re
+import wave
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 
-from voicebridge.frames import PCM
+from voicebridge.sim.callpage.assets import SCRIPT
+from voicebridge.sim.callpage.audio import embed_audio
+from voicebridge.sim.callpage.text import dbfs
 from voicebridge.sim.html_report import render_html, write_html
-from voicebridge.sim.report import CallReport, CheckpointReport, MarkerEvent, TurnReport
-from voicebridge.sim.signals import speech_like
+from voicebridge.sim.report import CallReport, MarkerEvent
 
-RATE = 8000
-EVIL = "<script>alert(1)</script>"
+from .synthetic import EVIL, RATE, synthetic_call
+
 VOID = {"meta", "br", "hr", "img", "input", "link", "wbr", "col", "area", "base", "source"}
-
-
-def synthetic_call(duration_s: float = 60.0, *, evil: bool = False) -> tuple[CallReport, PCM, PCM]:
-    """A call with a turn every 6 s: 1.5 s of caller speech, an answer after ~0.8 s, a barge-in
-    and clear in every third turn."""
-    n = round(duration_s * RATE)
-    caller = np.zeros(n, np.int16)
-    heard = np.zeros(n, np.int16)
-    turns: list[TurnReport] = []
-    markers: list[MarkerEvent] = []
-    checkpoints: list[CheckpointReport] = []
-    history: list[dict[str, object]] = []
-    for i, start in enumerate(np.arange(0.5, duration_s - 4.0, 6.0)):
-        start = float(start)
-        end = start + 1.5
-        s0 = round(start * RATE)
-        caller[s0 : s0 + round(1.5 * RATE)] = speech_like(1.5, RATE)
-        said = f"caller line {i} & <b>more</b>"
-        transcript = EVIL if evil and i == 1 else f"caller line {i} & <b>more</b> heard"
-        played = end + 0.8
-        interrupted = i % 3 == 2
-        reply_s = 1.2 if interrupted else 2.5
-        p0 = round(played * RATE)
-        heard[p0 : p0 + round(reply_s * RATE)] = speech_like(reply_s, RATE, f0=210.0) // 2
-        texts = [f"Agent reply {i}, part one.", f"And part <two> of reply {i}."]
-        turns.append(
-            TurnReport(
-                i,
-                said,
-                start,
-                end,
-                transcript,
-                texts,
-                texts[0],
-                played - 0.1,
-                played,
-                played - end,
-                interrupted,
-            )
-        )
-        markers += [
-            MarkerEvent(start, "caller_speech_start", ""),
-            MarkerEvent(end, "caller_speech_end", ""),
-            MarkerEvent(end + 0.3, "transcript", transcript),
-            MarkerEvent(end + 0.5, "agent_text", texts[0]),
-            MarkerEvent(end + 0.7, "agent_text", texts[1]),
-            MarkerEvent(played, "played", f"turn {i}"),
-        ]
-        checkpoints.append(CheckpointReport(f"t{i}-0", end + 0.6, played + 1.0, False))
-        if interrupted:
-            checkpoints.append(CheckpointReport(f"t{i}-1", end + 0.8, None, True))
-            markers += [
-                MarkerEvent(played + 1.2, "barge_in", f"turn {i}"),
-                MarkerEvent(played + 1.25, "clear", ""),
-            ]
-        else:
-            checkpoints.append(CheckpointReport(f"t{i}-1", end + 0.8, played + 2.5, False))
-        history += [
-            {"role": "caller", "text": transcript, "turn": i, "interrupted": False},
-            {"role": "agent", "text": texts[0], "turn": i, "interrupted": interrupted},
-        ]
-    markers += [MarkerEvent(duration_s / 2, "dtmf", "5"), MarkerEvent(duration_s, "close", "1000")]
-    markers.sort(key=lambda m: m.t)
-    report = CallReport(
-        pipeline="demo <pipe>",
-        codec="audio/x-mulaw",
-        sample_rate=RATE,
-        mode="fast",
-        duration_s=duration_s,
-        turns=turns,
-        checkpoints=checkpoints,
-        markers=markers,
-        history=history,
-        events=[{"t": 0.0, "event": "start"}],
-        barge_ins=[{"t": m.t} for m in markers if m.kind == "barge_in"],
-        closed_by="caller",
-        close_code=1000,
-        close_reason="call ended",
-    )
-    return report, caller, heard
 
 
 class _Checker(HTMLParser):
@@ -112,15 +39,24 @@ class _Checker(HTMLParser):
         self.text: list[str] = []
         self.titles: list[str] = []
         self.tags: set[str] = set()
+        self.kinds: list[str] = []
+        self.sources: list[str] = []
 
     def _attrs(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.add(tag)
         for name, value in attrs:
-            self.attr_values.append(value or "")
+            if name != "title":  # tooltips hold call text, and load nothing
+                self.attr_values.append(value or "")
             if name == "id" and value:
                 self.ids.add(value)
             if name == "class" and value:
                 self.classes.update(value.split())
+            if name == "title" and value:
+                self.titles.append(value)
+            if name == "data-kind" and value:
+                self.kinds.append(value)
+            if name == "src" and value:
+                self.sources.append(value)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self._attrs(tag, attrs)
@@ -137,15 +73,8 @@ class _Checker(HTMLParser):
         self.stack.pop()
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
-        if self.stack and self.stack[-1] == "title":
-            self.titles.append(data)
-
-
-def _svg_width(page: str) -> int:
-    found = re.search(r'<svg id="timeline"[^>]* width="(\d+)"', page)
-    assert found is not None
-    return int(found.group(1))
+        if not self.stack or self.stack[-1] not in ("script", "style"):
+            self.text.append(data)
 
 
 def _parse(page: str) -> _Checker:
@@ -162,21 +91,76 @@ def test_well_formed_with_both_lanes_and_markers() -> None:
     checker = _parse(page)
     assert checker.errors == []
     assert checker.stack == []
-    assert {"timeline", "lane-caller", "lane-heard"} <= checker.ids
+    assert {"tl", "lane-caller", "lane-heard", "legend", "players", "playhead"} <= checker.ids
     assert {
-        "m-clear",
-        "m-barge-in",
-        "m-checkpoint",
-        "cleared",
-        "m-latency",
-        "m-close",
-        "m-dtmf",
-        "m-transcript-span",
-        "m-agent-text",
-    } <= checker.classes
-    assert {"svg", "polygon", "table"} <= checker.tags
+        "clear",
+        "barge-in",
+        "checkpoint",
+        "checkpoint-cleared",
+        "latency",
+        "close",
+        "dtmf",
+        "caller-speech",
+        "agent-text",
+        "played",
+        "transcript",
+    } <= set(checker.kinds)
+    assert {"svg", "polygon", "table", "audio"} <= checker.tags
     assert {"msg", "caller", "agent", "cut"} <= checker.classes  # history bubbles
-    assert page.count('class="m m-clear') == sum(m.kind == "clear" for m in report.markers)
+    clears = sum(m.kind == "clear" for m in report.markers)
+    assert page.count('class="pk ev clear"') == page.count('class="vl clear"') == clears
+
+
+def test_every_kind_drawn_is_in_the_legend() -> None:
+    report, caller, heard = synthetic_call(20.0)
+    report.markers.append(MarkerEvent(3.0, "something_new", "x"))
+    page = render_html(report, caller, heard, RATE)
+    timeline, legend = page.split('id="legend"', 1)
+    drawn = set(re.findall(r'data-kind="([^"]+)"', timeline))
+    explained = set(re.findall(r'data-kind="([^"]+)"', legend))
+    assert {"played", "transcript", "other", "end", "playhead"} <= drawn
+    assert drawn <= explained
+
+
+def test_positions_are_shares_of_the_call() -> None:
+    """The timeline fits any width: every mark sits at its share of the call, in percent."""
+    report, caller, heard = synthetic_call(20.0)
+    page = render_html(report, caller, heard, RATE)
+    found = re.search(r'id="tl" data-duration="([\d.]+)"', page)
+    assert found is not None and float(found.group(1)) == 20.0
+    (dtmf,) = [m for m in report.markers if m.kind == "dtmf"]
+    assert f'data-t0="{dtmf.t:g}" style="left:{dtmf.t / 20 * 100:g}%"' in page
+    assert "width=" not in page.split('id="tl"', 1)[1].split("</svg>", 1)[0]  # no fixed pixels
+
+
+def test_turn_numbers_are_the_calls_own() -> None:
+    report, caller, heard = synthetic_call(20.0)
+    report.turns[0].agent_turns = [1, 2]  # a filler and the reply in one row
+    report.turns[1].agent_turns = []  # no reply
+    page = render_html(report, caller, heard, RATE)
+    rows = re.findall(
+        r'<tr data-turns="([\d ]*)"><td class="[^"]*" data-label="turn">([^<]*)<', page
+    )
+    assert rows[:3] == [("1 2", "1, 2"), ("", "\u2013"), ("3", "3")]
+    cps = re.findall(r'data-name="turn-(\d+)/piece-\d"(?: data-turn="(\d+)")?', page)
+    assert cps and all(a == b for a, b in cps)
+    badges = re.findall(
+        r'class="pk say" data-kind="agent-text" data-t0="[\d.]+" data-turn="(\d+)"', page
+    )
+    assert sorted(set(badges)) == ["1", "2", "3"]
+    bubbles = re.findall(r'class="msg agent[^"]*" data-turn="(\d+)"', page)
+    assert bubbles == ["1", "2", "3"]
+
+
+def test_dbfs_is_never_negative_zero() -> None:
+    assert dbfs(-0.2) == "0 dBFS" and dbfs(0.0) == "0 dBFS" and dbfs(-0.49) == "0 dBFS"
+    assert dbfs(-12.4) == "\u221212 dBFS" and dbfs(-0.6) == "\u22121 dBFS"
+    assert dbfs(None) == "silent"
+    report, caller, heard = synthetic_call(20.0)
+    full = caller.copy()
+    full[100] = -32768  # a full-scale sample: peak 0 dBFS
+    page = render_html(report, full, heard, RATE)
+    assert "peak 0 dBFS" in page and "-0 dBFS" not in page and "\u22120 dBFS" not in page
 
 
 def test_all_text_appears_escaped() -> None:
@@ -185,8 +169,9 @@ def test_all_text_appears_escaped() -> None:
     assert EVIL not in page
     assert "<b>" not in page and "<two>" not in page and "<pipe>" not in page
     assert html.escape(EVIL) in page
-    text = "".join(_parse(page).text)
-    tooltips = "\n".join(_parse(page).titles)
+    checker = _parse(page)
+    text = "".join(checker.text)
+    tooltips = "\n".join(checker.titles)
     for turn in report.turns:
         assert turn.transcript is not None and turn.caller_said is not None
         assert turn.transcript in text
@@ -195,6 +180,7 @@ def test_all_text_appears_escaped() -> None:
         for piece in turn.agent_text:
             assert piece in text
             assert piece in tooltips
+    assert page.count("<script>") == 1  # the page's own, and no other
 
 
 def test_no_external_resources() -> None:
@@ -203,29 +189,68 @@ def test_no_external_resources() -> None:
     report.markers.append(MarkerEvent(1.0, "transcript", "http://evil.test/y.js"))
     page = render_html(report, caller, heard, RATE)
     checker = _parse(page)
-    assert not [v for v in checker.attr_values if re.search(r"https?:|//", v)]
+    assert checker.sources and all(s.startswith("data:audio/wav;base64,") for s in checker.sources)
+    others = [v for v in checker.attr_values if v not in checker.sources]
+    assert not [v for v in others if re.search(r"https?:|//", v)]
     assert "https://example.com/x" in "".join(checker.text)
-    for tag in ("script", "link", "img", "iframe", "object", "embed"):
+    for tag in ("link", "img", "iframe", "object", "embed"):
         assert tag not in checker.tags
     assert not re.search(r"url\(|@import", page)
+    assert "default-src 'none'" in page  # the policy forbids every fetch as well
     clean = render_html(*synthetic_call(20.0), rate=RATE)
     assert "http://" not in clean and "https://" not in clean
+
+
+def test_the_script_is_the_only_one_allowed_to_run() -> None:
+    page = render_html(*synthetic_call(8.0), rate=RATE)
+    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page
+    assert f"<script>{SCRIPT}</script>" in page
+
+
+def test_players_hold_each_side_and_the_mix() -> None:
+    report, caller, heard = synthetic_call(6.0)
+    checker = _parse(render_html(report, caller, heard, RATE))
+    decoded = []
+    for uri in checker.sources:
+        with wave.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as w:
+            assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+            decoded.append(np.frombuffer(w.readframes(w.getnframes()), "<i2"))
+    mixed, left, right = decoded
+    assert len(mixed) == len(left) == len(right) == 6 * RATE  # as long as the timeline
+    assert np.array_equal(left, caller) and np.array_equal(right, heard)
+    assert np.array_equal(mixed, np.clip(caller.astype(np.int32) + heard, -32768, 32767))
+
+
+def test_audio_budget_drops_the_mix_then_everything() -> None:
+    caller = np.ones(8000, np.int16)
+    per_track = 44 + 2 * 8000
+    full = embed_audio(caller, caller, 8000, 8000, 3 * per_track)
+    assert [t.key for t in full.tracks] == ["call", "caller", "agent"] and full.note == ""
+    pair = embed_audio(caller, caller, 8000, 8000, 3 * per_track - 1)
+    assert [t.key for t in pair.tracks] == ["caller", "agent"] and "mixed" in pair.note
+    none = embed_audio(caller, caller, 8000, 8000, 2 * per_track - 1)
+    assert none.tracks == [] and "--out" in none.note
+    report = CallReport("p", "audio/x-l16", 8000, "fast", 1.0)
+    page = render_html(report, caller, caller, 8000, audio_budget_bytes=0)
+    assert "<audio" not in page and 'id="playhead"' not in page and "--out" in page
 
 
 def test_size_of_a_minute_long_call(tmp_path: Path) -> None:
     report, caller, heard = synthetic_call(60.0)
     path = tmp_path / "report.html"
-    write_html(path, report, caller, heard, RATE)
-    size = path.stat().st_size
-    assert size < 600_000
-    # Width follows the call length (120 px/s), the envelope is capped in columns.
-    width = _svg_width(path.read_text(encoding="utf-8"))
-    assert 60 * 120 <= width <= 60 * 120 + 200
-    # An hour at 16 kHz still fits: the envelope has at most 3000 columns per lane.
+    write_html(path, report, caller, heard, RATE, audio_budget_bytes=0)
+    assert path.stat().st_size < 400_000  # the page without its audio
+    # The audio is three WAV tracks as long as the call, as base64.
+    with_audio = len(render_html(report, caller, heard, RATE).encode())
+    audio = 3 * math.ceil((44 + 2 * 60 * RATE) / 3) * 4
+    assert path.stat().st_size + audio <= with_audio < path.stat().st_size + audio + 2000
+    # An hour at 16 kHz still fits: the envelope has at most 3000 columns per lane, the audio
+    # is past the budget and left out.
     long_report = CallReport("p", "audio/x-l16", 16000, "fast", 3600.0)
     long_audio = np.zeros(3600 * 16000, np.int16)
     long_audio[::7] = 1000
-    assert len(render_html(long_report, long_audio, long_audio[:1000], 16000)) < 600_000
+    assert len(render_html(long_report, long_audio, long_audio[:1000], 16000)) < 400_000
 
 
 def test_empty_call_renders() -> None:
@@ -235,13 +260,6 @@ def test_empty_call_renders() -> None:
     assert checker.errors == [] and checker.stack == []
     assert {"lane-caller", "lane-heard"} <= checker.ids
     assert "No turns." in page
-
-
-def test_short_call_has_minimum_width() -> None:
-    report, caller, heard = synthetic_call(7.0)
-    page = render_html(report, caller, heard, RATE)
-    width = _svg_width(page)
-    assert width >= 900
 
 
 def test_chat_style_history_and_extra_keys() -> None:

@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.sim.analysis import report_from_parts
+from voicebridge.sim.caller import CallRecord, WireEvent
 from voicebridge.sim.report import (
     CallReport,
     CheckpointReport,
@@ -15,6 +18,8 @@ from voicebridge.sim.report import (
     TurnReport,
     latency_stats,
 )
+from voicebridge.sim.signals import speech_like
+from voicebridge.sim.simulate import CallerLine
 
 
 def _report() -> CallReport:
@@ -134,3 +139,22 @@ def test_latency_stats() -> None:
     assert latency_stats([]) == {"p50": None, "p95": None, "mean": None, "max": None, "n": 0}
     single = latency_stats([0.7])
     assert single["p50"] == single["p95"] == single["max"] == pytest.approx(0.7)
+
+
+def test_a_remote_calls_turn_numbers_come_from_its_checkpoint_names() -> None:
+    """A call to another service has no events: the turn numbers in its checkpoints' names
+    still number the report's rows (a name of another shape numbers nothing)."""
+    fmt = StreamFormat.from_short("l16", 8000)
+    record = CallRecord(fmt, "call", "stream", duration_s=10.0)
+    record.events = [
+        WireEvent(0.2, "out", {"event": "checkpoint", "name": "turn-1/piece-1"}),
+        WireEvent(3.1, "out", {"event": "checkpoint", "name": "turn-2/piece-1"}),
+        WireEvent(3.4, "out", {"event": "checkpoint", "name": "turn-2/piece-2"}),
+        WireEvent(7.2, "out", {"event": "checkpoint", "name": "their-own-mark"}),
+    ]
+    record.utterance_spans = [(1.0, 2.5), (5.0, 6.5)]
+    record.played_spans = [(0.3, 0.5)]
+    lines = [CallerLine("hi", speech_like(1.0, 8000)), CallerLine("bye", speech_like(1.0, 8000))]
+    report = report_from_parts(pipeline="ws://remote", record=record, lines=lines, mode="realtime")
+    assert [t.agent_turns for t in report.turns] == [[1], [2], []]
+    assert [m.turn for m in report.markers if m.kind == "checkpoint"] == [1, 2, 2, None]

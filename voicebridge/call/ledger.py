@@ -88,13 +88,14 @@ def checkpoint_name(turn: int, index: int) -> str:
     return f"turn-{turn}/piece-{index}"
 
 
-def turn_of_checkpoint(name: str) -> int | None:
-    """The turn a ``checkpoint_name`` belongs to; None for a name of another server's making."""
+def checkpoint_turn(name: str) -> int | None:
+    """The turn number in a name :func:`checkpoint_name` made; None for any other name (a
+    Plivo-protocol server that is not voicebridge names its checkpoints as it likes)."""
     head, sep, piece = name.partition("/piece-")
-    number = head.removeprefix("turn-")
-    if not sep or number == head or not number.isdigit() or not piece.isdigit():
+    if not sep or not head.startswith("turn-") or not piece.isdigit():
         return None
-    return int(number)
+    number = head.removeprefix("turn-")
+    return int(number) if number.isdigit() else None
 
 
 class PlaybackLedger:

@@ -21,6 +21,7 @@ from voicebridge.call.events import (
     DtmfPressed,
     TurnCompleted,
 )
+from voicebridge.call.ledger import checkpoint_turn
 from voicebridge.sim.caller import CallRecord, WireEvent
 from voicebridge.sim.report import CallReport, CheckpointReport, MarkerEvent, TurnReport
 from voicebridge.sim.simulate import CallerLine, SimulatedCall, speech_bounds
@@ -115,6 +116,8 @@ def _turns(
         agent = [e for e in window if isinstance(e, AgentSaid)]
         turn_numbers = sorted({e.turn for e in agent})
         after = end if end is not None else lo
+        if not events:  # a remote service: its checkpoint names still carry the turn numbers
+            turn_numbers = _checkpoint_turns(record, after, hi)
         sent = [e.t for e in record.sent_by_agent("playAudio") if after <= e.t < hi]
         played = [s for s, _ in record.played_spans if after - 1e-6 <= s < hi]
         first_played = round(played[0], 3) if played else None
@@ -138,6 +141,7 @@ def _turns(
                 ),
                 interrupted=any(h.interrupted for h in entries),
                 timing=timing,
+                agent_turns=turn_numbers,
             )
         )
     return turns
@@ -153,6 +157,14 @@ def _timing(events: Sequence[CallEvent], turns: list[int]) -> dict[str, Any]:
         if isinstance(e, BargeIn) and e.timing.get("turn") in turns:
             return dict(e.timing)
     return {}
+
+
+def _checkpoint_turns(record: CallRecord, lo: float, hi: float) -> list[int]:
+    """The turn numbers in the names of the checkpoints sent in [lo, hi)."""
+    names = (
+        str(e.message.get("name")) for e in record.sent_by_agent("checkpoint") if lo <= e.t < hi
+    )
+    return sorted({n for n in map(checkpoint_turn, names) if n is not None})
 
 
 def _checkpoints(record: CallRecord) -> list[CheckpointReport]:
@@ -184,7 +196,7 @@ def _markers(
         if isinstance(event, CallerSaid):
             markers.append(MarkerEvent(event.t, "transcript", event.text))
         elif isinstance(event, AgentSaid):
-            markers.append(MarkerEvent(event.t, "agent_text", event.text))
+            markers.append(MarkerEvent(event.t, "agent_text", event.text, event.turn))
         elif isinstance(event, BargeIn):
             markers.append(MarkerEvent(event.t, "barge_in", event.heard or ""))
         elif isinstance(event, DtmfPressed):
@@ -192,9 +204,11 @@ def _markers(
         elif isinstance(event, ActionRequested) and event.action == "hangup":
             markers.append(MarkerEvent(event.t, "hangup", event.reason))
     for wire in record.sent_by_agent("checkpoint"):
-        markers.append(MarkerEvent(wire.t, "checkpoint", str(wire.message.get("name"))))
+        name = str(wire.message.get("name"))
+        markers.append(MarkerEvent(wire.t, "checkpoint", name, checkpoint_turn(name)))
     for wire in record.sent_by_caller("playedStream"):
-        markers.append(MarkerEvent(wire.t, "played", str(wire.message.get("name"))))
+        name = str(wire.message.get("name"))
+        markers.append(MarkerEvent(wire.t, "played", name, checkpoint_turn(name)))
     for wire in record.sent_by_agent("clearAudio"):
         markers.append(MarkerEvent(wire.t, "clear", "clearAudio"))
     close = f"{record.closed_by or 'socket'} closed ({record.close_code} {record.close_reason})"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from voicebridge.call.context import HistoryEntry
 from voicebridge.call.events import AgentSaid, CallEvent
-from voicebridge.call.ledger import turn_of_checkpoint
+from voicebridge.call.ledger import checkpoint_turn
 from voicebridge.frames import PCM
 from voicebridge.sim.playout import ReceivedPiece
 from voicebridge.sim.simulate import CallerLine
@@ -42,7 +42,7 @@ def _turn_numbers(
     turn = 0
     last_s = -1.0
     for piece in pieces:
-        named = turn_of_checkpoint(piece.name) if piece.name else None
+        named = checkpoint_turn(piece.name) if piece.name else None
         if named is not None:
             turn = named
         elif not numbers or any(last_s <= start < piece.arrived_s for start, _ in spans):

@@ -45,7 +45,9 @@ class TurnReport:
     """One caller utterance and the agent's answer to it.
 
     ``latency_s`` is the first agent audio played after the caller's end of speech minus that
-    end of speech: the silence the caller actually sat through.
+    end of speech: the silence the caller actually sat through. ``index`` is the row's position
+    in the report; ``agent_turns`` are the call's own turn numbers (those of its events and its
+    checkpoints ``turn-N/piece-K``) of the agent replies in the row, the numbers people read.
     """
 
     index: int
@@ -61,11 +63,13 @@ class TurnReport:
     interrupted: bool = False
     # The service's own measurement of its reply (stt, dialogue, tts, send, playout start...)
     timing: dict[str, Any] = field(default_factory=dict)
+    agent_turns: list[int] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         values = _known(cls, data)
         values["agent_text"] = list(values.get("agent_text") or [])
+        values["agent_turns"] = [int(t) for t in values.get("agent_turns") or []]
         return cls(**values)
 
 
@@ -85,11 +89,13 @@ class CheckpointReport:
 
 @dataclass
 class MarkerEvent:
-    """A point on the call's timeline; ``kind`` is one of :data:`MARKER_KINDS`."""
+    """A point on the call's timeline; ``kind`` is one of :data:`MARKER_KINDS`, ``turn`` the
+    call's turn number of the agent reply it belongs to, when it belongs to one."""
 
     t: float
     kind: str
     text: str = ""
+    turn: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
