@@ -118,3 +118,7 @@ async def test_barge_in_through_the_real_service(offline_spec) -> None:  # type:
     assert agent_entries[1]["text"] == hours.heard_text
     # Checkpoints dropped by the clear were never acknowledged.
     assert all(c.acked_s is None for c in report.checkpoints if c.cleared)
+    # The reply to the caller's last line has no next line to cut it off: it plays to the end.
+    address = report.turns[2]
+    assert not address.interrupted and address.heard_text == " ".join(address.agent_text)
+    assert agent_entries[2]["interrupted"] is False

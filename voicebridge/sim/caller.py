@@ -150,8 +150,8 @@ class PlivoCaller:
         ``gap_s``; a reply that never comes is given up on after ``reply_timeout_s``.
 
         With ``interrupt_after_s`` the caller does not wait for replies to finish: it speaks its
-        next line that long after the reply started playing (a barge-in)."""
-        self._interrupt_after_s = interrupt_after_s
+        next line that long after the reply started playing (a barge-in). The reply to its last
+        line has no next line to cut it off, so it plays to the end."""
         track: list[PCM] = []
         async with connect(
             self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
@@ -160,9 +160,11 @@ class PlivoCaller:
             try:
                 await self._start(ws)
                 await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
-                for pcm in utterances:
+                for index, pcm in enumerate(utterances):
                     if self._closed.is_set():
                         break
+                    last = index == len(utterances) - 1
+                    self._interrupt_after_s = None if last else interrupt_after_s
                     start = self._t
                     await self._stream(ws, pcm, track)
                     self.record.utterance_spans.append(
