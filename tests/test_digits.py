@@ -34,6 +34,10 @@ CHANGED = [
     ("It's 4.0793.", "It's 40793."),
     ("Order 3-9-7 for 1-double-9, please.", "Order 3974199, please."),
     ("five 5 one 2", "5512"),
+    ("It's to 1-1-0-9-5.", "It's 211095."),  # "two one one oh nine five"
+    ("treble four five", "4445"),
+    ("Order O. Double 6-9, please.", "Order 0669, please."),
+    ("It costs $1.0.0.9.5", "It costs $10095"),  # not a sum of money: a digit string
     ("call 555-0100", "call 5550100"),
     # two digits only after a cue word
     ("extension two one", "extension 21"),
@@ -51,6 +55,7 @@ UNCHANGED = [
     "We're at forty-two Harbor Street.",
     "fifty five twelve",  # tens and teens are not digit strings
     "It costs $12.50",
+    "It costs $1,000 or £1,250.50",
     "10.5 kilos",
     "see you at 5:30",
     "table for 2",
@@ -59,6 +64,8 @@ UNCHANGED = [
     "Oh, oh!",
     "double double",
     "I want to go to the shop",
+    "the booking is for 1930",
+    "It is to 5",
     "",
     "5512",
 ]

@@ -11,12 +11,14 @@ is worse than a number left as words):
 
 * digit words (``zero``, ``oh``/``o``, ``one`` .. ``nine``) and digit groups ("55", "1") that
   follow each other with only spaces, hyphens, commas or full stops between them;
-* ``double`` / ``triple`` before a digit repeat its first digit ("double 512" is "5512");
+* ``double`` / ``triple`` (``treble``) before a digit repeat its first digit ("double 512" is
+  "5512");
 * ``oh`` is zero inside a run, but not at its edge when a comma or full stop parts it from the
   digits ("Oh, five five one two" keeps its interjection);
 * a word a transcriber hears for a digit ("for" 4, "to"/"too" 2, "won" 1, "ate" 8) counts only
-  between two digits of a run of at least 4 ("3-9-7 for 1-9-9"), never at its edge ("table for
-  2", "2 for 5");
+  in a run of at least 4 digits, between two digits ("3-9-7 for 1-9-9"), or first right after
+  "is", "it's" or a cue word ("it's to 1-1-0-9-5"; not "for": "it's for 1930"), never
+  elsewhere at an edge ("table for 2", "2 for 5");
 * a run becomes one string when it holds at least ``min_digits`` digits (3 by default), or at
   least 2 right after a cue word such as "number", "code" or "extension". So "two tickets for
   five people" and "table for two, five o'clock" are left as they are;
@@ -46,7 +48,7 @@ DIGIT_WORDS = {
     "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
 }  # fmt: skip
 _SPOKEN = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_REPEATS = {"double": 2, "triple": 3}
+_REPEATS = {"double": 2, "triple": 3, "treble": 3}
 _SOUNDALIKES = {"for": "4", "to": "2", "too": "2", "won": "1", "ate": "8"}
 _MIN_WITH_SOUNDALIKE = 4
 _OHS = frozenset({"oh", "o"})
@@ -58,6 +60,8 @@ CUE_WORDS = frozenset(
     }
 )  # fmt: skip
 _CUE_REACH = 3  # a cue counts within this many words before the run
+# After these a run may start with a sound-alike: "it's to 1-1-0-9-5" (two one one oh nine five).
+_LEAD_WORDS = CUE_WORDS | {"is", "it's", "its", "was"}
 _CURRENCY = "$£€¥"
 
 _TOKEN = re.compile(
@@ -76,6 +80,7 @@ class _Item:
     repeat: int  # 2 or 3 for double/triple, else 1
     word: str  # the lower-cased word ("" for a digit group)
     sep_before: str  # the separator between this item and the previous one of its run
+    lead: bool = False  # may start the run though it would not alone (after "is", a cue word)
 
     @property
     def soundalike(self) -> bool:
@@ -83,8 +88,9 @@ class _Item:
 
 
 def _parted_oh(item: _Item, sep: str, items: list[_Item]) -> bool:
-    """An "oh" at a run's edge that a comma or full stop parts from the digits."""
-    return len(items) > 1 and item.word in _OHS and ("," in sep or "." in sep)
+    """An "oh" at a run's edge that a comma or full stop parts from the digits (unless a
+    word such as "order" or "is" introduced it: marked ``lead``)."""
+    return len(items) > 1 and item.word in _OHS and not item.lead and ("," in sep or "." in sep)
 
 
 def _trim(items: list[_Item]) -> list[_Item]:
@@ -95,7 +101,9 @@ def _trim(items: list[_Item]) -> list[_Item]:
         first, last = items[0], items[-1]
         if last.repeat > 1 or last.soundalike or _parted_oh(last, last.sep_before, items):
             items = items[:-1]
-        elif first.soundalike or (len(items) > 1 and _parted_oh(first, items[1].sep_before, items)):
+        elif (first.soundalike and not first.lead) or (
+            len(items) > 1 and _parted_oh(first, items[1].sep_before, items)
+        ):
             items = items[1:]
         else:
             break
@@ -118,7 +126,21 @@ def _settle(items: list[_Item]) -> list[list[_Item]]:
             parts.append([])
         else:
             parts[-1].append(item)
-    return [run for part in parts for run in _settle(part)]
+    return [run for part in parts if part for run in _settle(part)]
+
+
+def _mark_lead(text: str, items: list[_Item]) -> list[_Item]:
+    """Let a sound-alike or a parted "oh" start the run when the word before it introduces a
+    number ("it's to 1-1-0-9-5", "order O. double 6-9")."""
+    if not items or items[0].word == "for":  # "is for 1930": a time
+        return items
+    if not (items[0].soundalike or items[0].word in _OHS):
+        return items
+    head = text[: items[0].start].lower().replace("\u2019", "'")
+    before = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", head)
+    if before and before[-1] in _LEAD_WORDS:
+        return [replace(items[0], lead=True), *items[1:]]
+    return items
 
 
 def _value(items: list[_Item]) -> str:
@@ -133,9 +155,14 @@ def _value(items: list[_Item]) -> str:
     return "".join(out)
 
 
+_AMOUNT = re.compile(r"\d{1,3}(?:,\d{3})*(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?")
+
+
 def _is_amount(text: str, items: list[_Item]) -> bool:
+    """A sum of money ("$12.50", "$1,000") or a decimal ("10.5"): not a digit string."""
+    span = text[items[0].start : items[-1].end]
     before = text[: items[0].start].rstrip()
-    if before and before[-1] in _CURRENCY:
+    if before and before[-1] in _CURRENCY and _AMOUNT.fullmatch(span):
         return True
     groups = [item for item in items if not item.word]
     if len(items) == 2 and len(groups) == 2 and items[1].sep_before == ".":
@@ -187,7 +214,7 @@ def _runs(text: str) -> list[list[_Item]]:
 def digit_runs(text: str, *, min_digits: int = 3) -> list[tuple[int, int, str]]:
     """Each spoken digit run in ``text`` as ``(start, end, digits)``, by the rules above."""
     found: list[tuple[int, int, str]] = []
-    for items in (run for raw in _runs(text) for run in _settle(raw)):
+    for items in (run for raw in _runs(text) for run in _settle(_mark_lead(text, raw))):
         if _is_amount(text, items):
             continue
         digits = _value(items)
