@@ -45,6 +45,7 @@ CHANGED = [
     # an interjection before the number stays a word
     ("Oh, five five one two", "Oh, 5512"),
     ("five five one two, oh and thanks", "5512, oh and thanks"),
+    ("eight eight six, oh.", "8860."),  # the last digit, after a pause
 ]
 
 UNCHANGED = [

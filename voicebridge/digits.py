@@ -14,7 +14,9 @@ is worse than a number left as words):
 * ``double`` / ``triple`` (``treble``) before a digit repeat its first digit ("double 512" is
   "5512");
 * ``oh`` is zero inside a run, but not at its edge when a comma or full stop parts it from the
-  digits ("Oh, five five one two" keeps its interjection);
+  digits ("Oh, five five one two", "five five one two, oh and thanks" keep their interjection),
+  unless a word such as "order" or "is" comes right before it, or it ends the sentence
+  ("eight eight six, oh.");
 * a word a transcriber hears for a digit ("for" 4, "to"/"too" 2, "won" 1, "ate" 8) counts only
   in a run of at least 4 digits, between two digits ("3-9-7 for 1-9-9"), or first right after
   "is", "it's" or a cue word ("it's to 1-1-0-9-5"; not "for": "it's for 1930"), never
@@ -63,6 +65,7 @@ _CUE_REACH = 3  # a cue counts within this many words before the run
 # After these a run may start with a sound-alike: "it's to 1-1-0-9-5" (two one one oh nine five).
 _LEAD_WORDS = CUE_WORDS | {"is", "it's", "its", "was"}
 _CURRENCY = "$£€¥"
+_SENTENCE_END = re.compile(r"[\s\"')]*(?:[.!?]|$)")
 
 _TOKEN = re.compile(
     r"(?P<num>\d+)|(?P<word>[^\W\d_]+(?:['\u2019][^\W\d_]+)*)|(?P<sep>[\s,.\-\u2013]+)|(?P<other>.)",
@@ -80,7 +83,7 @@ class _Item:
     repeat: int  # 2 or 3 for double/triple, else 1
     word: str  # the lower-cased word ("" for a digit group)
     sep_before: str  # the separator between this item and the previous one of its run
-    lead: bool = False  # may start the run though it would not alone (after "is", a cue word)
+    anchored: bool = False  # at the run's edge, yet its context ties it to the number
 
     @property
     def soundalike(self) -> bool:
@@ -88,9 +91,9 @@ class _Item:
 
 
 def _parted_oh(item: _Item, sep: str, items: list[_Item]) -> bool:
-    """An "oh" at a run's edge that a comma or full stop parts from the digits (unless a
-    word such as "order" or "is" introduced it: marked ``lead``)."""
-    return len(items) > 1 and item.word in _OHS and not item.lead and ("," in sep or "." in sep)
+    """An "oh" at a run's edge that a comma or full stop parts from the digits (unless its
+    context ties it to them: ``anchored``)."""
+    return len(items) > 1 and item.word in _OHS and not item.anchored and ("," in sep or "." in sep)
 
 
 def _trim(items: list[_Item]) -> list[_Item]:
@@ -101,7 +104,7 @@ def _trim(items: list[_Item]) -> list[_Item]:
         first, last = items[0], items[-1]
         if last.repeat > 1 or last.soundalike or _parted_oh(last, last.sep_before, items):
             items = items[:-1]
-        elif (first.soundalike and not first.lead) or (
+        elif (first.soundalike and not first.anchored) or (
             len(items) > 1 and _parted_oh(first, items[1].sep_before, items)
         ):
             items = items[1:]
@@ -129,17 +132,20 @@ def _settle(items: list[_Item]) -> list[list[_Item]]:
     return [run for part in parts if part for run in _settle(part)]
 
 
-def _mark_lead(text: str, items: list[_Item]) -> list[_Item]:
-    """Let a sound-alike or a parted "oh" start the run when the word before it introduces a
-    number ("it's to 1-1-0-9-5", "order O. double 6-9")."""
-    if not items or items[0].word == "for":  # "is for 1930": a time
+def _anchor(text: str, items: list[_Item]) -> list[_Item]:
+    """Tie edge words to the run where their context says they belong: a sound-alike or a
+    parted "oh" after a word that introduces a number ("it's to 1-1-0-9-5", "order O. double
+    6-9"), and a parted "oh" that ends the sentence ("eight eight six, oh.")."""
+    if not items:
         return items
-    if not (items[0].soundalike or items[0].word in _OHS):
-        return items
-    head = text[: items[0].start].lower().replace("\u2019", "'")
-    before = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", head)
-    if before and before[-1] in _LEAD_WORDS:
-        return [replace(items[0], lead=True), *items[1:]]
+    first, last = items[0], items[-1]
+    if first.word != "for" and (first.soundalike or first.word in _OHS):  # "is for 1930"
+        head = text[: first.start].lower().replace("\u2019", "'")
+        before = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)*", head)
+        if before and before[-1] in _LEAD_WORDS:
+            items = [replace(first, anchored=True), *items[1:]]
+    if len(items) > 1 and last.word in _OHS and _SENTENCE_END.match(text, last.end):
+        items = [*items[:-1], replace(last, anchored=True)]
     return items
 
 
@@ -214,7 +220,7 @@ def _runs(text: str) -> list[list[_Item]]:
 def digit_runs(text: str, *, min_digits: int = 3) -> list[tuple[int, int, str]]:
     """Each spoken digit run in ``text`` as ``(start, end, digits)``, by the rules above."""
     found: list[tuple[int, int, str]] = []
-    for items in (run for raw in _runs(text) for run in _settle(_mark_lead(text, raw))):
+    for items in (run for raw in _runs(text) for run in _settle(_anchor(text, raw))):
         if _is_amount(text, items):
             continue
         digits = _value(items)
