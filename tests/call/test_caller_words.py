@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from structlog.testing import capture_logs
 
 from voicebridge.call.events import CallerSaid
@@ -80,3 +81,44 @@ async def test_the_simulator_report_holds_the_redacted_words_only() -> None:
     assert [t.transcript for t in report.turns if t.transcript] == [MASKED]
     no_raw_digits(report.events)
     no_raw_digits(logs)
+
+
+DIGITS_PIPELINE = """
+name: digits
+session: {{normalise_digits: {on}}}
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_silence_ms: 300, forward_audio: false}}
+  - type: voicebridge.testing:ScriptedStt
+    params: {{lines: ["my order number is five five one two please"], interim: true}}
+  - type: rules
+    params:
+      spoken_digits: false       # so only the session's normalising can make the digits
+      fallback: Words only.
+      rules:
+        - regex: "(?P<number>\\\\d{{4}})"
+          reply: Order {{number}}.
+  - type: voicebridge.testing:ToneSpeaker
+  - type: encode
+"""
+
+
+@pytest.mark.parametrize(
+    ("on", "caller", "agent"),
+    [
+        ("true", "my order number is 5512 please", "Order 5512."),
+        ("false", "my order number is five five one two please", "Words only."),
+    ],
+)
+async def test_the_dialogue_hears_spoken_digits_as_digits_whatever_the_transcriber(
+    on: str, caller: str, agent: str
+) -> None:
+    async with CallHarness(load_pipeline_text(DIGITS_PIPELINE.format(on=on))) as call:
+        await call.idle(0.3)
+        await call.speak(speech_like(1.0, 8000))
+        await call.until(lambda: bool(call.timeline("turn_played")))
+        ctx = call.session.ctx
+        assert ctx is not None
+        assert [(e.role, e.text) for e in ctx.history] == [("caller", caller), ("agent", agent)]
+        assert [e["text"] for e in call.timeline("caller_said")] == [caller]

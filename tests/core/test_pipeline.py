@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import VirtualClock
@@ -178,3 +179,45 @@ async def test_passthrough_at_the_tail_goes_to_the_sink() -> None:
     run = await run_stages([Seen(), skipper], [frame])
     assert run.of(AudioIn) == [frame]
     assert skipper.seen and not any(isinstance(f, AudioIn) for f in skipper.seen)
+
+
+class Listens(Seen):
+    role = "dialogue"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_final_transcripts_are_rewritten_at_the_dialogue_input(fails: bool) -> None:
+    """``ctx.dialogue_input`` rewrites finals only, on their way into the dialogue stage: the
+    stage before it saw the transcriber's words, the history tap the rewritten ones. A rewrite
+    that raises is logged and the words go on as they were."""
+
+    def rewrite(frame: Transcript) -> Transcript:
+        if fails:
+            raise ValueError("bad rewrite")
+        return replace(frame, text=frame.text.replace("five", "5"))
+
+    ctx = CallContext(CallInfo(), clock=VirtualClock())
+    ctx.dialogue_input = rewrite
+    before, dialogue = Seen(), Listens()
+    heard: list[str] = []
+    out: list[Frame] = []
+
+    async def sink(frame: Frame) -> None:
+        out.append(frame)
+
+    pipeline = Pipeline(
+        [before, dialogue], ctx, sink, on_dialogue_input=lambda frame: heard.append(frame.text)
+    )
+    with capture_logs() as logs:
+        await pipeline.start()
+        for frame in (Transcript("five", final=False), Transcript("five five")):
+            await pipeline.push(frame)
+        await pipeline.drain(5.0)
+        await pipeline.stop()
+    failures = [e for e in logs if e["event"] == "dialogue_input_rewrite_failed"]
+    assert len(failures) == (1 if fails else 0)
+    said = "five five" if fails else "5 5"
+    assert [f.text for f in before.seen] == ["five", "five five"]  # type: ignore[attr-defined]
+    assert [f.text for f in dialogue.seen] == ["five", said]  # type: ignore[attr-defined]
+    assert heard == ["five", said]
+    assert [f.text for f in out] == ["five", said]  # type: ignore[attr-defined]

@@ -155,7 +155,7 @@ async def test_rules_dialogue_greets_matches_and_falls_back() -> None:
         (3, "Order 42 has shipped.", True),
         (4, "Sorry, I did not get that.", True),
         (5, "You pressed 1.", True),
-        (6, "Entry 4 2.", True),
+        (6, "Entry four two.", True),  # digits read one by one
     ]
 
 

@@ -333,3 +333,35 @@ async def test_a_pause_that_was_the_end_reuses_the_early_transcription(
     assert all("open" in t.text.lower() for t in transcripts)
     # One transcription for the confirmed guess; the wrong guess was withdrawn or wasted.
     assert 2 <= len(calls) <= 3
+
+
+@pytest.mark.parametrize("codec", ["mulaw-8k", "l16-16k"])
+async def test_spoken_digits_come_out_exactly_with_the_offline_settings(
+    codec: str, whisper_loaded: float
+) -> None:
+    """Issue 15: with the options of pipelines/offline.yaml, tiny.en wrote "Order 55512." for
+    this line (its "555" token for the two fives). One digit per token (``split_digits``) and
+    the rules' normalising give the number exactly, read back word by word."""
+    from voicebridge.audio.mulaw import mulaw_decode, mulaw_encode
+    from voicebridge.config import load_pipeline
+
+    spec = load_pipeline(Path(__file__).resolve().parents[2] / "pipelines" / "offline.yaml")
+    stt, rules = (next(s for s in spec.stages if s.type == kind) for kind in ("whisper", "rules"))
+    assert stt.params.split_digits  # type: ignore[attr-defined]
+    rate = 8000 if codec == "mulaw-8k" else 16000
+    pad = np.zeros(int(LEAD_S * rate), np.int16)
+    pcm = synthesize("Order five five one two.", rate, pitch_semitones=-2.0, noise_scale=0.0)
+    pcm = np.concatenate([pad, pcm, pad])
+    if codec == "mulaw-8k":
+        pcm = mulaw_decode(mulaw_encode(pcm))
+    frames = [SpeechStarted(at_ms=0.0), SpeechEnded(at_ms=2000.0, started_ms=0.0, audio=pcm)]
+    run = await run_stages(
+        [stt.create(), rules.create()],
+        [*frames, CallEnded()],
+        info=CallInfo(sample_rate=rate),
+        start_call=False,
+        drain_timeout_s=300,
+    )
+    (transcript,) = run.of(Transcript)
+    assert re.sub(r"\D", "", transcript.text) == "5512", transcript.text  # type: ignore[attr-defined]
+    assert "Order five five one two has been baked" in " ".join(f.text for f in run.of_text())

@@ -7,6 +7,7 @@ heard all live here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ import structlog
 
 from voicebridge.call.turns import Turns
 from voicebridge.clock import Clock, MonotonicClock
-from voicebridge.frames import CallStarted
+from voicebridge.frames import CallStarted, Transcript
 
 
 @dataclass(slots=True)
@@ -73,6 +74,9 @@ class CallContext:
         self.history: list[HistoryEntry] = []
         self.turns = turns or Turns()  # the call's one owner of turn numbers
         self.state: dict[str, Any] = {}  # free space for stages (e.g. a dialogue's slots)
+        # Rewrites each final transcript on its way into the dialogue stage (set by the core
+        # from the session options: spoken digits as digits, whatever the transcriber).
+        self.dialogue_input: Callable[[Transcript], Transcript] | None = None
 
     # --- turns (the call's ``Turns``; stages use these) --------------------------------------
     @property

@@ -55,6 +55,7 @@ from voicebridge.call.outbox import Outbox
 from voicebridge.call.snapshot import CallSnapshot
 from voicebridge.call.state import CallLimits, CallState, CallStats, CloseCode, Out
 from voicebridge.clock import Clock
+from voicebridge.digits import normalise_transcript
 from voicebridge.frames import (
     AgentAudio,
     AgentText,
@@ -165,6 +166,8 @@ class CallCore(AgentActions):
     def open_context(self, info: CallInfo, clock: Clock, logger: Any) -> CallContext:
         """The context the pipeline's stages share; its turns are this core's ``Turns``."""
         self.ctx = CallContext(info, clock=clock, logger=logger, turns=self.turns)
+        if self.options.normalise_digits:
+            self.ctx.dialogue_input = normalise_transcript
         return self.ctx
 
     def _on_media(self, event: MediaEvent, now: float) -> None:

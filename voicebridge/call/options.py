@@ -98,3 +98,8 @@ class SessionOptions(BaseModel):
     max_call_s: float = Field(0, ge=0, description="end the call after this long; 0 = no limit")
     fallback_text: str = "Sorry, something went wrong on my side. Please call again later."
     replies: ReplyOptions = Field(default_factory=lambda: ReplyOptions())
+    normalise_digits: bool = Field(
+        True,
+        description="final transcripts reach the dialogue with spoken digit runs as digits "
+        "('five five one two' -> '5512'), whatever the transcriber",
+    )

@@ -4,7 +4,9 @@ Frames enter at the head (``push``), each stage's ``emit`` feeds the next stage'
 tail's output goes to the session's ``sink``. An ``observer`` sees selected frames the moment any
 stage emits them, so the session reacts to speech onset without waiting for busy stages downstream
 (that is what makes barge-in fast). ``on_dialogue_input`` sees each transcript as the dialogue
-stage receives it, after every transform on the way (what the history must record). A stage that
+stage receives it, after every transform on the way (what the history must record); the call's
+``ctx.dialogue_input``, when set, rewrites each final transcript just before the dialogue stage
+sees it (spoken digits as digits, for every transcriber in one place). A stage that
 raises ends the call through ``on_error``; ``interrupt`` cancels work for stale turns without
 waiting for it.
 """
@@ -306,6 +308,8 @@ class Pipeline:
                 continue
             runner.busy_turn = frame.turn_tag
             runner.busy = True
+            if runner.hears_caller and isinstance(frame, Transcript):
+                frame = self._rewrite(frame)
             runner.current = frame
             try:
                 if runner.hears_caller and isinstance(frame, Transcript):
@@ -325,6 +329,16 @@ class Pipeline:
                 stage.active_turn = None
                 if self._idle_waiters:
                     self._changed.set()
+
+    def _rewrite(self, frame: Transcript) -> Transcript:
+        rewrite = self.ctx.dialogue_input
+        if rewrite is None or not frame.final:
+            return frame
+        try:
+            return rewrite(frame)
+        except Exception as exc:  # a faulty rewrite must not cost the caller their words
+            self.ctx.log.error("dialogue_input_rewrite_failed", error=repr(exc)[:300])
+            return frame
 
     def _heard(self, frame: Transcript) -> None:
         if self._on_dialogue_input is not None:

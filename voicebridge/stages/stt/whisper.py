@@ -73,6 +73,11 @@ class WhisperParams(StageParams):
         True, description="start transcribing at the VAD's pause signal (vad pause_ms)"
     )
     initial_prompt: str | None = Field(None, description="domain words to bias recognition")
+    hotwords: str | None = Field(None, description="words to favour (faster-whisper hotwords)")
+    split_digits: bool = Field(
+        True,
+        description="one digit per token: stops 'five five' becoming '555' (42 comes out as words)",
+    )
     min_utterance_ms: int = Field(200, ge=0, description="shorter utterances are not transcribed")
     call_end_wait_s: float = Field(
         10.0, gt=0, le=600, description="at call end, how long pending transcripts may still take"
@@ -140,10 +145,37 @@ def _words_only(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
 
 
+# Whisper's vocabulary has tokens for many digit groups ("55", "555", "12"). Reading "five
+# five one two", tiny.en picks "555" (a phone-number prefix it saw often) for the two fives and
+# writes "55512". With those tokens suppressed each digit is its own token and is written as
+# heard; numbers such as 42 then come out as words ("forty-two"). bench/digits.py measures it.
+_SPLIT_DIGITS = "split_digits"
+_multi_digit: dict[str, list[int]] = {}
+
+
+def _multi_digit_tokens(key: _ModelKey, model: WhisperModel) -> list[int]:
+    """Ids of the text tokens that hold two or more digits (computed once per model)."""
+    ids = _multi_digit.get(key.path)
+    if ids is None:
+        tokenizer = model.hf_tokenizer
+        eot = tokenizer.token_to_id("<|endoftext|>")
+        ids = [
+            i
+            for i in range(eot if eot is not None else tokenizer.get_vocab_size())
+            if sum(c.isdigit() for c in tokenizer.decode([i])) >= 2
+        ]
+        _multi_digit[key.path] = ids
+    return ids
+
+
 def _transcribe(key: _ModelKey, pcm: PCM, rate: int, options: dict[str, Any]) -> _Result | None:
     """Resample, transcribe, and drop what is not speech. Blocking: runs in the worker pool."""
     started = time.perf_counter()
     model = _get_model(key)
+    split = options.get(_SPLIT_DIGITS, False)
+    options = {k: v for k, v in options.items() if k != _SPLIT_DIGITS}
+    if split:  # -1: Whisper's own suppressed set (non-speech symbols) stays suppressed
+        options["suppress_tokens"] = [-1, *_multi_digit_tokens(key, model)]
     audio16 = resample(pcm, rate, WHISPER_RATE) if rate != WHISPER_RATE else pcm
     audio = audio16.astype(np.float32) * np.float32(1.0 / 32768.0)
     segments, _info = model.transcribe(audio, **options)
@@ -185,6 +217,8 @@ def _options(p: WhisperParams) -> dict[str, Any]:
         "condition_on_previous_text": False,
         "vad_filter": p.vad_filter,
         "initial_prompt": p.initial_prompt,
+        "hotwords": p.hotwords,
+        _SPLIT_DIGITS: p.split_digits,  # becomes suppress_tokens once the model is loaded
     }
 
 
