@@ -49,14 +49,15 @@ async def _close_writers() -> AsyncIterator[None]:
     _WRITERS.clear()
 
 
-async def dribble(writer: asyncio.StreamWriter, stop: asyncio.Event) -> None:
-    """One body byte at a time, until the server closes the connection."""
+async def dribble(writer: asyncio.StreamWriter, answer: asyncio.Future[bytes]) -> None:
+    """One body byte at a time, until the server's answer has arrived (a client that reads its
+    answer stops sending)."""
     with contextlib.suppress(ConnectionError):
-        while not stop.is_set() and not writer.is_closing():
+        while not answer.done():
             writer.write(b"a")
             await writer.drain()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.05)
+                await asyncio.wait_for(asyncio.shield(answer), 0.05)
 
 
 async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_call(
@@ -66,13 +67,12 @@ async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_ca
         loris = [await open_partial(service, PARTIAL_HEAD) for _ in range(100)]
         reader, writer = await asyncio.open_connection(service.host, service.port)
         writer.write(BODY_HEAD)
-        stop = asyncio.Event()
-        dribbler = asyncio.create_task(dribble(writer, stop))
+        body = asyncio.create_task(server_answer(reader))
+        dribbler = asyncio.create_task(dribble(writer, body))
 
         await normal_call(service)  # the service still answers and streams
         answers = await asyncio.gather(*(server_answer(r) for r in loris))
-        body_answer = await server_answer(reader)
-        stop.set()
+        body_answer = await body
         await dribbler
         writer.close()
 
@@ -86,6 +86,21 @@ async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_ca
     logs.assert_no_traceback()
     # Rate-limited: a hundred closes are not a hundred lines.
     assert len(logs.lines("http_request_timeout")) + len(logs.lines("http_request_shed")) <= 20
+
+
+async def test_bytes_a_client_sends_after_the_408_do_not_reset_the_connection() -> None:
+    """The server half-closes and drops late bytes for a moment (a lingering close): closing
+    at once would answer them with a reset, which destroys a 408 the client has not read yet."""
+    async with abuse_service(http={"body_timeout_s": 0.3}) as service:
+        reader, writer = await asyncio.open_connection(service.host, service.port)
+        writer.write(BODY_HEAD)
+        answer = await server_answer(reader)  # the 408, then the server's end of the stream
+        for _ in range(3):  # the rest of the body, sent late
+            writer.write(b"a" * 100)
+            await writer.drain()  # raises once the server has reset the connection
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408") and b"request timeout: body" in answer
+    assert reader.exception() is None
 
 
 async def test_under_the_per_peer_cap_each_partial_head_gets_its_own_deadline(
