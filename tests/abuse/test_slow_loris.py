@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -50,33 +49,15 @@ async def _close_writers() -> AsyncIterator[None]:
     _WRITERS.clear()
 
 
-class Dribbler:
-    """A request whose body comes one byte every 50 ms. Reading and writing are separate on a
-    raw socket, and the writing stops as soon as the server's answer starts: a write after the
-    server has closed would fail (EPIPE) and, through a StreamReader, take the answer with it."""
-
-    def __init__(self, service: RunningService) -> None:
-        self.sock = socket.create_connection((service.host, service.port))
-        self.sock.setblocking(False)
-        self.answered = asyncio.Event()
-
-    async def dribble(self, stop: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(OSError):
-            await loop.sock_sendall(self.sock, BODY_HEAD)
-            while not stop.is_set() and not self.answered.is_set():
-                await loop.sock_sendall(self.sock, b"a")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.answered.wait(), 0.05)
-
-    async def answer(self) -> bytes:
-        """Everything the server sends until it closes; fails if it never closes."""
-        loop = asyncio.get_running_loop()
-        chunks: list[bytes] = []
-        while chunk := await asyncio.wait_for(loop.sock_recv(self.sock, 4096), WAIT_S):
-            self.answered.set()
-            chunks.append(chunk)
-        return b"".join(chunks)
+async def dribble(writer: asyncio.StreamWriter, answer: asyncio.Future[bytes]) -> None:
+    """One body byte at a time, until the server's answer has arrived (a client that reads its
+    answer stops sending)."""
+    with contextlib.suppress(ConnectionError):
+        while not answer.done():
+            writer.write(b"a")
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(answer), 0.05)
 
 
 async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_call(
@@ -84,17 +65,16 @@ async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_ca
 ) -> None:
     async with abuse_service(http={"header_timeout_s": 0.5, "body_timeout_s": 0.5}) as service:
         loris = [await open_partial(service, PARTIAL_HEAD) for _ in range(100)]
-        body = Dribbler(service)
-        stop = asyncio.Event()
-        dribbling = asyncio.create_task(body.dribble(stop))
-        body_answer_task = asyncio.create_task(body.answer())
+        reader, writer = await asyncio.open_connection(service.host, service.port)
+        writer.write(BODY_HEAD)
+        body = asyncio.create_task(server_answer(reader))
+        dribbler = asyncio.create_task(dribble(writer, body))
 
         await normal_call(service)  # the service still answers and streams
         answers = await asyncio.gather(*(server_answer(r) for r in loris))
-        body_answer = await body_answer_task
-        stop.set()
-        await dribbling
-        body.sock.close()
+        body_answer = await body
+        await dribbler
+        writer.close()
 
     # 32 per address may be incomplete at once (the default): older ones made room for newer
     # ones (503); the rest ran into the header deadline (408). None stayed open.
@@ -106,6 +86,21 @@ async def test_partial_headers_and_a_dribbled_body_are_closed_beside_a_normal_ca
     logs.assert_no_traceback()
     # Rate-limited: a hundred closes are not a hundred lines.
     assert len(logs.lines("http_request_timeout")) + len(logs.lines("http_request_shed")) <= 20
+
+
+async def test_bytes_a_client_sends_after_the_408_do_not_reset_the_connection() -> None:
+    """The server half-closes and drops late bytes for a moment (a lingering close): closing
+    at once would answer them with a reset, which destroys a 408 the client has not read yet."""
+    async with abuse_service(http={"body_timeout_s": 0.3}) as service:
+        reader, writer = await asyncio.open_connection(service.host, service.port)
+        writer.write(BODY_HEAD)
+        answer = await server_answer(reader)  # the 408, then the server's end of the stream
+        for _ in range(3):  # the rest of the body, sent late
+            writer.write(b"a" * 100)
+            await writer.drain()  # raises once the server has reset the connection
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408") and b"request timeout: body" in answer
+    assert reader.exception() is None
 
 
 async def test_under_the_per_peer_cap_each_partial_head_gets_its_own_deadline(

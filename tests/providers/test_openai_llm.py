@@ -164,6 +164,10 @@ async def test_first_sentence_is_spoken_before_the_stream_ends(fake: FakeOpenAI)
     fake.reply(ChatReply(text=text, hold_after=9))  # holds inside the second sentence
     async with Rig([llm(fake)]) as rig:
         await rig.push(Transcript("can you help"))
+        # The fake sends the role and 9 tokens, then holds the stream open: the first sentence
+        # must come out while it is held. (How far the fake has got when the text first appears
+        # is up to the scheduler, as the sentence ends at token 6, so wait for the hold first.)
+        await fake.wait_for(lambda: fake.holding == 1)
         await rig.wait_for(lambda: rig.texts())
         (first,) = rig.texts()
         assert (first.text, first.last, first.turn) == ("Sure, I can help with that.", False, 1)

@@ -1,19 +1,19 @@
 """Streaming sample-rate conversion with a polyphase FIR that carries state across chunks.
 
-``scipy.signal.resample_poly`` is stateless: calling it per 20 ms frame restarts the filter at
-every join and clicks. :class:`StreamResampler` keeps the input history and the polyphase
-position between calls, so feeding a signal in any pieces gives the same samples as feeding it
-whole (to within 1 LSB: BLAS may sum in a different order for a different block shape).
+A stateless resampler (``scipy.signal.resample_poly``, say) called per 20 ms frame restarts the
+filter at every join and clicks. :class:`StreamResampler` keeps the input history and the
+polyphase position between calls, so feeding a signal in any pieces gives the same samples as
+feeding it whole (to within 1 LSB: BLAS may sum in a different order for a different block shape).
 
 How it works, for ``out/in = up/down`` in lowest terms: conceptually the input is upsampled by
-``up`` (zero stuffing), low-pass filtered by one Kaiser-windowed FIR ``h``, and every ``down``-th
-sample is kept. Output ``n`` therefore needs only the ``taps`` inputs ending at
-``floor(n*down/up)`` and one of ``up`` sub-filters (phase ``n*down mod up``). Both the phase
-sequence and the input offsets repeat every ``up`` outputs, so the tables are built once per
-rate pair and shared. A chunk then costs a handful of numpy calls, no per-sample Python: for
-small ``up`` (8k/16k/24k/48k pairs) one matmul of strided history windows against a dense
-per-cycle matrix, otherwise (22.05k/44.1k pairs) one gather of per-output windows and a
-row-wise dot product against a precomputed coefficient table.
+``up`` (zero stuffing), low-pass filtered by one Kaiser-windowed FIR ``h``
+(:func:`.fir.kaiser_lowpass`), and every ``down``-th sample is kept. Output ``n`` therefore needs
+only the ``taps`` inputs ending at ``floor(n*down/up)`` and one of ``up`` sub-filters (phase
+``n*down mod up``). Both the phase sequence and the input offsets repeat every ``up`` outputs, so
+the tables are built once per rate pair and shared. A chunk then costs a handful of numpy calls,
+no per-sample Python: for small ``up`` (8k/16k/24k/48k pairs) one matmul of strided history
+windows against a dense per-cycle matrix, otherwise (22.05k/44.1k pairs) one gather of per-output
+windows and a row-wise dot product against a precomputed coefficient table.
 
 The filter is linear phase and its centre is aligned to an integer number of output samples
 (:attr:`StreamResampler.delay_samples`). Those first outputs are never emitted, so the output is
@@ -31,9 +31,9 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
 from ._pcm import PCM, as_pcm
+from .fir import kaiser_lowpass
 
 _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
@@ -75,7 +75,7 @@ class _Design:
         half_len = down * math.ceil(quality.zero_crossings * top / down)
         self.delay = half_len // down
         length = 2 * half_len + 1
-        h = signal.firwin(length, quality.cutoff / top, window=("kaiser", quality.beta))
+        h = kaiser_lowpass(length, quality.cutoff / top, quality.beta)
         h *= up  # zero stuffing divides the level by ``up``
         h.flags.writeable = False
         self.prototype: npt.NDArray[np.float64] = h  # kept for inspection and tests

@@ -11,7 +11,10 @@ never the oldest, and a flood from one address churns only its own connections.
 
 A timed-out request gets ``408`` (when no response has started) and its connection is closed;
 the route, if it was reading the body, sees the client as gone (an info line, never a
-traceback: ``voicebridge.server.app``).
+traceback: ``voicebridge.server.app``). The close lingers (RFC 9112, section 9.6): the server
+half-closes after the answer and reads and drops what the client still sends for up to
+``LINGER_S``. Closing at once with the client's bytes unread makes the kernel answer them with a
+reset, and a client still sending its body then loses the ``408`` before it reads it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ CONFIG_ATTR = "voicebridge_http"
 SETTINGS_ENV = "VOICEBRIDGE_SETTINGS_JSON"  # voicebridge.server.factory.SETTINGS_ENV
 
 _HEAD, _BODY = "headers", "body"
+LINGER_S = 1.0
+"""How long a closed request's connection reads and drops late bytes before it really closes."""
 _READ_DONE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
 
@@ -158,6 +163,7 @@ class EdgeH11Protocol(H11Protocol):
         self.incomplete = tracker
         self.phase: str | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.linger: asyncio.TimerHandle | None = None  # set while a closed request lingers
 
     # --- the phases of reading one request ------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -165,6 +171,8 @@ class EdgeH11Protocol(H11Protocol):
         self._reading(_HEAD)
 
     def data_received(self, data: bytes) -> None:
+        if self.linger is not None:
+            return  # the request was answered and closed: late bytes are dropped
         if self.phase is None and self.conn.their_state is h11.IDLE:
             self._reading(_HEAD)  # the first byte of the next keep-alive request
         super().data_received(data)
@@ -176,7 +184,16 @@ class EdgeH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._done()
+        if self.linger is not None:
+            self.linger.cancel()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: a lingering connection has nothing left to say."""
+        if self.linger is not None:
+            self.transport.close()
+            return
+        super().shutdown()
 
     def _follow(self) -> None:
         """Move the deadline along with h11's view of what the client has sent."""
@@ -224,14 +241,14 @@ class EdgeH11Protocol(H11Protocol):
     def _close(self, response: bytes, what: str, **fields: Any) -> None:
         cycle = self.cycle if self.phase == _BODY else None  # the request being read, if any
         self._done()
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self.linger is not None:
             return
         if cycle is None or not cycle.response_started:
             self.transport.write(response)
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True  # the route reads "client gone"; its reply goes nowhere
             cycle.message_event.set()
-        self.transport.close()
+        self._linger()
         _THROTTLE.log(
             log,
             what,
@@ -240,3 +257,12 @@ class EdgeH11Protocol(H11Protocol):
             incomplete=len(self.incomplete),
             **fields,
         )
+
+    def _linger(self) -> None:
+        """Half-close after the answer, drop what still arrives, close after ``LINGER_S`` (or
+        when the client closes its side, whichever is first)."""
+        if not self.transport.can_write_eof():  # TLS: no half-close
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.linger = self.loop.call_later(LINGER_S, self.transport.close)
