@@ -33,6 +33,7 @@ from hibari import dsp
 from hibari.g2p import G2P
 from pydantic import Field
 
+from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM
 from voicebridge.runtime.process_cache import ProcessCache
 from voicebridge.runtime.stage import StageParams
@@ -42,7 +43,7 @@ from voicebridge.stages.tts.local_voice import (
     Rendered,
     model_with_output,
     onnx_session,
-    pitch_shifted,
+    pitch_source_rate,
 )
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
@@ -202,7 +203,10 @@ def synthesize(
     """
     factor = 2.0 ** (pitch_semitones / 12.0)
     pcm, voice_rate, _ = _render(1, text, max(0.5, min(2.0, speed / factor)), seed)
-    return pitch_shifted(pcm, voice_rate, factor, rate)
+    if not pcm.size:
+        return pcm
+    source_rate = pitch_source_rate(voice_rate, factor)
+    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
 
 
 # --- the stage ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
   several voices (and Whisper) on one server do not each take every core.
 - :func:`model_with_output`: the voice's model with one more output, patched in memory, so every
   synthesis also says when each word ends; the plain file when the ``onnx`` package is missing.
-- :func:`pitch_shifted`: the simulator's "someone else" voice, a pitch shift by resampling.
+- :func:`pitch_source_rate`: the simulator's "someone else" voice, a pitch shift by resampling.
 - :class:`LocalVoice`: the stage part. Each sentence is rendered in the voice's process-wide
   worker pool, never on the event loop, and resampled to the stream's rate and padded with the
   sentence's silence there too. A barge-in discards the sentence being rendered (its thread
@@ -34,7 +34,7 @@ __all__ = [
     "WordEnds",
     "model_with_output",
     "onnx_session",
-    "pitch_shifted",
+    "pitch_source_rate",
 ]
 
 log = structlog.get_logger("voicebridge.stages.local_voice")
@@ -80,15 +80,12 @@ def model_with_output(
     return bytes(model.SerializeToString()), True
 
 
-def pitch_shifted(pcm: PCM, voice_rate: int, factor: float, rate: int) -> PCM:
-    """``pcm`` (rendered ``factor`` times slower than wanted) at ``rate``, played back ``factor``
-    times faster: resampled as if recorded at a higher rate. The pitch and formants move up by
-    ``factor`` (a different-sounding speaker) and the tempo comes back to the voice's own."""
-    if not pcm.size:
-        return pcm
+def pitch_source_rate(voice_rate: int, factor: float) -> int:
+    """The rate to play audio rendered ``factor`` times slower back at, ``factor`` times faster
+    (resampled as if recorded at this rate): pitch and formants move up by ``factor``, a
+    different-sounding speaker, and the tempo comes back to the voice's own."""
     # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
-    source_rate = voice_rate if factor == 1.0 else max(50, round(voice_rate * factor / 50) * 50)
-    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
+    return voice_rate if factor == 1.0 else max(50, round(voice_rate * factor / 50) * 50)
 
 
 class LocalVoice(Speaker):

@@ -26,6 +26,7 @@ import structlog
 from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
+from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM
 from voicebridge.runtime.process_cache import ProcessCache
 from voicebridge.runtime.stage import StageError, StageParams
@@ -35,7 +36,7 @@ from voicebridge.stages.tts.local_voice import (
     Rendered,
     model_with_output,
     onnx_session,
-    pitch_shifted,
+    pitch_source_rate,
 )
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
@@ -172,7 +173,10 @@ def synthesize(
         noise_w_scale=noise_w,
     )
     pcm, voice_rate, _ = _render(key, text, syn)
-    return pitch_shifted(pcm, voice_rate, factor, rate)
+    if not pcm.size:
+        return pcm
+    source_rate = pitch_source_rate(voice_rate, factor)
+    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
 
 
 # --- the stage ----------------------------------------------------------------------------------
