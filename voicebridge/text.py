@@ -1,8 +1,10 @@
-"""Text helpers for agent replies: sentence-sized pieces so speech can start early."""
+"""Text helpers for agent replies: sentence-sized pieces so speech can start early, and how far
+apart two spellings (or word lists) are."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # A sentence ends at . ! ? (or their CJK forms) followed by space/end, not inside "e.g." or "3.5".
 _BOUNDARY = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])[\"')\]]*\s+(?=\S)")
@@ -59,3 +61,15 @@ class SentenceChunker:
         rest = " ".join(self._buffer.split())
         self._buffer = ""
         return [rest] if rest else []
+
+
+def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
+    """Levenshtein distance: the substitutions, deletions and insertions that turn ``a`` into
+    ``b``, over characters of two strings or words of two lists."""
+    previous = list(range(len(b) + 1))
+    for x, ca in enumerate(a, 1):
+        current = [x]
+        for y, cb in enumerate(b, 1):
+            current.append(min(previous[y] + 1, current[y - 1] + 1, previous[y - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]

@@ -89,6 +89,26 @@ def test_bad_flag_values_are_usage_errors() -> None:
     assert "invalid choice: 'bogus'" in err
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["serve", "--port", "70000"], "--port: expected a port from 0 to 65535, got '70000'"),
+        (["serve", "--port", "http"], "--port: expected a port number, got 'http'"),
+        (["serve", "--workers", "0"], "--workers: expected 1 or more, got '0'"),
+        (["serve", "--workers", "2.5"], "--workers: expected a whole number, got '2.5'"),
+        (["simulate", "--gap", "nan"], "--gap: expected a number above 0, got 'nan'"),
+        (["simulate", "--interrupt-after", "-0.5"], "expected a number of 0 or more, got '-0.5'"),
+        (["simulate", "--interrupt-after", "soon"], "expected a number, got 'soon'"),
+    ],
+)
+def test_each_number_flag_says_what_it_expected(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == int(ExitCode.USAGE)
+    err = capsys.readouterr().err
+    assert said in err and len(err.splitlines()) == 1, err
+
+
 def test_a_codec_and_rate_plivo_cannot_stream_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
-import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,10 @@ Make = Callable[[str], str]
 
 
 @pytest.fixture
-def make_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Make]:
-    """Write a uniquely named module in a folder on sys.path, which is also the working
-    directory, and return its name."""
-    monkeypatch.syspath_prepend(str(tmp_path))
+def make_module(make_module: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Make:
+    """The config tests' module writer, with its folder also the working directory."""
     monkeypatch.chdir(tmp_path)
-    created: list[str] = []
-
-    def make(source: str) -> str:
-        name = f"vb_user_{uuid.uuid4().hex[:12]}"
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
-        importlib.invalidate_caches()
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        sys.modules.pop(name, None)
+    return make_module
 
 
 def message_of(type_name: str, kind: type[Exception] = StageImportError) -> str:

@@ -41,6 +41,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from voicebridge.clock import Clock
+from voicebridge.runtime.process_cache import ProcessCache
 from voicebridge.runtime.providers import ErrorKind, ProviderError, kind_from_http_status
 from voicebridge.runtime.resilience import Attempt, ProviderGuard
 from voicebridge.runtime.stage import StageError
@@ -267,7 +268,26 @@ class ClientSettings:
         )
 
 
-_clients: dict[ClientSettings, Any] = {}
+def _new_client(settings: ClientSettings) -> Any:
+    """A boto3 client for ``settings``. Call with ``_lock`` held (it makes a session)."""
+    config = Config(
+        region_name=settings.region,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=settings.max_connections,
+        tcp_keepalive=True,
+        user_agent_extra=USER_AGENT,
+    )
+    return _new_session().client(
+        settings.service,
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=config,
+    )
+
+
+_clients: ProcessCache[ClientSettings, Any] = ProcessCache(_new_client, lock=_lock)
 
 
 def get_client(settings: ClientSettings) -> Any:
@@ -276,36 +296,14 @@ def get_client(settings: ClientSettings) -> Any:
     boto3 clients are thread-safe, keep a connection pool, and cost tens of milliseconds to
     build (they load the service model), so every call of a service shares one.
     """
-    client = _clients.get(settings)
-    if client is not None:
-        return client
-    with _lock:
-        client = _clients.get(settings)
-        if client is None:
-            config = Config(
-                region_name=settings.region,
-                connect_timeout=settings.connect_timeout_s,
-                read_timeout=settings.read_timeout_s,
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                max_pool_connections=settings.max_connections,
-                tcp_keepalive=True,
-                user_agent_extra=USER_AGENT,
-            )
-            client = _new_session().client(
-                settings.service,
-                region_name=settings.region,
-                endpoint_url=settings.endpoint_url,
-                config=config,
-            )
-            _clients[settings] = client
-        return client
+    return _clients.get(settings)
 
 
 def clear_clients() -> None:
     """Forget cached clients and credentials (tests that change the environment)."""
     global _credential_session, _profile_region
+    _clients.clear()  # takes ``_lock`` itself
     with _lock:
-        _clients.clear()
         _credential_session = None
         _profile_region = None
 

