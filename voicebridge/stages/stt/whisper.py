@@ -7,7 +7,9 @@ model is loaded once per process and shared by every call; inference runs in the
 ``process`` never waits for it either: frames keep flowing while transcriptions run in the
 background, and their transcripts are emitted in utterance order.
 
-With ``interim_interval_ms`` set, the utterance so far is also transcribed every that many ms of
+At the VAD's pause (``SpeechPaused``) the utterance so far is transcribed speculatively: if the
+pause was the end, the final transcript is ready sooner, and its words are passed back to the
+VAD's end-of-turn decision (its ``text_cues``). With ``interim_interval_ms`` set, the utterance so far is also transcribed every that many ms of
 speech and emitted as a non-final ``Transcript`` (an early hint for dialogues that want one).
 """
 
@@ -39,6 +41,7 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.stage import Stage, StageError, StageParams
 from voicebridge.runtime.workers import WorkerPoolFull, run_blocking
+from voicebridge.stages.end_of_turn.words import EarlyWords
 from voicebridge.stages.offline_models import whisper_model_dir
 
 WHISPER_RATE = 16000
@@ -275,7 +278,8 @@ class Whisper(Stage):
         rate = self.ctx.info.sample_rate
         if frame.audio.size * 1000 < self.params.min_utterance_ms * rate:
             return
-        self._guess = (frame.at_ms, self.spawn(self._run(frame.audio), name="whisper-guess"))
+        guess = self.spawn(self._guess_words(frame.at_ms, frame.audio), name="whisper-guess")
+        self._guess = (frame.at_ms, guess)
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -319,6 +323,15 @@ class Whisper(Stage):
             max_workers=self.params.workers,
             max_queue=_POOL_QUEUE,
         )
+
+    async def _guess_words(self, at_ms: float, audio: PCM) -> _Result | None:
+        """The speculative transcription; its words also go to the end-of-turn decision, which
+        may be waiting for them to tell a finished sentence from one that goes on."""
+        result = await self._run(audio)
+        words = EarlyWords.of(self.ctx)
+        if words.wanted:
+            words.publish(at_ms, result.text if result is not None else "")
+        return result
 
     async def _final(
         self,
