@@ -9,7 +9,9 @@ background, and their transcripts are emitted in utterance order.
 
 At the VAD's pause (``SpeechPaused``) the utterance so far is transcribed speculatively: if the
 pause was the end, the final transcript is ready sooner, and its words are passed back to the
-VAD's end-of-turn decision (its ``text_cues``). With ``interim_interval_ms`` set, the utterance so far is also transcribed every that many ms of
+VAD's end-of-turn decision (its ``text_cues``).
+
+With ``interim_interval_ms`` set, the utterance so far is also transcribed every that many ms of
 speech and emitted as a non-final ``Transcript`` (an early hint for dialogues that want one).
 """
 
