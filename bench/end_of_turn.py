@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import structlog
 
 from bench.turn_corpus import Utterance, frames, make_corpus
 from voicebridge.call.context import CallContext, CallInfo
@@ -113,11 +115,11 @@ async def run_one(utt: Utterance, variant: Variant, scorer: Callable[..., Any]) 
     clock = VirtualClock()
     ctx = CallContext(info, clock=clock)
     outcome = Outcome(utt)
-    now = {"t": 0.0, "wall": 0.0}
+    now = {"t": 0.0, "started": 0.0}
 
     async def sink(frame: Frame) -> None:
-        if isinstance(frame, SpeechEnded):
-            outcome.ends.append((frame, now["t"], now["wall"]))
+        if isinstance(frame, SpeechEnded):  # wall: since the frame that ended the turn came in
+            outcome.ends.append((frame, now["t"], time.perf_counter() - now["started"]))
 
     errors: list[BaseException] = []
     pipeline = Pipeline(stages, ctx, sink, on_error=lambda stage, exc: errors.append(exc))
@@ -126,12 +128,11 @@ async def run_one(utt: Utterance, variant: Variant, scorer: Callable[..., Any]) 
         await pipeline.push(info.started())
         t = 0.0
         for piece in frames(utt.pcm, RATE):
-            started = time.perf_counter()
-            await pipeline.push(AudioIn(piece, t))
+            now["started"] = time.perf_counter()
             t += 20.0
             now["t"] = t
-            await pipeline.wait_idle()
-            now["wall"] = time.perf_counter() - started
+            await pipeline.push(AudioIn(piece, t - 20.0))
+            await asyncio.wait_for(pipeline.wait_idle(), 60.0)
         await pipeline.drain(30.0)
     finally:
         await pipeline.stop()
@@ -206,8 +207,10 @@ def time_checks(n: int = 60) -> dict[str, float]:
 async def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one speaker, one pause length")
+    ap.add_argument("--only", help="run only the variants whose name contains this")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     if args.quick:
         corpus = make_corpus(RATE, speakers=[(-2.0, 1.0)], pauses_ms=[800])
     else:
@@ -215,7 +218,7 @@ async def main(argv: list[str] | None = None) -> int:
     print(f"corpus: {len(corpus)} utterances at {RATE} Hz", file=sys.stderr)
     scorer = CachedScorer()
     rows = []
-    for variant in VARIANTS:
+    for variant in [v for v in VARIANTS if args.only is None or args.only in v.name]:
         started = time.perf_counter()
         outcomes = [await run_one(u, variant, scorer) for u in corpus]
         row = summarise(variant.name, outcomes)
