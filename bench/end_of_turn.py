@@ -166,9 +166,7 @@ def summarise(name: str, outcomes: list[Outcome]) -> dict[str, Any]:
         compute.append(1000 * wall)
     row: dict[str, Any] = {
         "variant": name,
-        "premature": {
-            f"{ms} ms": f"{sum(v)}/{len(v)}" for ms, v in sorted(premature.items())
-        },
+        "premature": {f"{ms} ms": f"{sum(v)}/{len(v)}" for ms, v in sorted(premature.items())},
         "premature_rate": sum(sum(v) for v in premature.values())
         / max(1, sum(len(v) for v in premature.values())),
         "complete_n": len(latency),
