@@ -10,9 +10,13 @@ from voicebridge.stages.end_of_turn.policy import (
     EndTurn,
     StartCheck,
 )
-from voicebridge.stages.end_of_turn.text_cues import unfinished
 
 STEP = 20.0
+TEXT = EndOfTurnSettings(text_cues=True, silence_ms=500, check_ms=200, max_silence_ms=1500)
+MODEL = EndOfTurnSettings(model=True, silence_ms=500, check_ms=200, max_silence_ms=1500)
+BOTH = EndOfTurnSettings(
+    text_cues=True, model=True, silence_ms=500, check_ms=200, max_silence_ms=1500
+)
 
 
 def silence(policy: EndOfTurnPolicy, since: float, until: float) -> list[tuple[float, object]]:
@@ -29,120 +33,155 @@ def silence(policy: EndOfTurnPolicy, since: float, until: float) -> list[tuple[f
     return out
 
 
+def ended_at(policy: EndOfTurnPolicy, since: float = 0.0, until: float = 5000.0) -> float | None:
+    """Silence from ``since``: how long until the turn ended (None: it did not)."""
+    ends = [t for t, d in silence(policy, since, until) if isinstance(d, EndTurn)]
+    return ends[0] - since if ends else None
+
+
+# --- the silence timer alone --------------------------------------------------------------------
 def test_silence_only_ends_after_the_silence_window_and_not_before() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(model=False, silence_ms=500))
+    policy = EndOfTurnPolicy(EndOfTurnSettings(silence_ms=500))
     assert silence(policy, 1000.0, 1480.0) == []
     policy.speech()
     assert silence(policy, 2000.0, 3000.0) == [(2500.0, EndTurn(2000.0, "silence"))]
 
 
+# --- text cues ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("words", "after_ms", "reason"),
+    [
+        ("What time do you open tomorrow?", 200.0, "complete"),
+        ("Yes", 200.0, "complete"),  # a short answer needs no full stop
+        ("My order number is 55127.", 200.0, "complete"),  # a known length (digit_lengths)
+        ("I'd like to book a table for", 1500.0, "max_silence"),
+        ("My order number is...", 1500.0, "max_silence"),
+        ("My order number is 551.", 1500.0, "max_silence"),  # three digits: more to come
+        ("Could you tell me", 500.0, "silence"),  # unsure: the silence timer
+        ("", 500.0, "silence"),  # the transcriber heard nothing
+    ],
+)
+def test_words_decide_when_they_arrive_at_the_pause(
+    words: str, after_ms: float, reason: str
+) -> None:
+    policy = EndOfTurnPolicy(
+        EndOfTurnSettings(
+            text_cues=True, silence_ms=500, check_ms=200, max_silence_ms=1500, digit_lengths=(5,)
+        )
+    )
+    assert silence(policy, 0.0, 180.0) == []
+    assert policy.words(0.0, words) is None  # kept until check_ms (the VAD's pause signal)
+    out = silence(policy, 0.0, 5000.0)
+    assert [(t, d.reason) for t, d in out] == [(after_ms, reason)]  # type: ignore[attr-defined]
+
+
+def test_words_that_arrive_after_the_check_end_the_turn_the_moment_they_arrive() -> None:
+    policy = EndOfTurnPolicy(TEXT)
+    assert silence(policy, 0.0, 380.0) == []  # waiting for the words
+    end = policy.words(0.0, "Where are you located?")
+    assert end == EndTurn(0.0, "complete", None, "Where are you located?", "punctuation")
+
+
+def test_late_words_are_waited_for_up_to_words_wait_ms_then_the_timer_decides() -> None:
+    policy = EndOfTurnPolicy(TEXT)  # check 200 + words_wait 800
+    assert ended_at(policy) == 1000.0
+
+
+def test_no_words_are_waited_for_when_no_transcriber_publishes_them() -> None:
+    policy = EndOfTurnPolicy(TEXT, words_expected=lambda: False)  # a cloud transcriber
+    assert ended_at(policy) == 500.0  # exactly the silence timer
+
+
+def test_speech_resuming_keeps_the_turn_open_and_voids_the_old_words() -> None:
+    policy = EndOfTurnPolicy(TEXT)
+    silence(policy, 0.0, 200.0)
+    assert policy.words(0.0, "I'd like to book a table for") is None
+    assert silence(policy, 0.0, 900.0) == []  # a 900 ms pause, held open
+    policy.speech()
+    assert policy.words(0.0, "I'd like to book a table for four.") is None  # the old silence
+    silence(policy, 2000.0, 2200.0)
+    assert policy.words(2000.0, "I'd like to book a table for four.") == EndTurn(
+        2000.0, "complete", None, "I'd like to book a table for four.", "punctuation"
+    )
+
+
+def test_words_for_an_ended_utterance_are_void() -> None:
+    policy = EndOfTurnPolicy(TEXT)
+    silence(policy, 0.0, 300.0)
+    policy.reset()
+    assert policy.words(0.0, "What time?") is None
+
+
+# --- the audio model (opt-in) -----------------------------------------------------------------
 def test_a_short_pause_starts_one_check_and_complete_ends_the_turn_at_once() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, max_silence_ms=1500))
+    policy = EndOfTurnPolicy(MODEL)
     assert silence(policy, 1000.0, 1200.0) == [(1200.0, StartCheck(1000.0))]
     assert silence(policy, 1000.0, 1300.0) == []  # no second check for the same silence
-    end = policy.verdict(1000.0, 0.93)
-    assert end == EndTurn(1000.0, "complete", 0.93)
+    assert policy.verdict(1000.0, 0.93) == EndTurn(1000.0, "complete", 0.93)
 
 
 def test_incomplete_waits_up_to_the_longer_limit() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, max_silence_ms=1500))
+    policy = EndOfTurnPolicy(MODEL)
     silence(policy, 0.0, 200.0)
     assert policy.verdict(0.0, 0.1) is None
-    out = silence(policy, 0.0, 3000.0)
-    assert out == [(1500.0, EndTurn(0.0, "max_silence", 0.1))]
+    assert silence(policy, 0.0, 3000.0) == [(1500.0, EndTurn(0.0, "max_silence", 0.1))]
 
 
-def test_speech_resuming_keeps_the_turn_open_and_voids_the_late_verdict() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, max_silence_ms=1500))
-    silence(policy, 0.0, 200.0)
-    silence(policy, 0.0, 700.0)  # 700 ms mid-sentence pause, still no answer
+def test_a_verdict_about_an_older_silence_is_void() -> None:
+    policy = EndOfTurnPolicy(MODEL)
+    silence(policy, 0.0, 700.0)
     policy.speech()
-    assert policy.verdict(0.0, 0.99) is None  # about the old silence: ignored
+    assert policy.verdict(0.0, 0.99) is None
     assert silence(policy, 2000.0, 2200.0) == [(2200.0, StartCheck(2000.0))]
     assert policy.verdict(2000.0, 0.99) == EndTurn(2000.0, "complete", 0.99)
 
 
-def test_a_verdict_for_an_ended_utterance_is_void() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200))
+@pytest.mark.parametrize("answer", [None, "never"])
+def test_no_verdict_falls_back_to_the_silence_timer(answer: str | None) -> None:
+    policy = EndOfTurnPolicy(MODEL)
     silence(policy, 0.0, 200.0)
-    policy.reset()
-    assert policy.verdict(0.0, 0.99) is None
-
-
-def test_no_verdict_falls_back_to_the_silence_timer() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(silence_ms=500, check_ms=200, max_silence_ms=1500))
-    silence(policy, 0.0, 200.0)
-    assert policy.verdict(0.0, None) is None  # the check failed (pool full, model error)
-    assert silence(policy, 0.0, 2000.0) == [(500.0, EndTurn(0.0, "no_verdict"))]
-
-
-def test_a_failure_reported_after_the_silence_window_ends_the_turn_at_once() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(silence_ms=500, check_ms=200))
-    silence(policy, 0.0, 600.0)
-    assert policy.verdict(0.0, None) == EndTurn(0.0, "no_verdict")
-
-
-def test_a_verdict_that_never_comes_ends_at_the_longer_limit() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, max_silence_ms=1200))
-    assert silence(policy, 0.0, 5000.0)[-1] == (1200.0, EndTurn(0.0, "max_silence"))
+    if answer is None:
+        assert policy.verdict(0.0, None) is None  # failed: pool full, model error
+    assert silence(policy, 0.0, 2000.0) == [(500.0, EndTurn(0.0, "silence"))]
 
 
 @pytest.mark.parametrize(
     ("threshold", "probability", "ends"), [(0.5, 0.5, True), (0.5, 0.49, False), (0.9, 0.8, False)]
 )
 def test_threshold(threshold: float, probability: float, ends: bool) -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(threshold=threshold))
+    policy = EndOfTurnPolicy(EndOfTurnSettings(model=True, threshold=threshold))
     silence(policy, 0.0, 200.0)
     assert (policy.verdict(0.0, probability) is not None) is ends
 
 
-def test_text_cues_unfinished_words_overrule_a_complete_sounding_voice() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, max_silence_ms=1500, text_cues=True))
-    silence(policy, 0.0, 200.0)
-    assert policy.verdict(0.0, 0.97) is None  # waits for the words
-    assert policy.words(0.0, "I'd like to book a table for") is None
-    assert silence(policy, 0.0, 3000.0) == [
-        (1500.0, EndTurn(0.0, "max_silence", 0.97, "I'd like to book a table for"))
-    ]
-
-
-def test_text_cues_finished_words_end_the_turn_when_they_arrive() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, text_cues=True))
-    silence(policy, 0.0, 200.0)
-    assert policy.words(0.0, "What time do you open?") is None  # the model has not answered
-    assert policy.verdict(0.0, 0.9) == EndTurn(0.0, "complete", 0.9, "What time do you open?")
-
-
-def test_text_cues_decide_on_the_voice_alone_when_no_words_come() -> None:
-    settings = EndOfTurnSettings(check_ms=200, text_cues=True, words_wait_ms=300)
-    policy = EndOfTurnPolicy(settings)
-    silence(policy, 0.0, 200.0)
-    assert policy.verdict(0.0, 0.9) is None
-    assert silence(policy, 0.0, 2000.0) == [(500.0, EndTurn(0.0, "complete", 0.9))]
-
-
-def test_words_for_another_silence_are_ignored() -> None:
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, text_cues=True))
-    silence(policy, 0.0, 200.0)
-    assert policy.words(-500.0, "and") is None
-    assert policy.verdict(0.0, 0.9) is None  # still waiting for this silence's words
-
-
+# --- text cues and the model together ------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("words", "probability", "after_ms", "reason"),
     [
-        ("I'd like to book a table for", True),
-        ("My order number is", True),
-        ("I want a cake and", True),
-        ("Can I book the", True),
-        ("so um", True),
-        ("I'd like to book a table...", True),
-        ("My number is five five one,", True),
-        ("What time do you open tomorrow?", False),
-        ("I'd like to book a table for four.", False),
-        ("Where are you located", False),
-        ("", False),
+        ("I'd like to book a table for", 0.97, 1500.0, "max_silence"),  # the words hold it
+        ("What time do you open?", 0.9, 200.0, "complete"),  # both agree
+        ("What time do you open?", 0.1, 500.0, "vetoed"),  # the voice disagrees: the timer
+        ("Could you tell me", 0.9, 200.0, "complete"),  # words unsure: the voice decides
+        ("Could you tell me", 0.1, 1500.0, "max_silence"),
+        ("What time do you open?", None, 200.0, "complete"),  # the model failed
     ],
 )
-def test_unfinished(text: str, expected: bool) -> None:
-    assert unfinished(text) is expected
+def test_words_and_voice(
+    words: str, probability: float | None, after_ms: float, reason: str
+) -> None:
+    policy = EndOfTurnPolicy(BOTH)
+    assert silence(policy, 0.0, 200.0) == [(200.0, StartCheck(0.0))]
+    assert policy.words(0.0, words) is None  # the model has not answered yet
+    end = policy.verdict(0.0, probability)
+    if end is not None:  # at once, on the check's frame
+        assert (200.0, end.reason) == (after_ms, reason)
+        return
+    out = silence(policy, 0.0, 5000.0)
+    assert [(t, d.reason) for t, d in out] == [(after_ms, reason)]  # type: ignore[attr-defined]
+
+
+def test_a_model_that_has_not_answered_by_the_silence_timer_does_not_hold_finished_words() -> None:
+    policy = EndOfTurnPolicy(BOTH)
+    silence(policy, 0.0, 200.0)
+    policy.words(0.0, "Where are you located?")
+    assert ended_at(policy) == 500.0

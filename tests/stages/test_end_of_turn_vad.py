@@ -38,15 +38,20 @@ class Answers:
 
 
 class SaysAtPause(Stage):
-    """A transcriber stand-in: at each pause, publishes these words for the decision."""
+    """A transcriber stand-in: at each pause, publishes the next of these words (the last
+    repeats) for the decision, as whisper's speculative run does."""
 
-    def __init__(self, words: str) -> None:
+    def __init__(self, *words: str) -> None:
         super().__init__()
-        self.words = words
+        self.words = list(words)
+
+    async def start(self) -> None:
+        EarlyWords.of(self.ctx).announce()
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, SpeechPaused):
-            EarlyWords.of(self.ctx).publish(frame.at_ms, self.words)
+            words = self.words.pop(0) if len(self.words) > 1 else self.words[0]
+            EarlyWords.of(self.ctx).publish(frame.at_ms, words)
         await self.emit(frame)
 
 
@@ -142,6 +147,57 @@ async def test_a_failed_check_falls_back_to_the_silence_timer() -> None:
     assert decided_ms(frames, end) == 500.0
 
 
+def text(**eot: Any) -> Vad:
+    return Vad(
+        min_silence_ms=500,
+        pause_ms=200,
+        forward_audio=True,
+        end_of_turn={"text_cues": True, "max_silence_ms": 1500, "digit_lengths": [5], **eot},
+    )
+
+
+@pytest.mark.parametrize(
+    ("words", "expected_ms"),
+    [
+        ("What time do you open?", 200.0),
+        ("No thanks", 200.0),
+        ("My order number is 55127.", 200.0),
+        ("I'd like to book a table for", 1500.0),
+        ("My order number is 551.", 1500.0),
+        ("Could you tell me", 500.0),
+    ],
+)
+async def test_text_cues_alone_decide_with_no_model(words: str, expected_ms: float) -> None:
+    frames, ends = await run(
+        text(),
+        None,
+        track(("silence", 0.3), ("speech", 0.8), ("silence", 2.0)),
+        [SaysAtPause(words)],
+    )
+    (end,) = ends
+    assert decided_ms(frames, end) == expected_ms
+
+
+async def test_a_pause_held_open_by_its_words_joins_the_next_speech_in_one_utterance() -> None:
+    frames, ends = await run(
+        text(),
+        None,
+        track(("silence", 0.3), ("speech", 0.8), ("silence", 1.2), ("speech", 0.6), ("silence", 2)),
+        [SaysAtPause("I'd like to book a table for", "I'd like to book a table for four.")],
+    )
+    (end,) = ends  # the 1.2 s pause did not end the turn
+    assert end.at_ms > 2900  # the second silence
+    assert decided_ms(frames, end) == 200.0
+
+
+async def test_without_a_transcriber_that_publishes_words_it_is_the_silence_timer() -> None:
+    frames, ends = await run(
+        text(), None, track(("silence", 0.3), ("speech", 0.8), ("silence", 2.0))
+    )
+    (end,) = ends
+    assert decided_ms(frames, end) == 500.0
+
+
 @pytest.mark.parametrize(
     ("words", "expected_ms"), [("I'd like to book a table for", 1200.0), ("What time?", 200.0)]
 )
@@ -158,8 +214,12 @@ async def test_text_cues_keep_an_unfinished_sentence_open(words: str, expected_m
 
 def test_yaml_shorthand_and_defaults() -> None:
     assert Vad(end_of_turn="smart-turn").params.end_of_turn.model == "smart-turn"
+    cues = Vad(end_of_turn="text").params.end_of_turn
+    assert cues.text_cues and cues.model == "none"
+    legacy = Vad(end_of_turn={"model": "silence"}).params.end_of_turn
+    assert legacy.model == "none" and not legacy.text_cues
     default = Vad().params.end_of_turn
-    assert default.model == "silence" and default.max_silence_ms == 1500
+    assert default.model == "none" and not default.text_cues and default.max_silence_ms == 1500
     with pytest.raises(ValueError, match="end_of_turn"):
         Vad(end_of_turn="magic")
 

@@ -55,7 +55,7 @@ def test_book_a_table_for_is_held_open_by_its_words() -> None:
     the decision with text cues waits."""
     text = "I'd like to book a table for four people tomorrow evening."
     probability = load_model().probability(caller(text, upto_word=6), RATE)
-    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, text_cues=True))
+    policy = EndOfTurnPolicy(EndOfTurnSettings(check_ms=200, text_cues=True, model=True))
     assert policy.silent(0.0, 200.0) == StartCheck(0.0)
     assert policy.words(0.0, "I'd like to book a table for") is None
     assert policy.verdict(0.0, probability) is None  # held open whatever the voice says

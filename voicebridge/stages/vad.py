@@ -5,10 +5,11 @@ handed downstream starts ``pre_roll_ms`` before the detected onset so the first 
 lost. Caller audio is passed on unchanged for streaming transcribers.
 
 Where the turn ends is :class:`~voicebridge.stages.end_of_turn.policy.EndOfTurnPolicy`'s call:
-after ``min_silence_ms`` of silence (``end_of_turn: silence``), or, with ``end_of_turn:
-{model: smart-turn}``, as soon as a model run at a short pause hears a finished turn, and up to
-``max_silence_ms`` later when it hears an unfinished one. The model runs in a worker pool; its
-verdict ends the utterance the moment it arrives, between audio frames.
+after ``min_silence_ms`` of silence (``end_of_turn: silence``, the default), or, with
+``end_of_turn: {text_cues: true}``, as soon as the transcriber's words at a short pause read as a
+finished sentence, and up to ``max_silence_ms`` later when they read as one that goes on. The
+smart-turn audio model is an opt-in second opinion; it runs in a worker pool, and its verdict,
+like the words, ends the utterance the moment it arrives, between audio frames.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import webrtcvad
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from voicebridge.audio.frames import FrameSplitter, samples_for_ms
 from voicebridge.frames import (
@@ -47,25 +48,49 @@ _POOL_QUEUE = 64
 
 
 class EndOfTurnParams(StageParams):
-    model: Literal["silence", "smart-turn"] = Field(
-        "silence", description="silence: min_silence_ms ends the turn; smart-turn: ask the model"
-    )
-    check_ms: int = Field(200, ge=20, le=2000, description="silence that starts a model check")
-    threshold: float = Field(0.5, gt=0, lt=1, description="P(complete) that ends the turn")
-    max_silence_ms: int = Field(
-        1500, ge=100, le=10000, description="an unfinished-sounding turn ends after this silence"
-    )
     text_cues: bool = Field(
-        False, description="words before the pause that cannot end a sentence keep the turn open"
+        False,
+        description="judge the transcriber's words before a pause: a sentence that ends there "
+        "ends the turn at check_ms, one that goes on waits up to max_silence_ms",
+    )
+    model: Literal["none", "smart-turn"] = Field(
+        "none", description="an audio model asked at check_ms: none, or smart-turn (opt-in)"
+    )
+    check_ms: int = Field(200, ge=20, le=2000, description="silence before a verdict may end it")
+    max_silence_ms: int = Field(
+        1500, ge=100, le=10000, description="an unfinished turn ends after this much silence"
+    )
+    digit_lengths: list[int] = Field(
+        default_factory=list,
+        description="digit strings of these lengths are complete; others wait for more digits",
     )
     words_wait_ms: int = Field(
-        800, ge=0, le=10000, description="after check_ms, how long a check waits for those words"
+        800, ge=0, le=10000, description="after check_ms, how long to wait for late words"
     )
+    threshold: float = Field(0.5, gt=0, lt=1, description="smart-turn: P(complete) that ends it")
     model_path: Path | None = Field(
         None, description="a smart-turn v3 ONNX file (default: the one in the pipecat-ai wheel)"
     )
     threads: int = Field(1, ge=1, le=16, description="onnxruntime threads per check")
     workers: int = Field(2, ge=1, le=32, description="checks run in parallel, per process")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """``silence`` (the silence timer alone), ``text`` and ``smart-turn`` name the usual
+        choices; ``model: silence`` is ``model: none``."""
+        if isinstance(value, str):
+            presets: dict[str, dict[str, Any]] = {
+                "silence": {},
+                "text": {"text_cues": True},
+                "smart-turn": {"model": "smart-turn"},
+            }
+            if value not in presets:
+                raise ValueError(f"end_of_turn must be one of {sorted(presets)} or a mapping")
+            return presets[value]
+        if isinstance(value, dict) and value.get("model") == "silence":
+            return {**value, "model": "none"}
+        return value
 
 
 class Scorer(Protocol):
@@ -113,14 +138,8 @@ class VadParams(StageParams):
     forward_audio: bool = Field(True, description="pass caller audio on to later stages")
     end_of_turn: EndOfTurnParams = Field(
         default_factory=EndOfTurnParams,
-        description="what ends the caller's turn: silence, or smart-turn (see docs/turns.md)",
+        description="what ends the caller's turn: silence, text or smart-turn (docs/turns.md)",
     )
-
-    @field_validator("end_of_turn", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        """``end_of_turn: smart-turn`` is ``end_of_turn: {model: smart-turn}``."""
-        return {"model": value} if isinstance(value, str) else value
 
 
 class Vad(Stage):
@@ -128,7 +147,8 @@ class Vad(Stage):
     role = "vad"
     description = (
         "Detects caller speech onset with WebRTC VAD (keeps a pre-roll) and the end of the "
-        "caller's turn: a silence timer, or the smart-turn model at a short pause."
+        "caller's turn: a silence timer, the transcriber's words at a short pause, or the "
+        "smart-turn model."
     )
     Params = VadParams
 
@@ -152,18 +172,21 @@ class Vad(Stage):
         eot: EndOfTurnParams = p.end_of_turn
         self._policy = EndOfTurnPolicy(
             EndOfTurnSettings(
-                model=eot.model != "silence",
-                silence_ms=p.min_silence_ms,
-                check_ms=eot.check_ms,
-                threshold=eot.threshold,
-                max_silence_ms=max(eot.max_silence_ms, eot.check_ms),
                 text_cues=eot.text_cues,
+                model=eot.model != "none",
+                silence_ms=p.min_silence_ms,
+                check_ms=min(eot.check_ms, p.min_silence_ms),
+                max_silence_ms=max(eot.max_silence_ms, p.min_silence_ms),
+                threshold=eot.threshold,
                 words_wait_ms=eot.words_wait_ms,
-            )
+                digit_lengths=tuple(eot.digit_lengths),
+            ),
+            words_expected=self._words_expected,
         )
         # The verdict source; tests give a fake one before the call starts.
         self.scorer: Scorer | None = None
         self._check: asyncio.Task[None] | None = None
+        self._early_words: EarlyWords | None = None
         self._deciding = asyncio.Lock()  # a verdict and a frame never change state at once
 
     @classmethod
@@ -180,7 +203,8 @@ class Vad(Stage):
         if eot.model == "smart-turn" and self.scorer is None:
             self.scorer = SmartTurnScorer(eot)
         if eot.text_cues:
-            EarlyWords.of(self.ctx).subscribe(self._on_words)
+            self._early_words = EarlyWords.of(self.ctx)
+            self._early_words.subscribe(self._on_words)
 
     async def stop(self) -> None:
         await self.cancel_tasks()
@@ -306,6 +330,10 @@ class Vad(Stage):
             if decision is not None and self._speaking:
                 await self._end_turn(decision)
 
+    def _words_expected(self) -> bool:
+        """A transcriber in this call publishes its early words (else none are waited for)."""
+        return self._early_words is not None and self._early_words.published
+
     def _on_words(self, since_ms: float, text: str) -> None:
         decision = self._policy.words(since_ms, text)
         if decision is not None:
@@ -321,6 +349,7 @@ class Vad(Stage):
         self.log.debug(
             "end_of_turn",
             reason=decision.reason,
+            cue=decision.cue,
             probability=None if decision.probability is None else round(decision.probability, 3),
             silence_ms=round(self._run_ms),
         )

@@ -2,31 +2,37 @@
 
 A silence timer alone forces a bad trade: short, and a caller who pauses mid-sentence ("I'd like
 to book a table for ... four") is answered before they finish; long, and a caller who has finished
-waits the whole window. :class:`EndOfTurnPolicy` combines the VAD's pause with a verdict on
-whether the caller sounds done:
+waits the whole window. :class:`EndOfTurnPolicy` combines the VAD's pause with two opinions on
+whether the caller is done, each optional:
 
-- ``check_ms`` of silence starts a check (the stage runs the model and reports its verdict);
-- a "complete" verdict ends the turn at once;
-- an "incomplete" one waits for speech up to ``max_silence_ms`` of silence;
-- speech resuming keeps the turn open: the silence, its check and any late verdict are void;
-- no verdict (the model failed, or the worker pool was full) falls back to the silence timer,
-  ``silence_ms``, so an overloaded server behaves as before instead of waiting longer.
+- **text cues**: the words transcribed up to the pause (whisper's speculative transcript), judged
+  by :func:`~voicebridge.stages.end_of_turn.text_cues.judge`: complete, incomplete or unsure;
+- **an audio model** (smart-turn), asked at ``check_ms`` of silence: P(complete).
 
-With ``text_cues``, the words transcribed up to the pause are a second opinion: words that
-cannot end a sentence (a trailing "for", "and", "the") make the turn incomplete whatever the
-audio says. The policy then waits for those words until ``words_wait_ms`` of silence, and decides
-on the audio alone when none come (a transcriber that publishes no early words).
+The decision, once ``check_ms`` of silence has passed:
 
-Times are the stream's milliseconds, as the VAD counts them; the driver feeds every silent frame
+- words "incomplete" hold the turn open up to ``max_silence_ms`` of silence;
+- words "complete" end it at once, unless the model hears an unfinished turn: then the silence
+  timer (``silence_ms``) decides, so a veto never makes a finished caller wait long;
+- otherwise (words unsure, or none) the model decides: "complete" ends the turn, "incomplete"
+  waits up to ``max_silence_ms``; with no model, or no verdict (the model failed, the pool was
+  full, or it is still running), the silence timer ends it after ``silence_ms``;
+- words expected but not here yet are waited for until ``check_ms + words_wait_ms``; a
+  transcriber that publishes none (``words_expected`` says so) is not waited for at all;
+- speech resuming keeps the turn open: the silence, its check and any late answer are void.
+
+With neither opinion it is the silence timer alone, so the VAD has one path. Times are the
+stream's milliseconds, as the VAD counts them; the driver feeds every silent frame
 (:meth:`silent`), every speech frame (:meth:`speech`), verdicts and words, and acts on what is
-returned. Without a model (``model=False``) it is today's silence timer, so the VAD has one path.
+returned.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from voicebridge.stages.end_of_turn.text_cues import unfinished
+from voicebridge.stages.end_of_turn.text_cues import Judgement, judge
 
 __all__ = ["EndOfTurnPolicy", "EndOfTurnSettings", "EndTurn", "StartCheck"]
 
@@ -35,18 +41,19 @@ __all__ = ["EndOfTurnPolicy", "EndOfTurnSettings", "EndTurn", "StartCheck"]
 class EndOfTurnSettings:
     """How the decision is made; the ``vad`` stage's ``end_of_turn`` options, in ms."""
 
-    model: bool = True  # False: end after ``silence_ms`` of silence, nothing else
-    silence_ms: float = 500.0  # the silence timer (also the fallback when no verdict comes)
-    check_ms: float = 200.0  # silence that starts a check
-    threshold: float = 0.5  # probability of "complete" at or above which the turn ends
+    text_cues: bool = False  # judge the transcriber's words before the pause
+    model: bool = False  # ask an audio model at ``check_ms``
+    silence_ms: float = 500.0  # the silence timer: the end when nothing says otherwise
+    check_ms: float = 200.0  # silence after which a verdict may end the turn
     max_silence_ms: float = 1500.0  # an incomplete turn ends after this much silence anyway
-    text_cues: bool = False
-    words_wait_ms: float = 800.0  # silence after which a check decides without words
+    threshold: float = 0.5  # the model's P(complete) at or above which it says complete
+    words_wait_ms: float = 800.0  # after check_ms, how long to wait for words that are late
+    digit_lengths: tuple[int, ...] = ()  # digit strings of these lengths are complete
 
 
 @dataclass(frozen=True, slots=True)
 class StartCheck:
-    """Score the utterance so far; report with ``verdict(silent_since_ms, ...)``."""
+    """Ask the model about the utterance so far; report with ``verdict(silent_since_ms, ...)``."""
 
     silent_since_ms: float
 
@@ -56,22 +63,28 @@ class EndTurn:
     """The turn is over; the utterance ends where its last silence began."""
 
     silent_since_ms: float
-    reason: str  # "complete", "silence", "max_silence", "no_verdict"
+    reason: str  # "complete", "silence", "max_silence", "vetoed"
     probability: float | None = None
     words: str | None = None
+    cue: str | None = None  # the text rule that decided, if any
 
 
 class EndOfTurnPolicy:
     """The state of one caller's current silence; see the module doc."""
 
-    def __init__(self, settings: EndOfTurnSettings) -> None:
+    def __init__(
+        self, settings: EndOfTurnSettings, words_expected: Callable[[], bool] = lambda: True
+    ) -> None:
         self.settings = settings
+        self._words_expected = words_expected
         self._since: float | None = None  # start of the current silence (None: speech)
         self._now = 0.0
         self._checking = False
         self._probability: float | None = None
         self._failed = False
         self._words: str | None = None
+        self._words_since: float | None = None  # the silence the words were transcribed at
+        self._judgement: Judgement | None = None
 
     # --- inputs -----------------------------------------------------------------------------
     def speech(self) -> None:
@@ -89,18 +102,18 @@ class EndOfTurnPolicy:
             self._checking = False
             self._probability = None
             self._failed = False
-            self._words = None
+            if self._words is not None and self._words_since != since_ms:
+                self._words = self._judgement = None
         self._now = now_ms
         s = self.settings
-        if not s.model:
-            return EndTurn(since_ms, "silence") if self._silence() >= s.silence_ms else None
         if not self._checking and self._silence() >= s.check_ms:
             self._checking = True
-            return StartCheck(since_ms)
+            if s.model:
+                return StartCheck(since_ms)
         return self._decide()
 
     def verdict(self, since_ms: float, probability: float | None) -> EndTurn | None:
-        """The check of the silence that began at ``since_ms`` answered (None: it failed)."""
+        """The model's check of the silence that began at ``since_ms`` answered (None: failed)."""
         if since_ms != self._since or not self._checking:
             return None  # the caller spoke again since: a stale answer
         if probability is None:
@@ -110,11 +123,17 @@ class EndOfTurnPolicy:
         return self._decide()
 
     def words(self, since_ms: float, text: str) -> EndTurn | None:
-        """What the caller said up to the silence that began at ``since_ms``."""
-        if since_ms != self._since or not self.settings.text_cues:
+        """What the caller said up to the silence that began at ``since_ms`` ("" for nothing).
+
+        Words may arrive before the policy has seen that silence's frames (the transcriber
+        ran on a pause the VAD reported); they are kept for it."""
+        if not self.settings.text_cues:
             return None
-        self._words = text
-        return self._decide() if self._checking else None
+        if self._since is not None and since_ms != self._since:
+            return None  # about an older silence
+        self._words, self._words_since = text, since_ms
+        self._judgement = judge(text, self.settings.digit_lengths)
+        return self._decide() if self._since == since_ms and self._checking else None
 
     # --- the decision -----------------------------------------------------------------------
     def _silence(self) -> float:
@@ -127,20 +146,29 @@ class EndOfTurnPolicy:
             return None
         silence = self._silence()
         p = self._probability
-        if p is None:
-            if self._failed and silence >= s.silence_ms:
-                return EndTurn(since, "no_verdict")
-            return EndTurn(since, "max_silence") if silence >= s.max_silence_ms else None
-        waiting_for_words = (
-            s.text_cues and self._words is None and silence < s.check_ms + s.words_wait_ms
-        )
-        if not waiting_for_words and self._complete(p):
-            return EndTurn(since, "complete", p, self._words)
-        if silence >= s.max_silence_ms:
-            return EndTurn(since, "max_silence", p, self._words)
-        return None
+        words = self._judgement if self._words_since == since else None
+        waiting = s.text_cues and words is None and self._words_expected()
+        if waiting and silence < s.check_ms + s.words_wait_ms:
+            return None  # the words are on their way
+        text = words.verdict if words is not None else "unsure"
+        cue = words.reason if words is not None else None
 
-    def _complete(self, probability: float) -> bool:
-        if probability < self.settings.threshold:
-            return False
-        return not (self.settings.text_cues and self._words and unfinished(self._words))
+        def end(reason: str) -> EndTurn:
+            return EndTurn(since, reason, p, self._words if words is not None else None, cue)
+
+        if text == "incomplete":
+            return end("max_silence") if silence >= s.max_silence_ms else None
+        audio: str | None = None  # None: no model, it failed, or it has not answered yet
+        if s.model and p is not None:
+            audio = "complete" if p >= s.threshold else "incomplete"
+        if text == "complete":
+            if audio == "incomplete":  # the voice disagrees: the silence timer decides
+                return end("vetoed") if silence >= s.silence_ms else None
+            if audio == "complete" or not s.model or self._failed:
+                return end("complete")
+            return end("complete") if silence >= s.silence_ms else None  # model still running
+        if audio == "complete":
+            return end("complete")
+        if audio == "incomplete":
+            return end("max_silence") if silence >= s.max_silence_ms else None
+        return end("silence") if silence >= s.silence_ms else None

@@ -193,6 +193,14 @@ def _options(p: WhisperParams) -> dict[str, Any]:
     }
 
 
+def transcribe(pcm: PCM, rate: int, params: WhisperParams | None = None) -> str:
+    """One utterance, blocking, as the stage transcribes it ("" for no speech): for tools and
+    benchmarks that need whisper's words without a pipeline."""
+    p = params if params is not None else WhisperParams()
+    result = _transcribe(_model_key(p), pcm, rate, _options(p))
+    return result.text if result is not None else ""
+
+
 # --- the stage --------------------------------------------------------------------------------
 
 
@@ -231,6 +239,8 @@ class Whisper(Stage):
 
     async def start(self) -> None:
         self._key = _model_key(self.params)
+        if self.params.speculative:
+            EarlyWords.of(self.ctx).announce()
 
     # --- frames -------------------------------------------------------------------------------
     async def process(self, frame: Frame) -> None:
@@ -279,6 +289,7 @@ class Whisper(Stage):
         self._drop_guess()
         rate = self.ctx.info.sample_rate
         if frame.audio.size * 1000 < self.params.min_utterance_ms * rate:
+            self._publish(frame.at_ms, "")  # too short to transcribe: no words to wait for
             return
         guess = self.spawn(self._guess_words(frame.at_ms, frame.audio), name="whisper-guess")
         self._guess = (frame.at_ms, guess)
@@ -329,11 +340,17 @@ class Whisper(Stage):
     async def _guess_words(self, at_ms: float, audio: PCM) -> _Result | None:
         """The speculative transcription; its words also go to the end-of-turn decision, which
         may be waiting for them to tell a finished sentence from one that goes on."""
-        result = await self._run(audio)
+        result: _Result | None = None
+        try:
+            result = await self._run(audio)
+        finally:  # failed or dropped: "" tells the decision not to wait for these words
+            self._publish(at_ms, result.text if result is not None else "")
+        return result
+
+    def _publish(self, at_ms: float, text: str) -> None:
         words = EarlyWords.of(self.ctx)
         if words.wanted:
-            words.publish(at_ms, result.text if result is not None else "")
-        return result
+            words.publish(at_ms, text)
 
     async def _final(
         self,
