@@ -12,7 +12,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY voicebridge ./voicebridge
-RUN pip install ".[offline,redis]" && pip install --no-deps "pipecat-ai==1.14.0"
+RUN pip install ".[offline,redis]"
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

@@ -79,7 +79,7 @@ def test_words_that_arrive_after_the_check_end_the_turn_the_moment_they_arrive()
     policy = EndOfTurnPolicy(TEXT)
     assert silence(policy, 0.0, 380.0) == []  # waiting for the words
     end = policy.words(0.0, "Where are you located?")
-    assert end == EndTurn(0.0, "complete", None, "Where are you located?", "punctuation")
+    assert end == EndTurn(0.0, "complete", None, "Where are you located?", "question")
 
 
 def test_late_words_are_waited_for_up_to_words_wait_ms_then_the_timer_decides() -> None:
@@ -101,7 +101,7 @@ def test_speech_resuming_keeps_the_turn_open_and_voids_the_old_words() -> None:
     assert policy.words(0.0, "I'd like to book a table for four.") is None  # the old silence
     silence(policy, 2000.0, 2200.0)
     assert policy.words(2000.0, "I'd like to book a table for four.") == EndTurn(
-        2000.0, "complete", None, "I'd like to book a table for four.", "punctuation"
+        2000.0, "complete", None, "I'd like to book a table for four.", "full stop"
     )
 
 
@@ -185,3 +185,22 @@ def test_a_model_that_has_not_answered_by_the_silence_timer_does_not_hold_finish
     silence(policy, 0.0, 200.0)
     policy.words(0.0, "Where are you located?")
     assert ended_at(policy) == 500.0
+
+
+@pytest.mark.parametrize(
+    ("words", "after_ms"),
+    [
+        ("I need to cancel.", 800.0),  # a plain statement waits full_stop_ms
+        ("Where are you located?", 200.0),  # a question does not
+        ("No thanks.", 200.0),  # nor a short answer
+        ("My order number is 55127.", 200.0),  # nor a digit string of a known length
+    ],
+)
+def test_full_stop_ms_holds_plain_statements_only(words: str, after_ms: float) -> None:
+    settings = EndOfTurnSettings(
+        text_cues=True, silence_ms=500, full_stop_ms=800, max_silence_ms=1500, digit_lengths=(5,)
+    )
+    policy = EndOfTurnPolicy(settings)
+    silence(policy, 0.0, 180.0)
+    policy.words(0.0, words)
+    assert ended_at(policy) == after_ms

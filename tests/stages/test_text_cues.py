@@ -39,6 +39,9 @@ LENGTHS = (4, 5, 7, 10)
         ("So um", "incomplete"),
         ("My order number is", "incomplete"),
         ("My order number is.", "incomplete"),
+        ("Do you have any?", "incomplete"),  # a quantifier: "any ... gluten free bread"
+        ("Could you tell me what?", "incomplete"),  # a question word starts a clause
+        ("Sorry, what?", "complete"),  # but may be the whole question
         # digits: a run of a known length is complete, any other waits for more
         ("My order number is 55127.", "complete"),
         ("5-5-1-2.", "complete"),

@@ -64,6 +64,12 @@ class EndOfTurnParams(StageParams):
         default_factory=list,
         description="digit strings of these lengths are complete; others wait for more digits",
     )
+    full_stop_ms: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="words that end in a plain full stop end the turn no sooner than this",
+    )
     words_wait_ms: int = Field(
         800, ge=0, le=10000, description="after check_ms, how long to wait for late words"
     )
@@ -180,6 +186,7 @@ class Vad(Stage):
                 threshold=eot.threshold,
                 words_wait_ms=eot.words_wait_ms,
                 digit_lengths=tuple(eot.digit_lengths),
+                full_stop_ms=eot.full_stop_ms,
             ),
             words_expected=self._words_expected,
         )

@@ -12,8 +12,10 @@ whether the caller is done, each optional:
 The decision, once ``check_ms`` of silence has passed:
 
 - words "incomplete" hold the turn open up to ``max_silence_ms`` of silence;
-- words "complete" end it at once, unless the model hears an unfinished turn: then the silence
-  timer (``silence_ms``) decides, so a veto never makes a finished caller wait long;
+- words "complete" end it at once (a plain statement no sooner than ``full_stop_ms``: whisper
+  ends a clause cut off after a content word with a full stop too), unless the model hears an
+  unfinished turn: then the silence timer (``silence_ms``) decides, so a veto never makes a
+  finished caller wait long;
 - otherwise (words unsure, or none) the model decides: "complete" ends the turn, "incomplete"
   waits up to ``max_silence_ms``; with no model, or no verdict (the model failed, the pool was
   full, or it is still running), the silence timer ends it after ``silence_ms``;
@@ -49,6 +51,7 @@ class EndOfTurnSettings:
     threshold: float = 0.5  # the model's P(complete) at or above which it says complete
     words_wait_ms: float = 800.0  # after check_ms, how long to wait for words that are late
     digit_lengths: tuple[int, ...] = ()  # digit strings of these lengths are complete
+    full_stop_ms: float = 0.0  # a "complete" that is only a full stop ends no sooner than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,8 @@ class EndOfTurnPolicy:
         audio: str | None = None  # None: no model, it failed, or it has not answered yet
         if s.model and p is not None:
             audio = "complete" if p >= s.threshold else "incomplete"
+        if text == "complete" and cue == "full stop" and silence < s.full_stop_ms:
+            return None  # whisper ends cut-off clauses with a full stop too: a little longer
         if text == "complete":
             if audio == "incomplete":  # the voice disagrees: the silence timer decides
                 return end("vetoed") if silence >= s.silence_ms else None

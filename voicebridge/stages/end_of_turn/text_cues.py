@@ -7,10 +7,12 @@ longer number). A finished one ends in ".", "?" or "!" after a word a sentence c
 :func:`judge` reads those signs and answers one of three verdicts:
 
 - ``complete``: a closed-set short answer ("yes", "no thanks"), or terminal punctuation after a
-  word a sentence can end on, with any trailing digit run of a known length;
+  word a sentence can end on, with any trailing digit run of a known length (the reason says
+  which: ``short answer``, ``N digits``, ``question`` or ``full stop``);
 - ``incomplete``: a trailing "...", "-" or ","; a last word a sentence cannot end on (an article,
-  a possessive, a conjunction, a filler, "of"; a preposition or "is" outside a question or
-  after no subject); a run of digits whose count is not one of ``digit_lengths``;
+  a possessive, a quantifier, a conjunction, a filler, "of"; a question word after a verb; a
+  preposition outside a question; "is" after no subject); a run of digits whose count is not
+  one of ``digit_lengths``;
 - ``unsure``: anything else (no terminal punctuation after a content word, no words at all).
 
 English only. The lists are deliberately short: a word that often ends a sentence ("in", "on",
@@ -33,9 +35,11 @@ def _words(*groups: str) -> frozenset[str]:
     return frozenset(word for group in groups for word in group.split())
 
 
-# Never the last word of a sentence: articles, possessives, conjunctions, "of", fillers.
+# Never the last word of a sentence: articles, possessives, quantifiers, conjunctions, "of",
+# fillers. ("Do you have any?" is English, but on the phone "any ..." goes on far more often.)
 _NEVER_LAST = _words(
     "the a an my your our their his her its",
+    "any some every each another",
     "and or but because if although though than whether nor",
     "of",
     "um uh er erm uhm hmm",
@@ -44,6 +48,9 @@ _NEVER_LAST = _words(
 _PREPOSITIONS = _words("for to with from at by about into onto through")
 # Last only after a subject ("yes it is", "there you are"): forms of "be".
 _BE = _words("is are was were am be")
+# A question word after a verb starts a clause ("could you tell me what ..."); alone it may be
+# the whole question ("what?", "sorry, when?").
+_WH = _words("what when where which who whom whose how why")
 _SUBJECTS = _words("it that this there here he she they we i you which what who so")
 _SHORT_ANSWERS = frozenset(
     {
@@ -122,11 +129,15 @@ def judge(text: str | None, digit_lengths: Collection[int] = ()) -> Judgement:
         return Judgement("incomplete", f"ends on {last!r}")
     if last in _PREPOSITIONS and not question:
         return Judgement("incomplete", f"ends on {last!r}")
+    if last in _WH and len(words) > 2:
+        return Judgement("incomplete", f"ends on {last!r}")
     if last in _BE and (len(words) < 2 or words[-2] not in _SUBJECTS):
         return Judgement("incomplete", f"ends on {last!r}")
     digits = digit_run(words)
     if digits >= 2 and digits not in digit_lengths:
         return Judgement("incomplete", f"{digits} digits")
     if stripped.endswith((".", "?", "!")):
-        return Judgement("complete", f"{digits} digits" if digits >= 2 else "punctuation")
+        if digits >= 2:
+            return Judgement("complete", f"{digits} digits")
+        return Judgement("complete", "question" if stripped.endswith("?") else "full stop")
     return Judgement("unsure", "no full stop")
