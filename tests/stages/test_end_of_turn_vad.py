@@ -178,6 +178,21 @@ async def test_text_cues_alone_decide_with_no_model(words: str, expected_ms: flo
     assert decided_ms(frames, end) == expected_ms
 
 
+@pytest.mark.parametrize(
+    ("words", "expected_ms"),
+    [("I want to order a birthday cake.", 800.0), ("Where are you located?", 200.0)],
+)
+async def test_a_plain_statement_waits_full_stop_ms(words: str, expected_ms: float) -> None:
+    frames, ends = await run(
+        text(full_stop_ms=800),
+        None,
+        track(("silence", 0.3), ("speech", 0.8), ("silence", 2.0)),
+        [SaysAtPause(words)],
+    )
+    (end,) = ends
+    assert decided_ms(frames, end) == expected_ms
+
+
 async def test_a_pause_held_open_by_its_words_joins_the_next_speech_in_one_utterance() -> None:
     frames, ends = await run(
         text(),

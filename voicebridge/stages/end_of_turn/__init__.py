@@ -1,5 +1,5 @@
-"""The end of the caller's turn: a pause, a model of whether the caller is done, early words.
+"""The end of the caller's turn: a pause, the words said up to it, optionally an audio model.
 
-``policy`` decides (sans-I/O), ``smart_turn`` runs the model, ``text_cues`` reads the words,
-``words`` carries them from the transcriber back to the ``vad`` stage, which drives it all.
+``policy`` decides (sans-I/O), ``text_cues`` judges the words, ``words`` carries them from the
+transcriber back to the ``vad`` stage, which drives it all; ``smart_turn`` runs the opt-in model.
 """
