@@ -229,8 +229,10 @@ async def test_text_cues_keep_an_unfinished_sentence_open(words: str, expected_m
 
 def test_yaml_shorthand_and_defaults() -> None:
     assert Vad(end_of_turn="smart-turn").params.end_of_turn.model == "smart-turn"
-    cues = Vad(end_of_turn="text").params.end_of_turn
+    cues = Vad(end_of_turn="text", pause_ms=200).params.end_of_turn
     assert cues.text_cues and cues.model == "none"
+    with pytest.raises(ValueError, match="text_cues needs pause_ms > 0"):
+        Vad(end_of_turn="text")  # no pause signal: whisper would never transcribe at a pause
     legacy = Vad(end_of_turn={"model": "silence"}).params.end_of_turn
     assert legacy.model == "none" and not legacy.text_cues
     default = Vad().params.end_of_turn

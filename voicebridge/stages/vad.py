@@ -147,6 +147,17 @@ class VadParams(StageParams):
         description="what ends the caller's turn: silence, text or smart-turn (docs/turns.md)",
     )
 
+    @model_validator(mode="after")
+    def _words_need_a_pause(self) -> VadParams:
+        """Text cues read the words transcribed at the pause signal: without one, every turn
+        would wait ``words_wait_ms`` for words that never come."""
+        if self.end_of_turn.text_cues and self.pause_ms == 0:
+            raise ValueError(
+                "end_of_turn.text_cues needs pause_ms > 0 (the transcriber transcribes the "
+                "utterance so far at that pause); set pause_ms: 200"
+            )
+        return self
+
 
 class Vad(Stage):
     type_name = "vad"
