@@ -365,3 +365,45 @@ async def test_spoken_digits_come_out_exactly_with_the_offline_settings(
     (transcript,) = run.of(Transcript)
     assert re.sub(r"\D", "", transcript.text) == "5512", transcript.text  # type: ignore[attr-defined]
     assert "Order five five one two has been baked" in " ".join(f.text for f in run.of_text())
+
+
+async def test_the_words_at_each_pause_go_back_to_the_end_of_turn_decision(
+    caller_speech: dict[int, list[PCM]], whisper_loaded: float
+) -> None:
+    """Whisper announces that it publishes early words, then publishes its speculative
+    transcript at each pause ("" when the utterance is too short to transcribe)."""
+    from voicebridge.frames import SpeechPaused
+    from voicebridge.runtime.stage import Stage
+    from voicebridge.stages.end_of_turn.words import EarlyWords
+
+    class Listens(Stage):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heard: list[tuple[float, str]] = []
+            self.channel: EarlyWords | None = None
+
+        async def start(self) -> None:
+            self.channel = EarlyWords.of(self.ctx)
+            self.channel.subscribe(lambda at_ms, text: self.heard.append((at_ms, text)))
+
+    rate = 8000
+    pcm = caller_speech[rate][0]
+    ended_ms = 1000.0 * len(pcm) / rate
+    blip = pcm[: rate // 20]  # 50 ms: under min_utterance_ms
+    frames: list[Frame] = [
+        SpeechStarted(at_ms=0.0),
+        SpeechPaused(at_ms=ended_ms, started_ms=0.0, audio=pcm),
+        SpeechEnded(at_ms=ended_ms, started_ms=0.0, audio=pcm),
+        SpeechStarted(at_ms=9000.0),
+        SpeechPaused(at_ms=9050.0, started_ms=9000.0, audio=blip),
+        CallEnded(),
+    ]
+    listens = Listens()
+    await run_stages(
+        [listens, patient_whisper()], frames, info=CallInfo(sample_rate=rate), drain_timeout_s=300
+    )
+    assert listens.channel is not None and listens.channel.published
+    heard = dict(listens.heard)
+    assert set(heard) == {ended_ms, 9050.0}
+    assert "open" in heard[ended_ms].lower()
+    assert heard[9050.0] == ""

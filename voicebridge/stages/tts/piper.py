@@ -158,6 +158,36 @@ def synthesize(
 ) -> PCM:
     """Speak ``text`` as int16 PCM at ``rate`` (blocking; loads the voice on first use).
 
+    See :func:`synthesize_timed` for the parameters.
+    """
+    pcm, _ends = synthesize_timed(
+        text,
+        rate,
+        voice_path=voice_path,
+        length_scale=length_scale,
+        speaker=speaker,
+        pitch_semitones=pitch_semitones,
+        noise_scale=noise_scale,
+        noise_w=noise_w,
+    )
+    return pcm
+
+
+def synthesize_timed(
+    text: str,
+    rate: int,
+    *,
+    voice_path: Path | str | None = None,
+    length_scale: float = 1.0,
+    speaker: int | None = None,
+    pitch_semitones: float = 0.0,
+    noise_scale: float | None = None,
+    noise_w: float | None = None,
+) -> tuple[PCM, tuple[float, ...] | None]:
+    """Speak ``text`` as int16 PCM at ``rate``, with the end of each whitespace word in ms
+    (None when the voice gives no alignments): a test corpus can cut or pause a sentence
+    exactly between two words, keeping the prosody of a sentence that goes on.
+
     ``pitch_semitones`` shifts the pitch (and formants: a different-sounding speaker) while
     keeping roughly the tempo: Piper renders the speech slower by the pitch factor, and the
     samples are then played back faster by the same factor (resampled as if recorded at a higher
@@ -172,11 +202,13 @@ def synthesize(
         noise_scale=noise_scale,
         noise_w_scale=noise_w,
     )
-    pcm, voice_rate, _ = _render(key, text, syn)
+    pcm, voice_rate, ends = _render(key, text, syn)
     if not pcm.size:
-        return pcm
+        return pcm, ends
     source_rate = pitch_source_rate(voice_rate, factor)
-    return resample(pcm, source_rate, rate) if source_rate != rate else pcm
+    if ends is not None and source_rate != voice_rate:  # played faster: words end sooner
+        ends = tuple(end * voice_rate / source_rate for end in ends)
+    return (resample(pcm, source_rate, rate) if source_rate != rate else pcm), ends
 
 
 # --- the stage ----------------------------------------------------------------------------------
