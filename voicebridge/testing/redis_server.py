@@ -1,5 +1,6 @@
 """A real ``redis-server`` for tests: started on a free loopback port, stopped and restarted on
-the same port (Redis going away and coming back), nothing written to disk."""
+the same port (Redis going away and coming back), nothing written to disk. Extra arguments (a
+deployment's own, such as ``--requirepass``) go after the defaults and override them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -26,13 +28,20 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process; ``url`` stays valid across ``stop``/``start``."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, extra_args: Sequence[str] = (), password: str = ""
+    ) -> None:
+        """``password``: the one ``extra_args`` sets with ``--requirepass`` (the URL's, and what
+        the start-up check authenticates with)."""
         self.port = port or free_port()
+        self.extra_args = tuple(extra_args)
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> None:
         if self.proc is not None:
@@ -46,6 +55,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--protected-mode", "no",
                 "--loglevel", "warning",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -56,7 +66,7 @@ class RedisServer:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 self.proc = None
                 raise RuntimeError(f"redis-server exited at start: {err[-500:]}")
-            if _answers_ping(self.port):
+            if _answers_ping(self.port, self.password):
                 return
             if time.monotonic() > deadline:
                 self.stop()
@@ -75,9 +85,14 @@ class RedisServer:
             proc.stderr.close()
 
 
-def _answers_ping(port: int) -> bool:
+def _answers_ping(port: int, password: str = "") -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            if password:
+                secret = password.encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
