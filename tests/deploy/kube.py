@@ -73,6 +73,36 @@ def render() -> list[Doc]:
     return load_all(out.stdout)
 
 
+def emulate_render() -> list[Doc]:
+    """The kustomization's output for the features it uses, where kubectl is not installed:
+    its namespace on every namespaced object, and each generated ConfigMap named with a hash of
+    its data, every reference to it renamed; the image names replaced."""
+    import copy
+    import hashlib
+    import json
+
+    k = kustomization()
+    docs = [copy.deepcopy(d) for f in k["resources"] for d in load_file(DEPLOY / f)]
+    renames = {}
+    for cm in generated_configmaps():
+        digest = hashlib.sha256(json.dumps(cm["data"], sort_keys=True).encode()).hexdigest()
+        renames[cm["metadata"]["name"]] = name = f"{cm['metadata']['name']}-{digest[:10]}"
+        cm["metadata"]["name"] = name
+        docs.append(cm)
+    for doc in docs:
+        if doc["kind"] != "Namespace" and k.get("namespace"):
+            doc["metadata"]["namespace"] = k["namespace"]
+        if doc["kind"] == "Deployment":
+            images = {i["name"]: f"{i['newName']}:{i['newTag']}" for i in k.get("images", [])}
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                c["image"] = images.get(c["image"], c["image"])
+            for volume in doc["spec"]["template"]["spec"].get("volumes", []):
+                ref = volume.get("configMap")
+                if ref and ref["name"] in renames:
+                    ref["name"] = renames[ref["name"]]
+    return docs
+
+
 def find(docs: Iterable[Doc], kind: str, name: str) -> Doc:
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
