@@ -447,12 +447,28 @@ class StreamFault:
     message: str = "fake exception"
 
 
+@dataclass(frozen=True)
+class ScriptedResult:
+    """A result the fake sends once its stream has received ``after_ms`` of audio, timed as
+    scripted (seconds into the stream, as Transcribe times them): ``end_s`` is the result's
+    ``EndTime``; with ``words_end_s`` its words come as items, the last ending there."""
+
+    after_ms: float
+    text: str
+    partial: bool
+    end_s: float
+    words_end_s: float | None = None
+    result_id: str = "scripted-1"
+
+
 @dataclass(eq=False)
 class FakeTranscribe:
     """Transcribe's ``/stream-transcription-websocket``: answers each utterance (at least
     ``min_speech_ms`` of audio louder than ``threshold`` RMS, then ``end_silence_ms`` quieter)
     with the next of ``lines``: a partial result per audio event while speech goes on, then the
-    final one."""
+    final one. With ``script``, it sends those results instead, each once the stream has heard
+    enough audio; ``heard_ms`` counts the audio it has answered for, ``results_sent`` its
+    results (so a test can wait until the stage has them)."""
 
     lines: list[str] = field(default_factory=list)
     threshold: float = 300.0
@@ -463,6 +479,9 @@ class FakeTranscribe:
     streams: list[StreamRecord] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     finals_sent: list[str] = field(default_factory=list)
+    script: list[ScriptedResult] | None = None
+    heard_ms: float = 0.0
+    results_sent: int = 0
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -565,7 +584,11 @@ class FakeTranscribe:
                         self.threshold
                     )
                     sent_ms += chunk_ms
-                    await self._track(ws, utterance, loud, chunk_ms, sent_ms)
+                    if self.script is None:
+                        await self._track(ws, utterance, loud, chunk_ms, sent_ms)
+                    else:
+                        await self._scripted(ws, sent_ms)
+                    self.heard_ms += chunk_ms
         except Exception:  # the client went away: nothing to answer
             return
 
@@ -591,6 +614,34 @@ class FakeTranscribe:
                 if u.speech_ms >= self.min_speech_ms:
                     await self._final(ws, u, now_ms)
                 u.reset()
+
+    async def _scripted(self, ws: ServerConnection, sent_ms: float) -> None:
+        assert self.script is not None
+        while self.script and self.script[0].after_ms <= sent_ms:
+            result = self.script.pop(0)
+            words = result.text.split()
+            end = result.words_end_s
+            items = [
+                {"Type": "pronunciation", "Content": w, "StartTime": 0.0, "EndTime": end}
+                for w in words
+            ]
+            payload = {
+                "Transcript": {
+                    "Results": [
+                        {
+                            "ResultId": result.result_id,
+                            "StartTime": 0.0,
+                            "EndTime": result.end_s,
+                            "IsPartial": result.partial,
+                            "Alternatives": [
+                                {"Transcript": result.text, "Items": items if end else []}
+                            ],
+                        }
+                    ]
+                }
+            }
+            await ws.send(encode_message(_TRANSCRIPT_HEADERS, json.dumps(payload).encode()))
+            self.results_sent += 1
 
     def _line_for(self, u: _Utterance) -> str:
         if u.line is None:
@@ -644,12 +695,14 @@ async def _send_result(ws: ServerConnection, u: _Utterance, text: str, *, partia
             ]
         }
     }
-    headers = {
-        ":message-type": "event",
-        ":event-type": "TranscriptEvent",
-        ":content-type": "application/json",
-    }
-    await ws.send(encode_message(headers, json.dumps(payload).encode()))
+    await ws.send(encode_message(_TRANSCRIPT_HEADERS, json.dumps(payload).encode()))
+
+
+_TRANSCRIPT_HEADERS = {
+    ":message-type": "event",
+    ":event-type": "TranscriptEvent",
+    ":content-type": "application/json",
+}
 
 
 async def _send_exception(ws: ServerConnection, code: str, message: str) -> None:

@@ -67,6 +67,20 @@ class Failure:
     after_ms: float = 0.0  # streams: fail after this much audio (0 = at once)
 
 
+@dataclass(frozen=True)
+class ScriptedResult:
+    """A recognition result the fake sends once its stream has received ``after_ms`` of audio,
+    timed as scripted (ms into the stream): ``end_ms`` is its ``result_end_offset`` (v1:
+    ``result_end_time``); a final with ``words_end_ms`` carries word offsets, the last word
+    ending there (Google gives word offsets on finals only)."""
+
+    after_ms: float
+    text: str
+    final: bool
+    end_ms: float
+    words_end_ms: float | None = None
+
+
 def wav_bytes(format_tag: int, rate: int, bits: int, data: bytes) -> bytes:
     """A minimal RIFF/WAVE file (PCM = 1, mu-law = 7), as Google returns for LINEAR16/MULAW."""
     block = bits // 8
@@ -192,6 +206,11 @@ class FakeGoogle:
         self.stream_ended = asyncio.Event()  # a recognition stream half-closed or was cancelled
         self.endpoint_ms = 300.0
         self._line = 0
+        # With a script, the recogniser sends these results instead of following the audio;
+        # it counts the audio it has answered for and the results it sent.
+        self.stt_script: list[ScriptedResult] | None = None
+        self.stt_heard_ms = 0.0
+        self.stt_results_sent = 0
         # text-to-speech
         self.tts_ms_per_char = 20
         self.tts_wav_header = True
@@ -374,6 +393,12 @@ class FakeGoogle:
                 if failure is not None and audio_ms >= failure.after_ms:
                     stream.failed = failure.code
                     await context.abort(failure.code, failure.message)
+                if self.stt_script is not None:
+                    while self.stt_script and self.stt_script[0].after_ms <= audio_ms:
+                        self.stt_results_sent += 1
+                        yield self._scripted(v2, self.stt_script.pop(0))
+                    self.stt_heard_ms += ms
+                    continue
                 loud = pcm.size and np.sqrt(np.mean(pcm.astype(np.float64) ** 2)) > SPEECH_LEVEL
                 if loud:
                     silence_ms = 0.0
@@ -417,6 +442,19 @@ class FakeGoogle:
                 await self.stream_ended.wait()
 
         await asyncio.wait_for(ended(), timeout_s)
+
+    @staticmethod
+    def _scripted(v2: bool, scripted: ScriptedResult) -> Any:
+        response = FakeGoogle._result(v2, scripted.text, scripted.final, scripted.end_ms)
+        if scripted.final and scripted.words_end_ms is not None:
+            end = timedelta(milliseconds=scripted.words_end_ms)
+            alternative = response.results[0].alternatives[0]
+            for word in scripted.text.split():
+                if v2:
+                    alternative.words.append(speech_v2.WordInfo(word=word, end_offset=end))
+                else:
+                    alternative.words.append(speech_v1.WordInfo(word=word, end_time=end))
+        return response
 
     @staticmethod
     def _result(v2: bool, text: str, final: bool, end_ms: float) -> Any:

@@ -5,8 +5,9 @@ to book a table for ... four") is answered before they finish; long, and a calle
 waits the whole window. :class:`EndOfTurnPolicy` combines the VAD's pause with two opinions on
 whether the caller is done, each optional:
 
-- **text cues**: the words transcribed up to the pause (whisper's speculative transcript), judged
-  by :func:`~voicebridge.stages.end_of_turn.text_cues.judge`: complete, incomplete or unsure;
+- **text cues**: the words transcribed up to the pause (whisper's speculative transcript, or a
+  streaming transcriber's results once they reach the pause), judged by
+  :func:`~voicebridge.stages.end_of_turn.text_cues.judge`: complete, incomplete or unsure;
 - **an audio model** (smart-turn), asked at ``check_ms`` of silence: P(complete).
 
 The decision, once ``check_ms`` of silence has passed:

@@ -1,12 +1,13 @@
 """Early words: what a transcriber heard up to a pause, passed back to the end-of-turn decision.
 
 The decision lives in the VAD, upstream of the transcriber, so words cannot reach it as frames.
-A transcriber that transcribes at the pause (whisper's speculative run) announces itself and
-publishes the words here, keyed by where the silence began; the VAD subscribes when its
-``text_cues`` are on. Streaming cloud transcribers publish nothing (their partial results lag the
-audio, so the words at a pause may miss its last word): with them the VAD waits for no words and
-the silence timer decides. One
-:class:`EarlyWords` per call, kept in the call context's free space for stages.
+A transcriber announces itself and publishes the words here, keyed by where the silence began;
+the VAD subscribes when its ``text_cues`` are on. Whisper publishes its speculative transcript of
+the pause; the streaming cloud transcribers publish their results once one reaches the pause by
+its own timing (:mod:`voicebridge.stages.stt.pause_words`: a partial that lags the audio may miss
+the last word). With no transcriber that announces, the VAD waits for no words and the silence
+timer decides. One :class:`EarlyWords` per call, kept in the call context's free space for
+stages; docs/custom-stages.md shows a custom transcriber using it.
 """
 
 from __future__ import annotations

@@ -25,13 +25,19 @@ and those are emitted before any of the new stream's, so transcripts stay in aud
 stream that fails is reported once as a ``ProviderError`` (the session then speaks its fallback
 line) and reopened on later audio, at once for a transient error and with growing back-off when
 it keeps failing; the audio queued meanwhile (up to ``buffer_ms``) is sent to the new stream.
+
+At the VAD's pause (``SpeechPaused``) the stage passes the caller's words so far back to the VAD's
+end-of-turn decision (``text_cues``) once a result reaches the pause: an interim result that has
+heard the audio up to where the silence began (its ``result_end_offset``), or a final that ends
+about there (:mod:`voicebridge.stages.stt.pause_words`). Result times are mapped from each
+stream's own clock to the call's through the audio that stream was sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -55,11 +61,13 @@ from voicebridge.frames import (
     CallEnded,
     Frame,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
     Transcript,
 )
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage, StageParams
+from voicebridge.stages.end_of_turn.words import EarlyWords
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,
@@ -69,6 +77,8 @@ from voicebridge.stages.google_common import (
     resolve_project,
 )
 from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, UtteranceFinals
+from voicebridge.stages.stt.pause_words import DEFAULT_SLACK_MS, Heard, PauseWords
+from voicebridge.stages.stt.sent_audio import SentAudio
 
 PROVIDER = "google-speech"
 _HARD_RESTART_GRACE_S = 8.0  # past restart_after_s, switch streams even mid-speech
@@ -118,6 +128,17 @@ class GoogleSttParams(GoogleParams):
         description="one final per VAD utterance: finals made while the VAD still hears "
         "speech are held (shown as interim) until it ends",
     )
+    early_words: bool = Field(
+        True,
+        description="pass the words at the VAD's pause to its end-of-turn decision (text_cues), "
+        "once a result reaches the pause",
+    )
+    early_words_slack_ms: int = Field(
+        int(DEFAULT_SLACK_MS),
+        ge=0,
+        le=500,
+        description="a final ending this long before the VAD's pause still reaches it",
+    )
 
 
 @dataclass(slots=True)
@@ -134,7 +155,7 @@ class _Stream:
     number: int
     feed: asyncio.Queue[_Chunk | None]
     fed_ms: float = 0.0
-    base_ms: float | None = None  # stream time of the first audio it sent (offsets are from it)
+    sent: SentAudio = field(default_factory=SentAudio)  # its offsets -> the call's stream ms
     task: asyncio.Task[None] | None = None
     responded: bool = False
     ended: bool = False  # its audio is complete: the end marker was queued
@@ -187,6 +208,7 @@ class GoogleStt(Stage):
         self._failures = 0
         self._retry_at_ms = 0.0
         self._closing = False
+        self.pause_words = PauseWords(self.params.early_words_slack_ms)
 
     @property
     def streaming(self) -> bool:
@@ -241,6 +263,8 @@ class GoogleStt(Stage):
                 insecure=p.insecure,
                 credentials=credentials,
             )
+        if p.early_words:
+            EarlyWords.of(self.ctx).announce()
         # Open the stream now: the configuration goes out alone (a refusal, e.g. of the
         # credentials or the model, comes back before any audio is in flight) and the stream
         # is ready when the caller speaks.
@@ -315,7 +339,10 @@ class GoogleStt(Stage):
             self._audio(frame)
             if self._finals.overdue(self._now_ms):
                 await self._release()  # the VAD never ended the utterance: do not wait more
+        elif isinstance(frame, SpeechPaused):
+            self._publish(self.pause_words.paused(frame.at_ms))
         elif isinstance(frame, SpeechStarted):
+            self.pause_words.speech_started(frame.at_ms)
             self._finals.speech_started()
             self._final_wait.cancel()
             await self.emit(frame)
@@ -327,6 +354,7 @@ class GoogleStt(Stage):
             self._raise_pending()
             return
         elif isinstance(frame, SpeechEnded):
+            self.pause_words.speech_ended()
             self._speech_ended_at = self.ctx.clock.now()
             await self.emit(frame)  # the end of speech first, then its transcript
             if not self._heard_audio and not self._warned_no_audio:
@@ -439,8 +467,7 @@ class GoogleStt(Stage):
             chunk = await stream.feed.get()
             if chunk is None:
                 return
-            if stream.base_ms is None:
-                stream.base_ms = chunk.start_ms
+            stream.sent.sent(chunk.start_ms, chunk.ms)
             if self.params.api_version == "v2":
                 yield speech_v2.StreamingRecognizeRequest(audio=chunk.data)
             else:
@@ -526,9 +553,9 @@ class GoogleStt(Stage):
         results = list(response.results)
         if not results:
             return
-        base = stream.base_ms or 0.0
         v2 = p.api_version == "v2"
         finals = [r for r in results if r.is_final]
+        self._heard(stream, finals or results, bool(finals), v2)
         if finals:
             stream.finals += 1
             stream.last_interim = ""
@@ -542,7 +569,10 @@ class GoogleStt(Stage):
             end = last.result_end_offset if v2 else last.result_end_time
             confidence = float(last.alternatives[0].confidence) if last.alternatives else 0.0
             final = self._finals.final(
-                text, confidence or None, base + _offset_ms(end), now_ms=self._now_ms
+                text,
+                confidence or None,
+                stream.sent.stream_ms(_offset_ms(end)),
+                now_ms=self._now_ms,
             )
             self._interim_text = ""
             if final is None:
@@ -559,7 +589,34 @@ class GoogleStt(Stage):
                 end = results[-1].result_end_offset if v2 else results[-1].result_end_time
                 shown = self._finals.with_held(text)
                 self._interim_text, self._interim_ms = shown, self._now_ms
-                await self.emit(Transcript(shown, False, None, base + _offset_ms(end)))
+                at_ms = stream.sent.stream_ms(_offset_ms(end))
+                await self.emit(Transcript(shown, False, None, at_ms))
+
+    # --- early words for the VAD's end-of-turn decision ----------------------------------------
+    def _heard(self, stream: _Stream, results: list[Any], final: bool, v2: bool) -> None:
+        """Tell the pause tracker about a response: its words, how far it heard, and where its
+        last word ends when Google says (word offsets, on finals only)."""
+        last = results[-1]
+        end = stream.sent.stream_ms(
+            _offset_ms(last.result_end_offset if v2 else last.result_end_time)
+        )
+        words_end: float | None = None
+        words = last.alternatives[0].words if last.alternatives else []
+        if words:
+            word_end = words[-1].end_offset if v2 else words[-1].end_time
+            words_end = stream.sent.stream_ms(_offset_ms(word_end))
+        key = f"{stream.number}"
+        heard = Heard(key, _joined(results), final, end, words_end)
+        self._publish(self.pause_words.result(heard))
+
+    def _publish(self, words: tuple[float, str] | None) -> None:
+        if words is None or not self.params.early_words:
+            return
+        channel = EarlyWords.of(self.ctx)
+        if channel.wanted:
+            since_ms, text = words
+            self.log.debug("stt_early_words", since_ms=round(since_ms), chars=len(text))
+            channel.publish(since_ms, text)
 
     async def _release(self) -> None:
         """Emit the held finals as the utterance's one final transcript (also when the wait

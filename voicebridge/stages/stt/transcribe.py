@@ -19,6 +19,11 @@ session speaks its fallback line); the stage then rests until the caller next st
 and tries once more.
 
 The stage sits after ``vad`` with ``forward_audio: true``; it passes every frame on.
+
+At the VAD's pause (``SpeechPaused``) the stage passes the caller's words so far back to the VAD's
+end-of-turn decision (``text_cues``), as soon as a result reaches the pause by its own timing
+(its last word's ``EndTime``): a partial that lags the audio and misses the last word is not
+used (:mod:`voicebridge.stages.stt.pause_words`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from statistics import fmean
 from typing import Any, Literal
@@ -40,7 +46,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from voicebridge.clock import wait_for
-from voicebridge.frames import AudioIn, CallEnded, Frame, SpeechEnded, SpeechStarted, Transcript
+from voicebridge.frames import (
+    AudioIn,
+    CallEnded,
+    Frame,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    Transcript,
+)
 from voicebridge.runtime.providers import ProviderError, kind_from_http_status
 from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
@@ -50,6 +64,7 @@ from voicebridge.stages.aws_common import (
     provider_error,
     resolve_region,
 )
+from voicebridge.stages.end_of_turn.words import EarlyWords
 from voicebridge.stages.stt.eventstream import (
     EventStreamDecoder,
     EventStreamError,
@@ -57,6 +72,8 @@ from voicebridge.stages.stt.eventstream import (
     encode_message,
 )
 from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, Piece, UtteranceFinals
+from voicebridge.stages.stt.pause_words import DEFAULT_SLACK_MS, Heard, PauseWords
+from voicebridge.stages.stt.sent_audio import SentAudio
 
 PROVIDER = "Amazon Transcribe"
 SIGNING_SERVICE = "transcribe"
@@ -104,6 +121,17 @@ class TranscribeParams(StageParams):
     )
     final_timeout_ms: int = Field(
         1500, ge=0, le=10000, description="after the VAD's end, wait this long for the final"
+    )
+    early_words: bool = Field(
+        True,
+        description="pass the words at the VAD's pause to its end-of-turn decision (text_cues), "
+        "once a result reaches the pause",
+    )
+    early_words_slack_ms: int = Field(
+        int(DEFAULT_SLACK_MS),
+        ge=0,
+        le=500,
+        description="a last word ending this long before the VAD's pause still reaches it",
     )
 
 
@@ -162,7 +190,7 @@ class Transcribe(Stage):
         self._runner: asyncio.Task[None] | None = None
         self._error: ProviderError | None = None
         self._down = False
-        self._stream_start_ms: float | None = None
+        self._sent = SentAudio()  # the current stream's audio: result times -> stream ms
         self._stream_ok = False
         self._last_partial: tuple[str, str] | None = None
         self._dropped_chunks = 0
@@ -172,6 +200,7 @@ class Transcribe(Stage):
         self._final_wait = FinalWait(self, self._final_timed_out)
         self._open_results: dict[str, tuple[str, float]] = {}  # result id -> latest partial, at_ms
         self._promoted: set[str] = set()  # result ids sent from their partial text
+        self.pause_words = PauseWords(p.early_words_slack_ms)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -182,6 +211,8 @@ class Transcribe(Stage):
         )
         self._rate = self.ctx.info.sample_rate
         self._chunk_bytes = 2 * self._rate * p.chunk_ms // 1000
+        if p.early_words:
+            EarlyWords.of(self.ctx).announce()
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -198,13 +229,17 @@ class Transcribe(Stage):
             if not self._down:
                 self._add_audio(frame)
             return
-        if isinstance(frame, SpeechStarted):
+        if isinstance(frame, SpeechPaused):
+            self._publish(self.pause_words.paused(frame.at_ms))
+        elif isinstance(frame, SpeechStarted):
+            self.pause_words.speech_started(frame.at_ms)
             self._finals.speech_started()
             self._final_wait.cancel()  # the caller goes on: what is held joins this utterance
             if self._down:
                 self._down = False  # the caller speaks again: give the service another chance
                 self.log.info("stt_retry_after_failure")
         elif isinstance(frame, SpeechEnded):
+            self.pause_words.speech_ended()
             await self.emit(frame)
             await self._utterance_ended()
             return
@@ -351,7 +386,7 @@ class Transcribe(Stage):
         started = time.perf_counter()
         ws = await self._open()
         self._streams += 1
-        self._stream_start_ms = None
+        self._sent = SentAudio()
         self._last_partial = None
         self.log.info(
             "stt_stream_open",
@@ -375,8 +410,7 @@ class Transcribe(Stage):
                     await self._end_stream(ws, receiver)
                     return
                 pcm, timestamp_ms = item
-                if self._stream_start_ms is None:
-                    self._stream_start_ms = timestamp_ms
+                self._sent.sent(timestamp_ms, 1000.0 * len(pcm) / 2 / self._rate)
                 try:
                     await ws.send(audio_event(pcm))
                 except ConnectionClosed as exc:
@@ -452,7 +486,6 @@ class Transcribe(Stage):
     async def _on_transcript(self, payload: dict[str, Any]) -> None:
         self._stream_ok = True
         results = ((payload or {}).get("Transcript") or {}).get("Results") or []
-        base_ms = self._stream_start_ms or 0.0
         for result in results:
             alternatives = result.get("Alternatives") or []
             if not alternatives:
@@ -461,7 +494,16 @@ class Transcribe(Stage):
             text = " ".join(str(best.get("Transcript") or "").split())
             partial = bool(result.get("IsPartial"))
             result_id = f"{self._streams}:{result.get('ResultId') or ''}"
-            at_ms = base_ms + 1000.0 * float(result.get("EndTime") or 0.0)
+            at_ms = self._sent.stream_ms(1000.0 * _seconds(result.get("EndTime")))
+            words_end = _last_word_end(best.get("Items") or [])
+            heard = Heard(
+                result_id,
+                text,
+                not partial,
+                at_ms,
+                None if words_end is None else self._sent.stream_ms(1000.0 * words_end),
+            )
+            self._publish(self.pause_words.result(heard))
             if partial:
                 if not text or result_id in self._promoted:
                     continue
@@ -512,6 +554,37 @@ class Transcribe(Stage):
         if transcript is not None:
             self._final_wait.arrived()
             await self.emit(transcript)
+
+    # --- early words for the VAD's end-of-turn decision --------------------------------------
+    def _publish(self, words: tuple[float, str] | None) -> None:
+        if words is None or not self.params.early_words:
+            return
+        channel = EarlyWords.of(self.ctx)
+        if channel.wanted:
+            since_ms, text = words
+            self.log.debug("stt_early_words", since_ms=round(since_ms), chars=len(text))
+            channel.publish(since_ms, text)
+
+
+def _seconds(value: Any) -> float:
+    """A time off the wire (seconds); anything that is not a finite number counts as 0."""
+    try:
+        seconds = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return seconds if math.isfinite(seconds) else 0.0
+
+
+def _last_word_end(items: list[dict[str, Any]]) -> float | None:
+    """Where the result's last word ends (seconds into the stream), if its items say."""
+    ends = [
+        _seconds(item.get("EndTime"))
+        for item in items
+        if isinstance(item, dict)
+        and item.get("Type") == "pronunciation"
+        and item.get("EndTime") is not None
+    ]
+    return max(ends) if ends else None
 
 
 def _confidence(items: list[dict[str, Any]]) -> float | None:
