@@ -76,6 +76,7 @@ LINES_PER_CALL = 12
 BARGE_AFTER_S = 1.2  # the caller speaks its next line this long after a reply started
 REPLY_TIMEOUT_S = 6.0  # no reply for this long after a line: unanswered
 LEAD_S = 0.4  # silence before each line's first word
+QUIET_PCT = 10.0  # a call during which other processes took less of the machine than this
 GOALS = {"premature_le_1s_pct": 5.0, "latency_p50_ms": 500.0, "latency_p95_ms": 800.0}
 GOALS.update({"digits_exact_pct": 98.0, "on_topic_pct": 95.0})
 
@@ -97,8 +98,9 @@ DIGIT_WORDS = {
 # --- the variants -----------------------------------------------------------------------------
 
 
-def variant_pipelines(out_dir: Path) -> dict[str, Path]:
-    """The shipped offline pipeline, and the same with the silence timer as it was before."""
+def variant_pipelines(out_dir: Path, pause_ms: int | None = None) -> dict[str, Path]:
+    """The shipped offline pipeline, and the same with the silence timer as it was before;
+    ``pause_ms`` tries the decision with whisper's speculative run at another pause."""
     spec = yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))
     before = json.loads(json.dumps(spec))
     for stage in before["stages"]:
@@ -108,7 +110,14 @@ def variant_pipelines(out_dir: Path) -> dict[str, Path]:
             stage["params"]["pause_ms"] = 200
     path = out_dir / "turns-silence.yaml"
     path.write_text(yaml.safe_dump(before, sort_keys=False), encoding="utf-8")
-    return {"silence": path, "decision": PIPELINE}
+    if pause_ms is None:
+        return {"silence": path, "decision": PIPELINE}
+    for stage in spec["stages"]:
+        if stage["type"] == "vad":
+            stage["params"]["pause_ms"] = pause_ms
+    tried = out_dir / "turns-decision.yaml"
+    tried.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    return {"silence": path, f"decision-pause-{pause_ms}": tried}
 
 
 # --- what each line should get back ------------------------------------------------------------
@@ -175,6 +184,8 @@ class LineResult:
     premature: bool = False  # ... and the agent's audio started before the caller finished
     latency_s: float | None = None  # complete lines: end of speech -> first agent audio heard
     decided_s: float | None = None  # end of speech -> the service's end of the turn (stream time)
+    heard: list[str] = dataclasses.field(default_factory=list)  # every transcript in the line
+    others_cpu_pct: float | None = None  # other processes' share of the machine in its call
     digits: str = ""  # the digit string said, if the line carries one
     digits_exact: bool | None = None
     on_topic: bool | None = None
@@ -212,6 +223,7 @@ def measure_line(
         r.latency_s = round(heard[0] - speech_end, 3)
     # The reply to the whole line: the turn whose first text came after the last end of turn.
     if last_end is not None:
+        r.heard = [str(e.get("text", "")) for e in window if e.get("kind") == "caller_said"]
         said = [e for e in window if e.get("kind") == "caller_said" and float(e["t"]) >= last_end]
         if said:
             r.transcript = str(said[0].get("text", ""))
@@ -312,6 +324,8 @@ def summarise(lines: Sequence[LineResult]) -> dict[str, Any]:
         rs = [r for r in paused if r.category == c]
         by_category[c] = {"n": len(rs), "premature": sum(r.premature for r in rs)}
     latency = latency_stats([r.latency_s for r in complete if r.latency_s is not None])
+    quiet = [r for r in complete if (r.others_cpu_pct or 0.0) < QUIET_PCT]
+    latency_quiet = latency_stats([r.latency_s for r in quiet if r.latency_s is not None])
     decided = latency_stats([r.decided_s for r in complete if r.decided_s is not None])
     digit_lines = [r for r in lines if r.digits_exact is not None]
     topical = [r for r in lines if r.on_topic is not None]
@@ -323,12 +337,9 @@ def summarise(lines: Sequence[LineResult]) -> dict[str, Any]:
         "complete_ended_early": sum(r.ended_early for r in complete),
         "by_pause": by_pause,
         "by_category": by_category,
-        "latency_ms": {
-            k: (round(v * 1000) if isinstance(v, float) else v) for k, v in latency.items()
-        },
-        "decided_ms": {
-            k: (round(v * 1000) if isinstance(v, float) else v) for k, v in decided.items()
-        },
+        "latency_ms": _in_ms(latency),
+        "latency_quiet_ms": _in_ms(latency_quiet),
+        "decided_ms": _in_ms(decided),
         "complete_unanswered": sum(
             1 for r in complete if r.latency_s is None and not r.ended_early
         ),
@@ -422,11 +433,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "barge_after_s": BARGE_AFTER_S,
             "lines_per_call": LINES_PER_CALL,
             "speakers": args.speakers,
+            "decision_pause_ms": args.pause_ms or "as shipped",
             "whisper_threads": os.environ.get("VOICEBRIDGE_WHISPER_THREADS", "2 (default)"),
         },
     }
     with tempfile.TemporaryDirectory() as tmp:
-        pipelines = variant_pipelines(Path(tmp))
+        pipelines = variant_pipelines(Path(tmp), args.pause_ms)
         services = {}
         for name, path in pipelines.items():
             progress(f"starting the service: {name} ...")
@@ -439,6 +451,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     watch = CpuWatch([service.pid])
                     got, info = await run_call(service, name, call, receptionist)
                     info["cpu"] = watch.result()
+                    for r in got:
+                        r.others_cpu_pct = info["cpu"]["others_pct_of_machine"]
                     lines[name].extend(got)
                     infos.append(info)
                     early = sum(r.premature for r in got)
@@ -507,6 +521,10 @@ def markdown(results: dict[str, Any]) -> str:
         ),
     )
     row(
+        f"... in calls with others' CPU < {QUIET_PCT:g} %",
+        lambda s: "{p50} / {p95} ms (n={n})".format(**s["latency_quiet_ms"]),
+    )
+    row(
         "end of speech -> end of turn, p50 / p95",
         lambda s: f"{s['decided_ms']['p50']} / {s['decided_ms']['p95']} ms",
     )
@@ -539,6 +557,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=2,
         choices=range(1, len(SPEAKERS) + 1),
         help="voices per codec",
+    )
+    p.add_argument(
+        "--pause-ms", type=int, help="the decision with whisper's speculative run at this pause"
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     return p.parse_args(argv)

@@ -116,6 +116,9 @@ def test_the_silence_variant_is_the_shipped_pipeline_with_the_old_timer(tmp_path
     assert vad["params"]["pause_ms"] == 200  # whisper's speculative run, as before issue 15
     rest = [s for s in before["stages"] if s["type"] != "vad"]
     assert rest == [s for s in shipped["stages"] if s["type"] != "vad"]
+    tried = turns.variant_pipelines(tmp_path, pause_ms=60)["decision-pause-60"]
+    (vad,) = [s for s in yaml.safe_load(tried.read_text())["stages"] if s["type"] == "vad"]
+    assert vad["params"]["pause_ms"] == 60 and vad["params"]["end_of_turn"]["text_cues"]
 
 
 def test_summary_and_goals() -> None:
