@@ -101,12 +101,19 @@ class SpeechPaused(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Transcript(Frame):
-    """Words the caller said; interim results have ``final`` False."""
+    """Words the caller said; interim results have ``final`` False.
+
+    ``reply_turn`` is set by a speech-to-speech stage, whose model hears the caller's audio and
+    answers it itself, transcribing it on the side: these words were already answered, so
+    nothing may hold them back, and they go into the history before the agent turn begun to
+    answer them (``reply_turn``; 0 when none has begun yet).
+    """
 
     text: str
     final: bool = True
     confidence: float | None = None
     at_ms: float = 0.0
+    reply_turn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import structlog
 
+from voicebridge.call.heard_audio import HeardAudio
 from voicebridge.call.turns import Turns
 from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.frames import CallStarted, Transcript
@@ -73,6 +74,8 @@ class CallContext:
         self.log = logger or structlog.get_logger("voicebridge.call")
         self.history: list[HistoryEntry] = []
         self.turns = turns or Turns()  # the call's one owner of turn numbers
+        # How much of each agent turn's audio the caller heard (written by the call core).
+        self.heard_audio = HeardAudio()
         self.state: dict[str, Any] = {}  # free space for stages (e.g. a dialogue's slots)
         # Rewrites each final transcript on its way into the dialogue stage (set by the core
         # from the session options: spoken digits as digits, whatever the transcriber).
@@ -97,8 +100,22 @@ class CallContext:
         return turn is not None and turn <= self.turns.stale_through
 
     # --- history ----------------------------------------------------------------------------
-    def add_caller_text(self, text: str) -> None:
-        self.history.append(HistoryEntry("caller", text))
+    def add_caller_text(self, text: str, *, before_turn: int | None = None) -> None:
+        """The caller's words. ``before_turn``: an agent turn already begun to answer them (a
+        speech-to-speech model transcribes the caller while it replies): they go in before that
+        turn's entry, where the caller said them."""
+        entry = HistoryEntry("caller", text)
+        history = self.history
+        at = len(history)
+        if before_turn is not None:
+            # Only the agent entries since the caller's previous words can be answering these.
+            for index in range(len(history) - 1, -1, -1):
+                earlier = history[index]
+                if earlier.role == "caller":
+                    break
+                if earlier.turn is not None and earlier.turn >= before_turn:
+                    at = index
+        history.insert(at, entry)
 
     def agent_entry(self, turn: int) -> HistoryEntry:
         """The history entry of an agent turn, created on first use (in turn order)."""

@@ -281,7 +281,8 @@ class CallCore(AgentActions):
         assert ctx is not None, "open_context() first"
         info = ctx.info
         self.started = True
-        self.can_speak = "tts" in roles
+        # A speech-to-speech stage says what the call itself must say (greetings, fallbacks).
+        self.can_speak = bool(roles & {"tts", "speech_to_speech"})
         self.replies.enabled = {"dialogue", "tts"} <= roles
         # Without a transcriber, "no words" proves nothing: never call an interruption false.
         self.barge_in.words_known = "stt" in roles
@@ -327,6 +328,8 @@ class CallCore(AgentActions):
             self.turns.caller_ended(frame.at_ms / 1000.0)
             self._emit(SpeechFinished(self._t(), round(frame.at_ms / 1000.0, 3)))
         elif isinstance(frame, Transcript):
+            if frame.reply_turn is not None:
+                return True  # a speech-to-speech model heard and answered these words already
             backchannel = self.barge_in.transcript(frame.text, frame.final)
             if not backchannel and frame.final and frame.text.strip() and self._agent_active(now):
                 backchannel = not self.barge_in.content_words(frame.text)
@@ -339,6 +342,7 @@ class CallCore(AgentActions):
             self._agent_text(frame, now)
         elif isinstance(frame, AgentAudio):
             self.turns.mark(frame.turn, "first_audio_s", self.call_time(now))
+            self._spoken_text(frame, now)
         return True
 
     def caller_said(self, frame: Transcript, now: float) -> Sequence[Out]:
@@ -347,8 +351,11 @@ class CallCore(AgentActions):
         text = frame.text.strip()
         if not frame.final or not text or self.ctx is None:
             return []
-        self.ctx.add_caller_text(text)
-        self.replies.caller_turn_ended(self.call_time(now), self.turns.begun)
+        if frame.reply_turn is not None:  # answered already (speech to speech)
+            self.ctx.add_caller_text(text, before_turn=frame.reply_turn or None)
+        else:
+            self.ctx.add_caller_text(text)
+            self.replies.caller_turn_ended(self.call_time(now), self.turns.begun)
         self._emit(CallerSaid(self._t(), text))
         self._out.append(SaveState())
         return self._take()

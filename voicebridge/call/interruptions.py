@@ -50,6 +50,8 @@ class Interruptions(Speaking):
         self._send(messages.clear_audio(self.ctx.info.stream_id))
         self.replies.cleared()
         interrupted = cleared.interrupted
+        if interrupted is not None:
+            self.ctx.heard_audio.played(interrupted.turn, interrupted.heard_ms)
         if interrupted is not None and not self.replies.is_filler(interrupted.turn):
             entry = self.ctx.agent_entry(interrupted.entry_turn)
             entry.text = f"{entry.text} {interrupted.heard_text}".strip()

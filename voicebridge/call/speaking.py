@@ -18,7 +18,7 @@ from voicebridge.call.events import (
 from voicebridge.call.ledger import Piece
 from voicebridge.call.snapshot import CallSnapshot
 from voicebridge.call.state import CallState, Out
-from voicebridge.frames import AgentText, Hangup, Transfer
+from voicebridge.frames import AgentAudio, AgentText, Hangup, Transfer
 from voicebridge.plivo import messages
 from voicebridge.text import split_sentences
 
@@ -33,6 +33,19 @@ class Speaking(CallState):
         self.turns.mark(frame.turn, "first_text_s", self.call_time(now))
         self.replies.agent_text(frame.turn, frame.text, frame.last)
         self._emit(AgentSaid(self._t(), frame.turn, frame.text, frame.last))
+
+    def _spoken_text(self, frame: AgentAudio, now: float) -> None:
+        """A reply whose audio came without text frames before it (a speech-to-speech model
+        speaks and transcribes itself): its pieces' text is the reply's text."""
+        turn = frame.turn
+        if turn > self.turns.newest_seen:
+            self._speakerless.add(turn)
+        elif turn not in self._speakerless:
+            return
+        if frame.text or frame.last:
+            self._agent_text(AgentText(frame.text, turn=turn, last=frame.last), now)
+        if frame.last:
+            self._speakerless.discard(turn)
 
     # --- sending and settling ---------------------------------------------------------------------
     def _pump(self, now: float) -> None:
@@ -71,6 +84,8 @@ class Speaking(CallState):
         self._sent_audio.pop(piece.name, None)
         if piece.index == 1:
             self.turns.mark(piece.turn, "first_played_s", max(0.0, t - piece.duration_ms / 1000))
+        if self.ctx is not None:
+            self.ctx.heard_audio.played(piece.turn, piece.duration_ms)
         self._record_heard(piece)
         if piece.last:
             self._turn_done(piece.turn, t)
@@ -83,6 +98,9 @@ class Speaking(CallState):
         self.turns.forget_before(turn - 8)
         self.replies.forget_before(turn - 8)
         self.ledger.forget_turns_through(turn - 2)
+        if self.ctx is not None:
+            self.ctx.heard_audio.forget_before(turn - 8)
+        self._speakerless = {t for t in self._speakerless if t > turn - 8}
         self._emit(TurnCompleted(self._t(), turn, timing))
 
     def _record_heard(self, piece: Piece) -> None:

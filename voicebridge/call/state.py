@@ -128,6 +128,7 @@ class CallState:
         self._last_activity_s = 0.0
         self._interrupted: list[tuple[Piece, OutputAudio]] = []  # kept for a continuation
         self._sent_audio: dict[str, OutputAudio] = {}
+        self._speakerless: set[int] = set()  # turns whose text comes with their audio
         self._want_caller_audio = False
         self._want_agent_audio = False
 

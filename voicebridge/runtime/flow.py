@@ -60,6 +60,13 @@ ROLE_FLOWS: dict[str, StageFlow] = {
     "dialogue": StageFlow(consumes=(Transcript,), produces=(AgentText, Hangup, Transfer)),
     "tts": StageFlow(consumes=(AgentText,), produces=(AgentAudio,), drops=(AgentText,)),
     "encode": StageFlow(consumes=(AgentAudio,), produces=(OutputAudio,), drops=(AgentAudio,)),
+    # A realtime voice model: hears the caller's audio, detects their turns, transcribes them
+    # and answers with audio, all in one (it also says what the call itself must say).
+    "speech_to_speech": StageFlow(
+        consumes=(AudioIn,),
+        produces=(SpeechStarted, SpeechEnded, Transcript, AgentAudio, Hangup, Transfer),
+        drops=(AudioIn,),
+    ),
 }
 
 # The session puts these into the pipeline, before the first stage.

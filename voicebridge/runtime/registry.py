@@ -48,6 +48,7 @@ BUILTIN_STAGES: dict[str, str] = {
     "piper": "voicebridge.stages.tts.piper:Piper",
     "llm": "voicebridge.stages.dialogue.llm:Llm",
     "openai_tts": "voicebridge.stages.tts.openai_tts:OpenAITts",
+    "openai_realtime": "voicebridge.stages.realtime.openai_realtime:OpenAIRealtime",
     "transcribe": "voicebridge.stages.stt.transcribe:Transcribe",
     "lex": "voicebridge.stages.dialogue.lex:LexDialogue",
     "polly": "voicebridge.stages.tts.polly:Polly",
@@ -68,6 +69,7 @@ BUILTIN_EXTRAS: dict[str, str] = {
     "piper": "piper",  # GPL-3.0 (piper-tts links espeak-ng): opt-in, never in the default install
     "llm": "openai",
     "openai_tts": "openai",
+    "openai_realtime": "openai",
     "transcribe": "aws",
     "lex": "aws",
     "polly": "aws",
