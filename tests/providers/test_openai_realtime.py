@@ -19,6 +19,7 @@ import pytest
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.runtime.stage import StageError
 from voicebridge.sim.signals import speech_like
 from voicebridge.stages.realtime.openai_realtime import OpenAIRealtime
 from voicebridge.testing.harness import CallHarness
@@ -160,3 +161,299 @@ async def test_a_whole_call_speaks_the_models_reply_and_keeps_both_sides(
     assert audio["input"]["turn_detection"]["interrupt_response"] is False
     assert session.model == "gpt-realtime"
     assert live.call.events("clearAudio") == []
+
+
+LONG = "Our bakery opens at seven in the morning and closes at six in the evening, every day."
+
+
+class LateAcks(CallHarness):
+    """Plivo's acknowledgements arrive ``delay_s`` after the audio played (network latency)."""
+
+    def __init__(self, *args: Any, delay_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+        self.late: list[tuple[float, str]] = []
+
+    async def _ack(self, name: str) -> None:
+        self.late.append((self.t + self.delay_s, name))
+
+    async def frame(self, pcm: Any = None) -> None:
+        await super().frame(pcm)
+        due = [name for at, name in self.late if at <= self.t + 1e-9]
+        self.late = [(at, name) for at, name in self.late if at > self.t + 1e-9]
+        for name in due:
+            await super()._ack(name)
+
+
+def heard_by_caller(call: CallHarness, turn: int) -> float:
+    """Milliseconds of ``turn``'s audio the modelled caller really heard (the playout model)."""
+    pieces = call.playout.pieces
+    first = next(i for i, p in enumerate(pieces) if p.name and p.name.startswith(f"turn-{turn}/"))
+    return (
+        sum(
+            p.heard_samples
+            for p in pieces[first:]
+            if p.name is None or p.name.startswith(f"turn-{turn}/")
+        )
+        / 8.0
+    )
+
+
+async def interrupted_call(
+    fake: FakeRealtime, after_s: float, harness: type[CallHarness] = CallHarness, **kwargs: Any
+) -> tuple[Live, int]:
+    """The caller asks, the model answers with LONG; ``after_s`` into its playout the caller
+    talks over it. Returns the call and the interrupted turn."""
+    fake.caller_says("when are you open", "wait a second")
+    fake.reply(Reply(text=LONG, chunk_ms=400), Reply(text="Sure, go ahead."))
+    call = harness(spec(fake), encoding="audio/x-mulaw", rate=8000, **kwargs)
+    await call.start()
+    live = Live(call, fake)
+    await live.settle()
+    await live.speak(1.0)
+    await live.until(lambda: bool(call.events("playAudio")))
+    turn = call.timeline("agent_text")[0]["turn"]
+    await live.idle(after_s)
+    await live.speak(0.6)
+    await live.until(lambda: bool(call.timeline("barge_in")), limit_s=2)
+    await live.idle(0.6)
+    return live, turn
+
+
+def played(call: CallHarness) -> str:
+    """Every word the caller heard played to its piece's end, in order."""
+    return " ".join(e["text"] for e in call.timeline("played") if e["text"])
+
+
+def truncation(fake: FakeRealtime) -> dict[str, Any]:
+    (truncate,) = fake.session.truncates
+    return truncate
+
+
+@pytest.mark.parametrize(
+    ("case", "after_s", "harness", "options"),
+    [
+        ("some pieces acknowledged", 1.1, CallHarness, {}),
+        ("nothing acknowledged yet", 0.0, CallHarness, {}),
+        ("acknowledgements lost", 1.1, CallHarness, {"ack": False}),
+    ],
+)
+async def test_barge_in_truncates_the_model_at_exactly_what_the_caller_heard(
+    fake: FakeRealtime, case: str, after_s: float, harness: type[CallHarness], options: Any
+) -> None:
+    live, turn = await interrupted_call(fake, after_s, harness, **options)
+    call = live.call
+    try:
+        truncate = truncation(fake)
+        ctx = call.session.ctx
+        assert ctx is not None
+        (barge_in,) = call.timeline("barge_in")
+        heard = heard_by_caller(call, turn)
+        # The model is cut where the ledger says, and that is where the caller stopped hearing.
+        assert truncate["audio_end_ms"] == round(ctx.heard_audio.ms(turn))
+        assert truncate["audio_end_ms"] == round(heard)
+        assert 0 < heard < len(LONG) * 60
+        item = next(i for i in fake.session.items if i.id == truncate["item_id"])
+        assert item.truncated_at == truncate["audio_end_ms"] and item.heard == ""
+        assert truncate["content_index"] == 0
+        if case == "nothing acknowledged yet":
+            assert not [a for a in call.acks_sent if a.message["name"].startswith(f"turn-{turn}/")]
+            assert heard < 400  # still inside the first piece
+        # The history holds the words that time covers, marked as interrupted.
+        agent = [h for h in ctx.history if h.role == "agent" and h.turn == turn]
+        assert agent and agent[0].interrupted
+        assert LONG.startswith(agent[0].text)
+        assert barge_in["heard"] is not None
+    finally:
+        await call.session.end("test over")
+
+
+async def test_late_acknowledgements_truncate_where_the_ledger_puts_the_playhead(
+    fake: FakeRealtime,
+) -> None:
+    """Acks 240 ms late: the ledger re-anchors on each, so its playhead (and the cut) trail
+    the real one by at most that much; the model and the history still agree to the ms."""
+    live, turn = await interrupted_call(fake, 1.1, LateAcks, delay_s=0.24)
+    call = live.call
+    try:
+        truncate = truncation(fake)
+        ctx = call.session.ctx
+        assert ctx is not None
+        assert truncate["audio_end_ms"] == round(ctx.heard_audio.ms(turn))
+        heard = heard_by_caller(call, turn)
+        assert heard - 240 <= truncate["audio_end_ms"] <= heard
+    finally:
+        await call.session.end("test over")
+
+
+async def test_a_reply_heard_to_its_end_is_not_truncated(fake: FakeRealtime) -> None:
+    fake.caller_says("hello", "and another thing")
+    fake.reply(Reply(text="Hello there."), Reply(text="Go on."))
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+    finally:
+        await call.session.end("test over")
+    assert fake.session.truncates == [] and fake.session.cancels == []
+    assert live.history() == [
+        ("caller", "hello", False),
+        ("agent", "Hello there.", False),
+        ("caller", "and another thing", False),
+        ("agent", "Go on.", False),
+    ]
+    assert fake.session.conversation() == [
+        ("user", "hello"),
+        ("assistant", "Hello there."),
+        ("user", "and another thing"),
+        ("assistant", "Go on."),
+    ]
+
+
+async def test_the_model_transfers_the_call_after_saying_its_line(fake: FakeRealtime) -> None:
+    fake.caller_says("sales please")
+    fake.reply(
+        Reply(text="", tool_calls=[("transfer_call", {"to": "sales", "message": "One moment."})])
+    )
+    live = await live_call(fake, 'transfer_targets: {sales: "+15550101"}')
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: bool(call.timeline("transfer_unavailable")))
+        # No Plivo credentials in this harness: the session says so and keeps the call.
+        assert call.timeline("transfer_unavailable")[0]["to"] == "+15550101"
+    finally:
+        await call.session.end("test over")
+    tools = fake.session.config["tools"]
+    transfer = next(t for t in tools if t["name"] == "transfer_call")
+    assert transfer["type"] == "function"
+    assert transfer["parameters"]["properties"]["to"]["enum"] == ["sales"]
+    assert played(call) == "One moment."
+    said = fake.session.of("response.create")[-1]["response"]
+    assert said["instructions"].endswith("\nOne moment.") and said["tool_choice"] == "none"
+    assert live.history() == [("caller", "sales please", False), ("agent", "One moment.", False)]
+
+
+async def test_the_model_hangs_up_once_its_goodbye_has_played(fake: FakeRealtime) -> None:
+    fake.caller_says("that's all, bye")
+    fake.reply(Reply(text="Thanks for calling, goodbye!", tool_calls=[("hang_up", {})]))
+    live = await live_call(fake)
+    call = live.call
+    await live.speak(0.8)
+    await live.until(lambda: call.session.ended.is_set())
+    assert call.session.end_reason == "hangup:openai_realtime"
+    assert played(call) == "Thanks for calling, goodbye!"  # all of it, then the hang-up
+    assert live.history()[-1] == ("agent", "Thanks for calling, goodbye!", False)
+
+
+async def test_a_user_tool_is_answered_and_the_model_goes_on(fake: FakeRealtime) -> None:
+    fake.caller_says("where is order 5512")
+    fake.reply(
+        Reply(text="", tool_calls=[("lookup_order", {"order_number": "5512"})]),
+        Reply(text="Order 5512 is out for delivery."),
+    )
+    tool = """
+tools:
+  - name: lookup_order
+    description: Where an order is.
+    parameters: {properties: {order_number: {type: string}}}
+    function: openai_fakes:lookup_order
+"""
+    live = await live_call(fake, tool)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+    finally:
+        await call.session.end("test over")
+    output = next(i for i in fake.session.items if i.type == "function_call_output")
+    assert '"status": "out for delivery"' in output.text
+    assert (
+        output.call_id == next(i for i in fake.session.items if i.type == "function_call").call_id
+    )
+    assert live.history() == [
+        ("caller", "where is order 5512", False),
+        ("agent", "Order 5512 is out for delivery.", False),
+    ]
+
+
+async def test_a_model_error_mid_reply_speaks_the_fallback(fake: FakeRealtime) -> None:
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, fail="The server had an error", fail_after_chunks=2))
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+        (error,) = call.timeline("provider_error")
+        assert error["stage"] == "openai_realtime" and error["error_kind"] == "unavailable"
+        assert call.wire.closed is None  # the call goes on
+    finally:
+        await call.session.end("test over")
+    history = live.history()
+    assert history[0] == ("caller", "when are you open", False)
+    assert LONG.startswith(history[1][1]) and history[1][1]  # the 800 ms that were said
+    assert history[2] == ("agent", "Sorry, say that again?", False)
+    assert fake.session.conversation()[-1] == ("assistant", "Sorry, say that again?")
+
+
+async def test_a_dropped_socket_is_reestablished_with_the_heard_history(
+    fake: FakeRealtime,
+) -> None:
+    fake.caller_says("when are you open", "thanks")
+    fake.reply(
+        Reply(text="We open at seven."),
+        Reply(text=LONG, chunk_ms=400, drop_after_chunks=2),
+    )
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await live.speak(0.8)
+        await live.until(lambda: len(fake.sessions) == 2 and live.stage.link is not None)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 3)
+        (error,) = call.timeline("provider_error")
+        assert error["error_kind"] == "unavailable" and "1011" in error["error"]
+    finally:
+        await call.session.end("test over")
+    first, second = fake.sessions
+    assert first.closed and second.config == first.config  # the same session set-up
+    replayed = [(i.role, i.text) for i in second.items][:3]
+    assert replayed == [
+        ("user", "when are you open"),
+        ("assistant", "We open at seven."),
+        ("user", "thanks"),
+    ]
+    assert live.history()[-1] == ("agent", "Sorry, say that again?", False)
+    assert second.conversation()[-1] == ("assistant", "Sorry, say that again?")
+
+
+async def test_a_bad_key_fails_the_call_start_with_a_clear_error(fake: FakeRealtime) -> None:
+    fake.api_key = "sk-other"
+    call = CallHarness(spec(fake), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    assert call.wire.closed is not None and call.wire.closed[0] == 1011
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "session did not open: auth: Incorrect API key provided." in failed["error"]
+    assert fake.refused == 1  # an auth failure is not retried
+
+
+async def test_service_start_refuses_a_bad_key_and_a_bad_model(fake: FakeRealtime) -> None:
+    params = OpenAIRealtime.Params(base_url=fake.base_url, model="gpt-realtime")
+    await OpenAIRealtime.preload(params)  # a good set-up passes
+    assert fake.session.of("response.create")[0]["response"]["max_output_tokens"] == 1
+    fake.api_key = "sk-other"
+    with pytest.raises(StageError, match=r"refused .*\(auth\): Incorrect API key.*OPENAI_API_KEY"):
+        await OpenAIRealtime.preload(params)
+    fake.api_key = KEY
+    fake.models = ("gpt-realtime",)
+    wrong = OpenAIRealtime.Params(base_url=fake.base_url, model="gpt-realtim")
+    with pytest.raises(StageError, match=r"model 'gpt-realtim' \(invalid\): The model"):
+        await OpenAIRealtime.preload(wrong)
+    bad_voice = OpenAIRealtime.Params(base_url=fake.base_url, voice="nobody")
+    with pytest.raises(StageError, match=r"\(invalid\): Invalid voice nobody; check model, voice"):
+        await OpenAIRealtime.preload(bad_voice)
