@@ -457,3 +457,118 @@ async def test_service_start_refuses_a_bad_key_and_a_bad_model(fake: FakeRealtim
     bad_voice = OpenAIRealtime.Params(base_url=fake.base_url, voice="nobody")
     with pytest.raises(StageError, match=r"\(invalid\): Invalid voice nobody; check model, voice"):
         await OpenAIRealtime.preload(bad_voice)
+
+
+VAD_PIPELINE = """
+name: realtime-vad
+session: {{chunk_ms: 100, max_lead_ms: 600}}
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_speech_ms: 60, min_silence_ms: 300, pre_roll_ms: 100, forward_audio: true}}
+  - type: openai_realtime
+    params:
+      base_url: {base_url}
+      verify_at_start: false
+      turn_detection: voicebridge
+      greeting: Hello, Harbor Bakery.
+  - type: encode
+"""
+
+
+async def test_voicebridge_ends_the_turn_and_the_greeting_is_read_out(fake: FakeRealtime) -> None:
+    fake.caller_says("do you have bread")
+    fake.reply(Reply(text="Yes, fresh every morning."))
+    text = VAD_PIPELINE.format(base_url=fake.base_url)
+    call = CallHarness(load_pipeline_text(text, environ={}), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    live = Live(call, fake)
+    try:
+        await live.settle()
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+    finally:
+        await call.session.end("test over")
+    session = fake.session
+    assert session.config["audio"]["input"]["turn_detection"] is None
+    greeting, answer = session.of("response.create")
+    assert greeting["response"]["instructions"].endswith("\nHello, Harbor Bakery.")
+    assert "instructions" not in answer["response"]  # the model's own answer
+    assert [e["type"] for e in session.events[-3:]] == [
+        "response.create",
+        "input_audio_buffer.commit",
+        "response.create",
+    ]
+    assert live.history() == [
+        ("agent", "Hello, Harbor Bakery.", False),
+        ("caller", "do you have bread", False),
+        ("agent", "Yes, fresh every morning.", False),
+    ]
+
+
+async def test_a_16_khz_l16_stream_is_resampled_and_still_truncated_to_the_ms(
+    fake: FakeRealtime,
+) -> None:
+    fake.caller_says("when are you open", "wait")
+    fake.reply(Reply(text=LONG, chunk_ms=400), Reply(text="Yes?"))
+    call = CallHarness(spec(fake), encoding="audio/x-l16", rate=16000)
+    await call.start()
+    live = Live(call, fake)
+    try:
+        await live.settle()
+        await live.speak(1.0)
+        await live.until(lambda: bool(call.events("playAudio")))
+        turn = call.timeline("agent_text")[0]["turn"]
+        await live.idle(0.9)
+        await live.speak(0.6)
+        await live.until(lambda: bool(call.timeline("barge_in")), limit_s=2)
+        await live.idle(0.3)
+        truncate = truncation(fake)
+        ctx = call.session.ctx
+        assert ctx is not None
+        assert truncate["audio_end_ms"] == round(ctx.heard_audio.ms(turn))
+        # The resampler's delay makes the first piece 0.75 ms short of 400, and an ack lands
+        # on the 20 ms frame after its piece ended: the ledger's playhead (and the cut) trails
+        # what the caller heard by that 0.75 ms.
+        heard = heard_by_caller(call, turn) / 2  # 16 samples a millisecond, not 8
+        assert abs(truncate["audio_end_ms"] - heard) <= 1
+    finally:
+        await call.session.end("test over")
+    audio = fake.session.config["audio"]
+    assert audio["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert audio["output"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
+    fake: FakeRealtime, tmp_path: Path
+) -> None:
+    """``voicebridge simulate pipelines/realtime.yaml`` against the fake, as its CLI does it:
+    preload (the start-up check), a simulated Plivo call over a real socket, the call page."""
+    from voicebridge.config import load_pipeline
+    from voicebridge.plivo.formats import StreamFormat
+    from voicebridge.sim.analysis import build_report
+    from voicebridge.sim.html_report import write_html
+    from voicebridge.sim.simulate import CallerLine, simulate_call
+
+    fake.caller_says("when do you open tomorrow")
+    fake.reply(Reply(text="We open at seven."))
+    spec = load_pipeline(PIPELINES / "realtime.yaml", environ={"OPENAI_BASE_URL": fake.base_url})
+    await spec.preload()
+    fmt = StreamFormat("audio/x-mulaw", 8000)
+    lines = [CallerLine("when do you open tomorrow", speech_like(1.2, 8000))]
+    call = await simulate_call(spec, fmt, lines, fast=True, reply_timeout_s=20)
+    report = build_report(call)
+    page = tmp_path / "call.html"
+    write_html(page, report, call.record.caller_audio, call.record.heard_audio, 8000)
+    html = page.read_text()
+    assert "We open at seven." in html and "Harbor Street Bakery" in html
+    assert [(h.role, h.text) for h in call.history][:3] == [
+        ("agent", "Thanks for calling Harbor Street Bakery. How can I help you today?"),
+        ("caller", "when do you open tomorrow"),
+        ("agent", "We open at seven."),
+    ]
+    assert fake.sessions[0].responses == 1  # the start-up probe
