@@ -58,6 +58,7 @@ class Reply:
     fail_after_chunks: int = 0  # ...after this many audio chunks
     drop_after_chunks: int | None = None  # close the socket after this many audio chunks
     hold_after_chunks: int | None = None  # wait for FakeRealtime.release after this many
+    never: bool = False  # a stalled model: no response is ever created
 
 
 @dataclass
@@ -346,6 +347,12 @@ class FakeRealtime:
                 "conversation_already_has_active_response",
                 "Conversation already has an active response in progress",
             )
+            return
+        instructions = str(request.get("instructions") or "")
+        if self.replies and self.replies[0].never and not instructions.startswith(SAY_PREFIX):
+            self.replies.popleft()  # stalled: this request is never answered
+            if after is not None:
+                await out.transcription(after)  # transcription goes on regardless
             return
         session.responses += 1
         response_id = f"resp_{session.number}_{session.responses}"

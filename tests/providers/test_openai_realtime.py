@@ -572,3 +572,24 @@ async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
         ("agent", "We open at seven."),
     ]
     assert fake.sessions[0].responses == 1  # the start-up probe
+
+
+async def test_a_stalled_model_times_out_into_the_fallback(fake: FakeRealtime) -> None:
+    fake.caller_says("hello")
+    fake.reply(Reply(never=True))
+    live = await live_call(fake, "timeout_s: 2")
+    call = live.call
+    try:
+        await live.speak(0.6)
+        await live.until(lambda: bool(call.timeline("provider_error")), limit_s=4)
+        (error,) = call.timeline("provider_error")
+        assert error["error_kind"] == "timeout" and "within 2 s" in error["error"]
+        # 0.5 s of silence ends the caller's turn, then 2 s pass without a reply.
+        assert 2.4 <= error["t"] - 0.6 <= 2.6
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+    finally:
+        await call.session.end("test over")
+    assert live.history() == [
+        ("caller", "hello", False),
+        ("agent", "Sorry, say that again?", False),
+    ]

@@ -79,6 +79,7 @@ _RECENT_REPLIES = 4  # replies whose audio may still be playing (a barge-in trun
 # Error codes that say a client event was moot, not that anything failed.
 _HARMLESS = frozenset({"response_cancel_not_active", "input_audio_buffer_commit_empty"})
 _BUSY = "conversation_already_has_active_response"
+_KEPT_ITEMS = 16  # caller items remembered while their transcript is due
 
 
 @dataclass
@@ -140,7 +141,6 @@ class OpenAIRealtime(Stage):
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
         self._error: ProviderError | None = None
-        self._down = False  # the session was lost and is not back yet
         self._origin_ms: float | None = None  # stream ms where this session's input audio starts
         self._replies: dict[str, _Reply] = {}
         self._recent: deque[_Reply] = deque(maxlen=_RECENT_REPLIES)
@@ -157,6 +157,7 @@ class OpenAIRealtime(Stage):
         self._tool_rounds = 0
         self._digits = ""
         self._dtmf_task: asyncio.Task[Any] | None = None
+        self._watch: asyncio.Task[Any] | None = None  # a reply is due: its deadline
         self.sessions = 0  # sessions opened for this call (1 + reconnects)
         self.handled = 0  # events of the current session handled (tests wait on it)
 
@@ -223,7 +224,6 @@ class OpenAIRealtime(Stage):
                 link.send(history_item(line))
             self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions)
         self._link = link
-        self._down = False
 
     @property
     def link(self) -> RealtimeLink | None:
@@ -321,6 +321,7 @@ class OpenAIRealtime(Stage):
             return
         self._requested = turn
         link.send(respond(turn, tools=tools))
+        self._expect_reply()
 
     def _say(self, line: _Line) -> None:
         """Have the model read ``line`` out, as soon as no other reply is in progress."""
@@ -340,10 +341,32 @@ class OpenAIRealtime(Stage):
                 continue
             self._requested = line
             link.send(respond(line.turn, say=line.text))
+            self._expect_reply()
             return
         wanted, self._answer_wanted = self._answer_wanted, None
         if wanted is not None and not self.ctx.is_stale(wanted):
             self._request(wanted)
+
+    def _expect_reply(self) -> None:
+        """A reply is due: if none begins within ``timeout_s`` the model has stalled."""
+        if self._watch is None:
+            self._watch = self.spawn(self._watchdog(), name=f"{self.name}-deadline")
+
+    def _reply_began(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+
+    async def _watchdog(self) -> None:
+        timeout = self.params.timeout_s
+        await self.ctx.clock.sleep(timeout)
+        self._watch = None
+        self._requested = None
+        error = ProviderError(
+            self.name, self.provider, "timeout", f"no reply began within {timeout:g} s"
+        )
+        self._count_failure(error)
+        self._fail(error)
 
     async def _close_turn(self, turn: int) -> None:
         """A turn that will say nothing still ends, so the call does not wait for it."""
@@ -438,8 +461,12 @@ class OpenAIRealtime(Stage):
         elif kind == "input_audio_buffer.speech_stopped":
             await self._speech_stopped(event)
         elif kind == "input_audio_buffer.committed":
-            self._unanswered.append(str(event.get("item_id", "")))
+            if self.params.input_transcription:  # its words will come: keep its place
+                self._unanswered.append(str(event.get("item_id", ""))[:128])
+                del self._unanswered[:-_KEPT_ITEMS]
             self._tool_rounds = 0
+            if self.params.turn_detection != "voicebridge" and self._active is None:
+                self._expect_reply()  # the server answers a committed turn on its own
         elif kind == "conversation.item.input_audio_transcription.completed":
             await self._caller_words(event)
         elif kind == "conversation.item.input_audio_transcription.failed":
@@ -463,7 +490,10 @@ class OpenAIRealtime(Stage):
         if self.params.turn_detection == "voicebridge":
             return
         at_ms = self._stream_ms(event.get("audio_end_ms"))
-        self._spoke_until[str(event.get("item_id", ""))] = at_ms
+        if self.params.input_transcription:
+            self._spoke_until[str(event.get("item_id", ""))[:128]] = at_ms
+            for stale in list(self._spoke_until)[:-_KEPT_ITEMS]:
+                del self._spoke_until[stale]
         await self.emit(SpeechEnded(at_ms, self._onset_ms))
 
     async def _caller_words(self, event: dict[str, Any]) -> None:
@@ -477,6 +507,7 @@ class OpenAIRealtime(Stage):
             await self.emit(Transcript(text, final=True, at_ms=at_ms, reply_turn=reply_turn))
 
     def _response_created(self, response: dict[str, Any]) -> None:
+        self._reply_began()
         response_id = str(response.get("id", ""))
         asked = turn_of(response)
         requested = self._requested
@@ -493,6 +524,8 @@ class OpenAIRealtime(Stage):
             for item_id in self._unanswered:
                 self._answered[item_id] = turn
             self._unanswered.clear()
+            for stale in list(self._answered)[:-_KEPT_ITEMS]:
+                del self._answered[stale]
         if self.ctx.is_stale(turn) and self._link is not None:  # cut off before it began
             reply.cut = True
             self._link.send({"type": "response.cancel", "response_id": response_id})
@@ -635,7 +668,7 @@ class OpenAIRealtime(Stage):
     async def _lost(self, link: RealtimeLink, error: ProviderError) -> None:
         """The socket dropped: end the reply in progress, report it, then restore the session."""
         self._link = None
-        self._down = True
+        self._reply_began()  # no reply will come on this socket
         await link.close()
         self.log.warning("s2s_session_lost", error=error.provider_message[:200])
         active, self._active = self._active, None
@@ -645,6 +678,7 @@ class OpenAIRealtime(Stage):
         had_work = active is not None or self._requested is not None or bool(self._unanswered)
         self._requested = None
         self._unanswered.clear()
+        self._replies.clear()
         if had_work:  # the caller was owed a reply: say the fallback once the session is back
             self._fail(error)
 
