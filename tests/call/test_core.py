@@ -18,11 +18,13 @@ from voicebridge.call.actions import (
     Send,
     StartPipeline,
 )
+from voicebridge.call.context import CallContext
 from voicebridge.call.core import CallCore, CallLimits, Out
 from voicebridge.call.events import CallEvent
 from voicebridge.call.options import SessionOptions
 from voicebridge.clock import VirtualClock
 from voicebridge.frames import (
+    AgentAudio,
     AgentText,
     CallStarted,
     Hangup,
@@ -446,3 +448,95 @@ def test_a_reply_that_never_comes_times_out_and_is_cancelled() -> None:
     assert after[:3] == ["reply_timeout", "Interrupt", "agent_text"]
     fallback = [o.frame for o in outs if isinstance(o, Push) and isinstance(o.frame, AgentText)]
     assert " ".join(f.text for f in fallback) == SessionOptions().fallback_text
+
+
+# --- a speech-to-speech stage: replies as audio with their own text, late caller words ----------
+S2S_ROLES = {"decode", "speech_to_speech", "encode"}
+
+
+def pcm(ms: int) -> AgentAudio:
+    import numpy as np
+
+    return AgentAudio(np.zeros(ms * 8, np.int16), turn=0)
+
+
+def test_a_reply_without_text_frames_is_known_by_the_text_of_its_audio() -> None:
+    call = Call()
+    call.start(S2S_ROLES)
+    core = call.core
+    assert core.can_speak  # the model says the call's own lines
+    turn = core.ctx.begin_turn()
+    for text, last in (("We open", False), ("at seven.", True)):
+        frame = AgentAudio(pcm(100).pcm, turn=turn, text=text, last=last)
+        assert core.observe(frame, call.now)
+        said = events(list(core.drain()), "agent_text")
+        assert [(e.turn, e.text, e.last) for e in said] == [(turn, text, last)]
+    assert core.turns.newest_seen == turn
+
+
+def test_a_speaker_with_text_frames_is_not_reported_twice() -> None:
+    call = Call()
+    call.start()
+    core = call.core
+    turn = core.turns.begin()
+    core.observe(AgentText("Hello.", turn=turn), call.now)
+    core.drain()
+    core.observe(AgentAudio(pcm(100).pcm, turn=turn, text="Hello."), call.now)
+    assert events(list(core.drain()), "agent_text") == []
+
+
+def test_answered_words_are_never_a_backchannel_and_go_before_their_reply() -> None:
+    call = Call({"barge_in": {"min_words": 1}})
+    call.start(S2S_ROLES)
+    core = call.core
+    turn = core.ctx.begin_turn()
+    core.output(audio(turn, "Sure, go ahead."), call.now)
+    core.receive(played(f"turn-{turn}/piece-1"), call.now + 0.1)
+    heard = Transcript("uh-huh", final=True, reply_turn=turn)
+    assert core.observe(heard, call.now) is True  # the model heard it: nothing holds it back
+    core.caller_said(heard, call.now)
+    assert [(h.role, h.text) for h in core.ctx.history] == [
+        ("caller", "uh-huh"),
+        ("agent", "Sure, go ahead."),
+    ]
+
+
+def test_the_history_takes_late_caller_words_before_the_turn_that_answers_them() -> None:
+    ctx = CallContext()
+    ctx.add_caller_text("hello")
+    ctx.agent_entry(1).text = "Hi!"
+    ctx.agent_entry(2).text = "How can I help?"
+    ctx.add_caller_text("my order", before_turn=2)  # turn 2 began to answer it
+    ctx.add_caller_text("thanks", before_turn=9)  # no reply yet: at the end
+    ctx.add_caller_text("a keypad entry", before_turn=None)
+    assert [(h.role, h.text) for h in ctx.history] == [
+        ("caller", "hello"),
+        ("agent", "Hi!"),
+        ("caller", "my order"),
+        ("agent", "How can I help?"),
+        ("caller", "thanks"),
+        ("caller", "a keypad entry"),
+    ]
+
+
+def test_the_heard_milliseconds_of_a_turn_are_the_ledgers() -> None:
+    """Acknowledged pieces count whole; at a barge-in the piece playing counts up to the clear,
+    exactly the time that makes the history's heard words."""
+    call = Call({"barge_in": {"guard_ms": 200}})
+    call.start(S2S_ROLES)
+    core = call.core
+    turn = core.ctx.begin_turn()
+    for index in range(4):  # four 300 ms pieces
+        core.output(audio(turn, f"piece {index}", ms=300, last=index == 3), call.now)
+    call.wait(0.4)
+    core.receive(played(f"turn-{turn}/piece-1"), call.now)
+    assert core.ctx.heard_audio.ms(turn) == 300.0
+    call.wait(0.3)
+    core.observe(SpeechStarted(at_ms=core.stream_ms), call.now)
+    outs = call.wait(0.2)
+    (barge,) = events(outs, "barge_in")
+    # Piece 1 (300 ms) acked at 400 ms: the playhead is re-anchored there, so piece 2 is taken
+    # to have played from 400 to 700 ms (its ack still in flight: played by estimate), and
+    # piece 3 had played 200 ms when the clear went out at 900 ms.
+    assert round(core.ctx.heard_audio.ms(turn)) == 300 + 300 + 200
+    assert kinds(outs).count("send:clearAudio") == 1 and barge.stale_through == turn

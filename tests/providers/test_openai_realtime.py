@@ -593,3 +593,35 @@ async def test_a_stalled_model_times_out_into_the_fallback(fake: FakeRealtime) -
         ("caller", "hello", False),
         ("agent", "Sorry, say that again?", False),
     ]
+
+
+async def test_an_idle_caller_hears_the_goodbye_before_the_call_ends(fake: FakeRealtime) -> None:
+    text = PIPELINE.format(base_url=fake.base_url, extra="").replace(
+        "  fallback_text:", "  idle_reprompt_s: 1\n  idle_reprompts: 0\n  fallback_text:"
+    )
+    call = CallHarness(load_pipeline_text(text, environ={}), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    live = Live(call, fake)
+    await live.settle()
+    await live.until(lambda: call.session.ended.is_set())
+    goodbye = "I haven't heard from you, so I'll end the call now. Goodbye."
+    assert call.session.end_reason == "hangup:idle"
+    assert played(call) == goodbye  # every word of it played before the call ended
+    assert live.history() == [("agent", goodbye, False)]
+
+
+def test_voicebridge_turns_need_a_vad_that_passes_the_audio_on() -> None:
+    from voicebridge.config import ConfigError
+
+    def load(*stages: str) -> PipelineSpec:
+        body = "".join(f"  - {stage}\n" for stage in stages)
+        return load_pipeline_text(f"name: p\nstages:\n{body}", "p.yaml", environ={})
+
+    s2s = "{type: openai_realtime, params: {turn_detection: voicebridge}}"
+    assert load("type: decode", "type: openai_realtime", "type: encode").warnings == []
+    loaded = load("type: decode", "{type: vad, params: {forward_audio: true}}", s2s, "type: encode")
+    assert loaded.warnings == []
+    with pytest.raises(ConfigError, match="needs end-of-speech events"):
+        load("type: decode", s2s, "type: encode")
+    with pytest.raises(ConfigError, match="set its `forward_audio: true`"):
+        load("type: decode", "{type: vad, params: {forward_audio: false}}", s2s, "type: encode")

@@ -149,6 +149,7 @@ class OpenAIRealtime(Stage):
         self._lines: deque[_Line] = deque()  # waiting for the model to be free
         self._parts: dict[int, list[str]] = {}  # the call's AgentText pieces, per turn
         self._after: dict[int, CallAction] = {}  # hang up / transfer once a turn is said
+        self._saying: int | None = None  # the newest line being read out, as its turn
         self._answer_wanted: int | None = None  # voicebridge turns: a reply to ask for, as turn
         self._unanswered: list[str] = []  # committed caller items no reply has begun for
         self._answered: dict[str, int] = {}  # caller item -> the agent turn answering it
@@ -246,6 +247,10 @@ class OpenAIRealtime(Stage):
                 self._keypad(frame.digit)
             elif isinstance(frame, CallEnded):
                 self._closing = True
+            elif isinstance(frame, Hangup | Transfer) and self._saying is not None:
+                # The call's own goodbye is still being read out: act once it has been said.
+                self._after[self._saying] = CallAction(frame, "")
+                return
             await self.emit(frame)
         if self._error is not None:
             error, self._error = self._error, None
@@ -326,6 +331,7 @@ class OpenAIRealtime(Stage):
     def _say(self, line: _Line) -> None:
         """Have the model read ``line`` out, as soon as no other reply is in progress."""
         self._lines.append(line)
+        self._saying = line.turn
         while len(self._lines) > _MAX_WAITING_LINES:
             dropped = self._lines.popleft()
             self.spawn(self._close_turn(dropped.turn), name=f"{self.name}-close")
@@ -370,7 +376,7 @@ class OpenAIRealtime(Stage):
 
     async def _close_turn(self, turn: int) -> None:
         """A turn that will say nothing still ends, so the call does not wait for it."""
-        await self.emit(AgentAudio(ModelAudio.silence(), turn=turn, text="", last=True))
+        await self._turn_over(turn, AgentAudio(ModelAudio.silence(), turn=turn, last=True))
 
     # --- barge-in ----------------------------------------------------------------------------
     def interrupt(self, stale_through: int) -> None:
@@ -404,6 +410,8 @@ class OpenAIRealtime(Stage):
             if reply is self._active and self._audio is not None:
                 self._audio.reset_out()
         self._lines = deque(line for line in self._lines if line.turn > stale_through)
+        if self._saying is not None and self._saying <= stale_through:
+            self._saying = None
         for turn in [t for t in self._after if t <= stale_through]:
             del self._after[turn]
         if self._answer_wanted is not None and self._answer_wanted <= stale_through:
@@ -560,11 +568,20 @@ class OpenAIRealtime(Stage):
                 await self._emit_piece(reply, piece)
 
     async def _emit_piece(self, reply: _Reply, piece: Piece) -> None:
-        await self.emit(AgentAudio(piece.pcm, turn=reply.turn, text=piece.text, last=piece.last))
-        if piece.last:
-            action = self._after.pop(reply.turn, None)
-            if action is not None and not reply.cut:
-                await self.emit(action.frame)
+        frame = AgentAudio(piece.pcm, turn=reply.turn, text=piece.text, last=piece.last)
+        if piece.last and not reply.cut:
+            await self._turn_over(reply.turn, frame)
+        else:
+            await self.emit(frame)
+
+    async def _turn_over(self, turn: int, last: AgentAudio) -> None:
+        """A turn's last piece, then the hang-up or transfer that was waiting for it."""
+        await self.emit(last)
+        if turn == self._saying:
+            self._saying = None
+        action = self._after.pop(turn, None)
+        if action is not None and not self.ctx.is_stale(turn):
+            await self.emit(action.frame)
 
     def _item_done(self, event: dict[str, Any]) -> None:
         item = event.get("item")
