@@ -69,6 +69,7 @@ class LiveLink:
             self._manager = client.aio.live.connect(model=model, config=live_config)
             self._session = await wait_for(self.clock, self._manager.__aenter__(), timeout_s)
             self.sent += 1  # the setup
+            self.received += 1  # setupComplete, read by the SDK
             if history is not None:  # the heard history first, answered by nothing
                 await self._session.send_client_content(turns=history, turn_complete=True)
                 self.sent += 1

@@ -59,7 +59,7 @@ from voicebridge.stages.realtime.gemini_session import (
     live_config,
 )
 from voicebridge.stages.realtime.model_audio import L16_16K, L16_24K, ModelAudio
-from voicebridge.stages.realtime.replay import replay_lines
+from voicebridge.stages.realtime.replay import ReplayLine, replay_lines
 from voicebridge.stages.realtime.reply_pieces import Piece, ReplyPieces
 from voicebridge.stages.realtime.toolbox import CallAction, Toolbox
 
@@ -123,6 +123,9 @@ class GeminiLive(Stage):
         self._dtmf_task: asyncio.Task[Any] | None = None
         self.sessions = 0
         self.handled = 0
+        # Caller words of a reply the dropped session was giving: on their way into the
+        # history, maybe not there yet when the new session is given it.
+        self._in_flight: list[ReplayLine] = []
 
     # --- set-up and tear-down ---------------------------------------------------------------
     @classmethod
@@ -181,6 +184,8 @@ class GeminiLive(Stage):
     async def _connect(self, *, replay: bool) -> None:
         p: GeminiLiveParams = self.params
         lines = replay_lines(self.ctx.history, p.replay_history) if replay else []
+        recorded = {(line.role, line.text) for line in lines}
+        lines += [line for line in self._in_flight if (line.role, line.text) not in recorded]
         config = live_config(p, self._toolbox.functions(), self._instructions, history=bool(lines))
 
         async def attempt(_: Attempt) -> LiveLink:
@@ -192,6 +197,7 @@ class GeminiLive(Stage):
         link = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
         self.sessions += 1
         self.handled = link.received
+        self._in_flight = []
         if lines:
             self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions)
         self._link = link
@@ -413,14 +419,7 @@ class GeminiLive(Stage):
     async def _end_reply(self, *, interrupted: bool) -> None:
         reply, self._reply = self._reply, None
         if reply is not None and not reply.cut:
-            if self._audio is not None:
-                tail = self._audio.flush_out()
-                for piece in reply.pieces.audio(reply.item, 0, 0.0, tail):
-                    await self._emit_piece(reply, piece)
-            words = " ".join(" ".join(reply.caller_words).split())
-            if words:
-                await self.emit(Transcript(words, final=True, reply_turn=reply.turn))
-            await self._emit_piece(reply, reply.pieces.finish())
+            await self._finish(reply)
             if interrupted:
                 self.log.info("s2s_model_interrupted", turn=reply.turn)
         elif self._asked is not None and not interrupted:
@@ -429,6 +428,17 @@ class GeminiLive(Stage):
             await self._close_turn(asked)
         self.guard.breaker.success()
         self._next_line()
+
+    async def _finish(self, reply: _Reply) -> None:
+        """The reply's last audio, the caller's words it answered, then its last piece."""
+        if self._audio is not None:
+            tail = self._audio.flush_out()
+            for piece in reply.pieces.audio(reply.item, 0, 0.0, tail):
+                await self._emit_piece(reply, piece)
+        words = " ".join(" ".join(reply.caller_words).split())
+        if words:
+            await self.emit(Transcript(words, final=True, reply_turn=reply.turn))
+        await self._emit_piece(reply, reply.pieces.finish())
 
     async def _run_calls(self, calls: list[ToolCall]) -> None:
         reply = self._reply
@@ -466,7 +476,10 @@ class GeminiLive(Stage):
         self.log.warning("s2s_session_lost", error=error.provider_message[:200])
         reply, self._reply = self._reply, None
         if reply is not None and not reply.cut:
-            await self._emit_piece(reply, reply.pieces.finish())
+            words = " ".join(" ".join(reply.caller_words).split())
+            if words:
+                self._in_flight.append(ReplayLine("user", words))
+            await self._finish(reply)
         if reply is not None or self._asked is not None:
             self._fail(error)
         self._asked = None

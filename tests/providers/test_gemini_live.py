@@ -1,0 +1,261 @@
+"""Whole calls through the ``gemini_live`` stage, against the loopback Gemini Live fake (TLS,
+the official ``google-genai`` SDK). As in ``test_openai_realtime``, each 20 ms caller frame waits
+until the fake and the stage have handled everything the other sent, so times are exact."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voicebridge.config import load_pipeline, load_pipeline_text
+from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.runtime.stage import StageError
+from voicebridge.sim.signals import speech_like
+from voicebridge.stages.realtime.gemini_live import GeminiLive
+from voicebridge.testing.harness import CallHarness
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gemini_live_fake import FakeGemini, Reply
+
+KEY = "gm-fake"
+PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeGemini]:
+    async with FakeGemini(api_key=KEY) as server:
+        monkeypatch.setenv("GEMINI_API_KEY", KEY)
+        monkeypatch.setenv("SSL_CERT_FILE", server.cafile)  # trust the fake's certificate
+        yield server
+
+
+PIPELINE = """
+name: gemini-test
+session:
+  chunk_ms: 100
+  max_lead_ms: 600
+  barge_in: {{guard_ms: 200}}
+  fallback_text: Sorry, say that again?
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_speech_ms: 60, min_silence_ms: 300, pre_roll_ms: 100, forward_audio: true}}
+  - type: gemini_live
+    params:
+      base_url: {base_url}
+      verify_at_start: false
+      piece_ms: 300
+      resilience: {{retries: 1, backoff_s: 0.05, backoff_max_s: 0.05}}
+{extra}
+  - type: encode
+"""
+
+
+def spec(fake: FakeGemini, extra: str = "") -> PipelineSpec:
+    lines = "".join(f"      {line}\n" for line in extra.strip().splitlines())
+    text = PIPELINE.format(base_url=fake.base_url, extra=lines.rstrip("\n"))
+    return load_pipeline_text(text, "gemini-test.yaml", environ={})
+
+
+class Live:
+    def __init__(self, call: CallHarness, fake: FakeGemini) -> None:
+        self.call = call
+        self.fake = fake
+
+    @property
+    def stage(self) -> GeminiLive:
+        pipeline = self.call.session.pipeline
+        assert pipeline is not None
+        return next(s for s in pipeline.stages if isinstance(s, GeminiLive))
+
+    def quiet(self) -> bool:
+        stage, fake = self.stage, self.fake
+        link = stage.link
+        if link is None or not fake.sessions:
+            return False
+        session = fake.session
+        return (
+            link.idle
+            and link.sent == session.received
+            and not fake.generating
+            and stage.handled == session.sent
+        )
+
+    async def settle(self) -> None:
+        await self.fake.wait_for(self.quiet)
+        pipeline = self.call.session.pipeline
+        if pipeline is not None and not self.call.session.ended.is_set():
+            await pipeline.wait_idle()
+
+    async def frame(self, pcm: Any = None) -> None:
+        await self.call.frame(pcm)
+        if not self.call.session.ended.is_set():
+            await self.settle()
+
+    async def speak(self, seconds: float) -> None:
+        pcm = speech_like(seconds, self.call.rate)
+        step = self.call.rate // 50
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step]
+            if len(chunk) < step:
+                chunk = np.pad(chunk, (0, step - len(chunk)))
+            await self.frame(chunk)
+
+    async def idle(self, seconds: float) -> None:
+        for _ in range(round(seconds / 0.02)):
+            await self.frame()
+
+    async def until(self, predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+        for _ in range(round(limit_s / 0.02)):
+            if predicate() or self.call.session.ended.is_set():
+                return
+            await self.frame()
+        raise AssertionError("the call never got there")
+
+    def history(self) -> list[tuple[str, str, bool]]:
+        ctx = self.call.session.ctx
+        assert ctx is not None
+        return [(h.role, h.text, h.interrupted) for h in ctx.history]
+
+
+async def live_call(fake: FakeGemini, extra: str = "", **kwargs: Any) -> Live:
+    call = CallHarness(spec(fake, extra), encoding="audio/x-l16", rate=16000, **kwargs)
+    await call.start()
+    live = Live(call, fake)
+    await live.settle()
+    return live
+
+
+def played(call: CallHarness) -> str:
+    return " ".join(e["text"] for e in call.timeline("played") if e["text"])
+
+
+async def test_a_whole_call_through_gemini(fake: FakeGemini) -> None:
+    fake.caller_says("when do you open tomorrow")
+    fake.reply(Reply(text="We open at seven tomorrow."))
+    live = await live_call(fake, "temperature: 0.6\nvoice: Kore")
+    try:
+        await live.speak(1.0)
+        await live.until(lambda: len(live.call.timeline("turn_played")) >= 1)
+    finally:
+        await live.call.session.end("test over")
+    assert live.history() == [
+        ("caller", "when do you open tomorrow", False),  # it came during the reply
+        ("agent", "We open at seven tomorrow.", False),
+    ]
+    setup = fake.session.setup
+    assert setup["model"] == "models/gemini-live-2.5-flash-preview"
+    generation = setup["generationConfig"]
+    assert generation["responseModalities"] == ["AUDIO"] and generation["temperature"] == 0.6
+    # The SDK sends nested fields by their proto names; Google's JSON parser takes both forms.
+    speech = generation["speechConfig"]
+    assert speech["voice_config"]["prebuilt_voice_config"]["voice_name"] == "Kore"
+    assert "inputAudioTranscription" in setup and "outputAudioTranscription" in setup
+    assert fake.session.headers["x-goog-api-key"] == KEY
+    assert fake.session.audio_ms > 0  # 16 kHz PCM went in
+
+
+async def test_a_barge_in_tells_gemini_exactly_the_words_the_caller_heard(
+    fake: FakeGemini,
+) -> None:
+    long = "Our bakery opens at seven in the morning and closes at six in the evening, every day."
+    fake.caller_says("when are you open", "wait")
+    fake.reply(Reply(text=long, chunk_ms=400), Reply(text="Yes?"))
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(1.0)
+        await live.until(lambda: bool(call.events("playAudio")))
+        turn = call.timeline("agent_text")[0]["turn"]
+        await live.idle(1.1)
+        await live.speak(0.6)
+        await live.until(lambda: bool(call.timeline("barge_in")), limit_s=2)
+        await live.idle(0.3)
+        ctx = call.session.ctx
+        assert ctx is not None
+        heard = ctx.agent_entry(turn)
+        assert heard.interrupted and heard.text and long.startswith(heard.text)
+        (note,) = fake.sessions[0].notes
+        assert f'They heard only this much of it: "{heard.text}".' in note
+        # The note is context: it asks for no reply (turnComplete false).
+        (message,) = [m for m in fake.sessions[0].messages if "(Note" in json.dumps(m)]
+        content = message.get("clientContent") or message.get("client_content")
+        assert content["turnComplete"] is False
+    finally:
+        await call.session.end("test over")
+
+
+async def test_gemini_transfers_after_saying_so(fake: FakeGemini) -> None:
+    fake.caller_says("sales please")
+    fake.reply(
+        Reply(text="", tool_calls=[("transfer_call", {"to": "sales", "message": "One moment."})])
+    )
+    live = await live_call(fake, 'transfer_targets: {sales: "+15550101"}')
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: bool(call.timeline("transfer_unavailable")))
+        assert call.timeline("transfer_unavailable")[0]["to"] == "+15550101"
+    finally:
+        await call.session.end("test over")
+    assert played(call) == "One moment."
+    declarations = fake.session.setup["tools"][0]["functionDeclarations"]
+    assert {d["name"] for d in declarations} == {"hang_up", "transfer_call"}
+
+
+async def test_a_dropped_gemini_session_comes_back_with_the_heard_history(
+    fake: FakeGemini,
+) -> None:
+    fake.caller_says("when are you open", "thanks")
+    fake.reply(
+        Reply(text="We open at seven."),
+        Reply(text="You're welcome, have a lovely day.", chunk_ms=400, drop_after_chunks=2),
+    )
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await live.speak(0.8)
+        await live.until(lambda: len(fake.sessions) == 2 and live.stage.link is not None)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 3)
+        (error,) = call.timeline("provider_error")
+        assert error["error_kind"] == "unavailable"
+    finally:
+        await call.session.end("test over")
+    first, second = fake.sessions
+    assert second.setup["historyConfig"] == {"initial_history_in_client_content": True}
+    assert "historyConfig" not in first.setup  # a first session has no history to give
+    assert second.history[:3] == [
+        ("user", "when are you open"),
+        ("model", "We open at seven."),
+        ("user", "thanks"),
+    ]
+    assert live.history()[-1] == ("agent", "Sorry, say that again?", False)
+
+
+async def test_a_bad_key_or_model_fails_at_start(fake: FakeGemini, monkeypatch: Any) -> None:
+    params = GeminiLive.Params(base_url=fake.base_url)
+    await GeminiLive.preload(params)
+    monkeypatch.setenv("GEMINI_API_KEY", "wrong")
+    with pytest.raises(StageError, match=r"\(auth\): API key not valid.*check GEMINI_API_KEY"):
+        await GeminiLive.preload(params)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    fake.models = ("gemini-live-2.5-flash-preview",)
+    with pytest.raises(StageError, match=r"'gemini-nope' \(invalid\): models/gemini-nope is not"):
+        await GeminiLive.preload(GeminiLive.Params(base_url=fake.base_url, model="gemini-nope"))
+    monkeypatch.delenv("GEMINI_API_KEY")
+    with pytest.raises(StageError, match="set the environment variable GEMINI_API_KEY"):
+        await GeminiLive.preload(params)
+
+
+def test_the_shipped_gemini_pipeline_validates() -> None:
+    loaded = load_pipeline(PIPELINES / "gemini.yaml", environ={})
+    assert [s.type for s in loaded.stages] == ["decode", "vad", "gemini_live", "encode"]
+    assert loaded.warnings == []
