@@ -104,7 +104,7 @@ class Service:
     async def __aenter__(self) -> Service:
         env = {**os.environ, **self.env, "PYTHONPATH": str(REPO)}
         env.update({"VOICEBRIDGE_LOG_LEVEL": "warning", "VOICEBRIDGE_MAX_CALLS": "500"})
-        log = open(OUT / f"s2s-{self.pipeline.stem}.log", "w")  # noqa: SIM115
+        log = open(self.pipeline.with_suffix(".log"), "w")  # noqa: SIM115
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -260,31 +260,38 @@ async def level(service: Service, calls: int, turns: int) -> dict[str, Any]:
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[1, 50])
-    parser.add_argument("--turns", type=int, default=3)
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+async def run(calls: list[int], turns: int, out: Path) -> list[dict[str, Any]]:
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     async with FakeRealtime(api_key=None) as fake:
         fake.default_reply = Reply(text="I see, thanks.", chunk_ms=200)
-        s2s = OUT / "s2s-realtime.yaml"
+        s2s = out.parent / "s2s-realtime.yaml"
         s2s.write_text(S2S.format(base_url=fake.base_url))
-        cascade = OUT / "s2s-cascade.yaml"
+        cascade = out.parent / "s2s-cascade.yaml"
         cascade.write_text(CASCADE)
-        for name, path in (
+        pipelines = (
             ("speech to speech (openai_realtime + fake model)", s2s),
             ("cascaded (vad, stt, dialogue, tts stand-ins)", cascade),
-        ):
+        )
+        for name, path in pipelines:
             async with Service(path, {"OPENAI_API_KEY": "sk-bench"}) as service:
-                for calls in args.calls:
-                    progress(f"{name}: {calls} call(s)")
-                    row = await level(service, calls, args.turns)
+                for count in calls:
+                    progress(f"{name}: {count} call(s)")
+                    row = await level(service, count, turns)
                     row["pipeline"] = name
                     rows.append(row)
                     progress(json.dumps(row))
-    (OUT / "s2s.json").write_text(json.dumps(rows, indent=2))
+    out.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--calls", type=int, nargs="+", default=[1, 50])
+    parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=OUT / "s2s.json")
+    args = parser.parse_args(argv)
+    rows = asyncio.run(run(args.calls, args.turns, args.out))
     print(
         "| pipeline | calls | turns | framework-added p50 | p99 | caller latency p50 | service CPU per call |"
     )
@@ -293,7 +300,8 @@ async def main() -> None:
         print(
             f"| {r['pipeline']} | {r['calls']} | {r['turns']} (missed {r['missed']}) | {r['added_p50_ms']} ms | {r['added_p99_ms']} ms | {r['latency_p50_ms']} ms | {r['cpu_pct_per_call']} % |"
         )
+    return rows
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
