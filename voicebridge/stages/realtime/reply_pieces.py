@@ -9,7 +9,8 @@ done, which may be empty and only closes the turn.
 A piece carries the words of the model's transcript that its audio covers. The models give no
 word timings for what they say, so the words are placed in proportion to their characters, as
 the ledger places words inside a piece of a speaker without timings: the transcript received so
-far of an item is taken to cover the audio received so far of it, and a word goes into the
+far of an item is taken to cover the audio received so far of it (but never spoken faster than
+``FASTEST_MS_PER_CHAR``: the transcript often runs ahead of the audio), and a word goes into the
 first piece whose audio reaches the word's end. The last piece takes whatever words are left.
 
 The reply also keeps where each model item's audio starts in the reply (``items``), in the
@@ -24,6 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voicebridge.frames import PCM
+
+# No voice speaks a character in less than this (fast speech is ~60 ms a character); a word's
+# estimated end is never earlier than its characters at this pace.
+FASTEST_MS_PER_CHAR = 40.0
 
 
 @dataclass(slots=True)
@@ -59,7 +64,6 @@ class ReplyPieces:
     _pcm: list[PCM] = field(default_factory=list)
     _samples: int = 0
     _emitted_ms: float = 0.0  # pipeline ms of audio handed out (pieces) so far
-    _done: bool = False
 
     # --- what the model sends -----------------------------------------------------------------
     def item(self, item_id: str, content_index: int = 0) -> ModelItem:
@@ -102,7 +106,6 @@ class ReplyPieces:
     def finish(self) -> Piece:
         """The reply is over: the last piece (whatever audio is left, and every word not yet
         placed; possibly empty)."""
-        self._done = True
         return self._piece(last=True)
 
     # --- pieces --------------------------------------------------------------------------------
@@ -125,7 +128,11 @@ class ReplyPieces:
             elif item.ms <= 0 or not text:
                 continue
             else:
-                end = _placed_end(text, item.placed_chars, (upto_ms - item.offset_ms) / item.ms)
+                into_ms = upto_ms - item.offset_ms
+                # The transcript received so far taken to span the audio received so far, but
+                # never spoken faster than any voice speaks (it often runs ahead of the audio).
+                covered = min(into_ms / item.ms * len(text), into_ms / FASTEST_MS_PER_CHAR)
+                end = _placed_end(text, item.placed_chars, int(covered + 1e-9))
             if end > item.placed_chars:
                 words.append(text[item.placed_chars : end])
                 item.placed_chars = end
@@ -171,12 +178,12 @@ def _joined(parts: list[PCM], samples: int) -> PCM:
     return np.concatenate(parts)[:samples]
 
 
-def _placed_end(text: str, placed: int, fraction: float) -> int:
-    """The end (exclusive) of the last whole word of ``text`` that ends within ``fraction`` of
-    it by characters, at least ``placed`` (words never move back)."""
-    if fraction <= 0:
+def _placed_end(text: str, placed: int, covered: int) -> int:
+    """The end (exclusive) of the last whole word of ``text`` that ends within its first
+    ``covered`` characters, at least ``placed`` (words never move back)."""
+    if covered <= 0:
         return placed
-    covered = min(len(text), int(fraction * len(text) + 1e-9))
+    covered = min(len(text), covered)
     if covered >= len(text):
         return len(text)
     # Back up to the end of the last word that ends within the covered characters.
