@@ -47,6 +47,7 @@ from voicebridge.runtime.flow import StageFlow
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import Attempt, BreakerState, ProviderGuard
 from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.stages.dialogue.toolbox import CallAction, Toolbox
 from voicebridge.stages.dialogue.tools import ToolCall
 from voicebridge.stages.realtime.gemini_link import LiveLink, build_client
 from voicebridge.stages.realtime.gemini_session import (
@@ -61,7 +62,6 @@ from voicebridge.stages.realtime.gemini_session import (
 from voicebridge.stages.realtime.model_audio import L16_16K, L16_24K, ModelAudio
 from voicebridge.stages.realtime.replay import ReplayLine, replay_lines
 from voicebridge.stages.realtime.reply_pieces import Piece, ReplyPieces
-from voicebridge.stages.realtime.toolbox import CallAction, Toolbox
 
 _MAX_WAITING_LINES = 3
 L16_16K_MIME = "audio/pcm;rate=16000"

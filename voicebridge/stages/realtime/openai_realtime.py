@@ -54,6 +54,7 @@ from voicebridge.runtime.flow import StageFlow
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import Attempt, BreakerState
 from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.stages.dialogue.toolbox import CallAction, Toolbox
 from voicebridge.stages.dialogue.tools import ToolCall
 from voicebridge.stages.openai_client import ClientLease, api_key, openai_guard, provider_name
 from voicebridge.stages.realtime.model_audio import ModelAudio, WireFormat
@@ -71,7 +72,6 @@ from voicebridge.stages.realtime.openai_session import (
 )
 from voicebridge.stages.realtime.replay import replay_lines
 from voicebridge.stages.realtime.reply_pieces import Piece, ReplyPieces
-from voicebridge.stages.realtime.toolbox import CallAction, Toolbox
 from voicebridge.stages.realtime.verify import verify_session
 
 _MAX_WAITING_LINES = 3  # lines the call asked to say while the session is being restored
