@@ -38,6 +38,14 @@ class SessionLink:
         """Write one queued message to the socket."""
         raise NotImplementedError
 
+    async def recv(self) -> Any:
+        """The next message from the model; ProviderError once the socket is gone."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Stop writing and close the socket."""
+        raise NotImplementedError
+
     def _queue_message(self, message: Any) -> None:
         self._queue.append((False, message))
         self._ready.set()
