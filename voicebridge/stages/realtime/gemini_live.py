@@ -198,14 +198,11 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         link = self._link
         if link is None or self._reply is not None or self._asked is not None:
             return
-        while self._lines:
-            line = self._lines.popleft()
-            if self.ctx.is_stale(line.turn):
-                continue
+        line = self._pop_line()
+        if line is not None:
             self._asked = line.turn
             content = {"role": "user", "parts": [{"text": SAY.format(text=line.text)}]}
             link.send("content", ([content], True))
-            return
 
     async def _keypad_entered(self, text: str, link: LiveLink) -> None:
         self._caller.append(text)

@@ -262,10 +262,8 @@ class OpenAIRealtime(SpeechToSpeechStage[RealtimeLink]):
         link = self._link
         if link is None or self._active is not None or self._requested is not None:
             return
-        while self._lines:
-            line = self._lines.popleft()
-            if self.ctx.is_stale(line.turn):
-                continue
+        line = self._pop_line()
+        if line is not None:
             self._requested = line
             link.send(respond(line.turn, say=line.text))
             self._expect_reply()

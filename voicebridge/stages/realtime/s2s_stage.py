@@ -195,6 +195,14 @@ class SpeechToSpeechStage(Stage, Generic[L]):
             self.spawn(self._close_turn(dropped.turn), name=f"{self.name}-close")
         self._next_line()
 
+    def _pop_line(self) -> Line | None:
+        """The oldest waiting line that is still to be said (stale ones are dropped)."""
+        while self._lines:
+            line = self._lines.popleft()
+            if not self.ctx.is_stale(line.turn):
+                return line
+        return None
+
     def _drop_lines(self, stale_through: int) -> None:
         """Barge-in: the lines of turns up to ``stale_through`` are not said."""
         self._lines = deque(line for line in self._lines if line.turn > stale_through)
