@@ -26,7 +26,6 @@ import itertools
 import json
 import ssl
 import tempfile
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fake_wait import wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from voicebridge.audio.l16 import l16_decode, l16_encode
@@ -122,13 +122,8 @@ class FakeGemini:
         self.caller_lines.extend(lines)
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out waiting for the fake Gemini server")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.02)
+        """Wait (real time) until ``predicate()`` holds."""
+        await wait_until(self.changed, predicate, timeout, "the fake Gemini server")
 
     # --- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> FakeGemini:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fake_wait import wait_until
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -143,13 +144,7 @@ class FakeOpenAI:
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
         """Wait (real time) until ``predicate()`` holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out waiting for the fake OpenAI server")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.02)
+        await wait_until(self.changed, predicate, timeout, "the fake OpenAI server")
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -28,12 +28,12 @@ import base64
 import contextlib
 import itertools
 import json
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from fake_wait import wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -156,13 +156,7 @@ class FakeRealtime:
 
     async def wait_for(self, predicate: Any, timeout: float = 5.0) -> None:
         """Wait (real time) until ``predicate()`` holds."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out waiting for the fake Realtime server")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.02)
+        await wait_until(self.changed, predicate, timeout, "the fake Realtime server")
 
     async def drop(self, session: FakeSession | None = None) -> None:
         """Close a session's socket without a word (code 1011), as a crashed server would."""

@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from voicebridge.config import load_pipeline, load_pipeline_text
+from voicebridge.config import load_pipeline
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.runtime.stage import StageError
-from voicebridge.sim.signals import speech_like
 from voicebridge.stages.realtime.gemini_live import GeminiLive
 from voicebridge.testing.harness import CallHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gemini_live_fake import FakeGemini, Reply
+from s2s_live import LiveCall, pipeline_spec, played
 
 KEY = "gm-fake"
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -58,82 +57,16 @@ stages:
 
 
 def spec(fake: FakeGemini, extra: str = "") -> PipelineSpec:
-    lines = "".join(f"      {line}\n" for line in extra.strip().splitlines())
-    text = PIPELINE.format(base_url=fake.base_url, extra=lines.rstrip("\n"))
-    return load_pipeline_text(text, "gemini-test.yaml", environ={})
+    return pipeline_spec(PIPELINE, fake.base_url, extra, "gemini-test.yaml")
 
 
-class Live:
-    def __init__(self, call: CallHarness, fake: FakeGemini) -> None:
-        self.call = call
-        self.fake = fake
-
-    @property
-    def stage(self) -> GeminiLive:
-        pipeline = self.call.session.pipeline
-        assert pipeline is not None
-        return next(s for s in pipeline.stages if isinstance(s, GeminiLive))
-
-    def quiet(self) -> bool:
-        stage, fake = self.stage, self.fake
-        link = stage.link
-        if link is None or not fake.sessions:
-            return False
-        session = fake.session
-        return (
-            link.idle
-            and link.sent == session.received
-            and not fake.generating
-            and stage.handled == session.sent
-        )
-
-    async def settle(self) -> None:
-        await self.fake.wait_for(self.quiet)
-        pipeline = self.call.session.pipeline
-        if pipeline is not None and not self.call.session.ended.is_set():
-            await pipeline.wait_idle()
-
-    async def frame(self, pcm: Any = None) -> None:
-        await self.call.frame(pcm)
-        if not self.call.session.ended.is_set():
-            await self.settle()
-
-    async def speak(self, seconds: float) -> None:
-        pcm = speech_like(seconds, self.call.rate)
-        step = self.call.rate // 50
-        for offset in range(0, len(pcm), step):
-            chunk = pcm[offset : offset + step]
-            if len(chunk) < step:
-                chunk = np.pad(chunk, (0, step - len(chunk)))
-            await self.frame(chunk)
-
-    async def idle(self, seconds: float) -> None:
-        for _ in range(round(seconds / 0.02)):
-            await self.frame()
-
-    async def until(self, predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
-        for _ in range(round(limit_s / 0.02)):
-            if predicate() or self.call.session.ended.is_set():
-                return
-            await self.frame()
-        raise AssertionError("the call never got there")
-
-    def history(self) -> list[tuple[str, str, bool]]:
-        ctx = self.call.session.ctx
-        assert ctx is not None
-        return [(h.role, h.text, h.interrupted) for h in ctx.history]
+class Live(LiveCall[GeminiLive]):
+    stage_type = GeminiLive
 
 
 async def live_call(fake: FakeGemini, extra: str = "", **kwargs: Any) -> Live:
     call = CallHarness(spec(fake, extra), encoding="audio/x-l16", rate=16000, **kwargs)
-    await call.start()
-    live = Live(call, fake)
-    await live.settle()
-    return live
-
-
-def played(call: CallHarness) -> str:
-    return " ".join(e["text"] for e in call.timeline("played") if e["text"])
+    return await Live.start(call, fake)
 
 
 async def test_a_whole_call_through_gemini(fake: FakeGemini) -> None:

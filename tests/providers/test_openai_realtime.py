@@ -1,20 +1,18 @@
 """Whole calls through the ``openai_realtime`` stage, against the loopback Realtime API fake.
 
 A real ``Session`` on a stream clock (``CallHarness``: Plivo's playout and acks modelled), the
-official SDK's WebSocket client, and ``openai_realtime_fake.FakeRealtime``. ``Live`` keeps the
-call's time and the network in step: after each 20 ms caller frame it waits (real time) until
-the fake has handled everything the stage sent and the stage everything the fake sent, so each
-event lands at an exact stream time and the numbers below are exact.
+official SDK's WebSocket client, and ``openai_realtime_fake.FakeRealtime``. ``Live``
+XX
+stream time and the numbers below are exact.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from voicebridge.config import load_pipeline_text
@@ -26,6 +24,7 @@ from voicebridge.testing.harness import CallHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_realtime_fake import FakeRealtime, Reply
+from s2s_live import LiveCall, pipeline_spec, played
 
 KEY = "sk-fake"
 
@@ -63,80 +62,16 @@ stages:
 
 
 def spec(fake: FakeRealtime, extra: str = "") -> PipelineSpec:
-    lines = "".join(f"      {line}\n" for line in extra.strip().splitlines())
-    text = PIPELINE.format(base_url=fake.base_url, extra=lines.rstrip("\n"))
-    return load_pipeline_text(text, "realtime-test.yaml", environ={})
+    return pipeline_spec(PIPELINE, fake.base_url, extra, "realtime-test.yaml")
 
 
-class Live:
-    """A ``CallHarness`` whose every frame waits for the network to be quiet."""
-
-    def __init__(self, call: CallHarness, fake: FakeRealtime) -> None:
-        self.call = call
-        self.fake = fake
-
-    @property
-    def stage(self) -> OpenAIRealtime:
-        pipeline = self.call.session.pipeline
-        assert pipeline is not None
-        return next(s for s in pipeline.stages if isinstance(s, OpenAIRealtime))
-
-    def quiet(self) -> bool:
-        stage, fake = self.stage, self.fake
-        link = stage.link
-        if link is None or not fake.sessions:
-            return False
-        session = fake.session
-        return (
-            link.idle
-            and link.sent == session.received
-            and not fake.generating
-            and stage.handled == session.sent
-        )
-
-    async def settle(self) -> None:
-        await self.fake.wait_for(self.quiet)
-        pipeline = self.call.session.pipeline
-        if pipeline is not None and not self.call.session.ended.is_set():
-            await pipeline.wait_idle()
-
-    async def frame(self, pcm: Any = None) -> None:
-        await self.call.frame(pcm)
-        if not self.call.session.ended.is_set():
-            await self.settle()
-
-    async def speak(self, seconds: float) -> None:
-        pcm = speech_like(seconds, self.call.rate)
-        step = self.call.rate // 50
-        for offset in range(0, len(pcm), step):
-            chunk = pcm[offset : offset + step]
-            if len(chunk) < step:
-                chunk = np.pad(chunk, (0, step - len(chunk)))
-            await self.frame(chunk)
-
-    async def idle(self, seconds: float) -> None:
-        for _ in range(round(seconds / 0.02)):
-            await self.frame()
-
-    async def until(self, predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
-        for _ in range(round(limit_s / 0.02)):
-            if predicate() or self.call.session.ended.is_set():
-                return
-            await self.frame()
-        raise AssertionError("the call never got there")
-
-    def history(self) -> list[tuple[str, str, bool]]:
-        ctx = self.call.session.ctx
-        assert ctx is not None
-        return [(h.role, h.text, h.interrupted) for h in ctx.history]
+class Live(LiveCall[OpenAIRealtime]):
+    stage_type = OpenAIRealtime
 
 
 async def live_call(fake: FakeRealtime, extra: str = "", **kwargs: Any) -> Live:
     call = CallHarness(spec(fake, extra), encoding="audio/x-mulaw", rate=8000, **kwargs)
-    await call.start()
-    live = Live(call, fake)
-    await live.settle()
-    return live
+    return await Live.start(call, fake)
 
 
 async def test_a_whole_call_speaks_the_models_reply_and_keeps_both_sides(
@@ -207,9 +142,7 @@ async def interrupted_call(
     fake.caller_says("when are you open", "wait a second")
     fake.reply(Reply(text=LONG, chunk_ms=400), Reply(text="Sure, go ahead."))
     call = harness(spec(fake), encoding="audio/x-mulaw", rate=8000, **kwargs)
-    await call.start()
-    live = Live(call, fake)
-    await live.settle()
+    live = await Live.start(call, fake)
     await live.speak(1.0)
     await live.until(lambda: bool(call.events("playAudio")))
     turn = call.timeline("agent_text")[0]["turn"]
@@ -218,11 +151,6 @@ async def interrupted_call(
     await live.until(lambda: bool(call.timeline("barge_in")), limit_s=2)
     await live.idle(0.6)
     return live, turn
-
-
-def played(call: CallHarness) -> str:
-    """Every word the caller heard played to its piece's end, in order."""
-    return " ".join(e["text"] for e in call.timeline("played") if e["text"])
 
 
 def truncation(fake: FakeRealtime) -> dict[str, Any]:
@@ -600,9 +528,7 @@ async def test_an_idle_caller_hears_the_goodbye_before_the_call_ends(fake: FakeR
         "  fallback_text:", "  idle_reprompt_s: 1\n  idle_reprompts: 0\n  fallback_text:"
     )
     call = CallHarness(load_pipeline_text(text, environ={}), encoding="audio/x-mulaw", rate=8000)
-    await call.start()
-    live = Live(call, fake)
-    await live.settle()
+    live = await Live.start(call, fake)
     await live.until(lambda: call.session.ended.is_set())
     goodbye = "I haven't heard from you, so I'll end the call now. Goodbye."
     assert call.session.end_reason == "hangup:idle"

@@ -29,13 +29,12 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx2
 import openai
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from voicebridge.frames import (
     AgentText,
@@ -45,22 +44,12 @@ from voicebridge.frames import (
     Frame,
     Hangup,
     Transcript,
-    Transfer,
 )
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import Attempt
 from voicebridge.runtime.stage import Stage, StageError, StageParams
-from voicebridge.stages.dialogue.tools import (
-    HANG_UP,
-    TRANSFER,
-    ToolCall,
-    ToolContext,
-    ToolSpec,
-    hang_up_schema,
-    resolve_callable,
-    run_tool,
-    transfer_schema,
-)
+from voicebridge.stages.dialogue.toolbox import Toolbox, ToolParams
+from voicebridge.stages.dialogue.tools import HANG_UP, TRANSFER, ToolCall
 from voicebridge.stages.openai_client import (
     ClientLease,
     OpenAIClientParams,
@@ -83,7 +72,11 @@ _KEYPAD = re.compile(r"^\[keypad: ([0-9*#A-D]*)\]$")
 # --- the stage ----------------------------------------------------------------------------------
 
 
-class LlmParams(OpenAIClientParams):
+class LlmParams(ToolParams, OpenAIClientParams):
+    """The model, its prompt and limits; the tools and keypad are
+    :class:`~voicebridge.stages.dialogue.toolbox.ToolParams` (shared with the speech-to-speech
+    stages)."""
+
     model: str = Field("gpt-4.1-mini", description="chat model name at the endpoint")
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="the agent's instructions")
     temperature: float | None = Field(None, ge=0, le=2, description="None = the model's default")
@@ -96,24 +89,6 @@ class LlmParams(OpenAIClientParams):
         "self-hosted servers only know max_tokens",
     )
     greeting: str = Field("", description="spoken as is when the call starts (not generated)")
-    tools: list[ToolSpec] = Field(default_factory=list, description="user-defined tools")
-    hang_up: bool = Field(True, description="offer the built-in hang_up tool")
-    hang_up_text: str = Field("Goodbye.", description="said on hang_up if the model said nothing")
-    transfer_targets: dict[str, str] = Field(
-        default_factory=dict,
-        description="name -> number or SIP URI; offers transfer_call restricted to these",
-    )
-    transfer_text: str = Field(
-        "Please hold while I transfer you.",
-        description="said on transfer_call if the model said nothing",
-    )
-    max_tool_rounds: int = Field(
-        3, ge=1, le=10, description="tool calls answered per reply before the model must speak"
-    )
-    dtmf: bool = Field(True, description="pass keypad digits to the model as '[keypad: 5]'")
-    dtmf_wait_s: float = Field(
-        1.0, ge=0, le=10, description="wait this long for more digits before replying ('#' ends)"
-    )
     max_history: int = Field(40, ge=1, le=1000, description="most recent history entries sent")
     min_sentence_chars: int = Field(
         12, ge=1, le=400, description="shorter sentences are joined to the next one"
@@ -121,22 +96,6 @@ class LlmParams(OpenAIClientParams):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="extra JSON fields for the endpoint (provider-specific)"
     )
-
-    @field_validator("transfer_targets")
-    @classmethod
-    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, number in value.items():
-            if not name.strip() or not str(number).strip():
-                raise ValueError("transfer targets need a name and a number or SIP URI")
-        return value
-
-    @model_validator(mode="after")
-    def _unique_tools(self) -> LlmParams:
-        names = [tool.name for tool in self.tools]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"tool names must be unique: {', '.join(duplicates)}")
-        return self
 
 
 @dataclass
@@ -216,15 +175,7 @@ class Llm(Stage):
         self.provider = provider_name(p.base_url)
         self._lease = ClientLease(p)
         self._client: openai.AsyncOpenAI | None = None
-        self._functions: dict[str, tuple[Callable[..., Any], float]] = {
-            tool.name: (resolve_callable(tool.function), tool.timeout_s) for tool in p.tools
-        }
-        schemas = [tool.tool_schema() for tool in p.tools]
-        if p.hang_up:
-            schemas.append(hang_up_schema())
-        if p.transfer_targets:
-            schemas.append(transfer_schema(p.transfer_targets))
-        self._tool_schemas = schemas
+        self._toolbox = Toolbox(p, "llm", "llm_tool_called")
         self.guard = openai_guard(self.name, self.provider, p, p.model)
 
     @classmethod
@@ -307,7 +258,7 @@ class Llm(Stage):
         rounds = 0
         calls_made = 0
         while True:
-            offer_tools = bool(self._tool_schemas)
+            offer_tools = bool(self._toolbox.schemas)
             tool_choice = None if rounds < p.max_tool_rounds else "none"
             result = await self._complete(messages, reply, offer_tools, tool_choice)
             rounds += 1
@@ -329,7 +280,10 @@ class Llm(Stage):
                     "tool_calls": [call.message() for call in result.calls],
                 }
             )
-            answers = await asyncio.gather(*(self._run_tool(call) for call in result.calls))
+            toolbox = self._toolbox
+            answers = await asyncio.gather(
+                *(toolbox.answer(call, self.ctx, self.log) for call in result.calls)
+            )
             for call, answer in zip(result.calls, answers, strict=True):
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": answer})
         self.log.info(
@@ -344,56 +298,17 @@ class Llm(Stage):
 
     async def _act(self, call: ToolCall, result: _Round, reply: _Reply) -> bool:
         """Hang up or transfer; False (with the tool answered) when the call cannot be done."""
-        p: LlmParams = self.params
-        try:
-            arguments = call.parsed()
-        except ValueError:
-            arguments = {}
         said = bool(result.text.strip()) or reply.pieces > 0
-        if call.name == HANG_UP and p.hang_up:
-            closing = "" if said else str(arguments.get("goodbye") or p.hang_up_text)
-            await reply.finish(closing)
+        action = self._toolbox.action(call, said)
+        if action is None:
+            return False
+        await reply.finish(action.closing)
+        if isinstance(action.frame, Hangup):
             self.log.info("llm_hang_up", turn=reply.turn)
-            await self.emit(Hangup(reason="llm"))
-            return True
-        if call.name == TRANSFER and p.transfer_targets:
-            target = str(arguments.get("to", ""))
-            number = p.transfer_targets.get(target)
-            if number is not None:
-                closing = "" if said else str(arguments.get("message") or p.transfer_text)
-                await reply.finish(closing)
-                self.log.info("llm_transfer", turn=reply.turn, target=target[:64])
-                await self.emit(Transfer(to=number, reason=f"llm:{target}"))
-                return True
-        return False
-
-    async def _run_tool(self, call: ToolCall) -> str:
-        p: LlmParams = self.params
-        if call.name == TRANSFER:
-            names = ", ".join(sorted(p.transfer_targets)) or "none"
-            return f"error: unknown transfer target; the targets are: {names}"
-        if call.name == HANG_UP:
-            return "error: hang_up is not available"
-        found = self._functions.get(call.name)
-        if found is None:
-            return f"error: there is no tool named {call.name!r}"
-        fn, timeout_s = found
-        try:
-            arguments = call.parsed()
-        except ValueError as exc:
-            return f"error: the arguments are not a JSON object ({exc})"
-        context = ToolContext(
-            info=self.ctx.info,
-            history=list(self.ctx.history),
-            state=self.ctx.state,
-            log=self.log.bind(tool=call.name[:64]),
-        )
-        began = time.perf_counter()
-        answer = await run_tool(fn, arguments, context, timeout_s, clock=self.ctx.clock)
-        self.log.info(
-            "llm_tool_called", tool=call.name[:64], ms=round(1000 * (time.perf_counter() - began))
-        )
-        return answer
+        else:
+            self.log.info("llm_transfer", turn=reply.turn, target=action.target[:64])
+        await self.emit(action.frame)
+        return True
 
     async def _complete(
         self,
@@ -430,7 +345,7 @@ class Llm(Stage):
         if p.max_tokens is not None:
             request[p.max_tokens_field] = p.max_tokens
         if offer_tools:
-            request["tools"] = self._tool_schemas
+            request["tools"] = self._toolbox.schemas
             if tool_choice is not None:
                 request["tool_choice"] = tool_choice
         if p.extra_body:

@@ -2,8 +2,8 @@
 
 ``open`` connects and sends the setup (the SDK waits for ``setupComplete``, so a refused key or
 model fails here); a re-established session is first given the heard history as its initial
-``client_content``. Messages go out in order through one writer task (``send_*`` never wait: a
-barge-in hook cannot await); caller audio is bounded there. ``recv`` returns the SDK's
+``client_content``. Messages go out in order through one writer task (``send_*`` never wait, caller
+audio is bounded: :mod:`~voicebridge.stages.realtime.session_link`). ``recv`` returns the SDK's
 ``LiveServerMessage``s one by one. Every failure is a ``ProviderError`` (``live_error``).
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,9 +20,9 @@ from google.genai import types
 from voicebridge.clock import Clock, wait_for
 from voicebridge.runtime.workers import run_blocking
 from voicebridge.stages.realtime.gemini_session import live_error
+from voicebridge.stages.realtime.session_link import SessionLink
 
 _POOL = "gemini-clients"  # a client builds SSL contexts (certificates): not on the event loop
-_MAX_QUEUED_AUDIO = 250  # 5 s of 20 ms chunks
 
 Send = Callable[[Any], Coroutine[Any, Any, None]]
 
@@ -37,24 +36,16 @@ async def build_client(key: str, base_url: str | None) -> genai.Client:
     return await run_blocking(_POOL, make_client, key, base_url)
 
 
-class LiveLink:
+class LiveLink(SessionLink):
     """One session's socket: open it, send in order, receive messages."""
 
     def __init__(self, stage: str, clock: Clock, audio_mime: str) -> None:
-        self.stage = stage
+        super().__init__(stage)
         self.clock = clock
         self.audio_mime = audio_mime
         self._manager: Any = None
         self._session: Any = None
         self._receiving: Any = None
-        self._queue: deque[tuple[str, Any]] = deque()
-        self._audio_queued = 0
-        self._ready = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self._sending = False
-        self.closed = False
-        self.sent = 0
-        self.received = 0
 
     async def open(
         self,
@@ -78,60 +69,30 @@ class LiveLink:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise live_error(self.stage, exc) from exc
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write(), name=f"{self.stage}-writer"
-        )
+        self._start_writer()
 
     # --- sending ------------------------------------------------------------------------------
-    def send_audio(self, data: bytes) -> None:
-        if self._audio_queued >= _MAX_QUEUED_AUDIO:
-            for index, (kind, _) in enumerate(self._queue):
-                if kind == "audio":
-                    del self._queue[index]
-                    self._audio_queued -= 1
-                    break
-        self._queue.append(("audio", data))
-        self._audio_queued += 1
-        self._ready.set()
-
     def send(self, kind: str, payload: Any = None) -> None:
         """``activity_start``, ``activity_end``, ``content`` (turns, turn_complete) or
         ``tool_response`` (function responses)."""
-        self._queue.append((kind, payload))
-        self._ready.set()
+        self._queue_message((kind, payload))
 
-    async def _write(self) -> None:
+    async def _deliver(self, message: Any, audio: bool) -> None:
         session = self._session
-        while not self.closed:
-            if not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            kind, payload = self._queue.popleft()
-            self._sending = True
-            try:
-                if kind == "audio":
-                    self._audio_queued -= 1
-                    blob = types.Blob(data=payload, mime_type=self.audio_mime)
-                    await session.send_realtime_input(audio=blob)
-                elif kind == "activity_start":
-                    await session.send_realtime_input(activity_start={})
-                elif kind == "activity_end":
-                    await session.send_realtime_input(activity_end={})
-                elif kind == "content":
-                    turns, complete = payload
-                    await session.send_client_content(turns=turns, turn_complete=complete)
-                elif kind == "tool_response":
-                    await session.send_tool_response(function_responses=payload)
-                self.sent += 1
-            except Exception:
-                return  # the socket is gone: the reader sees it and says so
-            finally:
-                self._sending = False
-
-    @property
-    def idle(self) -> bool:
-        return not self._queue and not self._sending
+        if audio:  # PCM bytes (send_audio)
+            blob = types.Blob(data=message, mime_type=self.audio_mime)
+            await session.send_realtime_input(audio=blob)
+            return
+        kind, payload = message
+        if kind == "activity_start":
+            await session.send_realtime_input(activity_start={})
+        elif kind == "activity_end":
+            await session.send_realtime_input(activity_end={})
+        elif kind == "content":
+            turns, complete = payload
+            await session.send_client_content(turns=turns, turn_complete=complete)
+        elif kind == "tool_response":
+            await session.send_tool_response(function_responses=payload)
 
     # --- receiving ----------------------------------------------------------------------------
     async def recv(self) -> Any:
@@ -155,13 +116,7 @@ class LiveLink:
             return message
 
     async def close(self) -> None:
-        self.closed = True
-        self._ready.set()
-        writer, self._writer = self._writer, None
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+        await self._stop_writer()
         receiving, self._receiving = self._receiving, None
         if receiving is not None:
             with contextlib.suppress(BaseException):

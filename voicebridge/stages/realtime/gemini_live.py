@@ -17,13 +17,13 @@ comes from the same ledger milliseconds ``openai_realtime`` truncates at.
 Lines the call itself must say (greeting, fallback, reprompts, goodbyes) are asked of the model
 as "say this, word for word". Tools are the ``llm`` stage's. A dropped session is re-established
 (provider guard: retries, backoff, breaker, on the call's clock) with the heard history as its
-initial context (``history_config.initial_history_in_client_content``).
+initial context (``history_config.initial_history_in_client_content``). The session's reader,
+reconnects, the call's own lines and the keypad work as in ``openai_realtime``
+(:mod:`~voicebridge.stages.realtime.s2s_stage`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections import deque
 from typing import Any
@@ -33,9 +33,6 @@ from voicebridge.frames import (
     AgentAudio,
     AgentText,
     AudioIn,
-    CallEnded,
-    CallStarted,
-    Dtmf,
     Frame,
     Hangup,
     SpeechEnded,
@@ -45,8 +42,9 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.flow import StageFlow
 from voicebridge.runtime.providers import ProviderError
-from voicebridge.runtime.resilience import Attempt, BreakerState, ProviderGuard
-from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.runtime.resilience import Attempt, ProviderGuard
+from voicebridge.runtime.stage import StageError, StageParams
+from voicebridge.stages.dialogue.toolbox import CallAction, Toolbox
 from voicebridge.stages.dialogue.tools import ToolCall
 from voicebridge.stages.realtime.gemini_link import LiveLink, build_client
 from voicebridge.stages.realtime.gemini_session import (
@@ -61,9 +59,8 @@ from voicebridge.stages.realtime.gemini_session import (
 from voicebridge.stages.realtime.model_audio import L16_16K, L16_24K, ModelAudio
 from voicebridge.stages.realtime.replay import ReplayLine, replay_lines
 from voicebridge.stages.realtime.reply_pieces import Piece, ReplyPieces
-from voicebridge.stages.realtime.toolbox import CallAction, Toolbox
+from voicebridge.stages.realtime.s2s_stage import SpeechToSpeechStage
 
-_MAX_WAITING_LINES = 3
 L16_16K_MIME = "audio/pcm;rate=16000"
 
 
@@ -78,7 +75,7 @@ class _Reply:
         self.caller_words: list[str] = []  # the caller's words this turn answers
 
 
-class GeminiLive(Stage):
+class GeminiLive(SpeechToSpeechStage[LiveLink]):
     type_name = "gemini_live"
     role = "speech_to_speech"
     description = (
@@ -106,23 +103,12 @@ class GeminiLive(Stage):
         self._instructions = p.instruction_text()
         self._client: Any = None
         self._audio: ModelAudio | None = None
-        self._link: LiveLink | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._closing = False
-        self._error: ProviderError | None = None
         self._reply: _Reply | None = None
         self._recent: deque[_Reply] = deque(maxlen=4)
         self._caller: list[str] = []  # caller words not yet given to a reply
-        self._lines: deque[tuple[int, str]] = deque()
         self._asked: int | None = None  # the turn a line was asked for, until its reply begins
-        self._parts: dict[int, list[str]] = {}
         self._after: CallAction | None = None  # a hang-up or transfer waiting to be said
         self._after_turn: int | None = None  # ...after this turn (None: the next that speaks)
-        self._saying: int | None = None
-        self._digits = ""
-        self._dtmf_task: asyncio.Task[Any] | None = None
-        self.sessions = 0
-        self.handled = 0
         # Caller words of a reply the dropped session was giving: on their way into the
         # history, maybe not there yet when the new session is given it.
         self._in_flight: list[ReplayLine] = []
@@ -162,24 +148,7 @@ class GeminiLive(Stage):
             raise StageError(
                 f"{self.name}: the Gemini session did not open: {exc.kind}: {exc.provider_message}"
             ) from exc
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read(), name=f"{self.name}-reader"
-        )
-
-    async def stop(self) -> None:
-        self._closing = True
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-        link, self._link = self._link, None
-        if link is not None:
-            await link.close()
-
-    @property
-    def link(self) -> LiveLink | None:
-        return self._link
+        self._start_reader()
 
     async def _connect(self, *, replay: bool) -> None:
         p: GeminiLiveParams = self.params
@@ -216,70 +185,28 @@ class GeminiLive(Stage):
                 link.send("activity_start")
             elif isinstance(frame, SpeechEnded) and voicebridge_turns and link is not None:
                 link.send("activity_end")
-            elif isinstance(frame, CallStarted):
-                if self.params.greeting.strip() and not frame.resumed:
-                    self._say(self.ctx.begin_turn(), self.params.greeting)
-            elif isinstance(frame, Dtmf) and self.params.dtmf:
-                self._keypad(frame.digit)
-            elif isinstance(frame, CallEnded):
-                self._closing = True
             elif isinstance(frame, Hangup | Transfer) and self._saying is not None:
                 self._after = CallAction(frame, "")  # after the goodbye being read out
                 self._after_turn = self._saying
                 return
-            await self.emit(frame)
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _call_says(self, frame: AgentText) -> None:
-        parts = self._parts.setdefault(frame.turn, [])
-        if frame.text.strip():
-            parts.append(frame.text.strip())
-        if frame.last:
-            text = " ".join(self._parts.pop(frame.turn, []))
-            if text:
-                self._say(frame.turn, text)
             else:
-                self.spawn(self._close_turn(frame.turn), name=f"{self.name}-close")
-
-    def _say(self, turn: int, text: str) -> None:
-        self._lines.append((turn, text))
-        self._saying = turn
-        while len(self._lines) > _MAX_WAITING_LINES:
-            dropped, _ = self._lines.popleft()
-            self.spawn(self._close_turn(dropped), name=f"{self.name}-close")
-        self._next_line()
+                self._call_event(frame)
+            await self.emit(frame)
+        self._raise_pending()
 
     def _next_line(self) -> None:
         link = self._link
         if link is None or self._reply is not None or self._asked is not None:
             return
-        while self._lines:
-            turn, text = self._lines.popleft()
-            if self.ctx.is_stale(turn):
-                continue
-            self._asked = turn
-            content = {"role": "user", "parts": [{"text": SAY.format(text=text)}]}
+        line = self._pop_line()
+        if line is not None:
+            self._asked = line.turn
+            content = {"role": "user", "parts": [{"text": SAY.format(text=line.text)}]}
             link.send("content", ([content], True))
-            return
 
-    def _keypad(self, digit: str) -> None:
-        self._digits += digit
-        if self._dtmf_task is not None:
-            self._dtmf_task.cancel()
-        wait = 0.0 if digit == "#" else self.params.dtmf_wait_s
-        self._dtmf_task = self.spawn(self._keypad_done(wait), name=f"{self.name}-dtmf")
-
-    async def _keypad_done(self, wait_s: float) -> None:
-        if wait_s:
-            await self.ctx.clock.sleep(wait_s)
-        digits, self._digits = self._digits, ""
-        link = self._link
-        if digits and link is not None:
-            text = f"[keypad: {digits}]"
-            self._caller.append(text)
-            link.send("content", ([{"role": "user", "parts": [{"text": text}]}], True))
+    async def _keypad_entered(self, text: str, link: LiveLink) -> None:
+        self._caller.append(text)
+        link.send("content", ([{"role": "user", "parts": [{"text": text}]}], True))
 
     async def _close_turn(self, turn: int) -> None:
         last = AgentAudio(ModelAudio.silence(), turn=turn, last=True)
@@ -321,35 +248,11 @@ class GeminiLive(Stage):
             self._reply = None
             if self._audio is not None:
                 self._audio.reset_out()
-        self._lines = deque(line for line in self._lines if line[0] > stale_through)
-        if self._saying is not None and self._saying <= stale_through:
-            self._saying = None
+        self._drop_lines(stale_through)
         if self._after is not None:  # the caller cut in: whatever was to follow is moot
             self._after = self._after_turn = None
 
     # --- the model's messages ---------------------------------------------------------------
-    async def _read(self) -> None:
-        while not self._closing:
-            link = self._link
-            if link is None:
-                await self._restore()
-                continue
-            try:
-                message = await link.recv()
-            except ProviderError as error:
-                if self._closing or link is not self._link:
-                    continue
-                await self._lost(link, error)
-                continue
-            try:
-                await self._on_message(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one unreadable message must not end the conversation
-                self.log.error("s2s_event_failed", error=repr(exc)[:300])
-            finally:
-                self.handled += 1
-
     async def _on_message(self, message: Any) -> None:
         content = message.server_content
         if content is not None:
@@ -464,12 +367,6 @@ class GeminiLive(Stage):
             link.send("tool_response", responses)
 
     # --- failures and reconnecting ----------------------------------------------------------
-    def _fail(self, error: ProviderError) -> None:
-        if self.guard.breaker.state is BreakerState.OPEN:
-            error.circuit_open = True
-        if self._error is None:
-            self._error = error
-
     async def _lost(self, link: LiveLink, error: ProviderError) -> None:
         self._link = None
         await link.close()
@@ -483,19 +380,6 @@ class GeminiLive(Stage):
         if reply is not None or self._asked is not None:
             self._fail(error)
         self._asked = None
-
-    async def _restore(self) -> None:
-        try:
-            await self._connect(replay=True)
-        except ProviderError as error:
-            self._fail(error)
-            now = self.guard.registry.clock.now()
-            wait = max(self.params.resilience.backoff_max_s, self.guard.breaker.retry_in(now))
-            self.log.warning("s2s_restore_failed", kind=error.kind, retry_in_s=round(wait, 2))
-            await self.ctx.clock.sleep(max(wait, 0.5))
-            return
-        self.log.info("s2s_session_restored", session=self.sessions)
-        self._next_line()
 
 
 def _json(value: Any) -> str:

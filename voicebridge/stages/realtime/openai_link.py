@@ -2,9 +2,9 @@
 
 ``open`` connects (``client.realtime.connect``), sends the ``session.update`` and waits for the
 server's ``session.updated``, so a refused key, model or setting is an error at once, not a
-silent call. Events go out in order through one writer task (``send`` never waits: a barge-in
-hook cannot await); caller audio is bounded there, so a stalled socket drops the oldest audio
-instead of growing without end. ``recv`` returns the next event as a dict.
+silent call. Events go out in order through one writer task (``send`` never waits, caller audio
+is bounded: :mod:`~voicebridge.stages.realtime.session_link`). ``recv`` returns the next event
+as a dict.
 
 Every failure is a ``ProviderError``: the WebSocket handshake's HTTP status (401 a bad key, 404
 an unknown model or path, 429 a quota, 5xx the service), a timeout on the call's clock, a closed
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections import deque
 from typing import Any
 
 import openai
@@ -28,8 +27,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from voicebridge.clock import Clock, wait_for
 from voicebridge.runtime.providers import ErrorKind, ProviderError, kind_from_http_status
+from voicebridge.stages.realtime.session_link import SessionLink
 
-_MAX_QUEUED_AUDIO = 250  # 5 s of 20 ms appends; beyond that the oldest caller audio goes
 _ERROR_KINDS: dict[str, ErrorKind] = {
     "invalid_request_error": "invalid",
     "authentication_error": "auth",
@@ -85,23 +84,14 @@ def _body_message(body: bytes) -> str:
     return ""
 
 
-class RealtimeLink:
+class RealtimeLink(SessionLink):
     """One session's socket: open it, send events in order, receive events."""
 
     def __init__(self, stage: str, provider: str, clock: Clock) -> None:
-        self.stage = stage
+        super().__init__(stage)
         self.provider = provider
         self.clock = clock
         self._conn: Any = None
-        self._queue: deque[str | dict[str, Any]] = deque()
-        self._audio_queued = 0
-        self._ready = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
-        self.closed = False
-        self.dropped_audio = 0
-        self.sent = 0  # events written to the socket
-        self.received = 0  # events read from it
-        self._sending = False
 
     async def open(
         self, client: openai.AsyncOpenAI, model: str, session: dict[str, Any], timeout_s: float
@@ -124,57 +114,19 @@ class RealtimeLink:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise link_error(self.stage, self.provider, exc) from exc
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write(), name=f"{self.stage}-writer"
-        )
+        self._start_writer()
         return event
 
     # --- sending ------------------------------------------------------------------------------
     def send(self, event: dict[str, Any]) -> None:
         """Queue an event; it goes out after everything queued before it."""
-        self._queue.append(event)
-        self._ready.set()
+        self._queue_message(event)
 
-    def send_audio(self, message: str) -> None:
-        """Queue an ``input_audio_buffer.append`` (already JSON); the oldest goes when the
-        socket is too far behind."""
-        if self._audio_queued >= _MAX_QUEUED_AUDIO:
-            for index, queued in enumerate(self._queue):
-                if isinstance(queued, str):
-                    del self._queue[index]
-                    self._audio_queued -= 1
-                    self.dropped_audio += 1
-                    break
-        self._queue.append(message)
-        self._audio_queued += 1
-        self._ready.set()
-
-    async def _write(self) -> None:
-        conn = self._conn
-        queue = self._queue
-        while not self.closed:
-            if not queue:
-                self._ready.clear()
-                await self._ready.wait()
-                continue
-            item = queue.popleft()
-            self._sending = True
-            try:
-                if isinstance(item, str):
-                    self._audio_queued -= 1
-                    await conn.send_raw(item)
-                else:
-                    await conn.send(item)
-                self.sent += 1
-            except Exception:
-                return  # the socket is gone: the reader sees the close and says so
-            finally:
-                self._sending = False
-
-    @property
-    def idle(self) -> bool:
-        """Everything queued has been written."""
-        return not self._queue and not self._sending
+    async def _deliver(self, message: Any, audio: bool) -> None:
+        if audio:  # an input_audio_buffer.append, already JSON (send_audio)
+            await self._conn.send_raw(message)
+        else:
+            await self._conn.send(message)
 
     # --- receiving ----------------------------------------------------------------------------
     async def recv(self) -> dict[str, Any]:
@@ -196,13 +148,7 @@ class RealtimeLink:
         return event if isinstance(event, dict) else {"type": "voicebridge.unreadable"}
 
     async def close(self) -> None:
-        self.closed = True
-        self._ready.set()
-        writer, self._writer = self._writer, None
-        if writer is not None and writer is not asyncio.current_task():
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+        await self._stop_writer()
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

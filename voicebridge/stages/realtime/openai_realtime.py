@@ -22,14 +22,15 @@ functions, ``hang_up`` and ``transfer_call``.
 Resilience: the session opens (key, model and settings confirmed) when the call starts, through
 the provider guard (retries, backoff and the circuit breaker, on the call's clock). A failed
 reply or a dropped socket is one ``ProviderError`` (the call core answers with the fallback
-line); a dropped session is re-established and given the heard history as context.
+line); a dropped session is re-established and given the heard history as context. The
+session's reader, reconnects, the call's own lines and the keypad work as in ``gemini_live``
+(:mod:`~voicebridge.stages.realtime.s2s_stage`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +41,6 @@ from voicebridge.frames import (
     AgentAudio,
     AgentText,
     AudioIn,
-    CallEnded,
-    CallStarted,
-    Dtmf,
     Frame,
     Hangup,
     SpeechEnded,
@@ -52,8 +50,9 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.flow import StageFlow
 from voicebridge.runtime.providers import ProviderError
-from voicebridge.runtime.resilience import Attempt, BreakerState
-from voicebridge.runtime.stage import Stage, StageError, StageParams
+from voicebridge.runtime.resilience import Attempt
+from voicebridge.runtime.stage import StageError, StageParams
+from voicebridge.stages.dialogue.toolbox import CallAction, Toolbox
 from voicebridge.stages.dialogue.tools import ToolCall
 from voicebridge.stages.openai_client import ClientLease, api_key, openai_guard, provider_name
 from voicebridge.stages.realtime.model_audio import ModelAudio, WireFormat
@@ -71,10 +70,9 @@ from voicebridge.stages.realtime.openai_session import (
 )
 from voicebridge.stages.realtime.replay import replay_lines
 from voicebridge.stages.realtime.reply_pieces import Piece, ReplyPieces
-from voicebridge.stages.realtime.toolbox import CallAction, Toolbox
+from voicebridge.stages.realtime.s2s_stage import Line, SpeechToSpeechStage
 from voicebridge.stages.realtime.verify import verify_session
 
-_MAX_WAITING_LINES = 3  # lines the call asked to say while the session is being restored
 _RECENT_REPLIES = 4  # replies whose audio may still be playing (a barge-in truncates them)
 # Error codes that say a client event was moot, not that anything failed.
 _HARMLESS = frozenset({"response_cancel_not_active", "input_audio_buffer_commit_empty"})
@@ -94,19 +92,11 @@ class _Reply:
     cut: bool = False  # a barge-in cancelled and truncated it
 
 
-@dataclass(frozen=True)
-class _Line:
-    """Something the call itself wants said, as agent turn ``turn``."""
-
-    turn: int
-    text: str
+def _turn(requested: Line | int) -> int:
+    return requested.turn if isinstance(requested, Line) else requested
 
 
-def _turn(requested: _Line | int) -> int:
-    return requested.turn if isinstance(requested, _Line) else requested
-
-
-class OpenAIRealtime(Stage):
+class OpenAIRealtime(SpeechToSpeechStage[RealtimeLink]):
     type_name = "openai_realtime"
     role = "speech_to_speech"
     description = (
@@ -137,30 +127,19 @@ class OpenAIRealtime(Stage):
         self._client: openai.AsyncOpenAI | None = None
         self._fmt: WireFormat | None = None
         self._audio: ModelAudio | None = None
-        self._link: RealtimeLink | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._closing = False
-        self._error: ProviderError | None = None
         self._origin_ms: float | None = None  # stream ms where this session's input audio starts
         self._replies: dict[str, _Reply] = {}
         self._recent: deque[_Reply] = deque(maxlen=_RECENT_REPLIES)
         self._active: _Reply | None = None  # the response in progress
-        self._requested: _Line | int | None = None  # a response.create not yet answered
-        self._lines: deque[_Line] = deque()  # waiting for the model to be free
-        self._parts: dict[int, list[str]] = {}  # the call's AgentText pieces, per turn
+        self._requested: Line | int | None = None  # a response.create not yet answered
         self._after: dict[int, CallAction] = {}  # hang up / transfer once a turn is said
-        self._saying: int | None = None  # the newest line being read out, as its turn
         self._answer_wanted: int | None = None  # voicebridge turns: a reply to ask for, as turn
         self._unanswered: list[str] = []  # committed caller items no reply has begun for
         self._answered: dict[str, int] = {}  # caller item -> the agent turn answering it
         self._spoke_until: dict[str, float] = {}  # caller item -> stream ms its speech ended
         self._onset_ms = 0.0
         self._tool_rounds = 0
-        self._digits = ""
-        self._dtmf_task: asyncio.Task[Any] | None = None
         self._watch: asyncio.Task[Any] | None = None  # a reply is due: its deadline
-        self.sessions = 0  # sessions opened for this call (1 + reconnects)
-        self.handled = 0  # events of the current session handled (tests wait on it)
 
     # --- set-up and tear-down ---------------------------------------------------------------
     @classmethod
@@ -186,20 +165,10 @@ class OpenAIRealtime(Stage):
                 f"{self.name}: the {self.provider} session did not open: "
                 f"{exc.kind}: {exc.provider_message}"
             ) from exc
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read(), name=f"{self.name}-reader"
-        )
+        self._start_reader()
 
     async def stop(self) -> None:
-        self._closing = True
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-        link, self._link = self._link, None
-        if link is not None:
-            await link.close()
+        await super().stop()
         self._client = None
         await self._lease.release()
 
@@ -226,11 +195,6 @@ class OpenAIRealtime(Stage):
             self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions)
         self._link = link
 
-    @property
-    def link(self) -> RealtimeLink | None:
-        """The current session's socket (None while it is being restored)."""
-        return self._link
-
     # --- frames -----------------------------------------------------------------------------
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, AudioIn):
@@ -240,21 +204,14 @@ class OpenAIRealtime(Stage):
         else:
             if isinstance(frame, SpeechEnded) and self.params.turn_detection == "voicebridge":
                 self._commit()
-            elif isinstance(frame, CallStarted):
-                if self.params.greeting.strip() and not frame.resumed:
-                    self._say(_Line(self.ctx.begin_turn(), self.params.greeting))
-            elif isinstance(frame, Dtmf) and self.params.dtmf:
-                self._keypad(frame.digit)
-            elif isinstance(frame, CallEnded):
-                self._closing = True
             elif isinstance(frame, Hangup | Transfer) and self._saying is not None:
                 # The call's own goodbye is still being read out: act once it has been said.
                 self._after[self._saying] = CallAction(frame, "")
                 return
+            else:
+                self._call_event(frame)
             await self.emit(frame)
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+        self._raise_pending()
 
     def _caller_audio(self, frame: AudioIn) -> None:
         link, audio = self._link, self._audio
@@ -281,34 +238,7 @@ class OpenAIRealtime(Stage):
         else:
             self._request(turn)
 
-    def _call_says(self, frame: AgentText) -> None:
-        """A line of the call's own (fallback, reprompt, goodbye): the model reads it out."""
-        parts = self._parts.setdefault(frame.turn, [])
-        if frame.text.strip():
-            parts.append(frame.text.strip())
-        if not frame.last:
-            return
-        text = " ".join(self._parts.pop(frame.turn, []))
-        if text:
-            self._say(_Line(frame.turn, text))
-        else:
-            self.spawn(self._close_turn(frame.turn), name=f"{self.name}-close")
-
-    def _keypad(self, digit: str) -> None:
-        self._digits += digit
-        if self._dtmf_task is not None:
-            self._dtmf_task.cancel()
-        wait = 0.0 if digit == "#" else self.params.dtmf_wait_s
-        self._dtmf_task = self.spawn(self._keypad_done(wait), name=f"{self.name}-dtmf")
-
-    async def _keypad_done(self, wait_s: float) -> None:
-        if wait_s:
-            await self.ctx.clock.sleep(wait_s)
-        digits, self._digits = self._digits, ""
-        link = self._link
-        if not digits or link is None:
-            return
-        text = f"[keypad: {digits}]"
+    async def _keypad_entered(self, text: str, link: RealtimeLink) -> None:
         turn = self.ctx.begin_turn()
         await self.emit(Transcript(text, final=True, reply_turn=turn))
         link.send(user_text(text))
@@ -328,23 +258,12 @@ class OpenAIRealtime(Stage):
         link.send(respond(turn, tools=tools))
         self._expect_reply()
 
-    def _say(self, line: _Line) -> None:
-        """Have the model read ``line`` out, as soon as no other reply is in progress."""
-        self._lines.append(line)
-        self._saying = line.turn
-        while len(self._lines) > _MAX_WAITING_LINES:
-            dropped = self._lines.popleft()
-            self.spawn(self._close_turn(dropped.turn), name=f"{self.name}-close")
-        self._next_line()
-
     def _next_line(self) -> None:
         link = self._link
         if link is None or self._active is not None or self._requested is not None:
             return
-        while self._lines:
-            line = self._lines.popleft()
-            if self.ctx.is_stale(line.turn):
-                continue
+        line = self._pop_line()
+        if line is not None:
             self._requested = line
             link.send(respond(line.turn, say=line.text))
             self._expect_reply()
@@ -409,41 +328,17 @@ class OpenAIRealtime(Stage):
             )
             if reply is self._active and self._audio is not None:
                 self._audio.reset_out()
-        self._lines = deque(line for line in self._lines if line.turn > stale_through)
-        if self._saying is not None and self._saying <= stale_through:
-            self._saying = None
+        self._drop_lines(stale_through)
         for turn in [t for t in self._after if t <= stale_through]:
             del self._after[turn]
         if self._answer_wanted is not None and self._answer_wanted <= stale_through:
             self._answer_wanted = None
 
     # --- the model's events -----------------------------------------------------------------
-    async def _read(self) -> None:
-        while not self._closing:
-            link = self._link
-            if link is None:
-                await self._restore()
-                continue
-            try:
-                event = await link.recv()
-            except ProviderError as error:
-                if self._closing or link is not self._link:
-                    continue
-                await self._lost(link, error)
-                continue
-            try:
-                await self._on_event(event)
-            except asyncio.CancelledError:
-                raise
-            except ProviderError as error:
-                self._fail(error)
-            except Exception as exc:  # one unreadable event must not end the conversation
-                kind = str(event.get("type"))[:64]
-                self.log.error("s2s_event_failed", event=kind, error=repr(exc)[:300])
-            finally:
-                self.handled += 1
+    def _message_kind(self, message: Any) -> str:
+        return str(message.get("type"))[:64]
 
-    async def _on_event(self, event: dict[str, Any]) -> None:
+    async def _on_message(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind in ("response.output_audio.delta", "response.audio.delta"):
             await self._audio_delta(event)
@@ -527,7 +422,7 @@ class OpenAIRealtime(Stage):
         self._replies[response_id] = reply
         self._recent.append(reply)
         self._active = reply
-        if not (isinstance(requested, _Line) and requested.turn == asked):
+        if not (isinstance(requested, Line) and requested.turn == asked):
             # The model's own answer: to what the caller said since its last one.
             for item_id in self._unanswered:
                 self._answered[item_id] = turn
@@ -628,7 +523,7 @@ class OpenAIRealtime(Stage):
             if action.closing:
                 turn = self.ctx.begin_turn()
                 self._after[turn] = action
-                self._say(_Line(turn, action.closing))
+                self._say(Line(turn, action.closing))
             else:
                 await self.emit(action.frame)
             return
@@ -660,7 +555,7 @@ class OpenAIRealtime(Stage):
         )
         if code == _BUSY:  # a response.create raced one the server began: ask again later
             requested, self._requested = self._requested, None
-            if isinstance(requested, _Line):
+            if isinstance(requested, Line):
                 self._lines.appendleft(requested)
             elif isinstance(requested, int):
                 self._answer_wanted = requested
@@ -671,14 +566,6 @@ class OpenAIRealtime(Stage):
             self._fail(problem)
 
     # --- failures and reconnecting ----------------------------------------------------------
-    def _fail(self, error: ProviderError) -> None:
-        """Reported (once until the next frame) as a provider failure: the call speaks its
-        fallback, or gives up when the provider stays down."""
-        if self.guard.breaker.state is BreakerState.OPEN:
-            error.circuit_open = True
-        if self._error is None:
-            self._error = error
-
     def _count_failure(self, error: ProviderError) -> None:
         self.guard.breaker.failure(error, self.guard.registry.clock.now())
 
@@ -698,19 +585,3 @@ class OpenAIRealtime(Stage):
         self._replies.clear()
         if had_work:  # the caller was owed a reply: say the fallback once the session is back
             self._fail(error)
-
-    async def _restore(self) -> None:
-        """A new session, with the heard history as its context; on failure, try again later."""
-        try:
-            await self._connect(replay=True)
-        except ProviderError as error:
-            self._fail(error)
-            wait = max(
-                self.params.resilience.backoff_max_s,
-                self.guard.breaker.retry_in(self.guard.registry.clock.now()),
-            )
-            self.log.warning("s2s_restore_failed", kind=error.kind, retry_in_s=round(wait, 2))
-            await self.ctx.clock.sleep(max(wait, 0.5))
-            return
-        self.log.info("s2s_session_restored", session=self.sessions)
-        self._next_line()

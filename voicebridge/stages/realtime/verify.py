@@ -12,6 +12,7 @@ from __future__ import annotations
 from voicebridge.clock import MonotonicClock, wait_for
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import StageError
+from voicebridge.stages.dialogue.toolbox import Toolbox
 from voicebridge.stages.openai_client import ClientLease, provider_name
 from voicebridge.stages.realtime.model_audio import MULAW_8K
 from voicebridge.stages.realtime.openai_link import RealtimeLink, event_error
@@ -20,7 +21,6 @@ from voicebridge.stages.realtime.openai_session import (
     probe_response,
     session_config,
 )
-from voicebridge.stages.realtime.toolbox import Toolbox
 
 _HINTS = {
     "auth": "check the key in {env}",

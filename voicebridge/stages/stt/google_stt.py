@@ -67,7 +67,6 @@ from voicebridge.frames import (
 )
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage, StageParams
-from voicebridge.stages.end_of_turn.words import EarlyWords
 from voicebridge.stages.google_common import (
     GoogleParams,
     build_client,
@@ -76,8 +75,9 @@ from voicebridge.stages.google_common import (
     provider_error,
     resolve_project,
 )
+from voicebridge.stages.stt.early_words import PauseWordsFeed, early_words_field, slack_field
 from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, UtteranceFinals
-from voicebridge.stages.stt.pause_words import DEFAULT_SLACK_MS, Heard, PauseWords
+from voicebridge.stages.stt.pause_words import Heard
 from voicebridge.stages.stt.sent_audio import SentAudio
 
 PROVIDER = "google-speech"
@@ -128,17 +128,8 @@ class GoogleSttParams(GoogleParams):
         description="one final per VAD utterance: finals made while the VAD still hears "
         "speech are held (shown as interim) until it ends",
     )
-    early_words: bool = Field(
-        True,
-        description="pass the words at the VAD's pause to its end-of-turn decision (text_cues), "
-        "once a result reaches the pause",
-    )
-    early_words_slack_ms: int = Field(
-        int(DEFAULT_SLACK_MS),
-        ge=0,
-        le=500,
-        description="a final ending this long before the VAD's pause still reaches it",
-    )
+    early_words: bool = early_words_field()
+    early_words_slack_ms: int = slack_field()
 
 
 @dataclass(slots=True)
@@ -208,7 +199,7 @@ class GoogleStt(Stage):
         self._failures = 0
         self._retry_at_ms = 0.0
         self._closing = False
-        self.pause_words = PauseWords(self.params.early_words_slack_ms)
+        self.pause_words = PauseWordsFeed(self.params.early_words, self.params.early_words_slack_ms)
 
     @property
     def streaming(self) -> bool:
@@ -263,8 +254,7 @@ class GoogleStt(Stage):
                 insecure=p.insecure,
                 credentials=credentials,
             )
-        if p.early_words:
-            EarlyWords.of(self.ctx).announce()
+        self.pause_words.start(self.ctx, self.log)
         # Open the stream now: the configuration goes out alone (a refusal, e.g. of the
         # credentials or the model, comes back before any audio is in flight) and the stream
         # is ready when the caller speaks.
@@ -340,7 +330,7 @@ class GoogleStt(Stage):
             if self._finals.overdue(self._now_ms):
                 await self._release()  # the VAD never ended the utterance: do not wait more
         elif isinstance(frame, SpeechPaused):
-            self._publish(self.pause_words.paused(frame.at_ms))
+            self.pause_words.paused(frame.at_ms)
         elif isinstance(frame, SpeechStarted):
             self.pause_words.speech_started(frame.at_ms)
             self._finals.speech_started()
@@ -607,16 +597,7 @@ class GoogleStt(Stage):
             words_end = stream.sent.stream_ms(_offset_ms(word_end))
         key = f"{stream.number}"
         heard = Heard(key, _joined(results), final, end, words_end)
-        self._publish(self.pause_words.result(heard))
-
-    def _publish(self, words: tuple[float, str] | None) -> None:
-        if words is None or not self.params.early_words:
-            return
-        channel = EarlyWords.of(self.ctx)
-        if channel.wanted:
-            since_ms, text = words
-            self.log.debug("stt_early_words", since_ms=round(since_ms), chars=len(text))
-            channel.publish(since_ms, text)
+        self.pause_words.result(heard)
 
     async def _release(self) -> None:
         """Emit the held finals as the utterance's one final transcript (also when the wait

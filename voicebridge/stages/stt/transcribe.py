@@ -64,7 +64,7 @@ from voicebridge.stages.aws_common import (
     provider_error,
     resolve_region,
 )
-from voicebridge.stages.end_of_turn.words import EarlyWords
+from voicebridge.stages.stt.early_words import PauseWordsFeed, early_words_field, slack_field
 from voicebridge.stages.stt.eventstream import (
     EventStreamDecoder,
     EventStreamError,
@@ -72,7 +72,7 @@ from voicebridge.stages.stt.eventstream import (
     encode_message,
 )
 from voicebridge.stages.stt.finals import AfterSpeech, FinalWait, Piece, UtteranceFinals
-from voicebridge.stages.stt.pause_words import DEFAULT_SLACK_MS, Heard, PauseWords
+from voicebridge.stages.stt.pause_words import Heard
 from voicebridge.stages.stt.sent_audio import SentAudio
 
 PROVIDER = "Amazon Transcribe"
@@ -122,17 +122,8 @@ class TranscribeParams(StageParams):
     final_timeout_ms: int = Field(
         1500, ge=0, le=10000, description="after the VAD's end, wait this long for the final"
     )
-    early_words: bool = Field(
-        True,
-        description="pass the words at the VAD's pause to its end-of-turn decision (text_cues), "
-        "once a result reaches the pause",
-    )
-    early_words_slack_ms: int = Field(
-        int(DEFAULT_SLACK_MS),
-        ge=0,
-        le=500,
-        description="a last word ending this long before the VAD's pause still reaches it",
-    )
+    early_words: bool = early_words_field()
+    early_words_slack_ms: int = slack_field()
 
 
 class _Retry(Exception):
@@ -200,7 +191,7 @@ class Transcribe(Stage):
         self._final_wait = FinalWait(self, self._final_timed_out)
         self._open_results: dict[str, tuple[str, float]] = {}  # result id -> latest partial, at_ms
         self._promoted: set[str] = set()  # result ids sent from their partial text
-        self.pause_words = PauseWords(p.early_words_slack_ms)
+        self.pause_words = PauseWordsFeed(p.early_words, p.early_words_slack_ms)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -211,8 +202,7 @@ class Transcribe(Stage):
         )
         self._rate = self.ctx.info.sample_rate
         self._chunk_bytes = 2 * self._rate * p.chunk_ms // 1000
-        if p.early_words:
-            EarlyWords.of(self.ctx).announce()
+        self.pause_words.start(self.ctx, self.log)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -230,7 +220,7 @@ class Transcribe(Stage):
                 self._add_audio(frame)
             return
         if isinstance(frame, SpeechPaused):
-            self._publish(self.pause_words.paused(frame.at_ms))
+            self.pause_words.paused(frame.at_ms)
         elif isinstance(frame, SpeechStarted):
             self.pause_words.speech_started(frame.at_ms)
             self._finals.speech_started()
@@ -503,7 +493,7 @@ class Transcribe(Stage):
                 at_ms,
                 None if words_end is None else self._sent.stream_ms(1000.0 * words_end),
             )
-            self._publish(self.pause_words.result(heard))
+            self.pause_words.result(heard)
             if partial:
                 if not text or result_id in self._promoted:
                     continue
@@ -554,16 +544,6 @@ class Transcribe(Stage):
         if transcript is not None:
             self._final_wait.arrived()
             await self.emit(transcript)
-
-    # --- early words for the VAD's end-of-turn decision --------------------------------------
-    def _publish(self, words: tuple[float, str] | None) -> None:
-        if words is None or not self.params.early_words:
-            return
-        channel = EarlyWords.of(self.ctx)
-        if channel.wanted:
-            since_ms, text = words
-            self.log.debug("stt_early_words", since_ms=round(since_ms), chars=len(text))
-            channel.publish(since_ms, text)
 
 
 def _seconds(value: Any) -> float:

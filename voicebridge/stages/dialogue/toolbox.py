@@ -1,10 +1,12 @@
-"""The tools a speech-to-speech model may call, and what each call becomes.
+"""The tools a model-driven agent may call, and what each call becomes.
 
-The same declarations as the ``llm`` stage (:mod:`voicebridge.stages.dialogue.tools`): user
-functions from YAML, plus the built-ins ``hang_up`` and ``transfer_call``. A built-in call that
-can be carried out becomes a ``CallAction`` (the ``Hangup`` or ``Transfer`` frame, and the line
-to say first when the model said nothing); anything else is answered with text the model is
-given back (a user tool's result, or why the call could not be done).
+One definition for the ``llm`` stage and the speech-to-speech stages (``openai_realtime``,
+``gemini_live``): the parameters that declare the tools (user functions from YAML, see
+:mod:`voicebridge.stages.dialogue.tools`, plus the built-ins ``hang_up`` and ``transfer_call``)
+and the keypad, and a :class:`Toolbox` that turns a model's call into what the call does. A
+built-in call that can be carried out becomes a ``CallAction`` (the ``Hangup`` or ``Transfer``
+frame, and the line to say first when the model said nothing); anything else is answered with
+text the model is given back (a user tool's result, or why the call could not be done).
 """
 
 from __future__ import annotations
@@ -14,35 +16,81 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from voicebridge.call.context import CallContext
 from voicebridge.frames import Hangup, Transfer
+from voicebridge.runtime.stage import StageParams
 from voicebridge.stages.dialogue.tools import (
     HANG_UP,
     TRANSFER,
     ToolCall,
     ToolContext,
+    ToolSpec,
     hang_up_schema,
     resolve_callable,
     run_tool,
     transfer_schema,
 )
-from voicebridge.stages.realtime.params import SpeechToSpeechParams
+
+
+class ToolParams(StageParams):
+    """What an agent may do on the call besides talk (tools, hang-up, transfer), and how the
+    caller's keypad reaches it."""
+
+    tools: list[ToolSpec] = Field(default_factory=list, description="user-defined tools")
+    hang_up: bool = Field(True, description="offer the built-in hang_up tool")
+    hang_up_text: str = Field("Goodbye.", description="said on hang_up if the model said nothing")
+    transfer_targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="name -> number or SIP URI; offers transfer_call restricted to these",
+    )
+    transfer_text: str = Field(
+        "Please hold while I transfer you.",
+        description="said on transfer_call if the model said nothing",
+    )
+    max_tool_rounds: int = Field(
+        3, ge=1, le=10, description="tool rounds per caller turn before the model must speak"
+    )
+    dtmf: bool = Field(True, description="pass keypad digits to the model as '[keypad: 5]'")
+    dtmf_wait_s: float = Field(
+        1.0, ge=0, le=10, description="wait this long for more digits before replying ('#' ends)"
+    )
+
+    @field_validator("transfer_targets")
+    @classmethod
+    def _targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, number in value.items():
+            if not name.strip() or not str(number).strip():
+                raise ValueError("transfer targets need a name and a number or SIP URI")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> Any:
+        names = [tool.name for tool in self.tools]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"tool names must be unique: {', '.join(duplicates)}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
 class CallAction:
-    """A hang-up or transfer the model asked for; ``closing`` is said first if it said nothing."""
+    """A hang-up or transfer the model asked for; ``closing`` is said first if it said nothing;
+    ``target`` names the transfer target (empty for a hang-up)."""
 
     frame: Hangup | Transfer
     closing: str
+    target: str = ""
 
 
 class Toolbox:
     """One stage's tools: their declarations, and what the model's calls of them do."""
 
-    def __init__(self, params: SpeechToSpeechParams, reason: str) -> None:
+    def __init__(self, params: ToolParams, reason: str, event: str = "s2s_tool_called") -> None:
         self.params = params
         self.reason = reason  # "openai_realtime": the Hangup/Transfer reason names the stage
+        self.event = event  # the log event of a user tool's run
         self._functions: dict[str, tuple[Callable[..., Any], float]] = {
             tool.name: (resolve_callable(tool.function), tool.timeout_s) for tool in params.tools
         }
@@ -73,7 +121,8 @@ class Toolbox:
             number = p.transfer_targets.get(target)
             if number is not None:
                 closing = "" if said else str(arguments.get("message") or p.transfer_text)
-                return CallAction(Transfer(to=number, reason=f"{self.reason}:{target}"), closing)
+                frame = Transfer(to=number, reason=f"{self.reason}:{target}")
+                return CallAction(frame, closing, target)
         return None
 
     async def answer(self, call: ToolCall, ctx: CallContext, log: Any) -> str:
@@ -101,5 +150,5 @@ class Toolbox:
         began = time.perf_counter()
         answer = await run_tool(fn, arguments, context, timeout_s, clock=ctx.clock)
         ms = round(1000 * (time.perf_counter() - began))
-        log.info("s2s_tool_called", tool=call.name[:64], ms=ms)
+        log.info(self.event, tool=call.name[:64], ms=ms)
         return answer
