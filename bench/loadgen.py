@@ -11,8 +11,9 @@ the server process shares), and analysed afterwards (:func:`analyse`).
 Hundreds of callers share one event loop, so the generator is built to be cheap: websockets'
 sans-I/O client on plain asyncio protocols (no task per connection or per message), one
 scheduler that wakes when the next frame is due (a heap of due times, at most one wake-up every
-``tick_s``) and sends every due frame, media JSON formatted around pre-encoded base64 payloads,
-and a string scan instead of a JSON parse for ``playAudio``.
+``tick_s``) and sends every frame due (or due within ``EARLY_S``), media JSON formatted
+around pre-encoded base64 payloads, and a string scan instead of a JSON parse for
+``playAudio``.
 
 The generator checks itself, so that a saturated generator is never mistaken for a slow
 server: how late it sent each frame against the caller's schedule (``send_late``), and how late
@@ -60,7 +61,10 @@ L16 = "audio/x-l16"
 RATE = 8000  # the default stream: μ-law 8 kHz
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_S = 0.02
-TICK_S = 0.002  # the scheduler wakes at most this often (bounds its lateness at low load)
+TICK_S = 0.001  # the scheduler wakes at most this often (bounds its lateness at high load)
+# What is due this soon is sent now: asyncio rounds its sleeps up to whole milliseconds (epoll),
+# so without this every frame would leave up to 1 ms late even on an idle machine.
+EARLY_S = 0.001
 MAX_SLEEP_S = 0.010  # ... and at least this often (a connection may have opened meanwhile)
 STATUS_EVERY_S = 0.1  # workers report their live calls at most this often
 
@@ -398,17 +402,19 @@ class _Driver:
         self.callers.discard(caller)
 
     def run_due(self, now: float) -> None:
+        """Send what is due by ``now`` + ``EARLY_S``."""
         heap = self.heap
-        while heap and heap[0][0] <= now:
+        horizon = now + EARLY_S
+        while heap and heap[0][0] <= horizon:
             _, _, kind, caller = heapq.heappop(heap)
-            due = caller.service(now)
+            due = caller.service(horizon)
             if kind == FRAME and due is not None:
                 self.schedule(due, FRAME, caller)
 
     def next_sleep(self, now: float) -> float:
         if not self.heap:
             return MAX_SLEEP_S
-        return min(max(self.heap[0][0] - now, self.tick_s), MAX_SLEEP_S)
+        return min(max(self.heap[0][0] - EARLY_S - now, self.tick_s), MAX_SLEEP_S)
 
 
 def schedule_starts(n: int, stagger_s: float, lead_s: float = 0.8) -> list[float]:

@@ -554,6 +554,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "warmup": 0.0,
             "soak_calls": 30,
             "soak_duration": 30.0,
+            "soak_json": str(OUT / "soak-quick.json"),
         }
         for key, value in defaults.items():
             if getattr(args, key) == parser.get_default(key):
