@@ -391,7 +391,13 @@ async def drive_load(
     procs = gen_procs_for(len(tracks), args)
     if procs:
         return await loadgen.run_load_procs(
-            url, tracks, procs=procs, stagger_s=stagger, on_active=on_active, on_spawn=on_spawn
+            url,
+            tracks,
+            procs=procs,
+            stagger_s=stagger,
+            on_active=on_active,
+            on_spawn=on_spawn,
+            realtime=getattr(args, "gen_rt", "auto") != "off",
         )
     starts = loadgen.schedule_starts(len(tracks), stagger)
     return await loadgen.drive(url, tracks, starts, on_status=lambda live, *_: on_active(live))
@@ -406,9 +412,19 @@ def gen_summary(run: loadgen.LoadRun, limit_ms: float) -> dict[str, Any]:
     return {
         "procs": len(run.gen),
         "in_process": len(run.gen) == 1 and run.gen[0]["pid"] == os.getpid(),
+        "sched": sorted({g.get("sched", "other") for g in run.gen}),
         "send_late_p99_ms": late,
         "loop_lag_p99_ms": lag,
         "cpu_pct_of_core": round(sum(g["cpu_pct_of_core"] for g in run.gen), 1),
+        "cpu_us_per_frame": round(
+            sum(g["cpu_us_per_frame"] * g["calls"] for g in run.gen)
+            / max(sum(g["calls"] for g in run.gen), 1),
+            1,
+        ),
+        "gc_pause_max_ms": max((g["gc_pause_ms"]["max"] or 0.0 for g in run.gen), default=0.0),
+        # The server's: how long WebSocket handshakes took, and the frames due meanwhile.
+        "handshake_p99_ms": max((g["handshake_ms"]["p99"] or 0.0 for g in run.gen), default=0.0),
+        "frames_due_before_open": sum(g["frames_due_before_open"] for g in run.gen),
         "limit_ms": limit_ms,
         "valid": late <= limit_ms and lag <= limit_ms,
         "workers": run.gen,
@@ -852,6 +868,13 @@ def add_gen_args(parser: argparse.ArgumentParser, default_procs: str) -> None:
         default=default_procs,
         help="load generator processes, pinned to core 1: a number, 0 (the callers run in this "
         f"process) or auto (one per {CALLS_PER_GEN} calls)",
+    )
+    parser.add_argument(
+        "--gen-rt",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: the generator's worker processes run SCHED_FIFO when allowed (root), so "
+        "other work on the load core does not make them late; off: normal priority",
     )
     parser.add_argument(
         "--gen-late-limit-ms",

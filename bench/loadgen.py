@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import heapq
 import json
 import os
@@ -67,6 +68,7 @@ TICK_S = 0.001  # the scheduler wakes at most this often (bounds its lateness at
 EARLY_S = 0.001
 MAX_SLEEP_S = 0.010  # ... and at least this often (a connection may have opened meanwhile)
 STATUS_EVERY_S = 0.1  # workers report their live calls at most this often
+RT_PRIORITY = 10  # SCHED_FIFO priority of the worker processes (see run_load_procs)
 
 
 @dataclass
@@ -196,7 +198,8 @@ class CallLog:
     checkpoints: int = 0
     acks: int = 0
     other: dict[str, int] = field(default_factory=dict)
-    connected_at: float | None = None
+    connect_at: float | None = None  # when the TCP connection was attempted
+    connected_at: float | None = None  # when the WebSocket handshake completed
     closed_at: float | None = None
     error: str | None = None
     close_code: int | None = None
@@ -251,6 +254,11 @@ class _Caller(asyncio.Protocol):
                     self.open = True
                     self.log.connected_at = now
                     self._send_text(self._start_message())
+                    # Opened late (a slow server): the stream starts live, as a phone call's
+                    # would; the frames due before are never sent (the server's loss, counted
+                    # in gen_stats), rather than all at once, which would stall this loop.
+                    missed = int((now - self.log.start_at) / FRAME_S)
+                    self.next_frame = max(self.next_frame, missed)
             elif not isinstance(event, Frame):
                 continue
             elif event.opcode is Opcode.TEXT:
@@ -258,6 +266,9 @@ class _Caller(asyncio.Protocol):
             elif event.opcode is Opcode.CLOSE and self.log.close_code is None:
                 self.log.close_code = ws.close_code
         self._flush()
+        # A burst of replies to hundreds of sockets is hundreds of these callbacks in one turn
+        # of the loop: send what fell due meanwhile rather than after the whole burst.
+        self.driver.run_due_if_idle(now)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -389,7 +400,9 @@ class _Driver:
         self.finished = 0
         self.errors = 0
         self.callers: set[_Caller] = set()
+        self.last_run = 0.0  # when run_due last ran
         self.loop_lag = array("d")  # how late each wake-up was against the sleep asked for
+        self.late_wakes: list[tuple[float, float]] = []  # (when, lag) of wake-ups > 5 ms late
 
     def schedule(self, due: float, kind: int, caller: _Caller) -> None:
         self._seq += 1
@@ -404,12 +417,18 @@ class _Driver:
     def run_due(self, now: float) -> None:
         """Send what is due by ``now`` + ``EARLY_S``."""
         heap = self.heap
+        self.last_run = now
         horizon = now + EARLY_S
         while heap and heap[0][0] <= horizon:
             _, _, kind, caller = heapq.heappop(heap)
             due = caller.service(horizon)
             if kind == FRAME and due is not None:
                 self.schedule(due, FRAME, caller)
+
+    def run_due_if_idle(self, now: float) -> None:
+        """``run_due`` unless the scheduler ran less than ``tick_s`` ago."""
+        if now - self.last_run >= self.tick_s:
+            self.run_due(now)
 
     def next_sleep(self, now: float) -> float:
         if not self.heap:
@@ -456,6 +475,16 @@ async def drive(
         for i, track in enumerate(tracks)
     ]
     driver = _Driver(loop, tick_s)
+    gc_pauses = array("d")
+    gc_began = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_began[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_began[0])
+
+    gc.callbacks.append(on_gc)
     longest = max((t.frames for t in tracks), default=0) * FRAME_S
     deadline = max(starts, default=loop.time()) + longest + 30.0
     pending = n  # connections not yet attempted or made
@@ -464,6 +493,7 @@ async def drive(
         nonlocal pending
         try:
             await asyncio.sleep(max(0.0, log.start_at - 0.3 - loop.time()))
+            log.connect_at = loop.time()
             _, caller = await asyncio.wait_for(
                 loop.create_connection(lambda: _Caller(url, log, driver), uri.host, uri.port),
                 connect_timeout_s,
@@ -495,7 +525,10 @@ async def drive(
                 break
             wait = driver.next_sleep(now)
             await asyncio.sleep(wait)
-            driver.loop_lag.append(loop.time() - now - wait)
+            lag = loop.time() - now - wait
+            driver.loop_lag.append(lag)
+            if lag > 0.005 and len(driver.late_wakes) < 500:
+                driver.late_wakes.append((now + wait, lag))
     finally:
         for task in connecting:
             task.cancel()
@@ -505,8 +538,14 @@ async def drive(
                 caller.transport.close()
         if on_status is not None:
             on_status(0, driver.finished, driver.errors)
+        gc.callbacks.remove(on_gc)
     cpu_s, wall_s = time.process_time() - cpu0, loop.time() - wall0
-    return LoadRun(logs, [gen_stats(logs, driver.loop_lag, cpu_s, wall_s)])
+    stats = gen_stats(logs, driver.loop_lag, cpu_s, wall_s, gc_pauses)
+    first = min(starts, default=wall0)
+    # When the loop woke late, in seconds from the first caller's start: late at the end of a
+    # level points at the end of calls (the parent's work), all through at load or the machine.
+    stats["late_wakes"] = [(round(t - first, 3), round(v * 1000, 2)) for t, v in driver.late_wakes]
+    return LoadRun(logs, [stats])
 
 
 def _summary_ms(values: np.ndarray) -> dict[str, Any]:
@@ -522,28 +561,64 @@ def _summary_ms(values: np.ndarray) -> dict[str, Any]:
 
 
 def send_lateness(logs: Sequence[CallLog]) -> np.ndarray:
-    """How late each frame was sent against its caller's schedule (seconds)."""
+    """How late each frame was sent against its caller's schedule (seconds): the generator's
+    own lateness. Frames due before the WebSocket was open are left out: their wait is the
+    server's (a slow handshake, see :func:`handshake_times`), not the generator's."""
     parts = []
     for log in logs:
+        if log.connected_at is None:
+            continue
         due = log.start_at + np.arange(len(log.sent)) * FRAME_S
-        parts.append((log.sent - due)[~np.isnan(log.sent)])
+        keep = ~np.isnan(log.sent) & (due >= log.connected_at)
+        parts.append((log.sent - due)[keep])
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def handshake_times(logs: Sequence[CallLog]) -> np.ndarray:
+    """From opening the TCP connection to the WebSocket being open (seconds), per call: the
+    server's, as is the wait of the frames due meanwhile."""
+    return np.array(
+        [
+            log.connected_at - log.connect_at
+            for log in logs
+            if log.connected_at is not None and log.connect_at is not None
+        ],
+        dtype=np.float64,
+    )
+
+
 def gen_stats(
-    logs: Sequence[CallLog], loop_lag: Sequence[float], cpu_s: float, wall_s: float
+    logs: Sequence[CallLog],
+    loop_lag: Sequence[float],
+    cpu_s: float,
+    wall_s: float,
+    gc_pauses: Sequence[float] = (),
 ) -> dict[str, Any]:
     """One generator process on itself: its calls, how late it sent its frames and how late its
-    loop woke (ms), and the CPU it used (a share of one core over its wall time)."""
+    loop woke (ms), its garbage collector's pauses, and the CPU it used (a share of one core
+    over its wall time). Beside them, the server's handshake times and how many frames were due
+    before their WebSocket was open (sent at once when it opened)."""
+    before_open = sum(
+        int(np.count_nonzero(log.start_at + np.arange(len(log.sent)) * FRAME_S < log.connected_at))
+        for log in logs
+        if log.connected_at is not None
+    )
     return {
         "pid": os.getpid(),
         "cores": sorted(os.sched_getaffinity(0)),
         "calls": len(logs),
         "send_late_ms": _summary_ms(send_lateness(logs)),
         "loop_lag_ms": _summary_ms(np.asarray(loop_lag, dtype=np.float64)),
+        "gc_pause_ms": _summary_ms(np.asarray(gc_pauses, dtype=np.float64)),
+        "handshake_ms": _summary_ms(handshake_times(logs)),
+        "frames_due_before_open": before_open,
         "cpu_s": round(cpu_s, 2),
         "wall_s": round(wall_s, 2),
         "cpu_pct_of_core": round(100 * cpu_s / max(wall_s, 1e-6), 1),
+        # CPU per frame sent (everything the process did: sending, receiving the agent's audio)
+        "cpu_us_per_frame": round(
+            1e6 * cpu_s / max(int(sum((~np.isnan(log.sent)).sum() for log in logs)), 1), 1
+        ),
     }
 
 
@@ -608,11 +683,18 @@ async def run_load_procs(
     on_active: Callable[[int], None] | None = None,
     on_status: Status | None = None,
     on_spawn: Callable[[list[int]], None] | None = None,
+    realtime: bool = True,
 ) -> LoadRun:
     """Run the callers in ``procs`` worker processes (callers dealt round-robin), each pinned to
     ``cores`` (default: this process's cores). Frame 0 of caller i is due at ``starts[i]``
     (CLOCK_MONOTONIC), or starts spread over ``stagger_s`` from when every worker is ready.
-    ``on_active`` / ``on_status`` see the sums over the workers; ``on_spawn`` their pids."""
+    ``on_active`` / ``on_status`` see the sums over the workers; ``on_spawn`` their pids.
+
+    ``realtime``: each worker asks for SCHED_FIFO (needs root or CAP_SYS_NICE; without it the
+    worker runs as it is, and its report says ``sched: other``). On a machine shared with other
+    work, a worker at normal priority waits for its core behind others and sends late, though
+    it needs little CPU (600 callers: about 12 % of a core); real-time priority takes the same
+    CPU without the wait, and the kernel caps real-time tasks at 95 % of each second."""
     procs = max(1, min(procs, len(tracks)))
     cores = cores or set(os.sched_getaffinity(0))
     env = dict(os.environ)
@@ -656,6 +738,7 @@ async def run_load_procs(
                 "variants": variants,
                 "calls": [(index[id(tracks[i])], when[i], ids[i]) for i in mine],
                 "tick_s": tick_s,
+                "realtime": realtime,
                 "cores": sorted(cores),
                 "result": str(worker.result),
             }
@@ -715,6 +798,13 @@ def _worker_main() -> None:
     job = pickle.loads(sys.stdin.buffer.read())
     if job.get("cores"):
         os.sched_setaffinity(0, set(job["cores"]))
+    sched = "other"
+    if job.get("realtime"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+            sched = "fifo"
+        except (PermissionError, OSError):
+            pass
     variants = job["variants"]
     calls = job["calls"]
 
@@ -732,7 +822,7 @@ def _worker_main() -> None:
         )
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    gen = run.gen[0] | {"cpu_s_process": round(usage.ru_utime + usage.ru_stime, 2)}
+    gen = run.gen[0] | {"cpu_s_process": round(usage.ru_utime + usage.ru_stime, 2), "sched": sched}
     payload = {"logs": [log.state() for log in run.logs], "gen": gen}
     Path(job["result"]).write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
     say("done")

@@ -120,7 +120,9 @@ async def child_serve(lifetime_s: float, sample_s: float, flow: str = "scripted"
         watchers.add(task)
         task.add_done_callback(watchers.discard)
 
-    async with child_service(spec, lifetime_s, max_calls=1000, on_session=on_session) as child:
+    async with child_service(
+        spec, lifetime_s, max_calls=1000, max_pending=1000, on_session=on_session
+    ) as child:
         calls = child.svc.app.state.calls
         child.ready()
         while not child.stopping:
@@ -259,6 +261,7 @@ class GenLoad:
         self.call_s = call_s
         self.stagger_s = stagger_s
         self.procs = procs
+        self.realtime = True
         self.active = 0
         self.calls_done = 0
         self.failed = 0  # while running: calls that erred; at the end, every failure
@@ -300,6 +303,7 @@ class GenLoad:
             starts=starts,
             on_status=self._status,
             on_spawn=self._spawned,
+            realtime=self.realtime,
         )
         for log in run.logs:
             result = loadgen.analyse(log, capacity.SILENCE_S)
@@ -426,6 +430,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             args.stagger_s,
             procs,
         )
+        load.realtime = args.gen_rt != "off"
     else:
         load = Load(service.ws_url, args.calls, args.seed)
     sampler = Sampler(service, load, time.monotonic())
@@ -675,6 +680,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--call-s", type=float, default=20.0, help="loadgen: seconds per call")
     p.add_argument("--gen-procs", default="auto", help="loadgen: worker processes (or auto)")
+    p.add_argument(
+        "--gen-rt",
+        choices=["auto", "off"],
+        default="auto",
+        help="loadgen: the workers run SCHED_FIFO when allowed (auto) or at normal priority",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--out", default=str(DEFAULT_OUT), help="JSON results file")
     p.add_argument("--child", choices=["serve"], help=argparse.SUPPRESS)

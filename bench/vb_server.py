@@ -80,7 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
     spec = load_pipeline_text(
         pipeline_yaml(args.sentence_s, sentences=args.sentences, pieces=args.pieces)
     )
-    async with child_service(spec, args.lifetime, max_calls=5000) as child:
+    async with child_service(spec, args.lifetime, max_calls=5000, max_pending=5000) as child:
         child.ready()
         lag = asyncio.get_running_loop().create_task(lag_monitor())
         await child.wait()
