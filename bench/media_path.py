@@ -301,7 +301,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         (
             f"CPU time per caller frame as % of a core per call: voicebridge {vb_frames} (100 calls), "
             f"Pipecat {pc_frames} ({pc_row['n']} calls, its server at {pc_row.get('server_pct_of_core')} % of a core); "
-            f"from % of a core / calls: {direct}x"
+            f"from % of a core / calls: {str(direct) + 'x' if direct else '-'}"
         )
         if pc_row
         else "Pipecat not run",
