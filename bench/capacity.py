@@ -585,9 +585,13 @@ async def run_framework(
     *,
     stop: Callable[[dict[str, Any]], bool] | None = None,
     log_name: str | None = None,
+    retry: Callable[[dict[str, Any]], bool] | None = None,
+    retries: int = 0,
 ) -> dict[str, Any]:
     """One server process (``command``), then each level against it (``n``, or ``(n, codec)``)
-    until ``stop(row)`` says so (default: :func:`ramp_stops`)."""
+    until ``stop(row)`` says so (default: :func:`ramp_stops`). A level for which ``retry(row)``
+    is true is run again, up to ``retries`` times (every attempt is kept, numbered in
+    ``attempt``), before ``stop`` judges its last attempt."""
     can_pin = shutil.which("taskset") is not None and {0, 1} <= os.sched_getaffinity(0)
     log = OUT / f"{log_name or 'capacity-' + name}.log"
     server = await Server.start(name, command, log, can_pin, args.nice)
@@ -605,9 +609,13 @@ async def run_framework(
         if args.warmup:
             warmup = tracks_for(1, args.seed, args.warmup, speech)
             await loadgen.run_load(server.url, warmup, stagger_s=0.0)
-        for level in levels:
+        queue = list(levels)
+        attempts: dict[tuple[int, str], int] = {}
+        while queue:
+            level = queue.pop(0)
             n, codec = level if isinstance(level, tuple) else (level, "mulaw")
             row = await run_level(server, n, args, speech, codec)
+            attempts[n, codec] = row["attempt"] = attempts.get((n, codec), 0) + 1
             rows.append(row)
             gen = row["gen"]
             progress(
@@ -621,6 +629,10 @@ async def run_framework(
                 f"{gen['send_late_p99_ms']} ms, loop lag {gen['loop_lag_p99_ms']} ms"
                 f"{'' if gen['valid'] else ' (GENERATOR LATE)'} -> {'ok' if row['ok'] else 'FAIL'}"
             )
+            if retry is not None and retry(row) and row["attempt"] <= retries:
+                progress(f"{name}: N={n} again (attempt {row['attempt'] + 1})")
+                queue.insert(0, level)
+                continue
             if (stop or (lambda r: ramp_stops(r, args)))(row):
                 progress(f"{name}: stopping the ramp at N={n}")
                 break

@@ -115,11 +115,16 @@ def mark(row: dict[str, Any]) -> dict[str, Any]:
 
 def stop_unless_clean(args: argparse.Namespace) -> Callable[[dict[str, Any]], bool]:
     def stop(row: dict[str, Any]) -> bool:
-        mark(row)
-        progress(f"  -> {row['status']} {'; '.join(row['reasons'])}")
         return row["status"] != "pass" and not args.keep_going
 
     return stop
+
+
+def not_clean(row: dict[str, Any]) -> bool:
+    """Marks the level; true when it was not clean (run it again, if retries are left)."""
+    mark(row)
+    progress(f"  -> {row['status']} {'; '.join(row['reasons'])}")
+    return row["status"] != "pass"
 
 
 def never_stop(row: dict[str, Any]) -> bool:
@@ -150,6 +155,8 @@ async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
             speech,
             stop=stop_unless_clean(args),
             log_name=log_name("voicebridge"),
+            retry=not_clean,
+            retries=args.retries,
         )
     if "pieces" in args.parts:
         runs = []
@@ -193,6 +200,8 @@ async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
             speech,
             stop=stop_unless_clean(args),
             log_name=log_name("pipecat"),
+            retry=not_clean,
+            retries=args.retries,
         )
         at = None
         if args.pipecat_at:
@@ -230,10 +239,20 @@ def cost(base: float | None, other: float | None) -> float | None:
     return None if not base or other is None else round(other / base - 1, 3)
 
 
-def largest_clean(fw: dict[str, Any] | None) -> int:
-    """The largest level of the ramp such that it and every level below it were clean."""
-    best = 0
+def last_attempts(fw: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each level's last attempt, in the order run."""
+    last: dict[int, dict[str, Any]] = {}
     for row in (fw or {}).get("levels", []):
+        last.pop(row["n"], None)
+        last[row["n"]] = row
+    return list(last.values())
+
+
+def largest_clean(fw: dict[str, Any] | None) -> int:
+    """The largest level of the ramp such that it and every level below it were clean (each
+    judged by its last attempt)."""
+    best = 0
+    for row in last_attempts(fw):
         if row.get("status") != "pass":
             break
         best = row["n"]
@@ -280,12 +299,13 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         if at100
         else "no level of 100 calls",
     )
+    # Pipecat's CPU per call where it still keeps up (its largest clean level; else its first):
+    # saturated, as at 100 calls, its CPU per frame grows, which would flatter voicebridge.
     pc = parts.get("pipecat") or {}
     pc_at = level(pc.get("at"), result["args"]["pipecat_at"] or -1)
-    pc_rows = [
-        r for r in (pc.get("ramp") or {}).get("levels", []) if r.get("cpu_pct_per_call_from_frames")
-    ]
-    pc_row = pc_at or (pc_rows[-1] if pc_rows else None)
+    pc_clean = largest_clean(pc.get("ramp"))
+    pc_rows = last_attempts(pc.get("ramp"))
+    pc_row = level(pc.get("ramp"), pc_clean) if pc_clean else (pc_rows[0] if pc_rows else None)
     vb_frames = at100 and at100.get("cpu_pct_per_call_from_frames")
     pc_frames = pc_row and pc_row.get("cpu_pct_per_call_from_frames")
     ratio = round(pc_frames / vb_frames, 1) if vb_frames and pc_frames else None
@@ -302,19 +322,30 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"CPU time per caller frame as % of a core per call: voicebridge {vb_frames} (100 calls), "
             f"Pipecat {pc_frames} ({pc_row['n']} calls, its server at {pc_row.get('server_pct_of_core')} % of a core); "
             f"from % of a core / calls: {str(direct) + 'x' if direct else '-'}"
+            + (
+                f"; Pipecat at {pc_at['n']} calls: {pc_at.get('cpu_pct_per_call_from_frames')} "
+                f"by frames, {pc_at.get('cpu_pct_per_call')} by % of a core (server at "
+                f"{pc_at.get('server_pct_of_core')} %)"
+                if pc_at
+                else ""
+            )
         )
         if pc_row
         else "Pipecat not run",
     )
     clean = largest_clean(ramp)
-    first_bad = next((r for r in (ramp or {}).get("levels", []) if r.get("status") != "pass"), None)
+    first_bad = next((r for r in last_attempts(ramp) if r.get("status") != "pass"), None)
+    retried = [r["n"] for r in (ramp or {}).get("levels", []) if r.get("attempt", 1) > 1]
     add(
         f"at least {GOAL_CALLS} calls on one core with added latency p99 < {LIMIT_MS:.0f} ms, no reply missing, no outgoing audio late",
         clean,
         None if ramp is None else clean >= GOAL_CALLS,
-        f"{first_bad['n']} calls: {first_bad['status']} ({'; '.join(first_bad['reasons'])})"
-        if first_bad
-        else f"every level run was clean (the largest: {max((r['n'] for r in (ramp or {}).get('levels', [])), default=0)})",
+        (
+            f"{first_bad['n']} calls: {first_bad['status']} ({'; '.join(first_bad['reasons'])})"
+            if first_bad
+            else f"every level run was clean (the largest: {max((r['n'] for r in (ramp or {}).get('levels', [])), default=0)})"
+        )
+        + (f"; run again after an attempt that was not clean: {retried}" if retried else ""),
     )
     lat: float | None = at100["fw_latency_ms"]["p99"] if at100 else None
     add(
@@ -389,13 +420,13 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def level_table(rows: list[dict[str, Any]], label: str | None = None) -> list[str]:
     lines = [
-        f"| {label or 'N'} | codec | status | server % core | CPU %/call | µs CPU/frame | added latency p50/p99 ms | replies missing | out gap p99 ms (> 20 ms) | in late p99 ms | barge-in p99 minus guard ms (n) | RSS max MiB | loop lag p99 ms | others % machine | generator: procs, % core, send/lag p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {label or 'N'} | codec | attempt | status | server % core | CPU %/call | µs CPU/frame | added latency p50/p99 ms | replies missing | out gap p99 ms (> 20 ms) | in late p99 ms | barge-in p99 minus guard ms (n) | RSS max MiB | loop lag p99 ms | others % machine | generator: procs, % core, send/lag p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gen = r["gen"]
         lines.append(
-            f"| {r.get('label', r['n'])} | {r['codec']} | {r.get('status', '-')} | {r.get('server_pct_of_core')} | "
+            f"| {r.get('label', r['n'])} | {r['codec']} | {r.get('attempt', 1)} | {r.get('status', '-')} | {r.get('server_pct_of_core')} | "
             f"{r.get('cpu_pct_per_call')} | {r.get('cpu_us_per_frame')} | "
             f"{r['fw_latency_ms']['p50']}/{r['fw_latency_ms']['p99']} | {r['missing_replies']} | "
             f"{r['out_gap_ms']['p99']} ({r['out_gap_ms'].get('late')}) | {r['in_late_ms']['p99']} | "
@@ -541,6 +572,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=float, default=2.0, help="seconds of an unmeasured call per server"
     )
     parser.add_argument("--keep-going", action="store_true", help="run every level, clean or not")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="a ramp level that is not clean is run again this many times before the ramp stops "
+        "(every attempt is reported; the last one counts): on a shared machine one burst of "
+        "other work should not end the ramp",
+    )
     parser.add_argument("--nice", type=int, default=0, help="as bench/capacity.py --nice")
     parser.add_argument(
         "--pipecat-python", help="use this interpreter instead of bench/.venv-pipecat"
