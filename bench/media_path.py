@@ -39,6 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -259,6 +261,16 @@ def largest_clean(fw: dict[str, Any] | None) -> int:
     return best
 
 
+def rss_mb_per_call(fw: dict[str, Any] | None) -> float | None:
+    """The slope of the server's RSS high-water (while all calls were live) over the ramp's
+    levels (last attempts), in MB per call; None with fewer than two levels."""
+    pts = [(r["n"], r["rss_mib_max"]) for r in last_attempts(fw) if r.get("rss_mib_max")]
+    if len({n for n, _ in pts}) < 2:
+        return None
+    x, y = np.array(pts, dtype=np.float64).T
+    return round(float(np.polyfit(x, y, 1)[0]) * MB_PER_MIB, 3)
+
+
 def soak_figures(path: Path) -> dict[str, Any] | None:
     """The flatness figures of a soak run at 300 calls (``bench/soak.py --driver loadgen``)."""
     if not path.exists():
@@ -363,8 +375,7 @@ def goals(result: dict[str, Any]) -> list[dict[str, Any]]:
         None if over is None else over <= GOAL_BARGE_OVER_GUARD_MS,
         "" if at300 else "no level of 300 calls",
     )
-    slope = capacity.summarise(ramp)["rss_mib_per_call"] if ramp else None
-    mb = None if slope is None else round(slope * MB_PER_MIB, 3)
+    mb = rss_mb_per_call(ramp)
     add(
         f"memory per added call < {GOAL_MB_PER_CALL} MB",
         f"{mb} MB" if mb is not None else "-",
@@ -596,6 +607,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the soak's results (written by --soak; otherwise read if present)",
     )
     parser.add_argument("--out", default=str(OUT / "media_path.json"))
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="run nothing: judge the goals again and print the report of this results file",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         defaults = {
@@ -621,6 +637,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        result["goals"] = goals(result)
+        print(markdown(result))
+        return result
     if args.nice:
         os.nice(args.nice)
     result = asyncio.run(main_async(args))
