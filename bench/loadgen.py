@@ -203,6 +203,7 @@ class CallLog:
     closed_at: float | None = None
     error: str | None = None
     close_code: int | None = None
+    skipped: bool = False  # chained after a call that ended too late to start before `until`
 
     def state(self) -> dict[str, Any]:
         """Every field but the track (which the parent of a worker already has)."""
@@ -228,6 +229,7 @@ class _Caller(asyncio.Protocol):
         self.seq = 0
         self.play_end = 0.0  # when the audio queued at "Plivo" runs out
         self.marks: deque[tuple[float, str]] = deque()
+        self.on_end: Callable[[], None] | None = None
         self.stream_id = log.stream_id
         self._media_head = (
             '{"sequenceNumber":%d,"streamId":"' + self.stream_id + '","event":"media",'
@@ -413,6 +415,8 @@ class _Driver:
         self.finished += 1
         self.errors += caller.log.error is not None
         self.callers.discard(caller)
+        if caller.on_end is not None:
+            caller.on_end()
 
     def run_due(self, now: float) -> None:
         """Send what is due by ``now`` + ``EARLY_S``."""
@@ -461,10 +465,17 @@ async def drive(
     tick_s: float = TICK_S,
     connect_timeout_s: float = 10.0,
     on_status: Status | None = None,
+    after: Sequence[int | None] | None = None,
+    until: float | None = None,
 ) -> LoadRun:
     """Run one caller per track in this process, frame 0 of caller i due at ``starts[i]``
     (CLOCK_MONOTONIC); returns when every caller has finished (each ends with its track; the
-    whole is bounded by the last start plus the longest track plus 30 s)."""
+    whole is bounded by the last start plus the longest track plus 30 s).
+
+    ``after[i]``: the call that must have ended before call i starts (calls back to back in a
+    slot, so that a slow server never has more calls than slots); call i then starts when
+    both its time and that end have come, and is skipped (``skipped``) if that is past
+    ``until``."""
     loop = asyncio.get_running_loop()
     cpu0, wall0 = time.process_time(), loop.time()
     uri = parse_uri(url)
@@ -486,12 +497,27 @@ async def drive(
 
     gc.callbacks.append(on_gc)
     longest = max((t.frames for t in tracks), default=0) * FRAME_S
-    deadline = max(starts, default=loop.time()) + longest + 30.0
+    last_start = max(starts, default=loop.time()) if until is None else until
+    deadline = last_start + longest + 30.0
     pending = n  # connections not yet attempted or made
+    chain = list(after) if after is not None else [None] * n
+    gone = {j: asyncio.Event() for j in chain if j is not None}  # calls others wait for
 
-    async def connect(log: CallLog) -> None:
+    def end(i: int) -> None:
+        if i in gone:
+            gone[i].set()
+
+    async def connect(i: int, log: CallLog) -> None:
         nonlocal pending
+        caller: _Caller | None = None
         try:
+            before = chain[i]
+            if before is not None:
+                await gone[before].wait()
+                log.start_at = max(log.start_at, loop.time() + 0.3)
+                if until is not None and log.start_at > until:
+                    log.skipped = True
+                    return
             await asyncio.sleep(max(0.0, log.start_at - 0.3 - loop.time()))
             log.connect_at = loop.time()
             _, caller = await asyncio.wait_for(
@@ -505,10 +531,14 @@ async def drive(
             return
         finally:
             pending -= 1
+            if caller is None or caller.done:
+                end(i)
+        assert caller is not None
+        caller.on_end = lambda: end(i)
         driver.callers.add(caller)
         driver.schedule(log.start_at, FRAME, caller)
 
-    connecting = [loop.create_task(connect(log)) for log in logs]
+    connecting = [loop.create_task(connect(i, log)) for i, log in enumerate(logs)]
     reported = (-1, -1, -1)
     next_status = 0.0
     try:
@@ -684,11 +714,15 @@ async def run_load_procs(
     on_status: Status | None = None,
     on_spawn: Callable[[list[int]], None] | None = None,
     realtime: bool = True,
+    after: Sequence[int | None] | None = None,
+    until: float | None = None,
 ) -> LoadRun:
     """Run the callers in ``procs`` worker processes (callers dealt round-robin), each pinned to
     ``cores`` (default: this process's cores). Frame 0 of caller i is due at ``starts[i]``
     (CLOCK_MONOTONIC), or starts spread over ``stagger_s`` from when every worker is ready.
     ``on_active`` / ``on_status`` see the sums over the workers; ``on_spawn`` their pids.
+    ``after`` and ``until`` as for :func:`drive` (``after[i] < i``; a chain of calls stays in
+    one worker).
 
     ``realtime``: each worker asks for SCHED_FIFO (needs root or CAP_SYS_NICE; without it the
     worker runs as it is, and its report says ``sched: other``). On a machine shared with other
@@ -696,6 +730,16 @@ async def run_load_procs(
     it needs little CPU (600 callers: about 12 % of a core); real-time priority takes the same
     CPU without the wait, and the kernel caps real-time tasks at 95 % of each second."""
     procs = max(1, min(procs, len(tracks)))
+    chain = list(after) if after is not None else [None] * len(tracks)
+    worker_of: list[int] = []
+    roots = 0
+    for before in chain:
+        if before is None:
+            worker_of.append(roots % procs)
+            roots += 1
+        else:
+            worker_of.append(worker_of[before])
+    share = [[i for i in range(len(tracks)) if worker_of[i] == w] for w in range(procs)]
     cores = cores or set(os.sched_getaffinity(0))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -732,11 +776,14 @@ async def run_load_procs(
         ids = [str(uuid.uuid4()) for _ in tracks]
         when = list(starts) if starts is not None else schedule_starts(len(tracks), stagger_s)
         for w, worker in enumerate(workers):
-            mine = range(w, len(tracks), procs)
+            mine = share[w]
+            local = {i: k for k, i in enumerate(mine)}
             job = {
                 "url": url,
                 "variants": variants,
                 "calls": [(index[id(tracks[i])], when[i], ids[i]) for i in mine],
+                "after": [None if (b := chain[i]) is None else local[b] for i in mine],
+                "until": until,
                 "tick_s": tick_s,
                 "realtime": realtime,
                 "cores": sorted(cores),
@@ -773,7 +820,7 @@ async def run_load_procs(
                 raise RuntimeError(f"load generator worker {worker.pid} failed")
             result = pickle.loads(worker.result.read_bytes())
             gen.append(result["gen"])
-            for i, state in zip(range(w, len(tracks), procs), result["logs"], strict=True):
+            for i, state in zip(share[w], result["logs"], strict=True):
                 logs[i] = CallLog(track=tracks[i], **state)
         return LoadRun([log for log in logs if log is not None], gen)
     finally:
@@ -819,6 +866,8 @@ def _worker_main() -> None:
             stream_ids=[sid for _, _, sid in calls],
             tick_s=job["tick_s"],
             on_status=status,
+            after=job["after"],
+            until=job["until"],
         )
     )
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -240,7 +240,8 @@ class Load:
 class GenLoad:
     """``n`` slots of ``bench/loadgen.py`` callers in worker processes, each slot running calls
     of ``call_s`` back to back (starts spread over ``stagger_s``, a short gap between calls)
-    until ``duration_s`` is over; the last calls end up to ``call_s`` later."""
+    until ``duration_s`` is over; the last calls end up to ``call_s`` later. A slot's next
+    call starts only once its last has ended, so a slow server never has more than ``n``."""
 
     GAP_S = 0.3  # between one call's end and the slot's next start
 
@@ -290,10 +291,15 @@ class GenLoad:
         variants = capacity.tracks_for(capacity.VARIANTS, self.seed, self.call_s, speech)
         began = time.monotonic() + 2.0  # the workers start meanwhile
         period = self.call_s + self.GAP_S
-        tracks, starts = [], []
+        tracks: list[loadgen.Track] = []
+        starts: list[float] = []
+        after: list[int | None] = []
         for slot in range(self.n):
             first = began + self.stagger_s * slot / self.n
             for j in range(max(1, int(np.ceil((self.duration_s - (first - began)) / period)))):
+                # Each call of the slot after the one before it has ended (a slow server never
+                # has more than n calls), and not after the duration is over.
+                after.append(len(tracks) - 1 if j else None)
                 tracks.append(variants[(slot + j) % len(variants)])
                 starts.append(first + j * period)
         run = await loadgen.run_load_procs(
@@ -304,8 +310,12 @@ class GenLoad:
             on_status=self._status,
             on_spawn=self._spawned,
             realtime=self.realtime,
+            after=after,
+            until=began + self.duration_s,
         )
         for log in run.logs:
+            if log.skipped:
+                continue
             result = loadgen.analyse(log, capacity.SILENCE_S)
             seconds = (log.closed_at or log.start_at) - log.start_at
             reason = "ok"
