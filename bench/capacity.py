@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,9 @@ SENTENCE_S = 1.0  # the fake speaker's audio per sentence; 3 sentences per reply
 REPLY_S = 3 * SENTENCE_S
 GOAL_LATE_S = 0.020
 VARIANTS = 16  # distinct caller tracks per level (calls share them, offset in time)
+CODECS = {"mulaw": (loadgen.MULAW, 8000), "l16": (loadgen.L16, 16000)}  # μ-law 8k, L16 16k
+GEN_LATE_LIMIT_MS = 5.0  # a level whose generator was later than this (p99) is not valid
+CALLS_PER_GEN = 300  # --gen-procs auto: one generator process per this many calls
 
 
 def progress(text: str) -> None:
@@ -153,8 +157,19 @@ def speaker_pcm() -> Path:
 
 
 def tracks_for(
-    n: int, seed: int, duration_s: float, speech: tuple[np.ndarray, np.ndarray]
+    n: int,
+    seed: int,
+    duration_s: float,
+    speech: tuple[np.ndarray, np.ndarray],
+    codec: str = "mulaw",
 ) -> list[loadgen.Track]:
+    """``n`` callers' tracks (``VARIANTS`` distinct ones, shared round-robin) in ``codec``
+    (``CODECS``): the caller speech (8 kHz) is resampled when the stream is 16 kHz."""
+    encoding, rate = CODECS[codec]
+    if rate != 8000:
+        from voicebridge.audio.resample import resample
+
+        speech = (resample(speech[0], 8000, rate), resample(speech[1], 8000, rate))
     variants = [
         loadgen.build_track(
             np.random.default_rng([seed, v]),
@@ -163,6 +178,8 @@ def tracks_for(
             duration_s,
             reply_s=REPLY_S,
             silence_s=SILENCE_S,
+            encoding=encoding,
+            rate=rate,
         )
         for v in range(min(n, VARIANTS))
     ]
@@ -262,6 +279,7 @@ class Sampler:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.gen_pids: list[int] = []  # the load generator's worker processes, if any
         self.active = 0
         self.rows: list[tuple[float, int, int, int, int, int, float]] = []
         self._task: asyncio.Task[None] | None = None
@@ -272,7 +290,7 @@ class Sampler:
             (
                 time.monotonic(),
                 cpu_ticks(self.pid),
-                cpu_ticks("self"),
+                cpu_ticks("self") + sum(cpu_ticks(p) for p in self.gen_pids),
                 busy,
                 total,
                 self.active,
@@ -348,22 +366,82 @@ def decision_to_clear(
 # --- one level ----------------------------------------------------------------------------------
 
 
-async def run_level(
-    server: Server, n: int, args: argparse.Namespace, speech: Any
-) -> dict[str, Any]:
-    tracks = tracks_for(n, args.seed + n, args.duration, speech)
-    sampler = Sampler(server.proc.pid)
-    rss_before = rss_mib(server.proc.pid)
-    ticks_before = cpu_ticks(server.proc.pid)
-    sampler.start()
+def gen_procs_for(n: int, args: argparse.Namespace) -> int:
+    """How many load generator processes for ``n`` calls: ``--gen-procs`` (0: the callers run
+    in this process; ``auto``: one per ``CALLS_PER_GEN`` calls)."""
+    value = str(getattr(args, "gen_procs", "0"))
+    if value == "auto":
+        return max(1, -(-n // CALLS_PER_GEN))
+    return max(0, int(value))
+
+
+async def drive_load(
+    url: str, tracks: list[loadgen.Track], args: argparse.Namespace, sampler: Sampler
+) -> loadgen.LoadRun:
+    """The callers, in this process or in worker processes (``gen_procs_for``), their live
+    count fed to ``sampler`` (and their pids, for their CPU)."""
+    stagger = args.stagger if len(tracks) > 1 else 0.0
 
     def on_active(count: int) -> None:
         sampler.active = count
 
+    def on_spawn(pids: list[int]) -> None:
+        sampler.gen_pids = pids
+
+    procs = gen_procs_for(len(tracks), args)
+    if procs:
+        return await loadgen.run_load_procs(
+            url,
+            tracks,
+            procs=procs,
+            stagger_s=stagger,
+            on_active=on_active,
+            on_spawn=on_spawn,
+            realtime=getattr(args, "gen_rt", "auto") != "off",
+        )
+    starts = loadgen.schedule_starts(len(tracks), stagger)
+    return await loadgen.drive(url, tracks, starts, on_status=lambda live, *_: on_active(live))
+
+
+def gen_summary(run: loadgen.LoadRun, limit_ms: float) -> dict[str, Any]:
+    """The load generator on itself over a level: per process and worst of them. The level is
+    ``valid`` only if no process sent its frames (p99) or woke (p99) later than ``limit_ms``:
+    otherwise a late figure may be the generator's, not the server's."""
+    late = max((g["send_late_ms"]["p99"] or 0.0 for g in run.gen), default=0.0)
+    lag = max((g["loop_lag_ms"]["p99"] or 0.0 for g in run.gen), default=0.0)
+    return {
+        "procs": len(run.gen),
+        "in_process": len(run.gen) == 1 and run.gen[0]["pid"] == os.getpid(),
+        "sched": sorted({g.get("sched", "other") for g in run.gen}),
+        "send_late_p99_ms": late,
+        "loop_lag_p99_ms": lag,
+        "cpu_pct_of_core": round(sum(g["cpu_pct_of_core"] for g in run.gen), 1),
+        "cpu_us_per_frame": round(
+            sum(g["cpu_us_per_frame"] * g["calls"] for g in run.gen)
+            / max(sum(g["calls"] for g in run.gen), 1),
+            1,
+        ),
+        "gc_pause_max_ms": max((g["gc_pause_ms"]["max"] or 0.0 for g in run.gen), default=0.0),
+        # The server's: how long WebSocket handshakes took, and the frames due meanwhile.
+        "handshake_p99_ms": max((g["handshake_ms"]["p99"] or 0.0 for g in run.gen), default=0.0),
+        "frames_due_before_open": sum(g["frames_due_before_open"] for g in run.gen),
+        "limit_ms": limit_ms,
+        "valid": late <= limit_ms and lag <= limit_ms,
+        "workers": run.gen,
+    }
+
+
+async def run_level(
+    server: Server, n: int, args: argparse.Namespace, speech: Any, codec: str = "mulaw"
+) -> dict[str, Any]:
+    tracks = tracks_for(n, args.seed + n, args.duration, speech, codec)
+    sampler = Sampler(server.proc.pid)
+    rss_before = rss_mib(server.proc.pid)
+    ticks_before = cpu_ticks(server.proc.pid)
+    sampler.start()
     began = time.monotonic()
-    logs = await loadgen.run_load(
-        server.url, tracks, stagger_s=args.stagger if n > 1 else 0.0, on_active=on_active
-    )
+    run = await drive_load(server.url, tracks, args, sampler)
+    logs = run.logs
     wall = time.monotonic() - began
     await sampler.stop()
     await server.wait_for_calls([log.stream_id for log in logs], timeout_s=60.0)
@@ -417,6 +495,7 @@ async def run_level(
     p99_in, p99_out = pct(in_all, 99), pct(gaps, 99) if gaps else 0.0
     row = {
         "n": n,
+        "codec": codec,
         "wall_s": round(wall, 1),
         "errors": errors[:5],
         "error_count": len(errors),
@@ -434,6 +513,7 @@ async def run_level(
             "p99": ms(p99_out),
             "max": ms(max(gaps) if gaps else None),
             "n": len(gaps),
+            "late": sum(g > GOAL_LATE_S for g in gaps),  # playout ran dry > 20 ms inside a reply
         },
         "latency_ms": {"p50": ms(pct(latency, 50)), "p99": ms(pct(latency, 99)), "n": len(latency)},
         "fw_latency_ms": {
@@ -464,6 +544,8 @@ async def run_level(
         **window,
     }
     delivered = in_all.size >= 0.95 * max(sent, 1)
+    row["delivered"] = bool(delivered)
+    row["gen"] = gen_summary(run, getattr(args, "gen_late_limit_ms", GEN_LATE_LIMIT_MS))
     row["worst_p99_ms"] = ms(max(p99_in or 0.0, p99_out or 0.0)) if in_all.size else None
     row["ok"] = bool(
         not errors
@@ -472,7 +554,7 @@ async def run_level(
         and p99_in < GOAL_LATE_S
         and (p99_out or 0.0) < GOAL_LATE_S
     )
-    row["loadgen_ok"] = bool(pct(gen_all, 99) is not None and (pct(gen_all, 99) or 0) < 0.010)
+    row["loadgen_ok"] = row["gen"]["valid"]
     if window:
         row["cpu_pct_per_call"] = round(window["server_pct_of_core"] / n, 3)
     # CPU time per caller frame over the whole level: robust to other load on the machine
@@ -484,11 +566,35 @@ async def run_level(
     return row
 
 
+def ramp_stops(row: dict[str, Any], args: argparse.Namespace) -> bool:
+    """capacity.py's rule: stop the ramp after a level that failed badly (p99 over 200 ms or
+    failed calls), unless ``--keep-going``."""
+    return (
+        not args.keep_going
+        and not row["ok"]
+        and (row["worst_p99_ms"] is None or row["worst_p99_ms"] > 200 or bool(row["error_count"]))
+    )
+
+
 async def run_framework(
-    name: str, command: list[str], levels: list[int], args: argparse.Namespace, speech: Any
+    name: str,
+    command: list[str],
+    levels: list[int] | list[tuple[int, str]],
+    args: argparse.Namespace,
+    speech: Any,
+    *,
+    stop: Callable[[dict[str, Any]], bool] | None = None,
+    log_name: str | None = None,
+    retry: Callable[[dict[str, Any]], bool] | None = None,
+    retries: int = 0,
 ) -> dict[str, Any]:
+    """One server process (``command``), then each level against it (``n``, or ``(n, codec)``)
+    until ``stop(row)`` says so (default: :func:`ramp_stops`). A level for which ``retry(row)``
+    is true is run again, up to ``retries`` times (every attempt is kept, numbered in
+    ``attempt``), before ``stop`` judges its last attempt."""
     can_pin = shutil.which("taskset") is not None and {0, 1} <= os.sched_getaffinity(0)
-    server = await Server.start(name, command, OUT / f"capacity-{name}.log", can_pin, args.nice)
+    log = OUT / f"{log_name or 'capacity-' + name}.log"
+    server = await Server.start(name, command, log, can_pin, args.nice)
     original = os.sched_getaffinity(0)
     rows: list[dict[str, Any]] = []
     try:
@@ -503,23 +609,31 @@ async def run_framework(
         if args.warmup:
             warmup = tracks_for(1, args.seed, args.warmup, speech)
             await loadgen.run_load(server.url, warmup, stagger_s=0.0)
-        for n in levels:
-            row = await run_level(server, n, args, speech)
+        queue = list(levels)
+        attempts: dict[tuple[int, str], int] = {}
+        while queue:
+            level = queue.pop(0)
+            n, codec = level if isinstance(level, tuple) else (level, "mulaw")
+            row = await run_level(server, n, args, speech, codec)
+            attempts[n, codec] = row["attempt"] = attempts.get((n, codec), 0) + 1
             rows.append(row)
+            gen = row["gen"]
             progress(
-                f"{name} N={n}: p99 in {row['in_late_ms']['p99']} ms, added latency "
+                f"{name} N={n} {codec}: p99 in {row['in_late_ms']['p99']} ms, added latency "
                 f"{row['fw_latency_ms']['p50']}/{row['fw_latency_ms']['p99']} ms, out gap "
                 f"{row['out_gap_ms']['p99']} ms, latency p50/p99 {row['latency_ms']['p50']}/"
                 f"{row['latency_ms']['p99']} ms, barge-in p99 {row['bargein_ms']['p99']} ms, "
                 f"server {row.get('server_pct_of_core')} % core, {row.get('cpu_us_per_frame')} µs CPU/frame, RSS {row.get('rss_mib_max')} MiB, "
                 f"others {row.get('others_pct_of_machine')} %, errors {row['error_count']}, "
-                f"loadgen p99 late {row['gen_late_ms']['p99']} ms -> {'ok' if row['ok'] else 'FAIL'}"
+                f"loadgen ({gen['procs']} proc, {gen['cpu_pct_of_core']} % core) p99 late "
+                f"{gen['send_late_p99_ms']} ms, loop lag {gen['loop_lag_p99_ms']} ms"
+                f"{'' if gen['valid'] else ' (GENERATOR LATE)'} -> {'ok' if row['ok'] else 'FAIL'}"
             )
-            if (
-                not args.keep_going
-                and not row["ok"]
-                and (row["worst_p99_ms"] is None or row["worst_p99_ms"] > 200 or row["error_count"])
-            ):
+            if retry is not None and retry(row) and row["attempt"] <= retries:
+                progress(f"{name}: N={n} again (attempt {row['attempt'] + 1})")
+                queue.insert(0, level)
+                continue
+            if (stop or (lambda r: ramp_stops(r, args)))(row):
                 progress(f"{name}: stopping the ramp at N={n}")
                 break
     finally:
@@ -714,46 +828,73 @@ def plot(result: dict[str, Any], path: Path) -> None:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def vb_command(sentences: int = 3, pieces: int = 1, sentence_s: float = SENTENCE_S) -> list[str]:
+    """voicebridge's server: each reply ``sentences`` sentences of ``sentence_s`` seconds of
+    audio, each in ``pieces`` pieces (the default: 3 sentences of 1 s, one piece each)."""
+    return [
+        sys.executable,
+        str(REPO / "bench" / "vb_server.py"),
+        "--sentence-s",
+        str(sentence_s),
+        "--sentences",
+        str(sentences),
+        "--pieces",
+        str(pieces),
+    ]
+
+
+def pipecat_command(python: Path, pcm_path: Path) -> list[str]:
+    """Pipecat's server, in its venv, with the same reply audio."""
+    return [
+        str(python),
+        str(REPO / "bench" / "pipecat_server.py"),
+        "--pcm",
+        str(pcm_path),
+        "--start-secs",
+        str(GUARD_S),
+        "--stop-secs",
+        str(SILENCE_S),
+    ]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     speech = caller_speech()
     pcm_path = speaker_pcm()
     result: dict[str, Any] = {"machine": machine_info(), "args": vars(args), "frameworks": []}
     plan = []
     if "voicebridge" in args.frameworks:
-        plan.append(
-            (
-                "voicebridge",
-                [
-                    sys.executable,
-                    str(REPO / "bench" / "vb_server.py"),
-                    "--sentence-s",
-                    str(SENTENCE_S),
-                ],
-                args.levels_vb,
-            )
-        )
+        plan.append(("voicebridge", vb_command(), args.levels_vb))
     if "pipecat" in args.frameworks:
         python = Path(args.pipecat_python) if args.pipecat_python else pipecat_python()
-        plan.append(
-            (
-                "pipecat",
-                [
-                    str(python),
-                    str(REPO / "bench" / "pipecat_server.py"),
-                    "--pcm",
-                    str(pcm_path),
-                    "--start-secs",
-                    str(GUARD_S),
-                    "--stop-secs",
-                    str(SILENCE_S),
-                ],
-                args.levels_pc,
-            )
-        )
+        plan.append(("pipecat", pipecat_command(python, pcm_path), args.levels_pc))
     for name, command, levels in plan:
         result["frameworks"].append(await run_framework(name, command, levels, args, speech))
     result["machine"]["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return result
+
+
+def add_gen_args(parser: argparse.ArgumentParser, default_procs: str) -> None:
+    """The load generator's options (shared with bench/media_path.py)."""
+    parser.add_argument(
+        "--gen-procs",
+        default=default_procs,
+        help="load generator processes, pinned to core 1: a number, 0 (the callers run in this "
+        f"process) or auto (one per {CALLS_PER_GEN} calls)",
+    )
+    parser.add_argument(
+        "--gen-rt",
+        choices=["auto", "off"],
+        default="auto",
+        help="auto: the generator's worker processes run SCHED_FIFO when allowed (root), so "
+        "other work on the load core does not make them late; off: normal priority",
+    )
+    parser.add_argument(
+        "--gen-late-limit-ms",
+        type=float,
+        default=GEN_LATE_LIMIT_MS,
+        help="a level where the generator sent its frames or woke later than this (p99) is "
+        "marked invalid (the generator, not the server, may have been late)",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -775,6 +916,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run every level even after one fails (CPU figures on a busy machine)",
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of an unmeasured call")
+    add_gen_args(parser, default_procs="0")
     parser.add_argument(
         "--nice",
         type=int,

@@ -80,12 +80,20 @@ class ChildService:
 
 @contextlib.asynccontextmanager
 async def child_service(
-    spec: Any, lifetime_s: float, *, max_calls: int | None = None, **options: Any
+    spec: Any,
+    lifetime_s: float,
+    *,
+    max_calls: int | None = None,
+    max_pending: int | None = None,
+    **options: Any,
 ) -> AsyncIterator[ChildService]:
     """The real service (``running_service``, as ``voicebridge serve`` runs it) on 127.0.0.1
     port 0, in this child process. It is to stop when the parent closes our stdin, or after
     ``lifetime_s`` whatever happens (see :meth:`ChildService.wait`). ``options`` go to
-    ``running_service`` (``record_events``, ``on_session``)."""
+    ``running_service`` (``record_events``, ``on_session``). ``max_pending`` raises the caps
+    on sockets waiting for their ``start`` (in total and per peer): a load generator is one
+    peer standing in for the many media servers of a real deployment, and opens hundreds of
+    streams in seconds."""
     from voicebridge.config import ServiceSettings
     from voicebridge.server.run import running_service
 
@@ -97,7 +105,10 @@ async def child_service(
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=wait_for_eof, daemon=True).start()
-    limits: dict[str, Any] = {"limits": {"max_calls": max_calls}} if max_calls else {}
+    caps: dict[str, Any] = {"max_calls": max_calls} if max_calls else {}
+    if max_pending:
+        caps |= {"max_pending_streams": max_pending, "max_pending_per_peer": max_pending}
+    limits: dict[str, Any] = {"limits": caps} if caps else {}
     # The load generators stream straight to /stream (no /answer per call): tokens off, as
     # for every figure in bench/RESULTS.md before tokens were on by default.
     settings = ServiceSettings(host="127.0.0.1", port=0, security={"stream_token": "off"}, **limits)

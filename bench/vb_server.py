@@ -7,7 +7,7 @@ websockets-sansio, no compression) on 127.0.0.1, port 0. Prints JSON lines on st
 {"type": "ready", "port"}, {"type": "call", "stream_id", "probe"} at each call's end, and
 {"type": "lag", "samples"} (event-loop lag). Stops when stdin closes.
 
-    PYTHONPATH=. python bench/vb_server.py [--profile out.prof]
+    PYTHONPATH=. python bench/vb_server.py [--sentences 3] [--pieces 1] [--profile out.prof]
 """
 
 from __future__ import annotations
@@ -30,19 +30,26 @@ GUARD_MS = 200
 VAD = {"aggressiveness": 2, "min_speech_ms": 120, "min_silence_ms": 500, "pre_roll_ms": 240}
 
 
-def pipeline_yaml(reply_sentence_s: float) -> str:
+def pipeline_yaml(
+    reply_sentence_s: float, *, sentences: int = 3, pieces: int = 1, probed: bool = True
+) -> str:
+    """The call flow: each reply is ``sentences`` sentences of ``reply_sentence_s`` of audio,
+    each spoken in ``pieces`` pieces. ``probed``: the VAD notes when it finished each frame
+    (``ProbedVad``); otherwise it is the plain ``vad`` stage."""
+    vad = "bench.vb_stages:ProbedVad" if probed else "vad"
     return f"""
 name: capacity-bench
 session:
   barge_in: {{guard_ms: {GUARD_MS}}}
 stages:
   - type: decode
-  - type: bench.vb_stages:ProbedVad
+  - type: {vad}
     params: {json.dumps(VAD)}
   - type: bench.vb_stages:InstantTranscriber
   - type: bench.vb_stages:InstantDialogue
+    params: {{sentences: {sentences}}}
   - type: bench.vb_stages:PreparedSpeaker
-    params: {{seconds: {reply_sentence_s}}}
+    params: {{seconds: {reply_sentence_s}, pieces: {pieces}}}
   - type: encode
 """
 
@@ -70,8 +77,10 @@ async def serve(args: argparse.Namespace) -> None:
         emit("call", stream_id=stream_id, probe=probe.tolist(), starts=starts, ends=ends)
 
     stages.REPORT = report
-    spec = load_pipeline_text(pipeline_yaml(args.sentence_s))
-    async with child_service(spec, args.lifetime, max_calls=5000) as child:
+    spec = load_pipeline_text(
+        pipeline_yaml(args.sentence_s, sentences=args.sentences, pieces=args.pieces)
+    )
+    async with child_service(spec, args.lifetime, max_calls=5000, max_pending=5000) as child:
         child.ready()
         lag = asyncio.get_running_loop().create_task(lag_monitor())
         await child.wait()
@@ -80,7 +89,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sentence-s", type=float, default=1.0)
+    parser.add_argument("--sentence-s", type=float, default=1.0, help="reply audio per sentence")
+    parser.add_argument("--sentences", type=int, default=3, help="sentences per reply")
+    parser.add_argument("--pieces", type=int, default=1, help="pieces (AgentAudio) per sentence")
     parser.add_argument("--lifetime", type=float, default=1800.0)
     parser.add_argument("--profile", help="write a cProfile of the whole run here")
     args = parser.parse_args()

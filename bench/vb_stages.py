@@ -103,7 +103,9 @@ class InstantDialogue(Stage):
 
 
 class PreparedSpeaker(Stage):
-    """Returns prepared PCM for every sentence, at once: ``seconds`` of a voiced signal."""
+    """Returns prepared PCM for every sentence, at once: ``seconds`` of a voiced signal, in
+    ``pieces`` pieces (``AgentAudio`` frames) of equal length, the sentence's words dealt over
+    them: what a reply's piece count costs the media path is measured with this."""
 
     type_name = "bench_prepared_speaker"
     role = "tts"
@@ -112,6 +114,7 @@ class PreparedSpeaker(Stage):
 
     class Params(StageParams):
         seconds: float = 1.0
+        pieces: int = 1
 
     _cache: ClassVar[dict[tuple[int, float], PCM]] = {}
 
@@ -129,8 +132,19 @@ class PreparedSpeaker(Stage):
 
     async def process(self, frame: Frame) -> None:
         if isinstance(frame, AgentText):
-            await self.emit(
-                AgentAudio(self._pcm(), turn=frame.turn, text=frame.text, last=frame.last)
-            )
+            pcm, n = self._pcm(), max(1, self.params.pieces)
+            if n == 1:
+                await self.emit(AgentAudio(pcm, turn=frame.turn, text=frame.text, last=frame.last))
+                return
+            words = frame.text.split()
+            for i in range(n):
+                await self.emit(
+                    AgentAudio(
+                        pcm[i * len(pcm) // n : (i + 1) * len(pcm) // n],
+                        turn=frame.turn,
+                        text=" ".join(words[i * len(words) // n : (i + 1) * len(words) // n]),
+                        last=frame.last and i == n - 1,
+                    )
+                )
             return
         await self.emit(frame)

@@ -65,3 +65,47 @@ def test_pipecat_smoke(tmp_path: Path) -> None:
     (fw,) = result["frameworks"]
     (level,) = fw["levels"]
     check_level(level)
+
+
+def test_media_path_smoke(tmp_path: Path) -> None:
+    """The goals run of issue 16 (bench/media_path.py), tiny: the ramp, the piece count and the
+    codec parts, the load generator in two worker processes."""
+    from bench import media_path
+
+    out = tmp_path / "media_path.json"
+    argv = ["--parts", "ramp,pieces,codec", "--levels", "2", "--compare-n", "2"]
+    argv += ["--duration", "6", "--stagger", "0.5", "--warmup", "0", "--gen-procs", "2"]
+    argv += ["--soak-json", str(tmp_path / "no-soak.json"), "--out", str(out)]
+    result = media_path.main(argv)
+    assert json.loads(out.read_text())["goals"] == result["goals"]
+    assert out.with_suffix(".md").read_text().startswith("## The media path at the limit")
+    parts = result["parts"]
+    levels = parts["ramp"]["levels"] + parts["codec"]["levels"]
+    levels += [row for fw in parts["pieces"] for row in fw["levels"]]
+    assert [fw["pieces"] for fw in parts["pieces"]] == [1, 20]
+    assert sorted(row["codec"] for row in parts["codec"]["levels"]) == ["l16", "mulaw"]
+    for level in levels:
+        check_level(level)
+        assert level["status"] in ("pass", "fail", "invalid")
+        gen = level["gen"]
+        assert gen["procs"] == 2 and not gen["in_process"]
+        assert sum(w["calls"] for w in gen["workers"]) == 2
+        assert all(w["send_late_ms"]["n"] > 0 for w in gen["workers"])
+    goals = {g["goal"]: g for g in result["goals"]}
+    assert len(goals) == 9
+    assert all(g["met"] is None for g in goals.values() if "soak" in g["goal"])  # none run
+
+
+def test_soak_loadgen_smoke(tmp_path: Path) -> None:
+    """bench/soak.py with the load generator's callers (--driver loadgen), calls back to back."""
+    from bench import soak
+
+    out = tmp_path / "soak.json"
+    argv = ["--driver", "loadgen", "--calls", "2", "--duration", "8", "--call-s", "6"]
+    argv += ["--sample-s", "1", "--stagger-s", "0.5", "--gen-procs", "2", "--out", str(out)]
+    assert soak.main(argv) == 0  # no call failed
+    result = json.loads(out.read_text())
+    assert result["calls"]["total"] == 4  # two slots, two calls each
+    assert result["generator"]["procs"] == 2
+    assert "flatness" in result["summary"]
+    assert result["health_end"]["active_calls"] == 0
