@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from voicebridge.telephony.numbers import plivo_number
+from voicebridge.telephony.numbers import e164, plivo_number
 
 # Plivo's documented ranges, in milliseconds: (low, high, default).
 MACHINE_DETECTION_TIME_MS: Final = (2000, 10000, 5000)
@@ -86,8 +86,9 @@ class CallRequest:
     time_limit_s: int | None = None
 
     def __post_init__(self) -> None:
-        plivo_number(self.to)  # raises InvalidNumber with the text shown
-        plivo_number(self.from_)
+        # Canonical E.164 from here on; InvalidNumber (with the text shown) otherwise.
+        object.__setattr__(self, "to", e164(self.to))
+        object.__setattr__(self, "from_", e164(self.from_))
         if not self.answer_url:
             raise ValueError("answer_url is required")
         _http_url("answer_url", self.answer_url)

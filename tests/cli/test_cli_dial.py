@@ -1,0 +1,96 @@
+"""``voicebridge dial`` against the local Plivo REST fake: the call placed, and its failures as
+one line with the documented exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from voicebridge.cli import main
+from voicebridge.cli_errors import ExitCode
+from voicebridge.config.service_settings import ENV_VARS
+from voicebridge.telephony.call_vars import verify_vars
+from voicebridge.testing.plivo_rest_fake import FakePlivoRest
+
+AUTH_ID = "MAFAKEACCOUNT0000001"
+TOKEN = "fake-plivo-token"
+KEY = "service-key-0123456789"
+
+
+@pytest.fixture
+async def plivo(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakePlivoRest]:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    async with FakePlivoRest(AUTH_ID, TOKEN) as fake:
+        monkeypatch.setenv("PLIVO_AUTH_ID", AUTH_ID)
+        monkeypatch.setenv("PLIVO_AUTH_TOKEN", TOKEN)
+        monkeypatch.setenv("PLIVO_API_URL", fake.base_url)
+        monkeypatch.setenv("VOICEBRIDGE_API_KEY", KEY)
+        monkeypatch.delenv("VOICEBRIDGE_FROM_NUMBER", raising=False)
+        yield fake
+
+
+async def dial(*args: str) -> int:
+    """The command in a thread: it runs its own event loop while the fake serves in ours."""
+    return await asyncio.to_thread(main, ["dial", *args])
+
+
+async def test_dial_places_the_call_with_signed_vars(plivo, capsys):
+    code = await dial(
+        "+1 555 123 4567",
+        "--from",
+        "+14155550100",
+        "--public-url",
+        "https://agent.example",
+        "--var",
+        "name=Ana Lopez",
+        "--var",
+        "time=3 pm",
+    )
+    assert code == 0
+    [placed] = plivo.created_calls
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"to": "+15551234567", "request_uuid": placed.request_uuid, "status": "queued"}
+    assert (placed.fields["to"], placed.fields["from"]) == ("15551234567", "14155550100")
+    answer = urlsplit(placed.fields["answer_url"])
+    assert f"{answer.scheme}://{answer.netloc}{answer.path}" == "https://agent.example/answer"
+    query = {k: v[0] for k, v in parse_qs(answer.query).items()}
+    assert verify_vars(query, KEY) == {"name": "Ana Lopez", "time": "3 pm"}
+
+
+async def test_a_bad_number_is_a_usage_error_and_calls_no_one(plivo, capsys):
+    code = await dial("5551234567", "--from", "+14155550100", "--public-url", "https://a.example")
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "E.164" in err and len(err.strip().splitlines()) == 1
+    assert plivo.requests == []
+
+
+async def test_plivo_refusing_is_a_connect_error(plivo, capsys):
+    plivo.fail_next(5, status=503)
+    code = await dial("+15551234567", "--from", "+14155550100", "--public-url", "https://a.x")
+    assert code == ExitCode.CONNECT
+    assert "HTTP 503" in capsys.readouterr().err
+    assert plivo.created_calls == []
+
+
+async def test_missing_pieces_say_what_to_set(plivo, monkeypatch, capsys):
+    assert await dial("+15551234567", "--public-url", "https://a.x") == ExitCode.USAGE
+    assert "--from" in capsys.readouterr().err
+    assert await dial("+15551234567", "--from", "+14155550100") == ExitCode.USAGE
+    assert "--public-url" in capsys.readouterr().err
+    monkeypatch.delenv("PLIVO_AUTH_TOKEN")
+    code = await dial("+15551234567", "--from", "+14155550100", "--public-url", "https://a.x")
+    assert code == ExitCode.STARTUP
+    assert "PLIVO_AUTH_TOKEN" in capsys.readouterr().err
+    monkeypatch.delenv("VOICEBRIDGE_API_KEY")
+    code = await dial(
+        "+15551234567", "--from", "+1415555010", "--public-url", "https://a.x", "--var", "a=b"
+    )
+    assert code == ExitCode.USAGE
+    assert "VOICEBRIDGE_API_KEY" in capsys.readouterr().err
+    assert plivo.requests == []
