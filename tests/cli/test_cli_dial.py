@@ -94,3 +94,20 @@ async def test_missing_pieces_say_what_to_set(plivo, monkeypatch, capsys):
     assert code == ExitCode.USAGE
     assert "VOICEBRIDGE_API_KEY" in capsys.readouterr().err
     assert plivo.requests == []
+
+
+async def test_a_pipeline_with_an_outbound_section_asks_for_machine_detection(
+    plivo, tmp_path, capsys
+):
+    pipeline = tmp_path / "outbound.yaml"
+    pipeline.write_text(
+        "name: outbound\n"
+        "outbound: {on_machine: hangup, machine_detection: {initial_silence_ms: 3000}}\n"
+        "stages:\n  - type: decode\n  - type: vad\n  - type: echo\n  - type: encode\n"
+    )
+    args = ["+15551234567", "--from", "+14155550100", "--public-url", "https://a.example"]
+    assert await dial(*args, "--pipeline", str(pipeline)) == 0
+    fields = plivo.created_calls[0].fields
+    assert fields["machine_detection"] == "true"
+    assert fields["machine_detection_initial_silence"] == "3000"
+    assert fields["machine_detection_url"] == "https://a.example/machine"

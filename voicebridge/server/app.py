@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -41,6 +42,11 @@ from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
 from voicebridge.server.nonces import NonceMemory
 from voicebridge.server.outbound_api import calls_endpoint
+from voicebridge.server.outbound_call import (
+    MachineHandling,
+    machine_detection_for,
+    machine_endpoint,
+)
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
@@ -138,6 +144,15 @@ def create_app(
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
     outbound_key = api_key()
+    machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def handling_of(call_uuid: str) -> MachineHandling | None:
+        for session in calls.sessions():
+            if session.ctx is not None and session.ctx.info.call_id == call_uuid:
+                return machine_handling.get(session)
+        return None
 
     def make_session(transport: Transport, conn: HTTPConnection) -> Session:
         rest = rest_holder["rest"]
@@ -165,6 +180,8 @@ def create_app(
             state_hooks=resumes if resumes.enabled else None,
         )
         session.core.call_vars = call_vars
+        if spec.outbound is not None:
+            machine_handling[session] = MachineHandling(session, spec.outbound)
         if on_session is not None:
             on_session(session)
         return session
@@ -247,6 +264,9 @@ def create_app(
         default_from=default_from(),
         rest=lambda: rest_holder["rest"],
         public_url=lambda request: http_url(request, settings.public_url, ""),
+        machine_detection=lambda request: machine_detection_for(
+            spec.outbound, http_url(request, settings.public_url, "/machine")
+        ),
     )
 
     async def stream(ws: WebSocket) -> None:
@@ -289,6 +309,7 @@ def create_app(
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             Route("/calls", create_call, methods=["POST"]),
+            Route("/machine", signatures.protect(machine_endpoint(handling_of)), methods=["POST"]),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -305,6 +326,7 @@ def create_app(
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     app.state.legs = legs
+    app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from voicebridge.cli_errors import CliError, ExitCode
 from voicebridge.cli_parser import command
-from voicebridge.config import load_service_settings
+from voicebridge.config import load_pipeline, load_service_settings
 from voicebridge.observe.logs import configure_logging
 from voicebridge.telephony.call_vars import InvalidVars, parse_var_args
 from voicebridge.telephony.dialer import API_KEY_ENV, FROM_ENV, api_key, call_request, default_from
@@ -52,6 +52,11 @@ def add_dial(sub: Subcommands) -> None:
         "--public-url",
         help="https base URL Plivo reaches the service at (default: from the service settings)",
     )
+    p.add_argument(
+        "--pipeline",
+        help="the pipeline the service runs: its outbound: section turns on Plivo's machine "
+        "detection (default: none, no machine detection)",
+    )
     p.add_argument("--config", help="service settings YAML (default: configs/service.yaml)")
     p.set_defaults(handler=_dial)
 
@@ -70,12 +75,24 @@ def _dial(args: argparse.Namespace) -> int:
     if not from_:
         raise CliError(ExitCode.USAGE, f"dial: pass --from NUMBER (or set {FROM_ENV})")
     secret = api_key()
+    machine_detection = None
+    if args.pipeline:
+        from voicebridge.server.outbound_call import machine_detection_for
+
+        spec = load_pipeline(args.pipeline)
+        url = f"{settings.public_url.rstrip('/')}/machine"
+        machine_detection = machine_detection_for(spec.outbound, url)
     try:
         call_vars = parse_var_args(args.var)
         if call_vars and not secret:
             raise CliError(ExitCode.USAGE, f"dial: --var needs {API_KEY_ENV} (the service's key)")
         request = call_request(
-            settings.public_url, to=args.number, from_=from_, call_vars=call_vars, secret=secret
+            settings.public_url,
+            to=args.number,
+            from_=from_,
+            call_vars=call_vars,
+            secret=secret,
+            machine_detection=machine_detection,
         )
     except (InvalidNumber, InvalidVars, ValueError) as exc:
         raise CliError(ExitCode.USAGE, f"dial: {exc}") from None
