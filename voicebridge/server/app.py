@@ -37,11 +37,12 @@ from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
+from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
 from voicebridge.server.nonces import NonceMemory
-from voicebridge.server.outbound_api import calls_endpoint
+from voicebridge.server.outbound_api import calls_endpoint, check_key
 from voicebridge.server.outbound_call import (
     MachineHandling,
     machine_detection_for,
@@ -144,6 +145,7 @@ def create_app(
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
     outbound_key = api_key()
+    outcomes = CallOutcomes()
     machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
         weakref.WeakKeyDictionary()
     )
@@ -181,7 +183,9 @@ def create_app(
         )
         session.core.call_vars = call_vars
         if spec.outbound is not None:
-            machine_handling[session] = MachineHandling(session, spec.outbound)
+            machine_handling[session] = MachineHandling(
+                session, spec.outbound, on_voicemail=outcomes.voicemail_left
+            )
         if on_session is not None:
             on_session(session)
         return session
@@ -267,6 +271,7 @@ def create_app(
         machine_detection=lambda request: machine_detection_for(
             spec.outbound, http_url(request, settings.public_url, "/machine")
         ),
+        outcomes=outcomes,
     )
 
     async def stream(ws: WebSocket) -> None:
@@ -309,7 +314,17 @@ def create_app(
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             Route("/calls", create_call, methods=["POST"]),
-            Route("/machine", signatures.protect(machine_endpoint(handling_of)), methods=["POST"]),
+            Route(
+                "/machine",
+                signatures.protect(machine_endpoint(handling_of, outcomes)),
+                methods=["POST"],
+            ),
+            Route("/hangup", signatures.protect(hangup_endpoint(outcomes)), methods=["POST"]),
+            Route(
+                "/calls/{request_uuid}",
+                outcome_endpoint(outcomes, lambda request: check_key(request, outbound_key)),
+                methods=["GET"],
+            ),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -326,6 +341,7 @@ def create_app(
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     app.state.legs = legs
+    app.state.outcomes = outcomes  # what became of each placed call
     app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 

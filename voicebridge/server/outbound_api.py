@@ -4,6 +4,7 @@ Placing a call costs money and rings a stranger's phone, so the endpoint exists 
 key is configured (``VOICEBRIDGE_API_KEY``) and every request must present it as a bearer token:
 without the header 401, with a wrong key 403, and without a configured key 503 saying how to
 enable it. JSON in ``{"to", "from"?, "vars"?}``; out ``{"request_uuid", "status": "queued"}``.
+``GET /calls/{request_uuid}`` (same key) tells how a placed call went.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from voicebridge.server.call_outcomes import CallOutcomes
 from voicebridge.telephony.call_request import MachineDetection
 from voicebridge.telephony.call_vars import InvalidVars
 from voicebridge.telephony.dialer import API_KEY_ENV, FROM_ENV, call_request
@@ -32,6 +34,23 @@ def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
+def check_key(request: Request, key: str | None) -> Response | None:
+    """None when ``request`` presents the API key; else the refusal to send (503/401/403)."""
+    if key is None:
+        return _error(503, f"the calls API is disabled: set {API_KEY_ENV} to enable it")
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return _error(
+            401,
+            "an API key is required: Authorization: Bearer <key>",
+            **{"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(presented.strip().encode(), key.encode()):
+        log.warning("calls_refused", reason="bad_key")
+        return _error(403, "wrong API key")
+    return None
+
+
 def calls_endpoint(
     *,
     key: str | None,
@@ -39,23 +58,16 @@ def calls_endpoint(
     rest: Callable[[], PlivoRest | None],
     public_url: Callable[[Request], str],
     machine_detection: Callable[[Request], MachineDetection | None] = lambda request: None,
+    outcomes: CallOutcomes | None = None,
 ) -> Callable[[Request], Awaitable[Response]]:
     """The route handler. ``rest`` gives the Plivo client (None without credentials),
-    ``public_url`` the https base Plivo reaches this service at."""
+    ``public_url`` the https base Plivo reaches this service at. With ``outcomes``, each call
+    gets ``/hangup`` as its hang-up callback and is tracked there."""
 
     async def create(request: Request) -> Response:
-        if key is None:
-            return _error(503, f"POST /calls is disabled: set {API_KEY_ENV} to enable it")
-        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            return _error(
-                401,
-                "an API key is required: Authorization: Bearer <key>",
-                **{"WWW-Authenticate": "Bearer"},
-            )
-        if not hmac.compare_digest(presented.strip().encode(), key.encode()):
-            log.warning("calls_refused", reason="bad_key")
-            return _error(403, "wrong API key")
+        refused = check_key(request, key)
+        if refused is not None:
+            return refused
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
@@ -82,6 +94,7 @@ def calls_endpoint(
                 call_vars=call_vars,
                 secret=key,
                 machine_detection=machine_detection(request),
+                hangup_url=f"{public_url(request)}/hangup" if outcomes is not None else None,
             )
         except (InvalidNumber, InvalidVars, ValueError) as exc:
             return _error(400, str(exc))
@@ -90,6 +103,8 @@ def calls_endpoint(
         except PlivoRestError as exc:
             status = 429 if exc.reason == "rate_limited" else 502
             return _error(status, str(exc))
+        if outcomes is not None:
+            outcomes.placed(created.request_uuid)
         log.info("call_placed", request_uuid=created.request_uuid, vars=len(call_vars))
         return JSONResponse(
             {"request_uuid": created.request_uuid, "status": "queued"}, status_code=201

@@ -22,6 +22,7 @@ from voicebridge.call.events import CallerAudio, CallEvent
 from voicebridge.call.outbound_options import OutboundOptions
 from voicebridge.call.voicemail import VoicemailTiming
 from voicebridge.frames import Hangup
+from voicebridge.server.call_outcomes import CallOutcomes
 from voicebridge.server.forms import callback_params
 from voicebridge.telephony.call_request import MachineDetection
 from voicebridge.text import fill_vars
@@ -35,8 +36,14 @@ log = structlog.get_logger("voicebridge.server.outbound")
 class MachineHandling:
     """Subscribed to one session's caller audio from its creation (so the call core emits it)."""
 
-    def __init__(self, session: Session, options: OutboundOptions) -> None:
+    def __init__(
+        self,
+        session: Session,
+        options: OutboundOptions,
+        on_voicemail: Callable[[str], None] | None = None,
+    ) -> None:
         self.session = session
+        self._on_voicemail = on_voicemail  # told the call id once the voicemail was spoken
         self.options = options
         self.result: str | None = None  # "human" or "machine" once Plivo said
         self.timing: VoicemailTiming | None = None
@@ -79,6 +86,8 @@ class MachineHandling:
         log.info("voicemail_started", after=reason)
         if not await self.session.say(text, then=Hangup("voicemail")):
             await self.session.end("voicemail_no_speaker")
+        elif self._on_voicemail is not None and ctx is not None:
+            self._on_voicemail(ctx.info.call_id)
 
     async def _hang_up(self) -> None:
         session, ctx = self.session, self.session.ctx
@@ -111,13 +120,15 @@ def machine_detection_for(options: OutboundOptions | None, url: str) -> MachineD
 
 
 def machine_endpoint(
-    find: Callable[[str], MachineHandling | None],
+    find: Callable[[str], MachineHandling | None], outcomes: CallOutcomes | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     """``/machine``: Plivo's asynchronous machine detection result (``Machine``, ``CallUUID``;
     Plivo's "Asynchronous machine detection" page), delivered to the live call."""
 
     async def machine(request: Request) -> Response:
         params = await callback_params(request)
+        if outcomes is not None:
+            outcomes.machine(params)
         call_uuid = str(params.get("CallUUID", ""))[:64]
         is_machine = str(params.get("Machine", "")).strip().lower() == "true"
         handling = find(call_uuid) if call_uuid else None

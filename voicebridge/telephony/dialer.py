@@ -48,6 +48,7 @@ def call_request(
     call_vars: Mapping[str, object],
     secret: str | None,
     machine_detection: MachineDetection | None = None,
+    hangup_url: str | None = None,
 ) -> CallRequest:
     """The Call API request for one call into the service at ``public_url``."""
     return CallRequest(
@@ -55,4 +56,5 @@ def call_request(
         from_=from_,
         answer_url=answer_url(public_url, call_vars, secret),
         machine_detection=machine_detection,
+        hangup_url=hangup_url,
     )
