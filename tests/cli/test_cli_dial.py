@@ -111,3 +111,61 @@ async def test_a_pipeline_with_an_outbound_section_asks_for_machine_detection(
     assert fields["machine_detection"] == "true"
     assert fields["machine_detection_initial_silence"] == "3000"
     assert fields["machine_detection_url"] == "https://a.example/machine"
+
+
+async def test_a_campaign_from_a_csv_through_the_service(plivo, tmp_path, monkeypatch, capsys):
+    import httpx
+
+    from voicebridge.config import load_pipeline_text
+    from voicebridge.server.run import running_service
+    from voicebridge.telephony.plivo_rest import PlivoCredentials, PlivoRest
+
+    from ..server.conftest import settings
+
+    monkeypatch.setenv("VOICEBRIDGE_FROM_NUMBER", "+14155550100")
+    monkeypatch.delenv("PLIVO_AUTH_TOKEN", raising=False)  # the service's signature checks off
+    leads = tmp_path / "leads.csv"
+    leads.write_text("number,name\n+15550000001,Ana\n+15550000002,Bo\n+15550000003,Cy\n")
+    spec = load_pipeline_text(
+        "name: p\nstages:\n  - type: decode\n  - type: vad\n  - type: echo\n  - type: encode\n"
+    )
+    rest = lambda: PlivoRest(PlivoCredentials(AUTH_ID, TOKEN), base_url=plivo.base_url)  # noqa: E731
+    async with running_service(settings(), spec, rest_factory=rest) as service:
+        args = ["--csv", str(leads), "--service", service.http_base, "--public-url"]
+        args += ["https://a.example", "--rate", "50", "--poll", "0.05", "--retry-delay", "0"]
+        run = asyncio.ensure_future(dial(*args))
+        ended: set[str] = set()
+        busy_once = "15550000002"
+        async with httpx.AsyncClient() as client:
+            while not run.done():  # play Plivo: end each placed call (one number busy once)
+                for placed in list(plivo.created_calls):
+                    if placed.request_uuid in ended:
+                        continue
+                    ended.add(placed.request_uuid)
+                    first_try = sum(c.fields["to"] == busy_once for c in plivo.created_calls) == 1
+                    status = (
+                        "busy" if placed.fields["to"] == busy_once and first_try else "completed"
+                    )
+                    await client.post(
+                        f"{service.http_base}/hangup",
+                        data={
+                            "RequestUUID": placed.request_uuid,
+                            "CallStatus": status,
+                            "HangupCause": "NORMAL_CLEARING",
+                            "Duration": "5",
+                        },
+                    )
+                await asyncio.sleep(0.01)
+        assert await run == 0
+    dialled = [c.fields["to"] for c in plivo.created_calls]
+    assert sorted(dialled) == ["15550000001", "15550000002", "15550000002", "15550000003"]
+    results = [json.loads(line) for line in (tmp_path / "leads.csv.results.jsonl").open()]
+    assert sorted((r["number"], r["outcome"], r["attempts"]) for r in results) == [
+        ("+15550000001", "completed", 1),
+        ("+15550000002", "completed", 2),
+        ("+15550000003", "completed", 1),
+    ]
+    assert "3 numbers done (completed: 3)" in capsys.readouterr().out
+    # Run again: every number is finished, nobody is called twice.
+    assert await dial("--csv", str(leads), "--service", "http://127.0.0.1:9") == 0
+    assert len(plivo.created_calls) == 4

@@ -18,6 +18,7 @@ from voicebridge.cli_parser import command
 from voicebridge.config import load_pipeline, load_service_settings
 from voicebridge.observe.logs import configure_logging
 from voicebridge.telephony.call_vars import InvalidVars, parse_var_args
+from voicebridge.telephony.campaign_cli import add_campaign_arguments, run_campaign_command
 from voicebridge.telephony.dialer import API_KEY_ENV, FROM_ENV, api_key, call_request, default_from
 from voicebridge.telephony.numbers import InvalidNumber
 from voicebridge.telephony.plivo_rest import PlivoRest, PlivoRestError
@@ -34,7 +35,10 @@ def add_dial(sub: Subcommands) -> None:
         epilog="Needs PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN (PLIVO_API_URL overrides Plivo's API"
         f"\nURL), and {API_KEY_ENV} when --var is given. Prints the call's request_uuid.",
     )
-    p.add_argument("number", help="the number to call, E.164 (e.g. +15551234567)")
+    p.add_argument(
+        "number", nargs="?", help="the number to call, E.164 (e.g. +15551234567); or --csv"
+    )
+    add_campaign_arguments(p)
     p.add_argument(
         "--from",
         dest="from_",
@@ -63,9 +67,13 @@ def add_dial(sub: Subcommands) -> None:
 
 def _dial(args: argparse.Namespace) -> int:
     settings = load_service_settings(args.config, overrides={"public_url": args.public_url})
-    configure_logging(
-        settings.log.format, settings.log.level
-    )  # logs on stderr, the result on stdout
+    configure_logging(settings.log.format, settings.log.level)  # stderr; the result: stdout
+    if args.csv:
+        if args.number:
+            raise CliError(ExitCode.USAGE, "dial: give a NUMBER or --csv FILE, not both")
+        return run_campaign_command(args, settings.public_url)
+    if not args.number:
+        raise CliError(ExitCode.USAGE, "dial: give the NUMBER to call, or --csv FILE")
     if not settings.public_url:
         raise CliError(
             ExitCode.USAGE,
