@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from voicebridge.clock import MonotonicClock
+from voicebridge.clock import MonotonicClock, StreamClock
 from voicebridge.config import load_pipeline_text
 from voicebridge.server.run import running_service
 from voicebridge.sim.lockstep import SessionWatch
@@ -55,10 +55,15 @@ async def test_fifty_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     leads = [Lead(f"+1555010{i:04d}", {"name": f"Lead{i}"}, i + 2) for i in range(50)]
     kind_of = {lead.number[1:]: KINDS[i % len(KINDS)] for i, lead in enumerate(leads)}
     sessions = SessionWatch()
-    async with SimulatedCarrier("MASIM", "tok", callee=kind_of.__getitem__) as carrier:
+    carrier = SimulatedCarrier("MASIM", "tok", callee=kind_of.__getitem__, sessions=sessions)
+    async with carrier:
         rest = lambda: PlivoRest(PlivoCredentials("MASIM", "tok"), base_url=carrier.base_url)  # noqa: E731
         async with running_service(
-            settings(), load_pipeline_text(PIPELINE), rest_factory=rest, on_session=sessions
+            settings(),
+            load_pipeline_text(PIPELINE),
+            rest_factory=rest,
+            on_session=sessions,
+            clock_factory=StreamClock,
         ) as service:
             api = ServiceCalls(service.http_base, KEY)
             options = CampaignOptions(

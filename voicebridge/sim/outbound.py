@@ -25,7 +25,9 @@ from starlette.responses import Response
 
 from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
+from voicebridge.session import Session
 from voicebridge.sim.caller import PlivoCaller
+from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.signals import silence, speech_like
 from voicebridge.testing.plivo_rest_fake import FakePlivoRest
 
@@ -66,7 +68,10 @@ class SimulatedCarrier(FakePlivoRest):
     callee's audio is streamed."""
 
     callee: Callable[[str], CalleeKind] = field(default=lambda number: "person")
-    speed: float = 8.0
+    speed: float = 1.0
+    # With a service in this process (``SessionWatch`` as its ``on_session``): each callee runs
+    # in lockstep with its call, as fast as computing allows and without racing it.
+    sessions: SessionWatch | None = None
     played: list[PlayedCall] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +86,10 @@ class SimulatedCarrier(FakePlivoRest):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return response
+
+    async def __aenter__(self) -> SimulatedCarrier:
+        await self.start()
+        return self
 
     async def settle(self) -> None:
         """Wait until every call placed so far has been played to its end."""
@@ -122,11 +131,13 @@ class SimulatedCarrier(FakePlivoRest):
                 if detect and not told:
                     told.append(True)
                     await self._detect(client, fields, ids, kind == "machine")
+                if self.sessions is not None:
+                    await self.sessions.lockstep(caller, lambda: self._session_of(call.call_uuid))
 
             caller = PlivoCaller(
                 unescape(found.group(1)).strip(),
                 StreamFormat.from_short("l16", RATE),
-                speed=self.speed,
+                speed=float("inf") if self.sessions is not None else self.speed,
                 call_id=call.call_uuid,
                 probe=before_frame,
             )
@@ -136,6 +147,12 @@ class SimulatedCarrier(FakePlivoRest):
             call.duration_s = caller.record.duration_s
             self.end_call(call.call_uuid)
             await self._hangup(client, fields, ids, call, "NORMAL_CLEARING")
+
+    def _session_of(self, call_uuid: str) -> Session | None:
+        for session in self.sessions.all if self.sessions is not None else []:
+            if session.ctx is not None and session.ctx.info.call_id == call_uuid:
+                return session
+        return None
 
     async def _detect(
         self,
