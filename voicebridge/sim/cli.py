@@ -49,7 +49,7 @@ def add_caller_arguments(p: argparse.ArgumentParser, *, remote: bool) -> None:
             "--outbound",
             metavar="CSV",
             help="place a campaign's calls into the pipeline, answered by simulated callees (a "
-            "callee column: person, machine, no_answer, busy)",
+            "callee column: person, machine, no_answer, busy; default: none)",
         )
     codec_default = "what the answer XML asks for, else l16" if remote else "l16"
     p.add_argument(
