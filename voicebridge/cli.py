@@ -271,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_stages(sub)
     _add_xml(sub)
+    from voicebridge.telephony.dial_cli import add_dial
+
+    add_dial(sub)
     from voicebridge.sim.cli import add_commands
 
     add_commands(sub)

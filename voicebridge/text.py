@@ -73,3 +73,17 @@ def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
             current.append(min(previous[y] + 1, current[y - 1] + 1, previous[y - 1] + (ca != cb)))
         previous = current
     return previous[-1]
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,31})\}")
+
+
+def fill_vars(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{name}`` whose name is in ``values`` replaced by its value.
+
+    Everything else is left as written: a prompt full of JSON braces, or a greeting used for
+    inbound calls too, stays intact; a call without variables sees its text unchanged.
+    """
+    if not values:
+        return template
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)

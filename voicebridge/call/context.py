@@ -45,6 +45,9 @@ class CallInfo:
     encoding: str = "audio/x-l16"
     sample_rate: int = 8000
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # An outbound call's variables (``voicebridge dial --var``, ``POST /calls``): the
+    # ``{name}`` placeholders of greetings, rules and prompts.
+    vars: dict[str, str] = field(default_factory=dict)
 
     def started(self, *, resumed: bool = False) -> CallStarted:
         """The frame that tells the stages this call began (or, ``resumed``, went on)."""

@@ -20,7 +20,8 @@ hostile input, and the public snapshot a dropped call is resumed from.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from voicebridge.call import capture
@@ -100,6 +101,9 @@ class CallCore(AgentActions):
     OBSERVED = (SpeechStarted, SpeechEnded, Transcript, AgentText, AgentAudio)
     # The frames ``output`` takes from the pipeline's end.
     OUTPUT = (OutputAudio, Hangup, Transfer)
+    # An outbound call's variables (checked and signed upstream, set before the start event):
+    # the stages read them as ``ctx.info.vars``.
+    call_vars: Mapping[str, str] = MappingProxyType({})
 
     # --- inbound messages -------------------------------------------------------------------------
     def receive(self, message: str | bytes, now: float) -> Sequence[Out]:
@@ -150,6 +154,7 @@ class CallCore(AgentActions):
             encoding=fmt.encoding,
             sample_rate=fmt.sample_rate,
             extra_headers=dict(event.extra_headers),
+            vars=dict(self.call_vars),
         )
         self._origin = now
         self._encoder = messages.PlayAudioEncoder(fmt, event.stream_id)

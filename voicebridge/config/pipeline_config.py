@@ -11,6 +11,9 @@ Shape of a file::
     description: Plays each caller utterance back.
     session:                     # optional, see SessionOptions
       barge_in: {guard_ms: 200}
+    outbound:                    # optional, see OutboundOptions (docs/outbound.md)
+      on_machine: voicemail
+      voicemail: "Hi {name}, please call us back."
     subscribers:                 # optional: your classes that get every call's events
       - type: my_package.audit:AuditTrail
     stages:
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from voicebridge.call.options import SessionOptions
+from voicebridge.call.outbound_options import OutboundOptions
 from voicebridge.config.errors import ConfigError, ConfigIssue, KeyPath, format_path
 from voicebridge.config.pipeline_flow import flow_issues
 from voicebridge.config.subscribers import (
@@ -55,7 +59,7 @@ if TYPE_CHECKING:  # runtime import is lazy: keeps voicebridge.config free of im
 
 Resolver = Callable[[str], "type[Stage]"]
 
-TOP_LEVEL_KEYS = ("name", "description", "session", "subscribers", "stages")
+TOP_LEVEL_KEYS = ("name", "description", "session", "outbound", "subscribers", "stages")
 STAGE_KEYS = ("type", "name", "params")
 
 
@@ -85,6 +89,8 @@ class PipelineSpec:
     stages: list[StageSpec]
     session: SessionOptions = field(default_factory=lambda: _default_session())
     subscribers: list[SubscriberSpec] = field(default_factory=list)
+    # Outbound calls' machine detection and voicemail (docs/outbound.md); None: not set.
+    outbound: OutboundOptions | None = None
     # Problems that do not stop the pipeline from loading (a custom stage that declares no
     # frames, so its place cannot be checked); `validate` prints them, `serve` logs them.
     warnings: list[ConfigIssue] = field(default_factory=list)
@@ -199,6 +205,21 @@ class _Validator:
                 self.doc, exc, ("session",), SessionOptions, what="session option"
             )
             return _default_session()
+
+    def outbound(self, data: dict[str, Any]) -> OutboundOptions | None:
+        raw = data.get("outbound")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.add(("outbound",), f"must be a mapping, not {_type_label(raw)}")
+            return None
+        try:
+            return OutboundOptions.model_validate(raw)
+        except ValidationError as exc:
+            self.issues += validation_issues(
+                self.doc, exc, ("outbound",), OutboundOptions, what="outbound option"
+            )
+            return None
 
     def subscribers(self, data: dict[str, Any]) -> list[SubscriberSpec]:
         items = data.get("subscribers")
@@ -361,7 +382,8 @@ def _build(doc: YamlDocument, resolver: Resolver | None, path: Path | None) -> P
         session = validator.session(data)
         subscribers = validator.subscribers(data)
         stages = validator.stages(data)
-        spec = PipelineSpec(name, description, path, stages, session, subscribers)
+        outbound = validator.outbound(data)
+        spec = PipelineSpec(name, description, path, stages, session, subscribers, outbound)
         if validator.stages_complete:  # an order check of a half-loaded list would mislead
             order_errors, spec.warnings = flow_issues(doc, stages)
             validator.issues += order_errors

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import re
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -36,10 +37,17 @@ from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
+from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
 from voicebridge.server.nonces import NonceMemory
+from voicebridge.server.outbound_api import calls_endpoint, check_key
+from voicebridge.server.outbound_call import (
+    MachineHandling,
+    machine_detection_for,
+    machine_endpoint,
+)
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
@@ -52,6 +60,8 @@ from voicebridge.server.stream_answer import answer_xml
 from voicebridge.server.urls import http_url, stream_url
 from voicebridge.session import Session
 from voicebridge.telephony.call_control import PlivoCallControl
+from voicebridge.telephony.call_vars import InvalidVars, sign_vars, verify_vars
+from voicebridge.telephony.dialer import api_key, default_from
 from voicebridge.telephony.plivo_rest import PlivoRest
 
 log = structlog.get_logger("voicebridge.server")
@@ -134,6 +144,17 @@ def create_app(
         return subscribers
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
+    outbound_key = api_key()
+    outcomes = CallOutcomes()
+    machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def handling_of(call_uuid: str) -> MachineHandling | None:
+        for session in calls.sessions():
+            if session.ctx is not None and session.ctx.info.call_id == call_uuid:
+                return machine_handling.get(session)
+        return None
 
     def make_session(transport: Transport, conn: HTTPConnection) -> Session:
         rest = rest_holder["rest"]
@@ -145,6 +166,11 @@ def create_app(
                 return f"{base}?{urlencode({'to': to})}"
 
             control = PlivoCallControl(rest, transfer_url)
+        try:  # checked by /answer already; a stream URL with bad variables starts no call
+            call_vars = verify_vars(conn.query_params, outbound_key)
+        except InvalidVars:
+            call_vars = {}
+            log.warning("call_vars_refused", where="stream")
         session = Session(
             spec,
             transport,
@@ -155,6 +181,11 @@ def create_app(
             subscribers=call_subscribers(),
             state_hooks=resumes if resumes.enabled else None,
         )
+        session.core.call_vars = call_vars
+        if spec.outbound is not None:
+            machine_handling[session] = MachineHandling(
+                session, spec.outbound, on_voicemail=outcomes.voicemail_left
+            )
         if on_session is not None:
             on_session(session)
         return session
@@ -165,6 +196,11 @@ def create_app(
             return PlainTextResponse("draining", status_code=503, headers={"Retry-After": "5"})
         params = await callback_params(request)
         call_uuid = str(params.get("CallUUID", ""))
+        try:  # an outbound call's variables, signed when the call was placed
+            call_vars = verify_vars(request.query_params, outbound_key)
+        except InvalidVars as exc:
+            log.warning("answer_refused", reason="call_vars", detail=str(exc)[:120])
+            return PlainTextResponse(f"forbidden: {exc}", status_code=403)
         query = ""
         if stream_guard is not None:
             if call_uuid and (
@@ -180,6 +216,8 @@ def create_app(
             except ValueError:
                 log.warning("answer_refused", reason="no_call_uuid", call_uuid=call_uuid[:64])
                 return PlainTextResponse("CallUUID: required for a stream token", status_code=400)
+        if call_vars and outbound_key:  # carried on to the stream, signed as they came
+            query = "&".join(q for q in (query, urlencode(sign_vars(call_vars, outbound_key))) if q)
         xml = answer_xml(
             settings.stream,
             stream_url(request, settings.public_url, query),
@@ -225,6 +263,17 @@ def create_app(
     async def metrics_page(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+    create_call = calls_endpoint(
+        key=outbound_key,
+        default_from=default_from(),
+        rest=lambda: rest_holder["rest"],
+        public_url=lambda request: http_url(request, settings.public_url, ""),
+        machine_detection=lambda request: machine_detection_for(
+            spec.outbound, http_url(request, settings.public_url, "/machine")
+        ),
+        outcomes=outcomes,
+    )
+
     async def stream(ws: WebSocket) -> None:
         await handle_stream(ws, make_session, calls, stream_guard, resumes, legs, pending)
 
@@ -264,6 +313,18 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
+            Route("/calls", create_call, methods=["POST"]),
+            Route(
+                "/machine",
+                signatures.protect(machine_endpoint(handling_of, outcomes)),
+                methods=["POST"],
+            ),
+            Route("/hangup", signatures.protect(hangup_endpoint(outcomes)), methods=["POST"]),
+            Route(
+                "/calls/{request_uuid}",
+                outcome_endpoint(outcomes, lambda request: check_key(request, outbound_key)),
+                methods=["GET"],
+            ),
             WebSocketRoute("/stream", stream),
         ],
         lifespan=lifespan,
@@ -280,6 +341,8 @@ def create_app(
     app.state.signature_guard = signatures  # refusal counts for metrics
     app.state.stream_guard = stream_guard
     app.state.legs = legs
+    app.state.outcomes = outcomes  # what became of each placed call
+    app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 
 

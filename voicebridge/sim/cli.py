@@ -44,6 +44,13 @@ def add_caller_arguments(p: argparse.ArgumentParser, *, remote: bool) -> None:
     what.add_argument(
         "--wav", action="append", metavar="FILE", help="caller audio, a PCM WAV file (repeatable)"
     )
+    if not remote:
+        what.add_argument(
+            "--outbound",
+            metavar="CSV",
+            help="place a campaign's calls into the pipeline, answered by simulated callees (a "
+            "callee column: person, machine, no_answer, busy; default: none)",
+        )
     codec_default = "what the answer XML asks for, else l16" if remote else "l16"
     p.add_argument(
         "--codec", choices=["mulaw", "l16"], help=f"{CODEC_HELP} (default: {codec_default})"
@@ -291,4 +298,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     settings = load_service_settings(args.config, overrides={"pipeline": args.pipeline})
     configure_logging(settings.log.format, args.log_level)
+    if args.outbound:
+        from voicebridge.sim.outbound_cli import run_outbound
+
+        return run_outbound(args, settings)
     return run_simulate(args, settings)

@@ -1,16 +1,19 @@
-"""A small async client for the two Plivo REST calls voicebridge makes: hang up and transfer a call.
+"""A small async client for the Plivo REST calls voicebridge makes: place, hang up, transfer.
 
-Plivo's SDK is synchronous (``requests``) and covers hundreds of endpoints; we need two, from an
+Plivo's SDK is synchronous (``requests``) and covers hundreds of endpoints; we need three, from an
 event loop, with retries that fit each call's semantics, and with logs that never carry the token.
 
-Wire format (Plivo's "Hang up a call" and "Transfer a call" pages, and ``plivo-python``'s
-``Calls.delete`` / ``Calls.update``)::
+Wire format (Plivo's "Make an outbound call", "Hang up a call" and "Transfer a call" pages, and
+``plivo-python``'s ``Calls.create`` / ``Calls.delete`` / ``Calls.update``)::
 
     DELETE {base}/v1/Account/{auth_id}/Call/{call_uuid}/    -> 204, or 404 if the call already ended
     POST   {base}/v1/Account/{auth_id}/Call/{call_uuid}/    -> 202 {"message": ..., "api_id": ...}
            JSON body {"legs": "aleg", "aleg_url": ..., "aleg_method": "POST"}
 
-both with HTTP basic auth (auth id, auth token). Errors come back as JSON ``{"error": "..."}``.
+    POST   {base}/v1/Account/{auth_id}/Call/                -> 201 {"message": "call fired",
+           JSON body {"from", "to", "answer_url", ...}       "request_uuid": ..., "api_id": ...}
+
+all with HTTP basic auth (auth id, auth token). Errors come back as JSON ``{"error": "..."}``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from urllib.parse import quote
 import httpx
 import structlog
 
+from voicebridge.telephony.call_request import CallCreated, CallRequest
+
 log = structlog.get_logger("voicebridge.telephony.plivo_rest")
 
 DEFAULT_BASE_URL: Final = "https://api.plivo.com"
@@ -36,6 +41,8 @@ DEFAULT_BASE_URL: Final = "https://api.plivo.com"
 # on the line, so a long server-imposed wait is no better than failing and letting the caller of
 # this client decide. Longer values fall back to our own exponential backoff.
 MAX_RETRY_AFTER_S: Final = 5.0
+# Placing a call has nobody waiting on the line: a 429's Retry-After is honoured up to this.
+MAX_CREATE_RETRY_AFTER_S: Final = 60.0
 
 # Plivo's error text is echoed into exceptions and logs; keep a misbehaving proxy's HTML page short.
 _MAX_ERROR_TEXT: Final = 200
@@ -305,6 +312,56 @@ class PlivoRest:
             return
         raise self._fail("transfer", call_uuid, response)
 
+    def calls_url(self) -> str:
+        """``{base}/v1/Account/{auth_id}/Call/``: where calls are created."""
+        return f"{self.base_url}/v1/Account/{quote(self.auth_id, safe='')}/Call/"
+
+    async def create_call(self, call: CallRequest) -> CallCreated:
+        """Place an outbound call; returns Plivo's ``request_uuid``.
+
+        Retried on 5xx and 429 (honouring Retry-After up to ``MAX_CREATE_RETRY_AFTER_S``) and
+        when the connection failed before sending. A timeout after the request went out is not
+        retried: Plivo may have placed the call, and a retry would ring the person twice.
+        """
+        url = self.calls_url()
+        body = call.fields()
+        subject = f"to {call.to}"
+        response = await self._send(
+            "create_call",
+            subject,
+            lambda: self._client.post(url, json=body),
+            retry_after_send=False,
+            max_retry_after_s=MAX_CREATE_RETRY_AFTER_S,
+        )
+        if 200 <= response.status_code < 300:
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = None
+            if not isinstance(payload, dict) or not isinstance(payload.get("request_uuid"), str):
+                raise PlivoRestError(
+                    "create_call",
+                    subject,
+                    reason="unexpected_status",
+                    status=response.status_code,
+                    detail="the answer has no request_uuid",
+                )
+            api_id = payload.get("api_id")
+            created = CallCreated(
+                request_uuid=payload["request_uuid"][:100],
+                message=str(payload.get("message", ""))[:100],
+                api_id=api_id[:100] if isinstance(api_id, str) else None,
+            )
+            log.info(
+                "plivo_rest_done",
+                op="create_call",
+                request_uuid=created.request_uuid,
+                status=response.status_code,
+                outcome="call_fired",
+            )
+            return created
+        raise self._fail("create_call", subject, response)
+
     async def _send(
         self,
         operation: str,
@@ -312,6 +369,7 @@ class PlivoRest:
         request: Callable[[], Awaitable[httpx.Response]],
         *,
         retry_after_send: bool,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
     ) -> httpx.Response:
         """Run ``request`` up to ``retries`` times; return the first final response.
 
@@ -357,7 +415,7 @@ class PlivoRest:
                 if status == 429:
                     retry_after = _retry_after_s(response)
             delay = self.backoff_s * 2 ** (attempt - 1)
-            if retry_after is not None and retry_after <= MAX_RETRY_AFTER_S:
+            if retry_after is not None and retry_after <= max_retry_after_s:
                 delay = max(delay, retry_after)
             log.warning(
                 "plivo_rest_attempt_failed",

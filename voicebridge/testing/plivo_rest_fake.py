@@ -1,4 +1,5 @@
-"""A local fake of Plivo's REST API for tests: hang up and transfer, over real HTTP on loopback.
+"""A local fake of Plivo's REST API for tests: place, hang up and transfer calls, over real HTTP
+on loopback.
 
 A real server (Starlette under uvicorn, in the test's event loop) rather than a mock transport,
 so the client's URL building, basic auth, body encoding, timeouts and connection handling are all
@@ -83,6 +84,18 @@ class Transfer:
     aleg_method: str
 
 
+@dataclass
+class CreatedCall:
+    """A call placed through ``POST /v1/Account/{auth_id}/Call/``: its fields as sent."""
+
+    request_uuid: str
+    fields: dict[str, Any]
+
+
+# The Call API's required fields ("Make an outbound call"); numbers are digits, no "+".
+_REQUIRED_CREATE_FIELDS = ("from", "to", "answer_url")
+
+
 @dataclass(eq=False)
 class FakePlivoRest:
     """Plivo's ``/v1/Account/{auth_id}/Call/{call_uuid}/`` DELETE and POST, on 127.0.0.1.
@@ -99,6 +112,7 @@ class FakePlivoRest:
     requests: list[RecordedRequest] = field(default_factory=list, init=False)
     ended_calls: set[str] = field(default_factory=set, init=False)
     transfers: list[Transfer] = field(default_factory=list, init=False)
+    created_calls: list[CreatedCall] = field(default_factory=list, init=False)
     faults: deque[Fault] = field(default_factory=deque, init=False)
     delays: deque[float] = field(default_factory=deque, init=False)
     host: str = field(default="127.0.0.1", init=False)
@@ -195,6 +209,12 @@ class FakePlivoRest:
         path = _raw_path(request)
         # v1 / Account / {auth_id} / Call / {call_uuid}, each segment percent-encoded
         parts = [unquote(part) for part in path.strip("/").split("/")]
+        if len(parts) == 4 and parts[:2] == ["v1", "Account"] and parts[3] == "Call":
+            if parts[2] != self.auth_id:
+                return _error(401, "Authentication failed: auth id does not match the URL")
+            if request.method != "POST" or not path.endswith("/"):
+                return _error(405, f"method {request.method} not allowed")
+            return self._create(_parse_fields(request, body))
         if len(parts) != 5 or parts[:2] != ["v1", "Account"] or parts[3] != "Call":
             return _error(404, "not found")
         if parts[2] != self.auth_id:
@@ -210,6 +230,20 @@ class FakePlivoRest:
         if request.method == "POST":
             return self._transfer(call_uuid, _parse_fields(request, body))
         return _error(405, f"method {request.method} not allowed")
+
+    def _create(self, fields: dict[str, Any]) -> Response:
+        missing = [name for name in _REQUIRED_CREATE_FIELDS if not fields.get(name)]
+        if missing:
+            return _error(400, f"missing required parameter(s): {', '.join(missing)}")
+        for name in ("from", "to"):
+            if not str(fields[name]).isdigit():
+                return _error(400, f"invalid {name} number")
+        request_uuid = str(uuid.uuid4())
+        self.created_calls.append(CreatedCall(request_uuid, dict(fields)))
+        return JSONResponse(
+            {"message": "call fired", "request_uuid": request_uuid, "api_id": str(uuid.uuid4())},
+            status_code=201,
+        )
 
     def _transfer(self, call_uuid: str, fields: dict[str, Any]) -> Response:
         legs = str(fields.get("legs", "aleg"))

@@ -58,7 +58,7 @@ from voicebridge.stages.openai_client import (
     provider_error,
     provider_name,
 )
-from voicebridge.text import SentenceChunker, split_sentences
+from voicebridge.text import SentenceChunker, fill_vars, split_sentences
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly, efficient agent answering a phone call. Your words are spoken aloud: "
@@ -200,7 +200,7 @@ class Llm(Stage):
                 await self._reply(self.begin_turn(), pending=text)
         elif isinstance(frame, CallStarted):
             if p.greeting.strip() and not frame.resumed:
-                await self._say(p.greeting)
+                await self._say(fill_vars(p.greeting, self.ctx.info.vars))
         elif isinstance(frame, Dtmf) and p.dtmf:
             self._note_digit(frame.digit)
             turn = self.begin_turn()
@@ -236,7 +236,8 @@ class Llm(Stage):
         p: LlmParams = self.params
         messages: list[dict[str, Any]] = []
         if p.system_prompt.strip():
-            messages.append({"role": "system", "content": p.system_prompt})
+            prompt = fill_vars(p.system_prompt, self.ctx.info.vars)
+            messages.append({"role": "system", "content": prompt})
         history = self.ctx.history
         for entry in history[-p.max_history :]:
             if not entry.text.strip():

@@ -34,7 +34,7 @@ from voicebridge.stages.dialogue.rule_match import (
     load_rules_file,
     yes_or_no,
 )
-from voicebridge.text import split_sentences
+from voicebridge.text import fill_vars, split_sentences
 
 __all__ = ["Rule", "RulesDialogue", "RulesParams", "load_rules_file"]
 
@@ -88,7 +88,7 @@ class RulesDialogue(Stage):
         await self.emit(frame)
         if isinstance(frame, CallStarted):
             if self.params.greeting and not frame.resumed:
-                await self.say(self.params.greeting)
+                await self.say(fill_vars(self.params.greeting, self.ctx.info.vars))
         elif isinstance(frame, Transcript):
             if frame.final and frame.text.strip():
                 await self._answer_text(frame.text)
@@ -130,13 +130,13 @@ class RulesDialogue(Stage):
         if confirm:
             question = self.params.confirm_question if confirm is True else confirm
             self._asked = (matcher, groups)
-            await self.say(fill(question, groups))
+            await self.say(fill(fill_vars(question, self.ctx.info.vars), groups))
         else:
             await self._fire(matcher, groups)
 
     async def _fire(self, matcher: Matcher, groups: dict[str, str]) -> None:
         rule = matcher.rule
-        await self.say(fill(next(matcher.replies), groups))
+        await self.say(fill(fill_vars(next(matcher.replies), self.ctx.info.vars), groups))
         if rule.action == "hangup":
             await self.emit(Hangup(reason="rules"))
         elif rule.action == "transfer" and rule.transfer_to:

@@ -1,0 +1,141 @@
+"""An outbound call's answer to Plivo's machine detection, on the live session.
+
+Plivo posts its asynchronous result to ``/machine`` while the call runs; the service hands it to
+the call's ``MachineHandling``. On a person (``on_human: continue``) nothing changes. On a
+machine, ``on_machine: hangup`` ends the call, and ``on_machine: voicemail`` listens to the
+callee's audio (``voicebridge.call.voicemail``) and speaks the voicemail once, after the beep or
+the greeting's end, then hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from voicebridge.audio.codec import codec_for
+from voicebridge.call.events import CallerAudio, CallEvent
+from voicebridge.call.outbound_options import OutboundOptions
+from voicebridge.call.voicemail import VoicemailTiming
+from voicebridge.frames import Hangup
+from voicebridge.server.call_outcomes import CallOutcomes
+from voicebridge.server.forms import callback_params
+from voicebridge.telephony.call_request import MachineDetection
+from voicebridge.text import fill_vars
+
+if TYPE_CHECKING:
+    from voicebridge.session import Session
+
+log = structlog.get_logger("voicebridge.server.outbound")
+
+
+class MachineHandling:
+    """Subscribed to one session's caller audio from its creation (so the call core emits it)."""
+
+    def __init__(
+        self,
+        session: Session,
+        options: OutboundOptions,
+        on_voicemail: Callable[[str], None] | None = None,
+    ) -> None:
+        self.session = session
+        self._on_voicemail = on_voicemail  # told the call id once the voicemail was spoken
+        self.options = options
+        self.result: str | None = None  # "human" or "machine" once Plivo said
+        self.timing: VoicemailTiming | None = None
+        self.voicemail_spoken = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        session.subscribe(self._on_audio, (CallerAudio,))
+
+    def machine_result(self, is_machine: bool) -> None:
+        """Plivo's answer; only the first one counts."""
+        if self.result is not None:
+            return
+        self.result = "machine" if is_machine else "human"
+        log.info("machine_detection", result=self.result, on_machine=self.options.on_machine)
+        if not is_machine:
+            return
+        if self.options.on_machine == "hangup":
+            self._spawn(self._hang_up())
+            return
+        fmt = self.session.core.format
+        rate = fmt.sample_rate if fmt is not None else 8000
+        self.timing = VoicemailTiming(
+            rate, beep_wait_s=self.options.beep_wait_s, silence_s=self.options.silence_s
+        )
+
+    def _on_audio(self, event: CallEvent) -> None:
+        if not isinstance(event, CallerAudio):
+            return
+        timing, fmt = self.timing, self.session.core.format
+        if timing is None or fmt is None or self.voicemail_spoken:
+            return
+        pcm = codec_for(fmt.encoding).decode(event.payload)
+        timing.audio(pcm, event.at_s)
+        if timing.decide(event.at_s + len(pcm) / fmt.sample_rate) == "speak":
+            self.voicemail_spoken = True
+            self._spawn(self._leave_voicemail(timing.reason or ""))
+
+    async def _leave_voicemail(self, reason: str) -> None:
+        ctx = self.session.ctx
+        text = fill_vars(self.options.voicemail, ctx.info.vars if ctx else {})
+        log.info("voicemail_started", after=reason)
+        if not await self.session.say(text, then=Hangup("voicemail")):
+            await self.session.end("voicemail_no_speaker")
+        elif self._on_voicemail is not None and ctx is not None:
+            self._on_voicemail(ctx.info.call_id)
+
+    async def _hang_up(self) -> None:
+        session, ctx = self.session, self.session.ctx
+        if session.call_control is not None and ctx is not None:
+            try:
+                await session.call_control.hangup(ctx.info.call_id)
+            except Exception as exc:  # the stream's close below still ends our side
+                log.warning("machine_hangup_failed", error=str(exc)[:200])
+        await session.end("answering_machine")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def machine_detection_for(options: OutboundOptions | None, url: str) -> MachineDetection | None:
+    """The Call API's machine detection fields for a pipeline's ``outbound:`` section (None
+    without one), with Plivo's result posted to ``url`` (the service's ``/machine``)."""
+    if options is None:
+        return None
+    md = options.machine_detection
+    return MachineDetection(
+        mode="true",
+        time_ms=md.time_ms,
+        maximum_speech_length_ms=md.maximum_speech_length_ms,
+        initial_silence_ms=md.initial_silence_ms,
+        url=url,
+    )
+
+
+def machine_endpoint(
+    find: Callable[[str], MachineHandling | None], outcomes: CallOutcomes | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """``/machine``: Plivo's asynchronous machine detection result (``Machine``, ``CallUUID``;
+    Plivo's "Asynchronous machine detection" page), delivered to the live call."""
+
+    async def machine(request: Request) -> Response:
+        params = await callback_params(request)
+        if outcomes is not None:
+            outcomes.machine(params)
+        call_uuid = str(params.get("CallUUID", ""))[:64]
+        is_machine = str(params.get("Machine", "")).strip().lower() == "true"
+        handling = find(call_uuid) if call_uuid else None
+        if handling is None:
+            log.info("machine_detection_no_call", call_uuid=call_uuid, machine=is_machine)
+            return PlainTextResponse("no live call with this CallUUID", status_code=404)
+        handling.machine_result(is_machine)
+        return PlainTextResponse("OK")
+
+    return machine
