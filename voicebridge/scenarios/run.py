@@ -1,0 +1,98 @@
+"""Run one scenario: its pipeline served on loopback, its turns played by the simulated caller
+(virtual clock unless ``realtime``), the call report checked against its expectations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voicebridge.config import load_pipeline
+from voicebridge.plivo.formats import StreamFormat
+from voicebridge.scenarios.checks import check_scenario
+from voicebridge.scenarios.spec import Scenario, Turn
+from voicebridge.sim.analysis import build_report
+from voicebridge.sim.report import CallReport
+from voicebridge.sim.signals import speech_like
+from voicebridge.sim.simulate import CallerLine, SimulatedCall, simulate_call
+
+# The caller's voice: the offline speaker pitched down, as ``voicebridge simulate`` does.
+CALLER_PITCH_SEMITONES = -2.0
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's outcome; ``failures`` empty means it passed."""
+
+    scenario: Scenario
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: CallReport | None = None
+    call: SimulatedCall | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def stream_format(scenario: Scenario) -> StreamFormat:
+    return StreamFormat.from_short(scenario.codec, scenario.rate)
+
+
+def _turn_audio(scenario: Scenario, turn: Turn, rate: int) -> CallerLine:
+    if turn.say is not None:
+        from voicebridge.stages.tts.hibari import synthesize
+
+        pcm = synthesize(turn.say, rate, pitch_semitones=CALLER_PITCH_SEMITONES)
+    elif turn.wav is not None:
+        from voicebridge.sim.wav import read_wav_mono
+
+        pcm = read_wav_mono(scenario.resolve(turn.wav), rate)
+    else:
+        pcm = speech_like((turn.sound_ms or 0) / 1000, rate)
+    if turn.pause_ms:
+        pcm = np.concatenate([pcm, np.zeros(rate * turn.pause_ms // 1000, np.int16)])
+    return CallerLine(turn.say, pcm)
+
+
+async def run_scenario(scenario: Scenario) -> ScenarioResult:
+    """Place the scenario's call and check it. Problems in the files raise (ConfigError etc.);
+    a call that goes wrong is a failure of the scenario."""
+    began = time.monotonic()
+    fmt = stream_format(scenario)
+    spec = load_pipeline(scenario.resolve(scenario.pipeline))
+    lines = [_turn_audio(scenario, t, fmt.sample_rate) for t in scenario.turns]
+    await spec.preload()
+    interrupt = scenario.interrupt_after_ms
+    call = await simulate_call(
+        spec,
+        fmt,
+        lines,
+        fast=not scenario.realtime,
+        gap_s=scenario.gap_ms / 1000,
+        reply_timeout_s=scenario.reply_timeout_ms / 1000,
+        interrupt_after_s=None if interrupt is None else interrupt / 1000,
+    )
+    report = build_report(call)
+    failures = check_scenario(scenario, report, call.events, call.record.played_spans)
+    return ScenarioResult(scenario, failures, time.monotonic() - began, report, call)
+
+
+def write_call_page(result: ScenarioResult, folder: Path) -> Path | None:
+    """The scenario's HTML call page (both waveforms on one timeline) in ``folder``."""
+    from voicebridge.sim.html_report import write_html
+
+    if result.report is None or result.call is None:
+        return None
+    record = result.call.record
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in result.scenario.name)
+    path = folder / f"{safe or 'scenario'}.html"
+    write_html(path, result.report, record.caller_audio, record.heard_audio, record.fmt.sample_rate)
+    return path
+
+
+def run_blocking(scenario: Scenario) -> ScenarioResult:
+    return asyncio.run(run_scenario(scenario))
