@@ -84,15 +84,20 @@ def check_call(
         if gap > expect.max_dead_air_s:
             failures.append(f"dead air of {gap:.2f} s (limit {expect.max_dead_air_s:g} s)")
     if expect.max_latency_ms is not None:
-        for t in report.turns:
+        for i, t in enumerate(caller_rows(report)):
             if t.latency_s is not None and t.latency_s * 1000 > expect.max_latency_ms:
                 failures.append(
-                    f"turn {t.index + 1}: latency {t.latency_s * 1000:.0f} ms "
+                    f"turn {i + 1}: latency {t.latency_s * 1000:.0f} ms "
                     f"(limit {expect.max_latency_ms} ms)"
                 )
     if report.protocol_errors:
         failures.append(f"protocol errors: {'; '.join(report.protocol_errors[:3])}")
     return failures
+
+
+def caller_rows(report: CallReport) -> list[TurnReport]:
+    """The report's rows of caller turns, in order (the greeting has a row of its own)."""
+    return [t for t in report.turns if t.caller_speech_start_s is not None]
 
 
 def check_scenario(
@@ -103,7 +108,8 @@ def check_scenario(
 ) -> list[str]:
     """Every failed expectation of ``scenario`` on this call, in the order they were written."""
     failures: list[str] = []
+    rows = caller_rows(report)
     for i, turn in enumerate(scenario.turns):
-        row = report.turns[i] if i < len(report.turns) else None
+        row = rows[i] if i < len(rows) else None
         failures += check_turn(i, turn.expect, row)
     return failures + check_call(scenario.expect, report, events, played_spans)
