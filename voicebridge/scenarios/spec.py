@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from voicebridge.config.errors import ConfigError, ConfigIssue
 from voicebridge.config.yaml_source import load_yaml_file, validation_issues
@@ -82,8 +90,11 @@ class Scenario(_Strict):
     turns: list[Turn] = Field(min_length=1, max_length=200)
     expect: CallExpect = CallExpect()
 
-    # Filled by the loader, not the file.
-    source: str = Field(default="", exclude=True)
+    _source: str = PrivateAttr(default="")  # the file it was read from (set by the loader)
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @model_validator(mode="after")
     def _format(self) -> Scenario:
@@ -103,14 +114,13 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.issue((), "a scenario file is a mapping (pipeline:, turns:, ...)")])
     data = dict(doc.data)
-    if "source" in data:
-        raise ConfigError([doc.issue(("source",), "unknown key 'source'")])
     data.setdefault("name", Path(path).stem)
     try:
-        scenario = Scenario.model_validate({**data, "source": str(path)})
+        scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([*doc.issues, *validation_issues(doc, exc, (), Scenario)]) from None
     doc.raise_for_issues()
+    scenario._source = str(path)
     issues: list[ConfigIssue] = []
     if not scenario.resolve(scenario.pipeline).is_file():
         issues.append(doc.issue(("pipeline",), f"pipeline file not found: {scenario.pipeline}"))
