@@ -29,9 +29,16 @@ def add_command(sub: Subcommands) -> None:
         "scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML files or folders"
     )
     p.add_argument("--junit", metavar="XML", help="write JUnit XML of the results (default: none)")
-    p.add_argument("--html", metavar="DIR", help="write each failing scenario's call page into DIR")
     p.add_argument(
-        "-k", dest="keyword", metavar="NAME", help="run only scenarios whose name contains NAME"
+        "--html",
+        metavar="DIR",
+        help="write each failing scenario's call page into DIR (default: none)",
+    )
+    p.add_argument(
+        "-k",
+        dest="keyword",
+        metavar="NAME",
+        help="run only scenarios whose name contains NAME (default: all)",
     )
     p.add_argument(
         "--jobs", type=positive_int, default=1, metavar="N", help="run N scenarios at once"
