@@ -119,6 +119,7 @@ def test_the_shipped_example_scenarios_load_and_echo_passes() -> None:
         "echo-plays-back",
         "receptionist-hours",
         "receptionist-transfer",
+        "receptionist-order-keypad",
         "regression-hours",
     }
     echo = next(s for s in scenarios if s.name == "echo-plays-back")
@@ -163,7 +164,7 @@ def test_dead_air_is_the_longest_silence_between_sounds() -> None:
         ),
         (
             "turns:\n  - say: hi\n    sound_ms: 100\n",
-            "case.yaml:4:5: turns[0]: a turn needs exactly one of say, wav, sound_ms",
+            "case.yaml:4:5: turns[0]: a turn needs exactly one of say, wav, dtmf, sound_ms",
         ),
         (
             "turns:\n  - sound_ms: 100\n    expect: {reply_matches: '('}\n",
@@ -257,3 +258,46 @@ def test_the_pytest_fixture_fails_with_the_reasons(tmp_path: Path, voicebridge_s
     path = write(tmp_path, "turns:\n  - sound_ms: 500\n    expect: {reply_contains: weather}\n")
     with pytest.raises(pytest.fail.Exception, match="reply does not contain 'weather'"):
         voicebridge_scenario(path)
+
+
+RULES_PIPELINE = """
+name: keypad
+stages:
+  - type: decode
+  - type: vad
+    params: {min_speech_ms: 60, min_silence_ms: 300, pre_roll_ms: 100, forward_audio: false}
+  - type: voicebridge.testing:ScriptedStt
+    params: {lines: [order status]}
+  - type: rules
+    params:
+      greeting: Hello.
+      fallback: Sorry?
+      rules:
+        - keywords: [order]
+          reply: Type your order number, then the pound key.
+        - dtmf: "\\\\d+#"
+          reply: Order {digits_spoken} is on its way.
+  - type: voicebridge.testing:ToneSpeaker
+    params: {ms_per_char: 20}
+  - type: encode
+"""
+
+
+def test_a_dtmf_turn_presses_keys_the_rules_answer(tmp_path: Path) -> None:
+    (tmp_path / "keypad.yaml").write_text(RULES_PIPELINE)
+    path = tmp_path / "case.yaml"
+    path.write_text(
+        "pipeline: keypad.yaml\ngap_ms: 300\nturns:\n"
+        "  - sound_ms: 500\n    expect: {reply_contains: pound key}\n"
+        "  - dtmf: '5512#'\n"
+        "    expect: {reply_contains: 'order five five one two', reply_within_ms: 1000}\n"
+    )
+    outcome = run_one(load_scenario(path))
+    assert outcome.failures == ()
+    wrong = path.read_text().replace("5512#", "5513#")
+    path.write_text(wrong)
+    found = run_one(load_scenario(path)).failures
+    assert found == (
+        "turn 2: reply does not contain 'order five five one two'; "
+        "heard 'Order five five one three is on its way.'",
+    )

@@ -15,6 +15,7 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.scenarios.checks import check_scenario
 from voicebridge.scenarios.spec import Scenario, Turn
 from voicebridge.sim.analysis import build_report
+from voicebridge.sim.caller import Keypress
 from voicebridge.sim.report import CallReport
 from voicebridge.sim.signals import speech_like
 from voicebridge.sim.simulate import CallerLine, SimulatedCall, simulate_call
@@ -43,6 +44,8 @@ def stream_format(scenario: Scenario) -> StreamFormat:
 
 
 def _turn_audio(scenario: Scenario, turn: Turn, rate: int) -> CallerLine:
+    if turn.dtmf is not None:
+        return CallerLine(f"(keypad) {turn.dtmf}", np.zeros(0, np.int16), Keypress(turn.dtmf))
     if turn.say is not None:
         from voicebridge.stages.tts.hibari import synthesize
 

@@ -46,22 +46,26 @@ class TurnExpect(_Strict):
 
 
 class Turn(_Strict):
-    """One thing the caller does: speak text (offline voice), play a WAV, or make a speech-like
-    sound of some length (for pipelines whose transcriber is scripted)."""
+    """One thing the caller does: speak text (offline voice), play a WAV, press keypad digits,
+    or make a speech-like sound of some length (for pipelines whose transcriber is scripted)."""
 
     say: str | None = Field(default=None, min_length=1, max_length=2000)
     wav: str | None = None
     sound_ms: int | None = Field(default=None, gt=0, le=60_000)
+    dtmf: str | None = Field(default=None, pattern=r"^[0-9*#A-D]{1,40}$")
     pause_ms: int = Field(default=0, ge=0, le=60_000)  # silence after the turn's audio
     expect: TurnExpect = TurnExpect()
 
     @model_validator(mode="after")
     def _one_kind(self) -> Turn:
-        given = [k for k in ("say", "wav", "sound_ms") if getattr(self, k) is not None]
+        kinds = ("say", "wav", "dtmf", "sound_ms")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"a turn needs exactly one of say, wav, sound_ms (got {given or 'none'})"
+                f"a turn needs exactly one of {', '.join(kinds)} (got {given or 'none'})"
             )
+        if self.dtmf is not None and self.pause_ms:
+            raise ValueError("pause_ms is for spoken turns; a dtmf turn has a gap after each key")
         return self
 
 

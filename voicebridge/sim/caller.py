@@ -27,6 +27,15 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.sim.playout import PlayoutModel, ReceivedPiece
 
 
+@dataclass(frozen=True)
+class Keypress:
+    """Keypad digits the caller presses instead of speaking: one ``dtmf`` event per digit,
+    ``gap_ms`` of silence after each (people do not type instantly)."""
+
+    digits: str
+    gap_ms: int = 200
+
+
 @dataclass
 class WireEvent:
     """One message on the wire, stamped with the caller's stream time in seconds."""
@@ -137,7 +146,7 @@ class PlivoCaller:
 
     async def run_turns(
         self,
-        utterances: Sequence[PCM],
+        utterances: Sequence[PCM | Keypress],
         *,
         first_wait_s: float = 1.5,
         gap_s: float = 0.8,
@@ -166,10 +175,14 @@ class PlivoCaller:
                     last = index == len(utterances) - 1
                     self._interrupt_after_s = None if last else interrupt_after_s
                     start = self._t
-                    await self._stream(ws, pcm, track)
-                    self.record.utterance_spans.append(
-                        (start, start + len(pcm) / self.fmt.sample_rate)
-                    )
+                    if isinstance(pcm, Keypress):
+                        await self._press(ws, pcm, track)
+                        self.record.utterance_spans.append((start, self._t))
+                    else:
+                        await self._stream(ws, pcm, track)
+                        self.record.utterance_spans.append(
+                            (start, start + len(pcm) / self.fmt.sample_rate)
+                        )
                     await self._wait_for_agent(ws, track, 0.0, gap_s, reply_timeout_s, True)
                 await self._silence(ws, track, tail_s)
             except ConnectionClosed:
@@ -247,6 +260,22 @@ class PlivoCaller:
             await self._frame(ws, chunk)
             if track is not None:
                 track.append(chunk)
+
+    async def _press(self, ws: ClientConnection, keys: Keypress, track: list[PCM]) -> None:
+        """Press each digit as Plivo reports it (a ``dtmf`` event), silence in between."""
+        for digit in keys.digits:
+            if self._closed.is_set():
+                return
+            self._seq += 1
+            message = {
+                "sequenceNumber": self._seq,
+                "streamId": self.record.stream_id,
+                "event": "dtmf",
+                "dtmf": {"track": "inbound", "digit": digit},
+                "extra_headers": "{}",
+            }
+            await self._send(ws, message)
+            await self._silence(ws, track, keys.gap_ms / 1000)
 
     async def _linger(self, ws: ClientConnection, tail_s: float, max_s: float) -> None:
         silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)

@@ -24,16 +24,18 @@ from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service
 from voicebridge.sim.answer import answer_call
-from voicebridge.sim.caller import CallRecord, PlivoCaller
+from voicebridge.sim.caller import CallRecord, Keypress, PlivoCaller
 from voicebridge.sim.lockstep import SessionWatch
 
 
 @dataclass
 class CallerLine:
-    """One thing the caller says: the words (when known) and the audio at the stream rate."""
+    """One thing the caller says: the words (when known) and the audio at the stream rate; or,
+    with ``keys``, digits pressed on the keypad (``pcm`` is then empty)."""
 
     text: str | None
     pcm: PCM
+    keys: Keypress | None = None
 
 
 @dataclass
@@ -82,7 +84,7 @@ async def simulate_call(
             probe=watch.lockstep if fast else None,
         )
         record = await caller.run_turns(
-            [line.pcm for line in lines],
+            [line.keys or line.pcm for line in lines],
             first_wait_s=first_wait_s,
             gap_s=gap_s,
             reply_timeout_s=reply_timeout_s,
