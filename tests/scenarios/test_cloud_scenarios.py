@@ -43,3 +43,42 @@ async def test_a_changed_answer_fails_the_openai_scenario(monkeypatch: pytest.Mo
         result = await run_scenario(load_scenario(CLOUD / "openai.yaml"))
         assert result.failures[0].startswith("turn 1: reply does not match /open|seven/")
         assert "actions differ: wanted ['hangup'], got []" in result.failures
+
+
+def google_env(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    for name, value in {
+        "GOOGLE_CLOUD_PROJECT": "proj-1",
+        "DIALOGFLOW_AGENT_ID": "agent-1",
+        "GOOGLE_STT_ENDPOINT": endpoint,
+        "DIALOGFLOW_ENDPOINT": endpoint,
+        "GOOGLE_TTS_ENDPOINT": endpoint,
+        "GOOGLE_INSECURE": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("heard", "failures"),
+    [
+        (["what are your hours", "ok bye"], []),
+        (
+            ["what are your prices", "ok bye"],
+            [
+                "turn 1: reply does not contain 'what are your hours'; "
+                "heard 'You said what are your prices. Anything else?'"
+            ],
+        ),
+    ],
+)
+async def test_the_google_scenario_against_the_fake(
+    monkeypatch: pytest.MonkeyPatch, heard: list[str], failures: list[str]
+) -> None:
+    """Real time (the recogniser answers over the network as the caller speaks)."""
+    pytest.importorskip("grpc")
+    from google_fakes import FakeGoogle
+
+    async with FakeGoogle() as fake:
+        google_env(monkeypatch, fake.endpoint)
+        fake.stt_lines = heard
+        result = await run_scenario(load_scenario(CLOUD / "google.yaml"))
+        assert result.failures == failures
