@@ -77,6 +77,8 @@ def print_results(outcomes: list[Outcome], seconds: float, out: TextIO) -> None:
     for o in outcomes:
         status = "PASSED" if o.passed else "FAILED"
         print(f"{o.scenario.source}::{o.scenario.name} {status} ({o.seconds:.1f} s)", file=out)
+        if o.verdict and o.passed:
+            print(f"  {o.verdict}", file=out)
     failed = [o for o in outcomes if not o.passed]
     if failed:
         print("=" * 30 + " FAILURES " + "=" * 30, file=out)

@@ -34,5 +34,7 @@ def junit_xml(results: Sequence[Outcome], suite: str = "voicebridge") -> str:
         if r.failures:
             failure = ET.SubElement(case, "failure", message=r.failures[0], type="ScenarioFailed")
             failure.text = "\n".join(r.failures)
+        if r.verdict:
+            ET.SubElement(case, "system-out").text = r.verdict
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -13,7 +13,7 @@ import numpy as np
 from voicebridge.config import load_pipeline
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.scenarios.checks import check_scenario
-from voicebridge.scenarios.spec import Scenario, Turn
+from voicebridge.scenarios.spec import JudgeSpec, Scenario, Turn
 from voicebridge.sim.analysis import build_report
 from voicebridge.sim.caller import Keypress
 from voicebridge.sim.report import CallReport
@@ -33,6 +33,7 @@ class ScenarioResult:
     seconds: float = 0.0
     report: CallReport | None = None
     call: SimulatedCall | None = None
+    verdict: str | None = None  # the judge's verdict and reasons, when the scenario has one
 
     @property
     def passed(self) -> bool:
@@ -81,7 +82,26 @@ async def run_scenario(scenario: Scenario) -> ScenarioResult:
     )
     report = build_report(call)
     failures = check_scenario(scenario, report, call.events, call.record.played_spans)
-    return ScenarioResult(scenario, failures, time.monotonic() - began, report, call)
+    verdict = None
+    if scenario.expect.judge is not None:
+        verdict, failed = await _judge(scenario.expect.judge, report)
+        failures += failed
+    return ScenarioResult(scenario, failures, time.monotonic() - began, report, call, verdict)
+
+
+async def _judge(spec: JudgeSpec, report: CallReport) -> tuple[str, list[str]]:
+    """The judge's verdict as a line for the report, and the failure it makes (if any)."""
+    import httpx
+
+    from voicebridge.scenarios.judge import judge_call
+
+    try:
+        verdict = await judge_call(spec, report.history)
+    except (httpx.HTTPError, ValueError) as exc:
+        line = f"judge: no verdict ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+        return line, [line]
+    line = f"judge: {'pass' if verdict.passed else 'fail'}: {verdict.reasons}"
+    return line, [] if verdict.passed else [line]
 
 
 def write_call_page(result: ScenarioResult, folder: Path) -> Path | None:

@@ -69,6 +69,17 @@ class Turn(_Strict):
         return self
 
 
+class JudgeSpec(_Strict):
+    """A model that grades the call's transcript against ``criteria`` (any OpenAI-compatible
+    chat endpoint); its verdict passes or fails the scenario, its reasons go in the report."""
+
+    criteria: list[str] = Field(min_length=1, max_length=50)
+    base_url: str = Field(min_length=1)  # e.g. https://api.openai.com/v1
+    model: str = Field(min_length=1)
+    api_key_env: str | None = "OPENAI_API_KEY"  # None: a local server without a key
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
 class CallExpect(_Strict):
     """What must be true of the whole call."""
 
@@ -77,6 +88,7 @@ class CallExpect(_Strict):
     max_dead_air_s: float | None = Field(default=None, gt=0)
     ended_by: Literal["caller", "agent"] | None = None
     max_latency_ms: int | None = Field(default=None, gt=0)  # every answered turn
+    judge: JudgeSpec | None = None
 
 
 class Scenario(_Strict):

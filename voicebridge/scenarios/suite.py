@@ -20,6 +20,7 @@ class Outcome:
     failures: tuple[str, ...]
     seconds: float
     page: str | None = None  # the call page written for a failure, if asked for
+    verdict: str | None = None  # the judge's verdict and reasons, when there is a judge
 
     @property
     def passed(self) -> bool:
@@ -64,7 +65,7 @@ def run_one(scenario: Scenario, html_dir: str | None = None, realtime: bool = Fa
     if result.failures and html_dir is not None:
         written = write_call_page(result, Path(html_dir))
         page = str(written) if written else None
-    return Outcome(result.scenario, tuple(result.failures), result.seconds, page)
+    return Outcome(result.scenario, tuple(result.failures), result.seconds, page, result.verdict)
 
 
 def run_all(
