@@ -7,17 +7,13 @@ agent was polite", "it never promised a refund")."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
+from voicebridge.scenarios.chat import chat_text
 from voicebridge.scenarios.spec import JudgeSpec
-
-MAX_ANSWER_CHARS = 20_000  # a judge that rambles on is cut off here
 
 SYSTEM = (
     "You grade a phone call between a caller and a virtual agent against criteria. "
@@ -57,39 +53,17 @@ def parse_verdict(answer: str) -> Verdict:
 async def judge_call(spec: JudgeSpec, history: Sequence[dict[str, Any]]) -> Verdict:
     """Ask the judge; raises ValueError (no verdict) or httpx.HTTPError (endpoint trouble)."""
     criteria = "\n".join(f"- {c}" for c in spec.criteria)
-    body = {
-        "model": spec.model,
-        "stream": True,
-        "temperature": 0,
-        "messages": [
+    answer = await chat_text(
+        base_url=spec.base_url,
+        model=spec.model,
+        api_key_env=spec.api_key_env,
+        timeout_s=spec.timeout_s,
+        messages=[
             {"role": "system", "content": SYSTEM},
             {
                 "role": "user",
                 "content": f"Criteria:\n{criteria}\n\nTranscript:\n{transcript(history)}",
             },
         ],
-    }
-    key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
-    headers = {"Authorization": f"Bearer {key or 'not-needed'}"}
-    url = spec.base_url.rstrip("/") + "/chat/completions"
-    answer = ""
-    async with (
-        httpx.AsyncClient(timeout=spec.timeout_s) as client,
-        client.stream("POST", url, json=body, headers=headers) as response,
-    ):
-        if response.status_code != 200:
-            await response.aread()
-            raise httpx.HTTPStatusError(
-                f"{response.status_code} {response.text[:200]}",
-                request=response.request,
-                response=response,
-            )
-        async for line in response.aiter_lines():
-            if not line.startswith("data:") or line.strip() == "data: [DONE]":
-                continue
-            chunk = json.loads(line[5:])
-            for choice in chunk.get("choices") or []:
-                answer += (choice.get("delta") or {}).get("content") or ""
-            if len(answer) > MAX_ANSWER_CHARS:
-                break
+    )
     return parse_verdict(answer)
