@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from voicebridge.call.context import HistoryEntry
 from voicebridge.config import load_pipeline
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.scenarios.checks import check_scenario
@@ -71,6 +73,8 @@ async def run_scenario(scenario: Scenario) -> ScenarioResult:
     lines = [_turn_audio(scenario, t, fmt.sample_rate) for t in scenario.turns]
     await spec.preload()
     interrupt = scenario.interrupt_after_ms
+    persona_failures: list[str] = []
+    more = _persona(scenario, fmt.sample_rate, persona_failures) if scenario.persona else None
     call = await simulate_call(
         spec,
         fmt,
@@ -79,14 +83,43 @@ async def run_scenario(scenario: Scenario) -> ScenarioResult:
         gap_s=scenario.gap_ms / 1000,
         reply_timeout_s=scenario.reply_timeout_ms / 1000,
         interrupt_after_s=None if interrupt is None else interrupt / 1000,
+        more=more,
     )
     report = build_report(call)
     failures = check_scenario(scenario, report, call.events, call.record.played_spans)
+    failures += persona_failures
     verdict = None
     if scenario.expect.judge is not None:
         verdict, failed = await _judge(scenario.expect.judge, report)
         failures += failed
     return ScenarioResult(scenario, failures, time.monotonic() - began, report, call, verdict)
+
+
+def _persona(
+    scenario: Scenario, rate: int, failures: list[str]
+) -> Callable[[int, Sequence[HistoryEntry]], Awaitable[CallerLine | None]]:
+    """The model-played caller's next line, spoken in the offline voice; an endpoint that fails
+    ends the caller's part and fails the scenario."""
+    import httpx
+
+    from voicebridge.scenarios.persona import next_caller_line
+
+    persona = scenario.persona
+    assert persona is not None
+    scripted = len(scenario.turns)
+
+    async def more(index: int, history: Sequence[HistoryEntry]) -> CallerLine | None:
+        if index - scripted >= persona.max_turns:
+            return None
+        try:
+            text = await next_caller_line(persona, history)
+        except httpx.HTTPError as exc:
+            reason = " ".join(str(exc).split())[:300]
+            failures.append(f"persona: no next line ({type(exc).__name__}: {reason})")
+            return None
+        return None if text is None else _turn_audio(scenario, Turn(say=text), rate)
+
+    return more
 
 
 async def _judge(spec: JudgeSpec, report: CallReport) -> tuple[str, list[str]]:

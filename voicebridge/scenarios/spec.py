@@ -80,6 +80,18 @@ class JudgeSpec(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
 
 
+class PersonaSpec(_Strict):
+    """A caller played by a model (any OpenAI-compatible chat endpoint): after the scripted
+    turns, it hears each reply and says its next line, up to ``max_turns`` lines."""
+
+    prompt: str = Field(min_length=1, max_length=20_000)  # who the caller is and what they want
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    api_key_env: str | None = "OPENAI_API_KEY"  # None: a local server without a key
+    max_turns: int = Field(default=6, ge=1, le=50)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
 class CallExpect(_Strict):
     """What must be true of the whole call."""
 
@@ -103,7 +115,8 @@ class Scenario(_Strict):
     gap_ms: int = Field(default=800, gt=0)  # agent silence that ends its reply
     reply_timeout_ms: int = Field(default=15_000, gt=0)
     interrupt_after_ms: int | None = Field(default=None, ge=0)  # barge in that long into replies
-    turns: list[Turn] = Field(min_length=1, max_length=200)
+    turns: list[Turn] = Field(default=[], max_length=200)
+    persona: PersonaSpec | None = None
     expect: CallExpect = CallExpect()
 
     _source: str = PrivateAttr(default="")  # the file it was read from (set by the loader)
@@ -111,6 +124,12 @@ class Scenario(_Strict):
     @property
     def source(self) -> str:
         return self._source
+
+    @model_validator(mode="after")
+    def _something_to_say(self) -> Scenario:
+        if not self.turns and self.persona is None:
+            raise ValueError("a scenario needs turns, a persona, or both")
+        return self
 
     @model_validator(mode="after")
     def _format(self) -> Scenario:

@@ -153,6 +153,7 @@ class PlivoCaller:
         reply_timeout_s: float = 15.0,
         tail_s: float = 1.0,
         interrupt_after_s: float | None = None,
+        more: Callable[[int], Awaitable[PCM | Keypress | None]] | None = None,
     ) -> CallRecord:
         """A conversation: let the agent finish (its greeting, then each reply), then speak the
         next utterance. The agent is done when its audio has played out and nothing new came for
@@ -160,7 +161,11 @@ class PlivoCaller:
 
         With ``interrupt_after_s`` the caller does not wait for replies to finish: it speaks its
         next line that long after the reply started playing (a barge-in). The reply to its last
-        line has no next line to cut it off, so it plays to the end."""
+        line has no next line to cut it off, so it plays to the end.
+
+        With ``more``, once ``utterances`` are spoken the caller asks ``more(index)`` for each
+        next utterance after the agent's reply (None: hang up); it may take its time, the call's
+        clock waits in lockstep. A caller that decides as it goes never barges in."""
         track: list[PCM] = []
         async with connect(
             self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
@@ -169,11 +174,17 @@ class PlivoCaller:
             try:
                 await self._start(ws)
                 await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
-                for index, pcm in enumerate(utterances):
-                    if self._closed.is_set():
+                index = 0
+                while not self._closed.is_set():
+                    if index < len(utterances):
+                        pcm: PCM | Keypress | None = utterances[index]
+                    else:
+                        pcm = await more(index) if more is not None else None
+                    if pcm is None:
                         break
-                    last = index == len(utterances) - 1
-                    self._interrupt_after_s = None if last else interrupt_after_s
+                    last = more is None and index == len(utterances) - 1
+                    index += 1
+                    self._interrupt_after_s = None if last or more else interrupt_after_s
                     start = self._t
                     if isinstance(pcm, Keypress):
                         await self._press(ws, pcm, track)
