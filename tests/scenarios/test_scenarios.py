@@ -157,7 +157,7 @@ def test_dead_air_is_the_longest_silence_between_sounds() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("turns: []\n", "case.yaml:3:1: turns: List should have at least 1 item"),
+        ("turns: []\n", "case.yaml:1:1: a scenario needs turns, a persona, or both"),
         (
             "turns:\n  - sound_ms: 100\n    expect: {reply_contain: x}\n",
             "case.yaml:5:14: turns[0].expect.reply_contain: unknown key 'reply_contain'",
