@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voicebridge.sim.cli import add_commands
 
     add_commands(sub)
+    from voicebridge.scenarios.cli import add_command as add_test
+
+    add_test(sub)
     return parser
 
 

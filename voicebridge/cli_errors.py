@@ -19,7 +19,7 @@ class ExitCode(enum.IntEnum):
     """The command's exit statuses; documented in docs/cli.md and the ``--help`` epilog."""
 
     OK = 0
-    FAILED = 1  # the command ran and reports a failure (protocol errors seen on a call)
+    FAILED = 1  # the command ran and reports a failure (protocol errors, a failed scenario)
     USAGE = 2  # a bad flag or flag value (argparse uses 2 as well)
     CONFIG = 3  # a pipeline or settings file is invalid
     FILE = 4  # a file named on the command line is missing, unreadable or unwritable
@@ -34,7 +34,7 @@ class ExitCode(enum.IntEnum):
 # (code, meaning, example): the table in docs/cli.md and the --help epilog.
 EXIT_CODE_TABLE: Final[tuple[tuple[ExitCode, str, str], ...]] = (
     (ExitCode.OK, "success", "validate: every file is valid"),
-    (ExitCode.FAILED, "ran, but the result is a failure", "call: the server broke the protocol"),
+    (ExitCode.FAILED, "ran, but the result is a failure", "test: a scenario failed"),
     (ExitCode.USAGE, "bad flag or flag value", "simulate --codec mulaw --rate 16000"),
     (ExitCode.CONFIG, "pipeline or settings file invalid", "unknown stage type, bad YAML"),
     (ExitCode.FILE, "file missing, unreadable or unwritable", "simulate --wav missing.wav"),

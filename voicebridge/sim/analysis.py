@@ -88,8 +88,9 @@ def _caller_speech(
     """(text, speech start, speech end) of each utterance the caller actually spoke."""
     rate = record.fmt.sample_rate
     out: list[tuple[str | None, float, float]] = []
-    for line, (start, _end) in zip(lines, record.utterance_spans, strict=False):
-        begin, finish = speech_bounds(line.pcm, rate)
+    for line, (start, end) in zip(lines, record.utterance_spans, strict=False):
+        # Key presses: from the first digit to the silence after the last.
+        begin, finish = (0.0, end - start) if line.keys else speech_bounds(line.pcm, rate)
         out.append((line.text, round(start + begin, 3), round(start + finish, 3)))
     return out
 

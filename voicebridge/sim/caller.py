@@ -27,6 +27,15 @@ from voicebridge.plivo.formats import StreamFormat
 from voicebridge.sim.playout import PlayoutModel, ReceivedPiece
 
 
+@dataclass(frozen=True)
+class Keypress:
+    """Keypad digits the caller presses instead of speaking: one ``dtmf`` event per digit,
+    ``gap_ms`` of silence after each (people do not type instantly)."""
+
+    digits: str
+    gap_ms: int = 200
+
+
 @dataclass
 class WireEvent:
     """One message on the wire, stamped with the caller's stream time in seconds."""
@@ -137,13 +146,14 @@ class PlivoCaller:
 
     async def run_turns(
         self,
-        utterances: Sequence[PCM],
+        utterances: Sequence[PCM | Keypress],
         *,
         first_wait_s: float = 1.5,
         gap_s: float = 0.8,
         reply_timeout_s: float = 15.0,
         tail_s: float = 1.0,
         interrupt_after_s: float | None = None,
+        more: Callable[[int], Awaitable[PCM | Keypress | None]] | None = None,
     ) -> CallRecord:
         """A conversation: let the agent finish (its greeting, then each reply), then speak the
         next utterance. The agent is done when its audio has played out and nothing new came for
@@ -151,7 +161,11 @@ class PlivoCaller:
 
         With ``interrupt_after_s`` the caller does not wait for replies to finish: it speaks its
         next line that long after the reply started playing (a barge-in). The reply to its last
-        line has no next line to cut it off, so it plays to the end."""
+        line has no next line to cut it off, so it plays to the end.
+
+        With ``more``, once ``utterances`` are spoken the caller asks ``more(index)`` for each
+        next utterance after the agent's reply (None: hang up); it may take its time, the call's
+        clock waits in lockstep. A caller that decides as it goes never barges in."""
         track: list[PCM] = []
         async with connect(
             self.url, compression=None, max_size=None, open_timeout=10, close_timeout=2
@@ -160,16 +174,26 @@ class PlivoCaller:
             try:
                 await self._start(ws)
                 await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
-                for index, pcm in enumerate(utterances):
-                    if self._closed.is_set():
+                index = 0
+                while not self._closed.is_set():
+                    if index < len(utterances):
+                        pcm: PCM | Keypress | None = utterances[index]
+                    else:
+                        pcm = await more(index) if more is not None else None
+                    if pcm is None:
                         break
-                    last = index == len(utterances) - 1
-                    self._interrupt_after_s = None if last else interrupt_after_s
+                    last = more is None and index == len(utterances) - 1
+                    index += 1
+                    self._interrupt_after_s = None if last or more else interrupt_after_s
                     start = self._t
-                    await self._stream(ws, pcm, track)
-                    self.record.utterance_spans.append(
-                        (start, start + len(pcm) / self.fmt.sample_rate)
-                    )
+                    if isinstance(pcm, Keypress):
+                        await self._press(ws, pcm, track)
+                        self.record.utterance_spans.append((start, self._t))
+                    else:
+                        await self._stream(ws, pcm, track)
+                        self.record.utterance_spans.append(
+                            (start, start + len(pcm) / self.fmt.sample_rate)
+                        )
                     await self._wait_for_agent(ws, track, 0.0, gap_s, reply_timeout_s, True)
                 await self._silence(ws, track, tail_s)
             except ConnectionClosed:
@@ -247,6 +271,22 @@ class PlivoCaller:
             await self._frame(ws, chunk)
             if track is not None:
                 track.append(chunk)
+
+    async def _press(self, ws: ClientConnection, keys: Keypress, track: list[PCM]) -> None:
+        """Press each digit as Plivo reports it (a ``dtmf`` event), silence in between."""
+        for digit in keys.digits:
+            if self._closed.is_set():
+                return
+            self._seq += 1
+            message = {
+                "sequenceNumber": self._seq,
+                "streamId": self.record.stream_id,
+                "event": "dtmf",
+                "dtmf": {"track": "inbound", "digit": digit},
+                "extra_headers": "{}",
+            }
+            await self._send(ws, message)
+            await self._silence(ws, track, keys.gap_ms / 1000)
 
     async def _linger(self, ws: ClientConnection, tail_s: float, max_s: float) -> None:
         silence = np.zeros(self.fmt.sample_rate * self.frame_ms // 1000, np.int16)

@@ -9,7 +9,7 @@ call is reproducible and takes only as long as the computing does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +24,18 @@ from voicebridge.frames import PCM
 from voicebridge.plivo.formats import StreamFormat
 from voicebridge.server.run import running_service
 from voicebridge.sim.answer import answer_call
-from voicebridge.sim.caller import CallRecord, PlivoCaller
+from voicebridge.sim.caller import CallRecord, Keypress, PlivoCaller
 from voicebridge.sim.lockstep import SessionWatch
 
 
 @dataclass
 class CallerLine:
-    """One thing the caller says: the words (when known) and the audio at the stream rate."""
+    """One thing the caller says: the words (when known) and the audio at the stream rate; or,
+    with ``keys``, digits pressed on the keypad (``pcm`` is then empty)."""
 
     text: str | None
     pcm: PCM
+    keys: Keypress | None = None
 
 
 @dataclass
@@ -62,8 +64,10 @@ async def simulate_call(
     first_wait_s: float = 1.5,
     tail_s: float = 1.0,
     interrupt_after_s: float | None = None,
+    more: Callable[[int, Sequence[HistoryEntry]], Awaitable[CallerLine | None]] | None = None,
 ) -> SimulatedCall:
-    """Run ``lines`` as a conversation against ``spec`` served on a loopback port."""
+    """Run ``lines`` as a conversation against ``spec`` served on a loopback port; then, with
+    ``more``, the lines it returns, given the conversation as the service knows it so far."""
     base = settings or ServiceSettings()
     # Loopback only: a configured public URL would send the simulated caller out to the world.
     settings = base.model_copy(update={"host": "127.0.0.1", "port": 0, "public_url": None})
@@ -81,13 +85,25 @@ async def simulate_call(
             speed=float("inf") if fast else 1.0,
             probe=watch.lockstep if fast else None,
         )
+        spoken = list(lines)
+
+        async def next_line(index: int) -> PCM | Keypress | None:
+            session = watch.session
+            history = list(session.ctx.history) if session and session.ctx else []
+            line = await more(index, history) if more is not None else None
+            if line is None:
+                return None
+            spoken.append(line)
+            return line.keys or line.pcm
+
         record = await caller.run_turns(
-            [line.pcm for line in lines],
+            [line.keys or line.pcm for line in lines],
             first_wait_s=first_wait_s,
             gap_s=gap_s,
             reply_timeout_s=reply_timeout_s,
             tail_s=tail_s,
             interrupt_after_s=interrupt_after_s,
+            more=next_line if more is not None else None,
         )
         session = watch.session
         if session is not None:
@@ -96,7 +112,7 @@ async def simulate_call(
         pipeline=spec.name,
         fmt=fmt,
         mode="virtual" if fast else "realtime",
-        lines=list(lines),
+        lines=spoken,
         record=record,
         events=list(session.timeline.events) if session and session.timeline else [],
         history=list(session.ctx.history) if session and session.ctx else [],
