@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gemini_live_fake import FakeGemini, Reply
 from s2s_live import LiveCall, pipeline_spec, played
 
+from voicebridge.sim.signals import speech_like
+
 KEY = "gm-fake"
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -272,3 +274,38 @@ async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_close
         ("caller", "thanks", False),
         ("agent", "You're welcome.", False),
     ]
+
+
+async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
+    fake: FakeGemini, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``voicebridge simulate pipelines/gemini.yaml`` against the fake, as its CLI does it:
+    preload (the start-up check), a simulated Plivo call over a real socket, the call page. The
+    SDK itself takes its endpoint from ``GOOGLE_GEMINI_BASE_URL``."""
+    from voicebridge.plivo.formats import StreamFormat
+    from voicebridge.sim.analysis import build_report
+    from voicebridge.sim.html_report import write_html
+    from voicebridge.sim.simulate import CallerLine, simulate_call
+
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+    fake.caller_says("when do you open tomorrow")
+    fake.reply(Reply(text="We open at seven."))
+    spec = load_pipeline(PIPELINES / "gemini.yaml", environ={})
+    await spec.preload()
+    fmt = StreamFormat("audio/x-mulaw", 8000)
+    lines = [CallerLine("when do you open tomorrow", speech_like(1.2, 8000))]
+    call = await simulate_call(spec, fmt, lines, fast=True, reply_timeout_s=20)
+    report = build_report(call)
+    page = tmp_path / "call.html"
+    write_html(page, report, call.record.caller_audio, call.record.heard_audio, 8000)
+    html = page.read_text()
+    assert "We open at seven." in html and "Harbor Street Bakery" in html
+    assert [(h.role, h.text) for h in call.history][:3] == [
+        ("agent", "Thanks for calling Harbor Street Bakery. How can I help you today?"),
+        ("caller", "when do you open tomorrow"),
+        ("agent", "We open at seven."),
+    ]
+    *probes, session = fake.sessions  # start-up checks: a session opened, set up and closed
+    assert probes and all(p.closed and not p.context for p in probes)
+    assert session.setup["model"] == "models/gemini-live-2.5-flash-preview"
+    assert session.context[-1] == ("model", "We open at seven.")
