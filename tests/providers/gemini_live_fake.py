@@ -12,7 +12,9 @@ stays in the model's context); a turn's end is answered with the scripted reply:
 ``modelTurn`` parts, ``outputTranscription`` chunks, the caller's ``inputTranscription``, then
 ``turnComplete``. ``clientContent`` turns are kept as context (the initial history of a
 ``history_config`` session, notes) or, asking to say a line, answered with that line;
-``toolCall`` waits for ``toolResponse``. Scripted faults: a dropped socket mid-reply.
+``toolCall`` waits for ``toolResponse``. Scripted faults: a dropped socket mid-reply, an error
+mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, and ``goAway``
+after a reply (the session is closed ``go_away_close_s`` later, if the client has not left).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Reply:
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     after_tools: str = ""  # said once the tools are answered
     drop_after_chunks: int | None = None
+    fail: str = ""  # with drop_after_chunks: the close reason (Gemini's error message)
+    never: bool = False  # no reply at all
+    go_away: bool = False  # after turnComplete: goAway, then close after go_away_close_s
 
 
 @dataclass
@@ -73,6 +78,7 @@ class FakeSession:
     speaking: bool = False
     quiet_ms: float = 0.0
     generating: asyncio.Task[Any] | None = None
+    leaving: asyncio.Task[Any] | None = None  # goAway sent: the close to come
     interrupted: int = 0
     awaiting_history: bool = False
     awaiting_tools: bool = False  # a reply waits for the client's tool response
@@ -98,6 +104,7 @@ class FakeGemini:
         self._ids = itertools.count(1)
         self._dir = tempfile.TemporaryDirectory()
         self.cafile = str(Path(self._dir.name) / "fake-gemini.pem")
+        self.go_away_close_s = 5.0
 
     @property
     def base_url(self) -> str:
@@ -136,8 +143,9 @@ class FakeGemini:
 
     async def __aexit__(self, *exc: object) -> None:
         for session in self.sessions:
-            if session.generating is not None:
-                session.generating.cancel()
+            for task in (session.generating, session.leaving):
+                if task is not None:
+                    task.cancel()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -176,10 +184,15 @@ class FakeGemini:
         context.load_cert_chain(self.cafile, keyfile)
         return context
 
-    async def drop(self, session: FakeSession) -> None:
+    async def drop(self, session: FakeSession, reason: str = "") -> None:
         connection = self._connections.get(session.number)
         if connection is not None:
-            await connection.close(1011, "Internal error encountered.")
+            await connection.close(1011, reason or "Internal error encountered.")
+
+    async def _go_away(self, session: FakeSession, out: _Out) -> None:
+        await out.send({"goAway": {"timeLeft": f"{self.go_away_close_s:g}s"}})
+        await asyncio.sleep(self.go_away_close_s)
+        await self.drop(session, "Session closed after goAway.")
 
     # --- a session --------------------------------------------------------------------------
     async def _handle(self, connection: ServerConnection) -> None:
@@ -285,6 +298,8 @@ class FakeGemini:
         if words:
             session.context.append(("user", words))
         reply = self.replies.popleft() if self.replies else self.default_reply
+        if reply.never and words:  # heard and transcribed, never answered
+            await out.send({"serverContent": {"inputTranscription": {"text": words}}})
         self._generate(session, out, reply, caller=words)
 
     async def _content(self, session: FakeSession, out: _Out, content: dict[str, Any]) -> None:
@@ -316,6 +331,8 @@ class FakeGemini:
 
     def _generate(self, session: FakeSession, out: _Out, reply: Reply, caller: str = "") -> None:
         if session.generating is not None and not session.generating.done():
+            return
+        if reply.never:
             return
         session.generating = asyncio.get_running_loop().create_task(
             self._speak(session, out, reply, caller)
@@ -351,6 +368,8 @@ class FakeGemini:
             await out.send({"serverContent": {"turnComplete": True}})
         except asyncio.CancelledError:
             raise
+        if reply.go_away:
+            session.leaving = asyncio.get_running_loop().create_task(self._go_away(session, out))
 
     async def _say(
         self,
@@ -372,7 +391,7 @@ class FakeGemini:
         sent_words = 0
         for chunk in range(chunks):
             if reply.drop_after_chunks is not None and chunk == reply.drop_after_chunks:
-                await self.drop(session)
+                await self.drop(session, reply.fail)
                 return
             ms = min(reply.chunk_ms, total_ms - chunk * reply.chunk_ms)
             audio = _tone(ms, chunk * reply.chunk_ms)

@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gemini_live_fake import FakeGemini, Reply
 from s2s_live import LiveCall, pipeline_spec, played
 
+from voicebridge.sim.signals import speech_like
+
 KEY = "gm-fake"
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 
@@ -192,3 +194,118 @@ def test_the_shipped_gemini_pipeline_validates() -> None:
     loaded = load_pipeline(PIPELINES / "gemini.yaml", environ={})
     assert [s.type for s in loaded.stages] == ["decode", "vad", "gemini_live", "encode"]
     assert loaded.warnings == []
+
+
+LONG = "Our bakery opens at seven in the morning and closes at six in the evening, every day."
+
+
+async def test_a_model_error_mid_reply_speaks_the_fallback(fake: FakeGemini) -> None:
+    """Gemini reports a failure mid-reply by closing the session (1011, its reason): the words
+    said stay, the call says its fallback on a new session and goes on."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2, fail="Internal error."))
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+        (error,) = call.timeline("provider_error")
+        assert error["stage"] == "gemini_live" and error["error_kind"] == "unavailable"
+        assert "Internal error." in error["error"]
+        assert call.wire.closed is None  # the call goes on
+    finally:
+        await call.session.end("test over")
+    history = live.history()
+    assert history[0] == ("caller", "when are you open", False)
+    assert LONG.startswith(history[1][1]) and history[1][1]  # the 800 ms that were said
+    assert history[2] == ("agent", "Sorry, say that again?", False)
+    assert fake.sessions[1].context[-1] == ("model", "Sorry, say that again?")
+
+
+async def test_a_stalled_model_times_out_into_the_fallback(fake: FakeGemini) -> None:
+    """Gemini sends nothing when it will not answer: the deadline runs from the end of the
+    caller's turn (the ``vad`` stage's SpeechEnded)."""
+    fake.caller_says("hello")
+    fake.reply(Reply(never=True))
+    live = await live_call(fake, "timeout_s: 2")
+    call = live.call
+    try:
+        await live.speak(0.6)
+        await live.until(lambda: bool(call.timeline("provider_error")), limit_s=4)
+        (error,) = call.timeline("provider_error")
+        assert error["error_kind"] == "timeout" and "within 2 s" in error["error"]
+        # The vad stage ends the caller's turn after its 300 ms of silence; 2 s pass after it.
+        assert 2.3 <= error["t"] - 0.6 <= 2.5
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+    finally:
+        await call.session.end("test over")
+    assert live.history() == [
+        ("caller", "hello", False),
+        ("agent", "Sorry, say that again?", False),
+    ]
+
+
+async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_closes(
+    fake: FakeGemini,
+) -> None:
+    """``goAway``: between replies the stage opens the next session (the heard history as its
+    context) and closes the old one itself; no error, nothing unsaid."""
+    fake.go_away_close_s = 60.0  # the client leaves long before
+    fake.caller_says("when are you open", "thanks")
+    fake.reply(Reply(text="We open at seven.", go_away=True), Reply(text="You're welcome."))
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await live.until(lambda: len(fake.sessions) == 2 and fake.sessions[0].closed)
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+        assert call.timeline("provider_error") == []
+    finally:
+        await call.session.end("test over")
+    first, second = fake.sessions
+    assert "goAway" not in json.dumps(first.messages)
+    assert second.history == [("user", "when are you open"), ("model", "We open at seven.")]
+    assert second.context[-2:] == [("user", "thanks"), ("model", "You're welcome.")]
+    assert live.history() == [
+        ("caller", "when are you open", False),
+        ("agent", "We open at seven.", False),
+        ("caller", "thanks", False),
+        ("agent", "You're welcome.", False),
+    ]
+
+
+async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
+    fake: FakeGemini, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``voicebridge simulate pipelines/gemini.yaml`` against the fake, as its CLI does it:
+    preload (the start-up check), a simulated Plivo call over a real socket, the call page. The
+    SDK itself takes its endpoint from ``GOOGLE_GEMINI_BASE_URL``."""
+    from voicebridge.plivo.formats import StreamFormat
+    from voicebridge.sim.analysis import build_report
+    from voicebridge.sim.html_report import write_html
+    from voicebridge.sim.simulate import CallerLine, simulate_call
+
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+    fake.caller_says("when do you open tomorrow")
+    fake.reply(Reply(text="We open at seven."))
+    spec = load_pipeline(PIPELINES / "gemini.yaml", environ={})
+    await spec.preload()
+    fmt = StreamFormat("audio/x-mulaw", 8000)
+    lines = [CallerLine("when do you open tomorrow", speech_like(1.2, 8000))]
+    call = await simulate_call(spec, fmt, lines, fast=True, reply_timeout_s=20)
+    report = build_report(call)
+    page = tmp_path / "call.html"
+    write_html(page, report, call.record.caller_audio, call.record.heard_audio, 8000)
+    html = page.read_text()
+    assert "We open at seven." in html and "Harbor Street Bakery" in html
+    assert [(h.role, h.text) for h in call.history][:3] == [
+        ("agent", "Thanks for calling Harbor Street Bakery. How can I help you today?"),
+        ("caller", "when do you open tomorrow"),
+        ("agent", "We open at seven."),
+    ]
+    *probes, session = fake.sessions  # start-up checks: a session opened, set up and closed
+    assert probes and all(p.closed and not p.context for p in probes)
+    assert session.setup["model"] == "models/gemini-live-2.5-flash-preview"
+    assert session.context[-1] == ("model", "We open at seven.")

@@ -24,6 +24,7 @@ reconnects, the call's own lines and the keypad work as in ``openai_realtime``
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from typing import Any
@@ -112,6 +113,8 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         # Caller words of a reply the dropped session was giving: on their way into the
         # history, maybe not there yet when the new session is given it.
         self._in_flight: list[ReplayLine] = []
+        self._watch: asyncio.Task[Any] | None = None  # a reply is due: its deadline
+        self._moving = False  # goAway: a new session is due once the model is free
 
     # --- set-up and tear-down ---------------------------------------------------------------
     @classmethod
@@ -151,6 +154,10 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         self._start_reader()
 
     async def _connect(self, *, replay: bool) -> None:
+        self._use(await self._open(replay=replay))
+
+    async def _open(self, *, replay: bool) -> LiveLink:
+        """A new session through the guard; with ``replay``, the heard history as context."""
         p: GeminiLiveParams = self.params
         lines = replay_lines(self.ctx.history, p.replay_history) if replay else []
         recorded = {(line.role, line.text) for line in lines}
@@ -164,11 +171,14 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
             return link
 
         link = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        if lines:
+            self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions + 1)
+        return link
+
+    def _use(self, link: LiveLink) -> None:
         self.sessions += 1
         self.handled = link.received
         self._in_flight = []
-        if lines:
-            self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions)
         self._link = link
 
     # --- frames -----------------------------------------------------------------------------
@@ -178,13 +188,19 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         if isinstance(frame, AudioIn):
             if link is not None and self._audio is not None:
                 link.send_audio(self._audio.encode_in(frame.pcm))
+            self._maybe_move()
         elif isinstance(frame, AgentText):
             self._call_says(frame)
         else:
-            if isinstance(frame, SpeechStarted) and voicebridge_turns and link is not None:
-                link.send("activity_start")
-            elif isinstance(frame, SpeechEnded) and voicebridge_turns and link is not None:
-                link.send("activity_end")
+            if isinstance(frame, SpeechStarted):
+                self._reply_began()  # the caller goes on: their turn is not over
+                if voicebridge_turns and link is not None:
+                    link.send("activity_start")
+            elif isinstance(frame, SpeechEnded):
+                if link is not None and self._reply is None:
+                    self._expect_reply()
+                if voicebridge_turns and link is not None:
+                    link.send("activity_end")
             elif isinstance(frame, Hangup | Transfer) and self._saying is not None:
                 self._after = CallAction(frame, "")  # after the goodbye being read out
                 self._after_turn = self._saying
@@ -203,6 +219,7 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
             self._asked = line.turn
             content = {"role": "user", "parts": [{"text": SAY.format(text=line.text)}]}
             link.send("content", ([content], True))
+            self._expect_reply()
 
     async def _keypad_entered(self, text: str, link: LiveLink) -> None:
         self._caller.append(text)
@@ -226,6 +243,35 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         self._after = self._after_turn = None
         if not self.ctx.is_stale(turn):
             await self.emit(action.frame)
+
+    # --- a reply that never begins ---------------------------------------------------------
+    def _expect_reply(self) -> None:
+        """A reply is due (the caller's turn ended, or a line was asked for): if no audio of
+        one comes within ``timeout_s`` the model has stalled."""
+        if self._watch is None:
+            self._watch = self.spawn(self._watchdog(), name=f"{self.name}-deadline")
+
+    def _reply_began(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+
+    async def _watchdog(self) -> None:
+        timeout = self.params.timeout_s
+        await self.ctx.clock.sleep(timeout)
+        self._watch = None
+        error = ProviderError(
+            self.name, PROVIDER, "timeout", f"no reply began within {timeout:g} s"
+        )
+        self.guard.breaker.failure(error, self.guard.registry.clock.now())
+        asked, self._asked = self._asked, None
+        if asked is not None:  # the line asked for will not come: its turn still ends
+            await self._close_turn(asked)
+        words = " ".join(" ".join(self._caller).split())
+        if words:  # what the caller said goes into the history before the fallback
+            self._caller = []
+            await self.emit(Transcript(words, final=True, reply_turn=0))
+        self._fail(error)
 
     # --- barge-in ----------------------------------------------------------------------------
     def interrupt(self, stale_through: int) -> None:
@@ -272,6 +318,7 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
             elif content.turn_complete:
                 await self._end_reply(interrupted=False)
         if message.tool_call is not None and message.tool_call.function_calls:
+            self._reply_began()  # the model is answering, through a tool first
             calls = [
                 ToolCall(
                     id=str(call.id or ""),
@@ -283,6 +330,8 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
             self.spawn(self._run_calls(calls), name=f"{self.name}-tools")
         if message.go_away is not None:
             self.log.info("s2s_go_away", time_left=str(message.go_away.time_left)[:32])
+            self._moving = True
+        self._maybe_move()
 
     def _caller_words(self, text: str) -> None:
         reply = self._reply
@@ -305,6 +354,7 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         audio = self._audio
         if audio is None:
             return
+        self._reply_began()
         reply = self._reply or self._begin_reply()
         if reply.cut:
             return
@@ -367,8 +417,50 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
             link.send("tool_response", responses)
 
     # --- failures and reconnecting ----------------------------------------------------------
+    def _maybe_move(self) -> None:
+        """After a goAway, move once the model is free and the caller has heard every reply
+        to its end (the history the new session is given is what was heard)."""
+        if not self._moving or self._reply is not None or self._asked is not None:
+            return
+        for reply in self._recent:
+            if not reply.cut and self.ctx.heard_audio.ms(reply.turn) < reply.pieces.model_ms - 0.5:
+                return
+        self._moving = False
+        self.spawn(self._move(), name=f"{self.name}-move")
+
+    async def _move(self) -> None:
+        """goAway: Gemini will close this session soon. Between replies, open the next one
+        (with the heard history, as after a drop) and only then close the old one, so the call
+        never goes silent. If the old session began a reply meanwhile, the move waits for its
+        end; if the new one cannot be opened, the drop is handled when it comes."""
+        old = self._link
+        if old is None:
+            return
+        lines: list[ReplayLine] = []
+        words = " ".join(" ".join(self._caller).split())
+        if words:  # heard by the old session, not yet answered nor in the history
+            lines.append(ReplayLine("user", words))
+        self._in_flight += lines
+        try:
+            link = await self._open(replay=True)
+        except ProviderError as error:
+            self.log.warning("s2s_move_failed", kind=error.kind)
+            self._in_flight = [line for line in self._in_flight if line not in lines]
+            return
+        if self._link is not old or self._reply is not None or self._asked is not None:
+            await link.close()  # the old one is busy (or gone): move after this reply
+            self._in_flight = [line for line in self._in_flight if line not in lines]
+            self._moving = self._link is old
+            return
+        self._use(link)
+        await old.close()
+        self.log.info("s2s_session_moved", session=self.sessions)
+        self._next_line()
+
     async def _lost(self, link: LiveLink, error: ProviderError) -> None:
         self._link = None
+        self._reply_began()  # no reply will come on this socket
+        self._moving = False
         await link.close()
         self.log.warning("s2s_session_lost", error=error.provider_message[:200])
         reply, self._reply = self._reply, None

@@ -51,6 +51,13 @@ class GeminiLiveParams(SpeechToSpeechParams):
         None, description="another endpoint (a proxy); null = Google's (wss)"
     )
     connect_timeout_s: float = Field(5.0, gt=0, le=60, description="open + set up the session")
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="a reply that has not begun this long after the caller's turn ended (or a "
+        "line was asked for) has stalled: the call says its fallback",
+    )
     verify_at_start: bool = Field(
         True, description="at service start, open one session, so a bad key or model fails it"
     )
