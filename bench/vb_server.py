@@ -19,7 +19,6 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -102,24 +101,12 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            run(serve(args))
+            asyncio.run(serve(args))
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        run(serve(args))
-
-
-def run(main: Any) -> None:
-    """Run on the event loop ``voicebridge serve`` would: uvicorn's own choice, which is uvloop
-    when it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+        asyncio.run(serve(args))
 
 
 if __name__ == "__main__":
