@@ -171,6 +171,8 @@ class RateLimit:
         self._lock = asyncio.Lock()
 
     async def wait(self) -> float:
+        """Wait for the next slot and return its time; grants are ``interval`` apart on the
+        clock by construction (read under the lock, so a later ``now()`` can't undercut it)."""
         async with self._lock:
             now = self.clock.now()
             if now < self._next:
@@ -226,8 +228,7 @@ class Campaign:
                 await self.clock.sleep(self.options.retry_delay_s)
             attempts += 1
             async with self.slots:
-                await self.rate.wait()
-                self.placed_at.append(self.clock.now())
+                self.placed_at.append(await self.rate.wait())
                 try:
                     request_uuid = await self.api.place(lead)
                 except Exception as exc:  # refused: recorded, not retried (it may be the number)
