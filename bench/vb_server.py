@@ -19,6 +19,7 @@ import sys
 import time
 from array import array
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -101,12 +102,24 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            asyncio.run(serve(args))
+            run(serve(args))
         finally:
             profiler.disable()
             profiler.dump_stats(args.profile)
     else:
-        asyncio.run(serve(args))
+        run(serve(args))
+
+
+def run(main: Any) -> None:
+    """Run on the event loop ``voicebridge serve`` would: uvicorn's own choice, which is uvloop
+    when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 if __name__ == "__main__":

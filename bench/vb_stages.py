@@ -70,6 +70,7 @@ class InstantTranscriber(Stage):
 
     type_name = "bench_instant_stt"
     role = "stt"
+    inline = (AudioIn,)  # as the real transcribers: caller audio is taken directly while idle
     description = "Benchmark transcriber: a fixed final transcript at each end of speech."
 
     class Params(StageParams):

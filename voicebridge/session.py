@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -28,6 +28,7 @@ from voicebridge.ports import StateHooks, Transport
 from voicebridge.runtime.pipeline import Pipeline
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage
+from voicebridge.runtime.ticker import Periodic
 from voicebridge.telephony.call_control import CallControl, run_control
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Session:
         self.resumed_from: CallSnapshot | None = None
         # With record_events, the call's events in order (the simulator's reports read them).
         self.timeline: EventTimeline | None = EventTimeline() if record_events else None
-        self._housekeeping: asyncio.Task[None] | None = None
+        self._housekeeping = Periodic(self.clock, self.core.limits.tick_s, self._tick, name="tick")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._progress = asyncio.Event()  # a turn finished playing or was cut off
         self._activity: list[Callable[[], None]] = []  # see add_activity_listener
@@ -209,9 +210,7 @@ class Session:
             return
         self.pipeline = pipeline
         outs = self.core.pipeline_started(pipeline.roles(), self.clock.now(), snapshot)
-        self._housekeeping = asyncio.get_running_loop().create_task(
-            self._housekeep(), name=f"housekeeping-{info.call_id[:16]}"
-        )
+        self._housekeeping.start()
         await self._apply(outs)
 
     # --- what the pipeline says ---------------------------------------------------------------
@@ -251,10 +250,9 @@ class Session:
         await self._apply(outs)
         return any(isinstance(out, Push) for out in outs)
 
-    async def _housekeep(self) -> None:
-        while not self.core.ending:
-            await self.clock.sleep(self.core.limits.tick_s)
-            await self._apply(self.core.tick(self.clock.now()))
+    def _tick(self) -> Coroutine[Any, Any, None] | None:  # housekeeping, every tick_s
+        outs = self.core.tick(self.clock.now())
+        return self._apply(outs) if outs else None
 
     # --- resuming after a dropped socket ------------------------------------------------------
     def suspendable(self, close_code: int | None) -> bool:
@@ -285,8 +283,7 @@ class Session:
     async def _finish(self, close: Close) -> None:
         self.end_reason = close.reason
         self._progress.set()  # wake a goodbye waiting to be played: it never will be
-        if self._housekeeping is not None and self._housekeeping is not asyncio.current_task():
-            self._housekeeping.cancel()
+        self._housekeeping.stop()
         if self.pipeline is not None:
             with contextlib.suppress(Exception):
                 await self.pipeline.push(CallEnded(close.reason))

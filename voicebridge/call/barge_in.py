@@ -103,6 +103,12 @@ class BargeInPolicy:
         return self._burst.onset_ms if self._burst is not None else None
 
     # --- decisions ----------------------------------------------------------------------------
+    @property
+    def at_rest(self) -> bool:
+        """No caller speech under way and no interruption waiting for its verdict: ``decide``
+        can only say NONE (the caller's silent frames, most of a call, need no more)."""
+        return self._burst is None and self._awaiting is None
+
     def decide(self, now_ms: float, agent_active: bool, agent_since_ms: float = 0.0) -> Verdict:
         """Called for every caller frame. ``agent_since_ms`` is when the agent's current reply
         began: speech that started before it is what the reply answers (a transcriber can

@@ -25,6 +25,8 @@ class Interruptions(Speaking):
         return self.turns.preparing
 
     def _decide_barge_in(self, now: float) -> None:
+        if self.barge_in.at_rest:  # skips working out whether the agent is active
+            return
         verdict = self.barge_in.decide(
             self.stream_ms, self._agent_active(now), self.turns.agent_since_ms
         )

@@ -1,14 +1,19 @@
 """The pipeline runtime: stages linked by bounded queues, each run as its own task.
 
 Frames enter at the head (``push``), each stage's ``emit`` feeds the next stage's queue, and the
-tail's output goes to the session's ``sink``. An ``observer`` sees selected frames the moment any
-stage emits them, so the session reacts to speech onset without waiting for busy stages downstream
-(that is what makes barge-in fast). ``on_dialogue_input`` sees each transcript as the dialogue
-stage receives it, after every transform on the way (what the history must record); the call's
-``ctx.dialogue_input``, when set, rewrites each final transcript just before the dialogue stage
-sees it (spoken digits as digits, for every transcriber in one place). A stage that
-raises ends the call through ``on_error``; ``interrupt`` cancels work for stale turns without
-waiting for it.
+tail's output goes to the session's ``sink``. A stage that declares itself ``inline`` (its
+``process`` never waits on anything but ``emit``: decode, VAD, encode) has no queue and no task:
+the stage before it (or ``push``, for the first) calls it directly, which saves a queue hop and
+a task switch per frame. Caller audio therefore meets its first queue after the inline stages at
+the head; that queue, like the head's, never makes the socket reader wait for caller audio.
+
+An ``observer`` sees selected frames the moment any stage emits them, so the session reacts to
+speech onset without waiting for busy stages downstream (that is what makes barge-in fast).
+``on_dialogue_input`` sees each transcript as the dialogue stage receives it, after every
+transform on the way (what the history must record); the call's ``ctx.dialogue_input``, when
+set, rewrites each final transcript just before the dialogue stage sees it (spoken digits as
+digits, for every transcriber in one place). A stage that raises ends the call through
+``on_error``; ``interrupt`` cancels work for stale turns without waiting for it.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from voicebridge.call.context import CallContext
-from voicebridge.frames import Frame, MediaIn, Transcript
+from voicebridge.frames import AudioIn, Frame, MediaIn, Transcript
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.stage import Stage
 
@@ -33,44 +39,65 @@ _STOP = object()
 DROP_LOG_INTERVAL_S = 5.0  # at most one "caller_audio_dropped" line per call this often
 
 
-class _HeadQueue(asyncio.Queue[Any]):
-    """The queue into the first stage. ``evict_audio`` drops its oldest caller audio frame, so
-    the session can always add a frame without waiting for a slow pipeline (asyncio.Queue keeps
-    its items in ``_queue``, the documented hook its own subclasses use)."""
+_CALLER_AUDIO = (MediaIn, AudioIn)
+
+
+class _StageQueue(asyncio.Queue[Any]):
+    """A stage's queue. ``evict_audio`` drops its oldest caller audio frame, so the socket
+    reader can always add a frame without waiting for a slow stage (asyncio.Queue keeps its
+    items in ``_queue``, the documented hook its own subclasses use)."""
 
     _queue: collections.deque[Any]
 
     def evict_audio(self) -> bool:
         for index, item in enumerate(self._queue):
-            if isinstance(item, MediaIn):
+            if isinstance(item, _CALLER_AUDIO):
                 del self._queue[index]
                 return True
         return False
 
 
 class _Runner:
-    """Drives one stage: takes frames from its queue and calls ``process`` one at a time."""
+    """Drives one stage: takes frames from its queue and calls ``process`` one at a time. An
+    ``inline`` stage has no task: it is called directly (``calls`` counts those under way);
+    a stage inline for some frame types gets those directly while it is idle."""
 
     __slots__ = (
         "busy",
         "busy_turn",
+        "calls",
         "current",
+        "dead",
+        "direct",
+        "free",
         "hears_caller",
+        "inline",
         "interrupting",
         "queue",
         "stage",
         "task",
     )
 
-    def __init__(self, stage: Stage, maxsize: int, head: bool = False) -> None:
+    def __init__(self, stage: Stage, maxsize: int) -> None:
         self.stage = stage
-        self.queue: asyncio.Queue[Any] = _HeadQueue(maxsize) if head else asyncio.Queue(maxsize)
+        self.queue = _StageQueue(maxsize)
+        inline = stage.inline
+        self.inline = inline is True
+        # The frame types called directly while the stage is idle (``Stage.inline`` types).
+        self.direct: tuple[type[Frame], ...] = inline if isinstance(inline, tuple) else ()
         self.task: asyncio.Task[None] | None = None
         self.busy_turn: int | None = None
-        self.busy = False
+        self.busy = False  # the task is processing a frame
+        self.calls = 0  # direct calls under way
+        self.free: asyncio.Future[None] | None = None  # the task waits for the calls to end
         self.current: Frame | None = None  # the frame being processed, to spot pass-throughs
         self.interrupting = False
         self.hears_caller = False  # the dialogue: its transcripts are what the caller said
+        self.dead = False  # the stage raised (not a provider error): it sees no more frames
+
+    def idle(self) -> bool:
+        """Nothing queued, nothing under way: a frame may be handed over directly."""
+        return not (self.busy or self.calls or self.dead) and self.queue.empty()
 
 
 class Pipeline:
@@ -101,9 +128,7 @@ class Pipeline:
         self._on_error = on_error
         self._on_provider_error = on_provider_error
         self._on_dialogue_input = on_dialogue_input
-        self._runners = [
-            _Runner(stage, queue_size, head=index == 0) for index, stage in enumerate(self.stages)
-        ]
+        self._runners = [_Runner(stage, queue_size) for stage in self.stages]
         self._changed = asyncio.Event()  # something that bears on ``idle`` happened
         self._idle_waiters = 0  # set _changed only while someone waits (it costs per frame)
         # The frame types the sink wants; others reaching the end are dropped there (caller
@@ -120,9 +145,7 @@ class Pipeline:
         add_listener = getattr(ctx.clock, "add_listener", None)
         if add_listener is not None:  # a virtual clock: a stage sleeping on it may be idle
             add_listener(self.poke)
-        head = self._runners[0].queue
-        assert isinstance(head, _HeadQueue)
-        self._head: _HeadQueue = head
+        self._head_routes: dict[type[Frame], Callable[[Frame], Awaitable[None]]] = {}
         self.dropped_frames = 0
         self._on_dropped = on_dropped
         self._drops_unlogged = 0
@@ -138,13 +161,16 @@ class Pipeline:
         observe = self._observe
         runner = self._runners[index]
         later = self._runners[index + 1 :]
+        # Inline all the way from the head: this stage runs in the socket reader's task (or
+        # whoever pushed), so its caller audio must not wait for a full queue either.
+        reader_side = all(r.inline for r in self._runners[: index + 1])
         routes: dict[type[Frame], Callable[[Frame], Awaitable[None]]] = {}
 
         def route(kind: type[Frame]) -> Callable[[Frame], Awaitable[None]]:
             """The next stage that does not pass ``kind`` through untouched, or the sink."""
             for after in later:
                 if not issubclass(kind, after.stage.passthrough):
-                    forward: Callable[[Frame], Awaitable[None]] = after.queue.put
+                    forward = self._forward(after, kind, reader_side)
                     break
             else:
                 accepts = self._sink_accepts
@@ -171,7 +197,8 @@ class Pipeline:
         return emit
 
     async def start(self) -> None:
-        """Bind and start every stage in order, then run each in its own task."""
+        """Bind and start every stage in order, then run each that is not inline in its own
+        task."""
         if self._started:
             raise RuntimeError("pipeline already started")
         self._started = True
@@ -188,24 +215,88 @@ class Pipeline:
                     await stage.stop()
             raise
         for runner in self._runners:
-            runner.task = asyncio.get_running_loop().create_task(
-                self._run(runner), name=f"stage-{runner.stage.name}"
-            )
+            if not runner.inline:
+                runner.task = asyncio.get_running_loop().create_task(
+                    self._run(runner), name=f"stage-{runner.stage.name}"
+                )
 
     # --- input --------------------------------------------------------------------------------
+    def _forward(
+        self, runner: _Runner, kind: type[Frame], reader_side: bool
+    ) -> Callable[[Frame], Awaitable[None]]:
+        """How frames of ``kind`` reach ``runner``'s stage: called directly (inline), directly
+        while it is idle (inline for ``kind``), or through its queue."""
+        if runner.inline:
+            return functools.partial(self._call, runner)
+        put: Callable[[Frame], Awaitable[None]] = runner.queue.put
+        if reader_side:
+            put = functools.partial(self._put_from_reader, runner)
+        if issubclass(kind, runner.direct):
+            return functools.partial(self._call_when_idle, runner, put)
+        return put
+
     async def push(self, frame: Frame) -> None:
-        """Feed a frame to the head. Caller audio never waits: when the head lags and its queue
-        is full, the oldest queued caller audio is dropped (and counted) to make room, for audio
-        and for control frames alike, so the socket reader is never held up by a slow stage."""
-        queue = self._head
+        """Feed a frame to the head. Caller audio never waits: when the first queue it meets
+        (the head's, or the one after the inline stages at the head) is full, the oldest queued
+        caller audio is dropped (and counted) to make room, for audio and for control frames
+        alike, so the socket reader is never held up by a slow stage."""
+        head = self._runners[0]
+        forward = self._head_routes.get(type(frame))
+        if forward is None:
+            forward = self._head_routes[type(frame)] = self._forward(head, type(frame), True)
+        await forward(frame)
+
+    async def _call_when_idle(
+        self, runner: _Runner, put: Callable[[Frame], Awaitable[None]], frame: Frame
+    ) -> None:
+        """A frame of a type the stage takes inline: called directly when nothing is queued or
+        under way there (so frames stay in order), else queued behind the others."""
+        if runner.idle():
+            await self._call(runner, frame)
+        else:
+            await put(frame)
+
+    async def _put_from_reader(self, runner: _Runner, frame: Frame) -> None:
+        queue = runner.queue
         if queue.full() and queue.evict_audio():
-            self._dropped()
-        if isinstance(frame, MediaIn) and queue.full():
-            self._dropped()  # nothing older to drop: the new frame itself goes
+            self._dropped(runner)
+        if isinstance(frame, _CALLER_AUDIO) and queue.full():
+            self._dropped(runner)  # nothing older to drop: the new frame itself goes
             return
         await queue.put(frame)  # only a queue full of control frames makes this wait
 
-    def _dropped(self) -> None:
+    async def _call(self, runner: _Runner, frame: Frame) -> None:
+        """Run an inline stage on one frame in the caller's task, as ``_run`` would in its
+        own: a stage that raises is reported, and a bug (not a provider error) stops it."""
+        if runner.dead or self.ctx.is_stale(frame.turn_tag):
+            return
+        stage = runner.stage
+        if runner.hears_caller and isinstance(frame, Transcript):
+            frame = self._rewrite(frame)
+            self._heard(frame)
+        outer = runner.current
+        runner.current = frame
+        runner.calls += 1
+        try:
+            await stage.process(frame)
+        except ProviderError as exc:
+            self._stage_failed(stage, exc)  # not fatal: the call goes on
+        except Exception as exc:
+            runner.dead = True
+            self._stage_failed(stage, exc)
+        finally:
+            runner.current = outer
+            runner.calls -= 1
+            stage.active_turn = None
+            free = runner.free
+            if free is not None and not runner.calls:
+                runner.free = None
+                if not free.done():
+                    free.set_result(None)
+            if self._idle_waiters:
+                self._changed.set()
+
+    def _dropped(self, runner: _Runner) -> None:
         self.dropped_frames += 1
         self._drops_unlogged += 1
         if self._on_dropped is not None:
@@ -219,8 +310,8 @@ class Pipeline:
                 reason="backpressure",
                 dropped=self._drops_unlogged,
                 dropped_total=self.dropped_frames,
-                stage=self.stages[0].name,
-                queue_size=self._runners[0].queue.maxsize,
+                stage=runner.stage.name,
+                queue_size=runner.queue.maxsize,
             )
             self._drops_unlogged = 0
 
@@ -229,7 +320,7 @@ class Pipeline:
         session says on its own reaches the speaker even while an earlier stage is busy."""
         for runner in self._runners:
             if runner.stage.role == role:
-                await runner.queue.put(frame)
+                await self._forward(runner, type(frame), False)(frame)
                 return
         await self.push(frame)
 
@@ -242,6 +333,8 @@ class Pipeline:
         """
         sleeping: set[Any] = getattr(self.ctx.clock, "sleeping", set())
         for runner in self._runners:
+            if runner.calls:
+                return False
             waiting_for_time = runner.busy and runner.task in sleeping
             if runner.busy and not waiting_for_time:
                 return False
@@ -305,8 +398,10 @@ class Pipeline:
         ctx = self.ctx
         while True:
             frame = await self._get(runner, queue)
-            if frame is _STOP:
+            if frame is _STOP or runner.dead:
                 return
+            while runner.calls:  # a frame taken directly is still under way: it came first
+                await self._until_free(runner)
             if ctx.is_stale(frame.turn_tag):
                 continue
             runner.busy_turn = frame.turn_tag
@@ -323,6 +418,7 @@ class Pipeline:
             except ProviderError as exc:
                 self._stage_failed(stage, exc)  # not fatal: the call goes on
             except Exception as exc:
+                runner.dead = True
                 self._stage_failed(stage, exc)
                 return
             finally:
@@ -349,6 +445,14 @@ class Pipeline:
                 self._on_dialogue_input(frame)
             except Exception as exc:  # reporting must not cost the caller their words
                 self.ctx.log.error("dialogue_input_tap_failed", error=repr(exc)[:300])
+
+    async def _until_free(self, runner: _Runner) -> None:
+        if runner.free is None:
+            runner.free = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.shield(runner.free)
+        except asyncio.CancelledError:
+            _absorb_interrupt(runner)
 
     async def _get(self, runner: _Runner, queue: asyncio.Queue[Any]) -> Any:
         """Wait for the next frame; a barge-in that lands while idle is simply absorbed."""

@@ -60,6 +60,14 @@ class Stage:
     # task switch per frame: caller audio is 50 frames a second per call, and a dialogue or TTS
     # stage has no use for it. Such frames may overtake frames still queued in this stage.
     passthrough: ClassVar[tuple[type[Frame], ...]] = ()
+    # True for a stage whose ``process`` never waits on anything but ``emit`` (no I/O, no
+    # sleep, no model run on the loop): the pipeline then calls it directly from the stage
+    # before it (the first stage: from the socket reader) instead of giving it a queue and a
+    # task, saving a queue hop and a task switch per frame. Work that waits goes in ``spawn``.
+    # A tuple of frame types: ``process`` never waits for those (a transcriber buffering
+    # caller audio); they are handed over directly while the stage is idle (nothing queued,
+    # nothing under way), and the stage keeps its queue and task for the rest.
+    inline: ClassVar[bool | tuple[type[Frame], ...]] = False
     # The frames this stage needs from the stages before it (``consumes``), emits itself
     # (``produces``) and does not pass on (``drops``). Loading a pipeline walks them to catch
     # stages in an order that cannot work. None takes the ``role``'s defaults

@@ -10,6 +10,7 @@ from voicebridge.runtime.stage import Stage, StageParams
 class Decode(Stage):
     type_name = "decode"
     role = "decode"
+    inline = True  # pure computation: called directly, no queue or task of its own
     description = "Decodes caller audio (μ-law or L16) into PCM at the stream's rate."
 
     class Params(StageParams):

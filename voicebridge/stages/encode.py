@@ -11,6 +11,7 @@ class Encode(Stage):
     type_name = "encode"
     role = "encode"
     passthrough = (AudioIn,)  # caller audio goes around this stage
+    inline = True  # pure computation: called directly, no queue or task of its own
     description = "Encodes agent audio into the stream's own codec (never switching mid-stream)."
 
     class Params(StageParams):

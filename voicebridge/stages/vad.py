@@ -164,6 +164,7 @@ class VadParams(StageParams):
 class Vad(Stage):
     type_name = "vad"
     role = "vad"
+    inline = True  # pure computation: called directly, no queue or task of its own
     description = (
         "Detects caller speech onset with WebRTC VAD (keeps a pre-roll) and the end of the "
         "caller's turn: a silence timer, the transcriber's words at a short pause, or the "

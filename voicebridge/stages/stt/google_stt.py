@@ -163,6 +163,7 @@ def _offset_ms(value: Any) -> float:
 class GoogleStt(Stage):
     type_name = "google_stt"
     role = "stt"
+    inline = (AudioIn,)  # caller audio is only buffered: taken directly while idle
     consumes = (AudioIn, SpeechEnded)  # streams the audio; finals wait for the end of speech
     description = "Streams the caller's audio to Google Cloud Speech-to-Text (v2 or v1)."
     Params = GoogleSttParams

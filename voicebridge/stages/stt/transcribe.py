@@ -162,6 +162,7 @@ def audio_event(pcm: bytes) -> bytes:
 class Transcribe(Stage):
     type_name = "transcribe"
     role = "stt"
+    inline = (AudioIn,)  # caller audio is only buffered: taken directly while idle
     consumes = (AudioIn, SpeechEnded)  # streams the audio; finals wait for the end of speech
     description = "Streams caller audio to Amazon Transcribe (WebSocket API); interim + final."
     Params = TranscribeParams

@@ -241,6 +241,7 @@ def transcribe(pcm: PCM, rate: int, params: WhisperParams | None = None) -> str:
 class Whisper(Stage):
     type_name = "whisper"
     role = "stt"
+    inline = (AudioIn,)  # caller audio is only buffered: taken directly while idle
     description = "Transcribes each caller utterance offline with Whisper (faster-whisper, CPU)."
     Params = WhisperParams
 
