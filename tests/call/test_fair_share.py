@@ -3,6 +3,8 @@ counted, a sustained flood closes the socket. Rows on an explicit clock, as ``te
 
 from __future__ import annotations
 
+import pytest
+
 from voicebridge.call.actions import Close, Push
 from voicebridge.call.core import CallLimits
 from voicebridge.call.fair_share import FairShare
@@ -94,3 +96,19 @@ def test_fair_share_compares_the_audio_before_the_frame() -> None:
     assert share.admits(0.0, 0.0)  # a first frame larger than the burst is still taken
     assert not share.admits(20.0, 0.0)
     assert share.admits(20.0, 0.02)
+
+
+def test_the_call_clock_keeps_the_lead_caller_audio_gave_it_and_runs_on_at_real_time() -> None:
+    """``start`` came late (or audio came in a burst): the clock jumps to the audio received and
+    runs on from there. It used to stand still until real time caught up, so a piece sent
+    then was stamped later than Plivo could have started playing it."""
+    call = Call()
+    call.start()
+    core, now = call.core, call.now
+    for _ in range(5):
+        core.receive(media(), now)  # 100 ms of audio at once: 100 ms ahead of real time
+    assert core.call_time(now) == 0.1
+    assert core.call_time(now + 0.05) == pytest.approx(0.15)  # on at real time, not stuck
+    assert core.call_time(now + 0.5) == pytest.approx(0.6)
+    # The fair share still measures against real time since start: the lead is not free burst.
+    assert core.stats.flood_dropped == 0

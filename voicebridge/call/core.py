@@ -156,7 +156,7 @@ class CallCore(AgentActions):
             extra_headers=dict(event.extra_headers),
             vars=dict(self.call_vars),
         )
-        self._origin = now
+        self._origin = self._clock_origin = now
         self._encoder = messages.PlayAudioEncoder(fmt, event.stream_id)
         chunk = int(fmt.bytes_per_ms * self.options.chunk_ms)
         chunk -= chunk % fmt.bytes_per_sample
@@ -197,6 +197,7 @@ class CallCore(AgentActions):
         self.stats.media += 1
         timestamp = self.stream_ms
         self.stream_ms += size / fmt.bytes_per_ms
+        self._audio_received_through(now)
         if self._want_caller_audio:
             self._emit(CallerAudio(self._t(), payload, timestamp / 1000.0))
         self._out.append(Push(MediaIn(payload, timestamp)))

@@ -120,6 +120,10 @@ class CallState:
         self.stream_ms = 0.0  # caller audio received: the call's own timeline
         self.fair = FairShare(self.limits.media_burst_s, self.limits.media_flood_s)
         self._origin: float | None = None
+        # Where the call's clock counts from: ``_origin``, moved earlier whenever caller audio
+        # received runs ahead of it (see ``call_time``). ``_origin`` itself stays put: the fair
+        # share measures caller audio against real time since ``start``.
+        self._clock_origin: float | None = None
         self._out: list[Out] = []
         self._encoder: messages.PlayAudioEncoder | None = None
         self._bad_streak = 0
@@ -143,10 +147,23 @@ class CallState:
         return self._origin
 
     def call_time(self, now: float) -> float:
-        """Seconds since the stream started (see the module docstring)."""
-        if self._origin is None:
+        """Seconds since the stream started: one clock that runs at real time and is never
+        behind the caller audio received. Caller audio can run ahead of the time since
+        ``start`` arrived (``start`` itself was delayed); the clock then jumps forward to it and
+        keeps that lead, rather than standing still until real time catches up. A clock that
+        stood still stamped a piece's sending later than its playing (the ack came after
+        real time had caught up), and the turn's ``playout_start_s`` came out negative."""
+        origin = self._clock_origin
+        if origin is None:
             return self.stream_ms / 1000.0
-        return max(now - self._origin, self.stream_ms / 1000.0)
+        return max(now - origin, self.stream_ms / 1000.0)
+
+    def _audio_received_through(self, now: float) -> None:
+        """Caller audio now reaches ``stream_ms``: pull the clock's origin back if it ran
+        ahead, so every later reading is at least that far on."""
+        origin = self._clock_origin
+        if origin is not None and now - origin < self.stream_ms / 1000.0:
+            self._clock_origin = now - self.stream_ms / 1000.0
 
     def _emit(self, event: CallEvent) -> None:
         self._out.append(event)

@@ -305,14 +305,17 @@ class PlivoCaller:
         await self._send(ws, self._start_message())
 
     def _now(self) -> float:
-        """The call time to stamp a message arriving now with. In lockstep it is the stream
-        time; in real time it is how far the clock has moved since the last frame (within the
-        next frame), so agent audio starts playing when it arrives, not back at the last frame
-        boundary, and the checkpoints it answers are never acknowledged early."""
+        """The call time to stamp a message arriving now with, and the time Plivo's playout
+        runs on. In lockstep it is the stream time. In real time it is the time since
+        ``start``: agent audio starts playing when it arrives, not back at the last frame
+        boundary, and plays at real speed even when this caller's frames run late (a busy
+        machine) and go out in a burst to catch up. Played on the frames' clock, a burst
+        played the agent's audio faster than real time and acknowledged checkpoints before
+        their audio could have played."""
         if self._t0 is None or self.speed == float("inf"):
             return self._t
         elapsed = (asyncio.get_running_loop().time() - self._t0) * self.speed
-        return min(max(elapsed, self._t), self._t + self.frame_ms / 1000.0)
+        return max(elapsed, self._t)
 
     async def _frame(self, ws: ClientConnection, pcm: PCM) -> None:
         if self._probe is not None:
@@ -352,7 +355,7 @@ class PlivoCaller:
         self._t += frame_s
         if not self.playout.idle:
             self._busy_until = self._t
-        await self._ack(ws, self.playout.advance(self._t))
+        await self._ack(ws, self.playout.advance(self._now()))
 
     # --- messages -----------------------------------------------------------------------------
     def _start_message(self) -> dict[str, Any]:
