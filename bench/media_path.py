@@ -21,6 +21,9 @@ generator was late is *invalid*, not a failure of the server. The parts, one aft
 3. **codec**: one fresh server, 100 calls in μ-law 8 kHz, then 100 in L16 16 kHz.
 4. **Pipecat 1.14**: a ramp from 5 calls up to its first level that is not clean, then 100
    calls on a fresh server (its CPU per call there).
+5. **before** (``--before REF``, on by default): the same 100 calls on a server built from an
+   older commit (a detached git worktree in the temp folder, its own ``bench/vb_server.py``),
+   alternating with today's, fresh servers each round: before and after in one run.
 
 Every level records the share of the machine other processes used while it ran. Writes
 ``bench/out/media_path.json`` (every figure) and ``.md`` (the goals, met or missed, and every
@@ -33,7 +36,9 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +142,34 @@ def never_stop(row: dict[str, Any]) -> bool:
 # --- the parts ----------------------------------------------------------------------------------
 
 
+def before_tree(ref: str) -> tuple[Path, str]:
+    """A checkout of ``ref`` outside the repository (so no tool walks into it), made once per
+    commit and kept; returns its path and full commit id."""
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    path = Path(tempfile.gettempdir()) / f"voicebridge-before-{sha[:12]}"
+    if not (path / "bench" / "vb_server.py").is_file():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "prune"], check=True)
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "add", "--detach", "--force", str(path), sha],
+            check=True,
+            capture_output=True,
+        )
+    return path, sha
+
+
+def before_command(tree: Path) -> list[str]:
+    """The older commit's own capacity server: its ``bench/vb_server.py`` puts its checkout
+    first on ``sys.path``, so it runs that commit's ``voicebridge``."""
+    command = capacity.vb_command()
+    command[1] = str(tree / "bench" / "vb_server.py")
+    return command
+
+
 async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
     speech = capacity.caller_speech()
     pcm_path = capacity.speaker_pcm()
@@ -218,6 +251,26 @@ async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
                 log_name=log_name("pipecat"),
             )
         parts["pipecat"] = {"ramp": ramp, "at": at}
+    if "before" in args.parts and args.before:
+        tree, sha = before_tree(args.before)
+        runs = []
+        for r in range(max(1, args.rounds)):
+            for which in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                progress(
+                    f"before/after: {which} ({sha[:10] if which == 'before' else 'HEAD'}), {n} calls"
+                )
+                fw = await capacity.run_framework(
+                    f"voicebridge-{which}",
+                    before_command(tree) if which == "before" else capacity.vb_command(),
+                    [n],
+                    args,
+                    speech,
+                    stop=never_stop,
+                    log_name=log_name(which),
+                )
+                fw["which"] = which
+                runs.append(fw)
+        parts["before"] = {"ref": args.before, "commit": sha, "runs": runs}
     parts["seconds"] = round(time.monotonic() - began, 1)
     return parts
 
@@ -449,6 +502,67 @@ def level_table(rows: list[dict[str, Any]], label: str | None = None) -> list[st
     return lines
 
 
+def before_after(result: dict[str, Any]) -> dict[str, float | None]:
+    """Mean CPU per call and added latency p99 of the before/after runs."""
+    runs = (result["parts"].get("before") or {}).get("runs", [])
+    out: dict[str, float | None] = {}
+    for which in ("before", "after"):
+        rows = [r for fw in runs if fw["which"] == which for r in fw["levels"]]
+        out[f"{which}_cpu"] = mean_of(rows, "cpu_pct_per_call")
+        p99 = [r["fw_latency_ms"]["p99"] for r in rows if r["fw_latency_ms"]["p99"] is not None]
+        out[f"{which}_p99"] = round(float(np.mean(p99)), 2) if p99 else None
+    return out
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """``bench/results.png``: CPU per call (before, after, Pipecat) and added latency p99
+    against calls, from this one run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = result["parts"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ba = before_after(result)
+    pc = parts.get("pipecat") or {}
+    pc_row = level(pc.get("at"), result["args"]["pipecat_at"] or -1)
+    bars = [
+        ("voicebridge\nbefore", ba.get("before_cpu")),
+        ("voicebridge\nafter", ba.get("after_cpu")),
+        ("Pipecat 1.14", pc_row.get("cpu_pct_per_call") if pc_row else None),
+    ]
+    bars = [(name, value) for name, value in bars if value is not None]
+    if bars:
+        left.bar(
+            [b[0] for b in bars], [b[1] for b in bars], color=["#999", "#2a7", "#c63"][: len(bars)]
+        )
+        for i, (_, value) in enumerate(bars):
+            left.annotate(f"{value:.2f} %", (i, value), ha="center", va="bottom")
+        left.axhline(GOAL_CPU_PER_CALL_PCT, ls="--", color="k", lw=0.8)
+        left.set_yscale("log")
+    n = result["args"]["compare_n"]
+    left.set_title(f"CPU per call at {n} calls (% of one core; goal dashed)")
+    for name, fw, colour in (
+        ("voicebridge", parts.get("ramp"), "#2a7"),
+        ("Pipecat 1.14", pc.get("ramp"), "#c63"),
+    ):
+        rows = sorted(last_attempts(fw), key=lambda r: r["n"])
+        xs = [r["n"] for r in rows if r["fw_latency_ms"]["p99"] is not None]
+        ys = [r["fw_latency_ms"]["p99"] for r in rows if r["fw_latency_ms"]["p99"] is not None]
+        if xs:
+            right.plot(xs, ys, "o-", label=name, color=colour)
+    right.axhline(LIMIT_MS, ls="--", color="k", lw=0.8)
+    right.set_yscale("log")
+    right.set_xlabel("concurrent calls on one core")
+    right.set_title("framework-added reply latency p99, ms (limit dashed)")
+    right.legend()
+    fig.suptitle(f"bench/media_path.py, one run, {result['started']} UTC", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, code = result["machine"], result["code"]
     met = {True: "**met**", False: "**missed**", None: "not measured"}
@@ -468,6 +582,15 @@ def markdown(result: dict[str, Any]) -> str:
     for g in result["goals"]:
         lines.append(f"| {g['goal']} | {g['figure']} | {met[g['met']]} | {g['note'] or ''} |")
     parts = result["parts"]
+    ba = before_after(result)
+    if ba.get("before_cpu") is not None and ba.get("after_cpu") is not None:
+        lines += [
+            "",
+            f"Before ({parts['before']['commit'][:10]}) and after, {result['args']['compare_n']} calls, "
+            f"same run: CPU per call {ba['before_cpu']} % -> {ba['after_cpu']} % of a core "
+            f"({ba['before_cpu'] / ba['after_cpu']:.2f}x less); added latency p99 "
+            f"{ba['before_p99']} -> {ba['after_p99']} ms.",
+        ]
     if parts.get("ramp"):
         lines += ["", "### voicebridge: the ramp", "", *level_table(parts["ramp"]["levels"])]
     if parts.get("pieces"):
@@ -487,6 +610,15 @@ def markdown(result: dict[str, Any]) -> str:
             "### voicebridge: μ-law 8 kHz against L16 16 kHz",
             "",
             *level_table(parts["codec"]["levels"]),
+        ]
+    if parts.get("before"):
+        b = parts["before"]
+        rows = [r | {"label": f"{r['n']}, {fw['which']}"} for fw in b["runs"] for r in fw["levels"]]
+        lines += [
+            "",
+            f"### voicebridge before ({b['commit'][:10]}) and after, fresh servers, alternating",
+            "",
+            *level_table(rows, "N, code"),
         ]
     pc = parts.get("pipecat")
     if pc:
@@ -557,8 +689,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="few calls, short calls (smoke run)")
     parser.add_argument(
         "--parts",
-        default="ramp,pieces,codec,pipecat",
-        help="which parts to run (comma separated): ramp, pieces, codec, pipecat",
+        default="ramp,pieces,codec,pipecat,before",
+        help="which parts to run (comma separated): ramp, pieces, codec, pipecat, before",
+    )
+    parser.add_argument(
+        "--before",
+        default="f0a2498",
+        help="the commit 'before' runs (default: main before the media-path work re-landed)",
+    )
+    parser.add_argument(
+        "--plot",
+        help="the figure to write (default: bench/results.png for the default --out, else "
+        "beside --out)",
     )
     parser.add_argument("--levels", default="100,200,300,400,500,600", help="voicebridge's ramp")
     parser.add_argument("--levels-pc", default="5,10,15,20,30,40", help="Pipecat's ramp")
@@ -641,6 +783,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = json.loads(Path(args.render).read_text())
         result["goals"] = goals(result)
         print(markdown(result))
+        if args.plot:
+            plot(result, Path(args.plot))
         return result
     if args.nice:
         os.nice(args.nice)
@@ -651,6 +795,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=1, default=str))
     text = markdown(result)
     out.with_suffix(".md").write_text(text + "\n")
+    default_out = Path(args.out).resolve() == (OUT / "media_path.json").resolve()
+    plot_path = args.plot or (
+        REPO / "bench" / "results.png" if default_out else out.with_suffix(".png")
+    )
+    plot(result, Path(plot_path))
     print(text)
     return result
 

@@ -68,20 +68,27 @@ def test_pipecat_smoke(tmp_path: Path) -> None:
 
 
 def test_media_path_smoke(tmp_path: Path) -> None:
-    """The goals run of issue 16 (bench/media_path.py), tiny: the ramp, the piece count and the
-    codec parts, the load generator in two worker processes."""
+    """The goals run of issue 16 (bench/media_path.py), tiny: the ramp, the piece count, the
+    codec and the before/after parts (before = this very commit, from a worktree), the load
+    generator in two worker processes, and the figure."""
     from bench import media_path
 
     out = tmp_path / "media_path.json"
-    argv = ["--parts", "ramp,pieces,codec", "--levels", "2", "--compare-n", "2"]
+    argv = ["--parts", "ramp,pieces,codec,before", "--before", "HEAD"]
+    argv += ["--levels", "2", "--compare-n", "2"]
     argv += ["--duration", "6", "--stagger", "0.5", "--warmup", "0", "--gen-procs", "2"]
     argv += ["--soak-json", str(tmp_path / "no-soak.json"), "--out", str(out)]
     result = media_path.main(argv)
     assert json.loads(out.read_text())["goals"] == result["goals"]
-    assert out.with_suffix(".md").read_text().startswith("## The media path at the limit")
+    report = out.with_suffix(".md").read_text()
+    assert report.startswith("## The media path at the limit")
+    assert "CPU per call" in report and "-> " in report  # the before/after line
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [fw["which"] for fw in result["parts"]["before"]["runs"]] == ["before", "after"]
     parts = result["parts"]
     levels = parts["ramp"]["levels"] + parts["codec"]["levels"]
     levels += [row for fw in parts["pieces"] for row in fw["levels"]]
+    levels += [row for fw in parts["before"]["runs"] for row in fw["levels"]]
     assert [fw["pieces"] for fw in parts["pieces"]] == [1, 20]
     assert sorted(row["codec"] for row in parts["codec"]["levels"]) == ["l16", "mulaw"]
     for level in levels:

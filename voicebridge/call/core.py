@@ -197,7 +197,8 @@ class CallCore(AgentActions):
         self.stats.media += 1
         timestamp = self.stream_ms
         self.stream_ms += size / fmt.bytes_per_ms
-        self._audio_received_through(now)
+        if not self.media_settles:  # else ``after_media`` does, once the driver's clock moved
+            self._audio_received_through(now)
         if self._want_caller_audio:
             self._emit(CallerAudio(self._t(), payload, timestamp / 1000.0))
         self._out.append(Push(MediaIn(payload, timestamp)))
@@ -221,6 +222,7 @@ class CallCore(AgentActions):
     def after_media(self, now: float) -> Sequence[Out]:
         """With ``media_settles``: the media frame was handed to the pipeline and its clock
         moved; decide a barge-in and send what pacing allows."""
+        self._audio_received_through(now)
         self._decide_barge_in(now)
         if self.outbox:
             self._pump(now)
