@@ -244,7 +244,7 @@ def unbind_call() -> None:
     structlog.contextvars.unbind_contextvars("call_id", "stream_id")
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler):
     """The root handler: writes to whatever ``sys.stderr`` is now, not what it was at
     configuration time (test runners and daemonisers swap it; a handler holding the old, closed
     stream would fail)."""
@@ -252,7 +252,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
