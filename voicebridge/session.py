@@ -23,7 +23,6 @@ from voicebridge.clock import Clock, MonotonicClock, StreamClock
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.frames import CallEnded, Frame, Hangup, MediaIn, Transcript, Transfer
 from voicebridge.observe.call_log import CallLog
-from voicebridge.observe.logs import bind_call
 from voicebridge.observe.timeline import EventTimeline
 from voicebridge.ports import StateHooks, Transport
 from voicebridge.runtime.pipeline import Pipeline
@@ -184,7 +183,6 @@ class Session:
 
     async def _start(self, info: CallInfo) -> None:
         self.log = self.log.bind(call_id=info.call_id, stream_id=info.stream_id)
-        bind_call(info.call_id, info.stream_id)  # stdlib lines of this call (and its stages) too
         ctx = self.core.open_context(info, self.clock, self.log)
         snapshot = None
         if self.state_hooks is not None:
