@@ -14,6 +14,19 @@ from .library_stage import LOGGER
 from .serve_process import ServeProcess
 from .test_serve_json_logs import check_lines
 
+# Every metric of a single process is in the shared scrape too, but for provider_errors: its
+# labels are only known at the first error, and until then it has no series in either mode.
+FAMILIES = {
+    "voicebridge_active_calls",
+    "voicebridge_calls",
+    "voicebridge_turn_latency_seconds",
+    "voicebridge_bargein_reaction_seconds",
+    "voicebridge_stage_first_output_seconds",
+    "voicebridge_dropped_frames",
+    "voicebridge_event_loop_lag_seconds",
+    "voicebridge_resume_events",
+    "voicebridge_streams_refused",
+}
 MAX_CALLS = 40  # the kernel picks the worker: calls go on until both took some
 BATCH = 4
 
@@ -38,6 +51,7 @@ def calls_by_worker(records: list[dict[str, Any]]) -> dict[int, set[str]]:
 async def scrape(client: httpx.AsyncClient) -> dict[Any, float]:
     response = await client.get("/metrics")
     assert response.status_code == 200
+    assert {f.name for f in text_string_to_metric_families(response.text)} >= FAMILIES
     return samples(response.text)
 
 

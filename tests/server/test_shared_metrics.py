@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
+from voicebridge.observe.metrics import _MirroredCounters
 from voicebridge.observe.shared_metrics import (
     MULTIPROC_ENV,
     multiprocess_dir,
@@ -45,3 +47,23 @@ def test_a_dead_workers_live_gauges_are_dropped_and_its_counts_kept(tmp_path: Pa
     assert f"gauge_livesum_{gone.pid}.db" not in left
     assert {f"counter_{gone.pid}.db", f"histogram_{gone.pid}.db"} <= left
     assert f"gauge_livesum_{os.getpid()}.db" in left
+
+
+def test_counts_kept_as_ints_reach_the_shared_counter_by_their_growth() -> None:
+    """What a worker counts as plain ints is added to a real counter, so other workers'
+    scrapes can read it; each sync adds only what grew since the last."""
+    registry = CollectorRegistry()
+    counter = Counter("voicebridge_things", "Things.", ["reason"], registry=registry)
+    counts = {"a": 0, "b": 2}
+    mirror = _MirroredCounters(counter, lambda: counts)
+    mirror.sync()
+    counts["a"] += 3
+    mirror.sync()
+    mirror.sync()
+    counts["c"] = 1
+    mirror.sync()
+    values = {
+        reason: registry.get_sample_value("voicebridge_things_total", {"reason": reason})
+        for reason in "abc"
+    }
+    assert values == {"a": 3, "b": 2, "c": 1}
