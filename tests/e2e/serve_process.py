@@ -4,17 +4,19 @@ one simulated Plivo call over the real WebSocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from voicebridge.sim.answer import answer_call
 from voicebridge.testing.redis_server import free_port
@@ -104,6 +106,12 @@ class ServeProcess:
     async def call(self, call_id: str) -> None:
         """One Plivo call: /answer, then the stream until the greeting's first audio arrives,
         then the caller hangs up."""
+        async with self.live_call(call_id):
+            pass
+
+    @contextlib.asynccontextmanager
+    async def live_call(self, call_id: str) -> AsyncIterator[ClientConnection]:
+        """A call in progress (its greeting started playing) until the block ends."""
         answered = await answer_call(f"{self.base}/answer", call_uuid=call_id, environ={})
         start = {
             "event": "start",
@@ -117,6 +125,7 @@ class ServeProcess:
             await ws.send(json.dumps(start))
             while json.loads(await asyncio.wait_for(ws.recv(), 10))["event"] != "playAudio":
                 pass
+            yield ws
 
     def stop(self, timeout_s: float = 20.0) -> int:
         """SIGTERM (a drain with no call left), then every line to the end."""

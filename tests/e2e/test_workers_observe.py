@@ -4,6 +4,8 @@ every worker's calls; and every line of the supervisor and both workers is JSON.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +109,37 @@ async def test_one_scrape_counts_every_workers_calls(tmp_path: Path) -> None:
     library = [r for r in records if r["logger"] == LOGGER]
     assert sorted(r["call_id"] for r in library) == sorted(made)
     assert all(r["stream_id"] == f"{r['call_id']}-stream" for r in library)
+
+
+async def test_a_killed_workers_calls_leave_the_active_count(tmp_path: Path) -> None:
+    """A worker killed mid-call (no clean stop to take its calls out): the next scrape, by the
+    worker still alive, finds its pid gone and stops counting its live call."""
+    serve = ServeProcess(tmp_path, "--workers", "2")
+    try:
+        await serve.worker_pids(2)
+        loop = asyncio.get_running_loop()
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with (
+            httpx.AsyncClient(base_url=serve.base, limits=limits, timeout=5) as client,
+            serve.live_call("kill-call") as ws,
+        ):
+            deadline = loop.time() + 10
+            while not (taken := calls_by_worker(serve.records())):
+                assert loop.time() < deadline, "the call's start was never logged"
+                await asyncio.sleep(0.02)
+            [victim] = taken
+            for _ in range(4):  # whichever worker answers, the call is counted once
+                assert (await scrape(client))[("voicebridge_active_calls", ())] == 1
+            os.kill(victim, signal.SIGKILL)
+            await ws.wait_closed()  # the kernel reset the dead worker's socket
+            deadline = loop.time() + 10
+            while (await scrape(client))[("voicebridge_active_calls", ())] != 0:
+                assert loop.time() < deadline, "the dead worker's call is still counted"
+                await asyncio.sleep(0.05)
+        assert any(
+            r["logger"] == "voicebridge.observe.metrics" and r["event"] == "metrics_worker_gone"
+            and r["worker_pid"] == victim and r["pid"] != victim
+            for r in serve.records()
+        )  # fmt: skip
+    finally:
+        serve.stop()

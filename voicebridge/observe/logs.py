@@ -146,7 +146,7 @@ class RedactingFilter(logging.Filter):
 def add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
     """structlog processor: the process id, which tells the workers of ``serve --workers N``
     apart (they share one stderr)."""
-    event["pid"] = os.getpid()
+    event["pid"] = os.getpid()  # the field is the logging process: name others otherwise
     return event
 
 

@@ -93,7 +93,7 @@ def reap_dead_workers(path: str) -> list[int]:
             dead.add(int(match.group(1)))
     for pid in sorted(dead):
         mark_process_dead(pid, path)
-        log.info("metrics_worker_gone", pid=pid)
+        log.info("metrics_worker_gone", worker_pid=pid)
     return sorted(dead)
 
 
