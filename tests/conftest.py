@@ -9,10 +9,17 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from voicebridge.observe.logs import StderrHandler
 from voicebridge.testing.redis_server import REDIS_SERVER, RedisServer, redis_available
 
 
 def _configure() -> None:
+    structlog.reset_defaults()  # configure() alone keeps a logger factory set by the last test
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(handler)  # configure_logging's, from a test that ran the CLI
+    logging.captureWarnings(False)
+    root.setLevel(logging.WARNING)  # the default; configure_logging sets the level asked for
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.KeyValueRenderer()],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),

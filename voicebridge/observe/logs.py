@@ -1,7 +1,13 @@
 """Structured logging set-up: console lines on a terminal, JSON lines otherwise.
 
-Every call's logger is bound to ``call_id`` and ``stream_id`` so one call's story can be pulled out
-of a busy service's logs with a single filter.
+One handler on the root logger renders every line of the process: structlog's events and the
+standard library's records (uvicorn, httpx, grpc, asyncio, ...) go through the same processors
+(``shared_processors``: level, logger name, time, the call's ids, secrets masked, fields bounded)
+and the same renderer, so under ``json`` every line is one JSON object.
+
+Every call's lines carry ``call_id`` and ``stream_id``: its logger is bound to them, and the call
+binds them as context variables too (``bind_call``), so a library logging inside the call is
+tagged the same way. One call's story comes out of a busy service's logs with a single filter.
 """
 
 from __future__ import annotations
@@ -125,6 +131,8 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, dict):  # structlog's event, masked by its processors already
+            return True
         try:
             message = record.getMessage()
         except Exception:
@@ -135,12 +143,40 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def add_pid(logger: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+    """structlog processor: the process id, which tells the workers of ``serve --workers N``
+    apart (they share one stderr)."""
+    event["pid"] = os.getpid()  # the field is the logging process: name others otherwise
+    return event
+
+
+def shared_processors(redactor: Redactor, *, with_pid: bool) -> list[Any]:
+    """What every line goes through, structlog's or the standard library's, before rendering."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,  # the call's ids (``bind_call``)
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if with_pid:
+        processors.append(add_pid)
+    processors += [
+        structlog.processors.format_exc_info,
+        redactor,  # after format_exc_info: a traceback can quote a secret too
+        bound_fields,
+    ]
+    return processors
+
+
 def configure_logging(
     fmt: LogFormat = "auto", level: str = "info", *, environ: Mapping[str, str] | None = None
 ) -> None:
-    """Configure structlog (and stdlib logging, for uvicorn) once per process.
+    """Configure structlog and stdlib logging once per process (again replaces the last set-up).
 
-    Both mask secrets (``Redactor``), including the values of secret-named environment variables.
+    structlog hands its events to stdlib logging (``ProcessorFormatter.wrap_for_formatter``);
+    one root handler renders them and every stdlib record alike. uvicorn's loggers propagate to
+    it (their own handlers, if a ``log_config`` installed any, are removed). Both kinds of line
+    mask secrets (``Redactor``), including the values of secret-named environment variables.
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -152,43 +188,77 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     redactor = Redactor(environment_secrets(environ))
-    processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        redactor,  # after format_exc_info: a traceback can quote a secret too
-        bound_fields,
-        renderer,
-    ]
+    shared = shared_processors(redactor, with_pid=use_json)
     structlog.configure(
-        processors=processors,
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=numeric, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
+    handler = StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    _route_uvicorn_to_root()
+    logging.captureWarnings(True)  # warnings.warn(...) as records of ``py.warnings``
     redacting = RedactingFilter(redactor)
-    for handler in logging.getLogger().handlers:
-        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
-            handler.removeFilter(old)
-        handler.addFilter(redacting)
+    for other in root.handlers:  # e.g. a test's capture handler: masked all the same
+        for old_filter in [f for f in other.filters if isinstance(f, RedactingFilter)]:
+            other.removeFilter(old_filter)
+        if other is not handler:
+            other.addFilter(redacting)
     # Libraries that log every inference at INFO would drown the call logs.
     for noisy in ("faster_whisper", "piper"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
-class _CurrentStderr:
-    """Writes to whatever ``sys.stderr`` is now, not what it was at configuration time (test
-    runners and daemonisers swap it; a logger holding the old, closed stream would crash)."""
+def _route_uvicorn_to_root() -> None:
+    """uvicorn's lines go to our handler: a ``log_config`` (uvicorn's default one, say) gives
+    its loggers handlers of their own and stops them propagating. ``uvicorn.access`` is left
+    alone when it has no handler: uvicorn turns the access log off that way (``access_log``)."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True
+        elif name != "uvicorn.access":
+            logger.propagate = True
 
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
 
-    def flush(self) -> None:
-        sys.stderr.flush()
+def bind_call(call_id: str, stream_id: str) -> None:
+    """Tag every line logged from now on in this task, and in tasks and worker threads it
+    starts, with the call's ids, whichever logger writes it (a library's stdlib logger too)."""
+    structlog.contextvars.bind_contextvars(call_id=call_id, stream_id=stream_id)
+
+
+def unbind_call() -> None:
+    """The call is over: this task's later lines are not the call's."""
+    structlog.contextvars.unbind_contextvars("call_id", "stream_id")
+
+
+class StderrHandler(logging.StreamHandler):
+    """The root handler: writes to whatever ``sys.stderr`` is now, not what it was at
+    configuration time (test runners and daemonisers swap it; a handler holding the old, closed
+    stream would fail)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
 
 
 def call_logger(call_id: str, stream_id: str) -> Any:

@@ -4,12 +4,18 @@ Each app owns a ``CollectorRegistry`` (not prometheus_client's process-wide defa
 and several apps in one process never collide. Labels come from small fixed sets (call outcomes,
 pipeline roles, error kinds), never from call ids or caller input, so the number of series stays
 bounded however many calls the service takes.
+
+In a worker of ``serve --workers N`` the metrics are shared by all workers
+(``voicebridge.observe.shared_metrics``): a scrape adds up every worker's values, and what is
+otherwise read at scrape time (active calls, counters kept as plain ints) is copied into the
+shared files whenever it may have changed (``ServiceMetrics.sync``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -30,6 +36,11 @@ from voicebridge.call.events import (
     FramesDropped,
     ProviderFailed,
     TurnCompleted,
+)
+from voicebridge.observe.shared_metrics import (
+    multiprocess_dir,
+    process_gone,
+    service_exposition,
 )
 
 log = structlog.get_logger("voicebridge.observe.metrics")
@@ -99,10 +110,17 @@ class ServiceMetrics:
         """``stage_names``: the pipeline's stage name for each role (``{"stt": "whisper"}``),
         the ``stage`` label of the per-stage histogram; roles without one use the role."""
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        # Set in a worker of ``serve --workers N``: values live in files all workers share.
+        self.shared_dir = multiprocess_dir()
+        self._active_count: Callable[[], int] | None = None
+        self._mirrors: list[_MirroredCounters] = []
         self.stage_names = {role: (stage_names or {}).get(role, role) for role in STAGE_FIELDS}
         r = self.registry
         self.active_calls = Gauge(
-            PREFIX + "active_calls", "Calls being handled right now.", registry=r
+            PREFIX + "active_calls",
+            "Calls being handled right now.",
+            registry=r,
+            multiprocess_mode="livesum",  # the live workers' calls, added up
         )
         self.calls = Counter(PREFIX + "calls", "Calls ended, by outcome.", ["outcome"], registry=r)
         self.turn_latency = Histogram(
@@ -150,37 +168,64 @@ class ServiceMetrics:
             self.dropped_frames.labels(reason)
 
     def track_active(self, count: Callable[[], int]) -> None:
-        """Read the active call count from its owner at scrape time (never out of step)."""
-        self.active_calls.set_function(lambda: float(count()))
+        """Read the active call count from its owner at scrape time (never out of step); with
+        shared metrics, at each ``sync`` (the owner calls it when the count changes)."""
+        if self.shared_dir is None:
+            self.active_calls.set_function(lambda: float(count()))
+        else:
+            self._active_count = count
+            self.sync()
 
     def track_resumes(self, stats: Callable[[], Mapping[str, int]]) -> None:
         """Dropped-call resume counters (suspended, resumed, finalised, store errors, ...),
         read from the resume registry at scrape time."""
-        self.registry.register(
-            _CountersCollector(
-                PREFIX + "resume_events",
-                stats,
-                "Dropped calls kept for a reconnect, by what happened.",
-            )
+        self.track_counters(
+            "resume_events", "Dropped calls kept for a reconnect, by what happened.", "event", stats
         )
 
     def track_counters(
         self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, int]]
     ) -> None:
         """Counters kept elsewhere as plain ints (e.g. refused sockets by reason), read at
-        scrape time: ``voicebridge_<name>_total{<label>=...}``."""
-        self.registry.register(_CountersCollector(PREFIX + name, read, doc, label))
+        scrape time: ``voicebridge_<name>_total{<label>=...}``. With shared metrics they are
+        copied into a real counter at each ``sync`` instead (other workers cannot call ``read``)."""
+        if self.shared_dir is None:
+            self.registry.register(_CountersCollector(PREFIX + name, read, doc, label))
+            return
+        counter = Counter(PREFIX + name, doc, [label], registry=self.registry)
+        self._mirrors.append(_MirroredCounters(counter, read))
+        self.sync()
+
+    def sync(self) -> None:
+        """With shared metrics: copy what is read at scrape time into the shared files, for the
+        scrapes other workers answer. Called on each scrape, each loop-lag tick (0.5 s) and when
+        a call starts or ends. A no-op in a single process."""
+        if self.shared_dir is None:
+            return
+        if self._active_count is not None:
+            self.active_calls.set(self._active_count())
+        for mirror in self._mirrors:
+            mirror.sync()
+
+    def close(self) -> None:
+        """The service is stopping: with shared metrics, its live gauges (active calls) stop
+        counting; its counters stay in the service's totals."""
+        if self.shared_dir is not None:
+            process_gone(os.getpid())
 
     def call_subscriber(self) -> MetricsSubscriber:
         """A subscriber that feeds one call's events into these metrics."""
         return MetricsSubscriber(self)
 
     def exposition(self) -> bytes:
-        """The Prometheus text format of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text format of every metric (with shared metrics, of every worker)."""
+        if self.shared_dir is None:
+            return generate_latest(self.registry)
+        self.sync()
+        return service_exposition(self.shared_dir)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
-        """One sample's current value (tests and the health page use it)."""
+        """One sample's current value in this process (tests and the health page use it)."""
         return self.registry.get_sample_value(name, labels or {})
 
 
@@ -242,6 +287,7 @@ class LoopLagMonitor:
             await asyncio.sleep(self.interval_s)
             lag = max(0.0, loop.time() - before - self.interval_s)
             self.metrics.event_loop_lag.observe(lag)
+            self.metrics.sync()  # shared metrics: counters kept as ints reach other workers
             self.samples += 1
             self.worst_s = max(self.worst_s, lag)
             self.sampled.set()
@@ -271,3 +317,23 @@ class _CountersCollector:
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.doc, labels=[self.label])
+
+
+class _MirroredCounters:
+    """Counters kept elsewhere as plain ints, copied into a prometheus ``Counter`` (shared
+    metrics): each ``sync`` adds what each count grew by since the last."""
+
+    def __init__(self, counter: Counter, read: Callable[[], Mapping[str, int]]) -> None:
+        self.counter = counter
+        self.read = read
+        self.published: dict[str, int] = {}
+
+    def sync(self) -> None:
+        for key, value in self.read().items():
+            before = self.published.get(key)
+            if before is None:
+                self.counter.labels(key)  # shows from the start, at 0
+                before = 0
+            if value > before:
+                self.counter.labels(key).inc(value - before)
+            self.published[key] = max(value, before)

@@ -131,6 +131,7 @@ def create_app(
         lambda: pending.refused,
     )
     calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
+    calls.on_change = metrics.sync  # shared metrics (workers): the active count now
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
 
@@ -302,6 +303,7 @@ def create_app(
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
         await resumes.close()
+        metrics.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
 

@@ -19,6 +19,7 @@ class CallRegistry:
         self.refused = 0
         self.draining = False
         self.on_refused: Callable[[str], None] | None = None  # metrics hook: the reason
+        self.on_change: Callable[[], None] | None = None  # metrics hook: a call came or went
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -45,11 +46,15 @@ class CallRegistry:
         self._sessions.add(session)
         self.total += 1
         self._empty.clear()
+        if self.on_change is not None:
+            self.on_change()
 
     def remove(self, session: Session) -> None:
         self._sessions.discard(session)
         if not self._sessions:
             self._empty.set()
+        if self.on_change is not None:
+            self.on_change()
 
     def sessions(self) -> list[Session]:
         return list(self._sessions)

@@ -138,7 +138,10 @@ def serve_workers(settings: ServiceSettings, spec: PipelineSpec) -> None:
     """Run ``settings.workers`` processes on one port: uvicorn's supervisor binds the socket,
     the kernel spreads connections over the workers, and each worker builds the app itself from
     the settings handed down in the environment (``voicebridge.server.factory``). Calls share
-    nothing but the state store, so a resumed call may land on any worker."""
+    nothing but the state store, so a resumed call may land on any worker. The workers' metrics
+    share a directory made here (``shared_metrics_dir``), so any worker's ``/metrics`` answers
+    for the whole service."""
+    from voicebridge.observe.shared_metrics import shared_metrics_dir
     from voicebridge.server import factory
     from voicebridge.server.security import provide_stream_secret
 
@@ -146,12 +149,13 @@ def serve_workers(settings: ServiceSettings, spec: PipelineSpec) -> None:
     os.environ[factory.SETTINGS_ENV] = settings.model_dump_json()
     pipeline = spec.path or settings.resolve_pipeline_path()
     os.environ[factory.PIPELINE_ENV] = str(pipeline.resolve())
-    uvicorn.run(
-        "voicebridge.server.factory:app_from_env",
-        factory=True,
-        workers=settings.workers,
-        **uvicorn_options(settings),
-    )
+    with shared_metrics_dir():
+        uvicorn.run(
+            "voicebridge.server.factory:app_from_env",
+            factory=True,
+            workers=settings.workers,
+            **uvicorn_options(settings),
+        )
 
 
 class LoopServer:

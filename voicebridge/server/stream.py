@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voicebridge.observe.logs import unbind_call
 from voicebridge.server.admission import PendingStreams, peer_of, refuse_pending
 from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.calls import CallRegistry
@@ -96,6 +97,7 @@ async def handle_stream(
             calls.remove(session)
         if ticket is not None:
             ticket.close(end_reason=session.end_reason if session else None, peer_code=peer_code)
+        unbind_call()  # the session bound its ids in this connection's task
 
 
 async def _run(ws: WebSocket, session: Session, gate: StreamGate) -> int | None:

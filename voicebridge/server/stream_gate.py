@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from starlette.websockets import WebSocket
 
+from voicebridge.observe.logs import bind_call
 from voicebridge.plivo.errors import ProtocolError
 from voicebridge.plivo.events import StartEvent, parse_event
 from voicebridge.server.admission import PendingHold, PendingStreams
@@ -105,6 +106,9 @@ class StreamGate:
             return False
         await self._claim_leg(event)
         self.started = True
+        # This connection's task is the call's now: its stdlib lines (and those of the tasks and
+        # threads the call starts) carry the ids too; ``handle_stream`` unbinds them at the end.
+        bind_call(event.call_id, event.stream_id)
         self.calls.add(self.session)
         if self.hold is not None:
             self.hold.release()
