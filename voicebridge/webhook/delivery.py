@@ -163,6 +163,7 @@ class WebhookDelivery:
         for entry in waiting:
             self._waiting[entry.key] = _Waiting(entry, now)
         if waiting:
+            self._idle.clear()
             log.info("webhook_spool_resumed", documents=len(waiting), spool=str(self.spool.shard))
         self._client = httpx.AsyncClient(
             transport=self._transport,
