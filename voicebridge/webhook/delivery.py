@@ -295,16 +295,18 @@ class WebhookDelivery:
             self.stats.delivered += 1
             log.info("webhook_delivered", key=entry.key, status=status, attempts=entry.attempts + 1)
             return
+        failed_at = self.clock.now()  # the backoff counts from the failure, not the disk
         retryable = status is None or status >= 500 or status in _RETRYABLE
-        self.stats.failed_attempts += 1
         await asyncio.to_thread(self.spool.failed, entry)
         why = error or f"HTTP {status}"
         if not retryable or entry.attempts >= self.settings.max_attempts:
             await asyncio.to_thread(self.spool.dead, entry, why)
+            self.stats.failed_attempts += 1
             self.stats.dead += 1
             return
         delay = self.backoff(entry.attempts, retry_after)
-        self._waiting[entry.key] = _Waiting(entry, self.clock.now() + delay)
+        self._waiting[entry.key] = _Waiting(entry, failed_at + delay)
+        self.stats.failed_attempts += 1  # counted once the retry is scheduled
         log.warning(
             "webhook_retry",
             key=entry.key,

@@ -67,10 +67,11 @@ def iso(wall_s: float) -> str:
 def ending(reason: str, *, transferred: bool = False, failed: bool = False) -> tuple[str, str]:
     """``(result, ended_by)`` for a call's end reason.
 
-    ``ended_by``: ``caller`` (Plivo's ``stop``: the phone side hung up), ``agent`` (the agent or
-    its rules hung up or transferred), ``carrier`` (the stream went away without a ``stop``),
-    ``service`` (a limit, a drain, a refusal or a fault here)."""
-    if reason == "stop_event":
+    ``ended_by``: ``caller`` (Plivo closed the stream normally, or sent ``stop``: the phone side
+    hung up), ``agent`` (the agent or its rules hung up or transferred), ``carrier`` (the stream
+    dropped mid-call: not a normal close), ``service`` (a limit, a drain, a refusal or a fault
+    here)."""
+    if reason in ("stop_event", "socket_closed"):
         by = "caller"
     elif reason.startswith("hangup:") or reason in (
         "transferred",
@@ -79,7 +80,7 @@ def ending(reason: str, *, transferred: bool = False, failed: bool = False) -> t
         "voicemail_no_speaker",
     ):
         by = "agent"
-    elif reason in ("socket_closed", "socket_lost", "suspended", "stream_replaced"):
+    elif reason in ("socket_lost", "suspended", "stream_replaced"):
         by = "carrier"
     else:
         by = "service"
