@@ -37,6 +37,8 @@ class Receiver:
     arrived: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    inflight: int = 0
+    most_inflight: int = 0
 
     async def handle(self, request: Request) -> Response:
         got = Received(dict(request.headers), await request.body())
@@ -44,8 +46,13 @@ class Receiver:
         action = self.script.pop(0) if self.script else 200
         self.arrived.put_nowait(got)
         if action == "hang":
-            await self.released.wait()
-            return PlainTextResponse("too late", status_code=200)
+            self.inflight += 1
+            self.most_inflight = max(self.most_inflight, self.inflight)
+            try:
+                await self.released.wait()
+            finally:
+                self.inflight -= 1
+            return PlainTextResponse("late", status_code=200)
         headers = {"Retry-After": "0"} if action == 429 else None
         return PlainTextResponse("ok" if action == 200 else "no", int(action), headers=headers)
 

@@ -106,6 +106,27 @@ async def test_enqueue_returns_at_once_and_the_worker_spools_before_sending(
     assert spooled(spool) == []
 
 
+async def test_many_documents_are_each_delivered_once_at_most_concurrency_at_a_time(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"
+    async with receiver(*["hang"] * 6) as rx:
+        delivery = worker(rx.url, spool, VirtualClock(), concurrency=2)
+        await delivery.start()
+        docs = [document(f"call-{n}") for n in range(6)]
+        for doc in docs:
+            delivery.enqueue(doc)
+        await rx.next()
+        await rx.next()  # two in flight, held
+        rx.released.set()
+        await delivery.idle()
+        await delivery.stop()
+    assert rx.most_inflight <= 2
+    keys = [r.headers[IDEMPOTENCY_HEADER.lower()] for r in rx.requests]
+    assert sorted(keys) == sorted(doc["id"] for doc in docs)  # each once
+    assert delivery.stats.delivered == 6 and spooled(spool) == []
+
+
 async def test_delivery_resumes_after_a_restart_from_what_the_last_worker_spooled(
     tmp_path: Path,
 ) -> None:

@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import heapq
+import itertools
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -48,6 +52,7 @@ log = structlog.get_logger("voicebridge.webhook")
 
 _RETRYABLE: Final = frozenset({408, 425, 429})
 _MAX_RETRY_AFTER_CHARS: Final = 32
+_KEY: Final = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass(slots=True)
@@ -66,12 +71,6 @@ class DeliveryStats:
             "dead": self.dead,
             "dropped": self.dropped,
         }
-
-
-@dataclass(slots=True)
-class _Waiting:
-    entry: SpoolEntry
-    due: float  # clock time of the next attempt
 
 
 class WebhookDelivery:
@@ -104,7 +103,9 @@ class WebhookDelivery:
         )
         self.stats = DeliveryStats()
         self._incoming: deque[dict[str, Any]] = deque()
-        self._waiting: dict[str, _Waiting] = {}
+        self._waiting: dict[str, SpoolEntry] = {}  # key -> a document between attempts
+        self._due: list[tuple[float, int, str]] = []  # (clock time, seq, key): next attempts
+        self._seq = itertools.count()
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -161,7 +162,7 @@ class WebhookDelivery:
         waiting = await asyncio.to_thread(self.spool.open)
         now = self.clock.now()
         for entry in waiting:
-            self._waiting[entry.key] = _Waiting(entry, now)
+            self._schedule(entry, now)
         if waiting:
             self._idle.clear()
             log.info("webhook_spool_resumed", documents=len(waiting), spool=str(self.spool.shard))
@@ -217,18 +218,20 @@ class WebhookDelivery:
     def _launch_due(self) -> float | None:
         """Start every due attempt there is room for; seconds until the next one is due."""
         now = self.clock.now()
-        room = self.settings.concurrency - len(self._inflight)
-        for waiting in sorted(self._waiting.values(), key=lambda w: w.due):
-            if room <= 0:
-                return None  # a finishing attempt wakes the worker
-            if waiting.due > now:
-                return waiting.due - now
-            del self._waiting[waiting.entry.key]
-            self._inflight[waiting.entry.key] = asyncio.get_running_loop().create_task(
-                self._attempt(waiting.entry)
-            )
-            room -= 1
-        return None
+        while self._due and len(self._inflight) < self.settings.concurrency:
+            due, _, key = self._due[0]
+            if due > now:
+                return due - now
+            heapq.heappop(self._due)
+            entry = self._waiting.pop(key, None)
+            if entry is None or key in self._inflight:
+                continue  # superseded
+            self._inflight[key] = asyncio.get_running_loop().create_task(self._attempt(entry))
+        return None  # nothing waits, or a finishing attempt wakes the worker
+
+    def _schedule(self, entry: SpoolEntry, due: float) -> None:
+        self._waiting[entry.key] = entry
+        heapq.heappush(self._due, (due, next(self._seq), entry.key))
 
     async def _sleep(self, delay: float | None) -> None:
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
@@ -244,12 +247,14 @@ class WebhookDelivery:
         key = str(document.get("id") or "")
         try:
             body = encode(document, self.settings.max_document_bytes)
+            if not _KEY.fullmatch(key):  # not one of ours: a key from the bytes, as stable
+                key = hashlib.sha256(body).hexdigest()[:32]
             entry = await asyncio.to_thread(self.spool.write, key, body, time.time_ns())
         except (OSError, ValueError) as exc:
             self.stats.dropped += 1
             log.error("webhook_dropped", key=key[:64], why=repr(exc)[:300])
             return
-        self._waiting[entry.key] = _Waiting(entry, self.clock.now())
+        self._schedule(entry, self.clock.now())
 
     async def _attempt(self, entry: SpoolEntry) -> None:
         try:
@@ -305,7 +310,7 @@ class WebhookDelivery:
             self.stats.dead += 1
             return
         delay = self.backoff(entry.attempts, retry_after)
-        self._waiting[entry.key] = _Waiting(entry, failed_at + delay)
+        self._schedule(entry, failed_at + delay)
         self.stats.failed_attempts += 1  # counted once the retry is scheduled
         log.warning(
             "webhook_retry",
