@@ -171,6 +171,7 @@ async def test_a_stream_that_never_started_sends_nothing() -> None:
         ("suspended", False, ("suspended", "carrier")),
         ("max_call_duration", False, ("completed", "service")),
         ("service_stopping", False, ("completed", "service")),
+        ("hangup:service", False, ("completed", "service")),
         ("internal_error", False, ("failed", "service")),
         ("hangup:provider_down", False, ("failed", "agent")),
         ("stream_token_expired", False, ("refused", "service")),

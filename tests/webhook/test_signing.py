@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import time
+from pathlib import Path
+from typing import Any
+
 from voicebridge.webhook.signing import (
     idempotency_key,
     signature,
@@ -51,3 +56,18 @@ def test_the_idempotency_key_is_stable_per_call_segment() -> None:
         idempotency_key("call2", "stream", 0, "call.ended"),
     }
     assert key not in others and len(others) == 3
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_what_the_worker_signs() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+    blocks = re.findall(r"```python\n(.*?)```", docs.read_text(encoding="utf-8"), re.S)
+    (snippet,) = [b for b in blocks if "def verify(" in b]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)  # the receiver's own code, as a reader would paste it
+    verify = namespace["verify"]
+    now = int(time.time())
+    header = signature_header(SECRET, now, BODY)
+    assert verify(SECRET, header, BODY)
+    assert not verify(SECRET, header, BODY + b"x")
+    assert not verify(SECRET, signature_header(SECRET, now - 1000, BODY), BODY)
+    assert not verify(SECRET, None, BODY)

@@ -73,6 +73,8 @@ def ending(reason: str, *, transferred: bool = False, failed: bool = False) -> t
     here)."""
     if reason in ("stop_event", "socket_closed"):
         by = "caller"
+    elif reason == "hangup:service":
+        by = "service"  # a drain's goodbye
     elif reason.startswith("hangup:") or reason in (
         "transferred",
         "idle",
