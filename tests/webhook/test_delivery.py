@@ -244,3 +244,16 @@ def test_a_webhook_url_needs_a_secret_from_the_environment(tmp_path: Path) -> No
         WebhookDelivery.from_settings(settings, {"VOICEBRIDGE_WEBHOOK_SECRET": "short"})
     made = WebhookDelivery.from_settings(settings, {"VOICEBRIDGE_WEBHOOK_SECRET": SECRET})
     assert made.url == "https://crm.example.com/hook"
+
+
+async def test_a_document_that_cannot_be_made_to_fit_is_dropped_and_counted(
+    tmp_path: Path,
+) -> None:
+    spool = tmp_path / "spool"
+    delivery = worker("http://127.0.0.1:9/hook", spool, VirtualClock(), max_document_bytes=4096)
+    await delivery.start()
+    delivery.enqueue({**document(), "vars": {"blob": "x" * 10_000}})  # no list to cut
+    await delivery.idle()
+    await delivery.stop()
+    assert delivery.stats.dropped == 1 and delivery.stats.enqueued == 1
+    assert spooled(spool) == [] and dead(spool) == []

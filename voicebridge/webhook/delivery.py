@@ -208,9 +208,13 @@ class WebhookDelivery:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            while self._incoming:
-                await self._spool_one(self._incoming.popleft())
-            delay = self._launch_due()
+            try:
+                while self._incoming:
+                    await self._spool_one(self._incoming.popleft())
+                delay = self._launch_due()
+            except Exception as exc:  # a bug here must not end delivery for the process
+                log.error("webhook_worker_failed", error=repr(exc)[:300])
+                delay = self.settings.backoff_initial_s
             if not self.pending:
                 self._idle.set()
             await self._sleep(delay)
@@ -246,20 +250,27 @@ class WebhookDelivery:
     async def _spool_one(self, document: dict[str, Any]) -> None:
         key = str(document.get("id") or "")
         try:
-            body = encode(document, self.settings.max_document_bytes)
-            if not _KEY.fullmatch(key):  # not one of ours: a key from the bytes, as stable
-                key = hashlib.sha256(body).hexdigest()[:32]
-            entry = await asyncio.to_thread(self.spool.write, key, body, time.time_ns())
+            entry = await asyncio.to_thread(self._write, key, document)
         except (OSError, ValueError) as exc:
             self.stats.dropped += 1
             log.error("webhook_dropped", key=key[:64], why=repr(exc)[:300])
             return
         self._schedule(entry, self.clock.now())
 
+    def _write(self, key: str, document: dict[str, Any]) -> SpoolEntry:
+        """Encode and spool one document (in a thread: JSON and disk stay off the loop)."""
+        body = encode(document, self.settings.max_document_bytes)
+        if not _KEY.fullmatch(key):  # not one of ours: a key from the bytes, as stable
+            key = hashlib.sha256(body).hexdigest()[:32]
+        return self.spool.write(key, body, time.time_ns())
+
     async def _attempt(self, entry: SpoolEntry) -> None:
         try:
             status, error, retry_after = await self._post(entry)
             await self._settle(entry, status, error, retry_after)
+        except Exception as exc:  # the disk failed while settling: the file stays, try later
+            log.error("webhook_attempt_failed", key=entry.key, error=repr(exc)[:300])
+            self._schedule(entry, self.clock.now() + self.backoff(max(1, entry.attempts)))
         finally:
             self._inflight.pop(entry.key, None)
             self._wake.set()
