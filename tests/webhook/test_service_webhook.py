@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
+import pytest
 
 from voicebridge.clock import StreamClock
 from voicebridge.config import ServiceSettings, load_pipeline_text
@@ -18,6 +21,7 @@ from voicebridge.server.security import SecurityConfig
 from voicebridge.sim.caller import PlivoCaller
 from voicebridge.sim.lockstep import SessionWatch
 from voicebridge.sim.signals import utterances
+from voicebridge.telephony.call_vars import sign_vars
 from voicebridge.webhook.delivery import WebhookDelivery
 from voicebridge.webhook.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 
@@ -42,9 +46,13 @@ stages:
 """
 
 
+API_KEY = "calls-api-key-for-tests-0123456789"
+
+
 async def test_a_call_delivers_one_document_with_its_turns_and_heard_history(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("VOICEBRIDGE_API_KEY", API_KEY)  # signs an outbound call's variables
     spool, recordings = tmp_path / "spool", tmp_path / "recordings"
     sessions = SessionWatch()
     async with receiver("hang") as rx:  # holds the first delivery until the test lets it go
@@ -68,24 +76,33 @@ async def test_a_call_delivers_one_document_with_its_turns_and_heard_history(
         ) as service:
             assert service.app.state.webhook is delivery
             call_uuid = "e2e-call-0001"
-            async with httpx.AsyncClient() as client:  # Plivo's answer request names the numbers
+            # An outbound call's answer request, as Plivo makes it: the numbers in the form,
+            # the call's signed variables in the answer URL; the stream URL carries them on.
+            query = urlencode(sign_vars({"name": "Ana"}, API_KEY))
+            async with httpx.AsyncClient() as client:
                 answered = await client.post(
-                    f"{service.http_base}/answer",
+                    f"{service.http_base}/answer?{query}",
                     data={
                         "CallUUID": call_uuid,
                         "From": "+14155550100",
                         "To": "+14155550199",
-                        "Direction": "inbound",
+                        "Direction": "outbound",
                     },
                 )
             assert answered.status_code == 200
+            stream = ET.fromstring(answered.text).find("Stream")
+            assert stream is not None and stream.text is not None
             audio = utterances(
                 [("silence", 0.3), ("speech", 0.8), ("silence", 3.0), ("speech", 0.6),
                  ("silence", 3.0)],
                 8000,
             )  # fmt: skip
             caller = PlivoCaller(
-                service.ws_url, FMT, speed=float("inf"), probe=sessions.lockstep, call_id=call_uuid
+                stream.text.strip(),
+                FMT,
+                speed=float("inf"),
+                probe=sessions.lockstep,
+                call_id=call_uuid,
             )
             record = await caller.run(audio, tail_s=1.0)
             session = sessions.all[0]
@@ -106,7 +123,7 @@ async def test_a_call_delivers_one_document_with_its_turns_and_heard_history(
     assert doc["call"]["call_id"] == record.call_id == call_uuid
     assert doc["call"]["stream_id"] == record.stream_id
     assert (doc["call"]["from"], doc["call"]["to"]) == ("+14155550100", "+14155550199")
-    assert doc["call"]["direction"] == "inbound" and doc["call"]["pipeline"] == "scripted"
+    assert doc["call"]["direction"] == "outbound" and doc["call"]["pipeline"] == "scripted"
     assert doc["started_at"] <= doc["ended_at"]
     assert doc["duration_s"] > 7.0  # the call's own timeline: the audio streamed
     # Plivo closes the stream when the phone side hangs up: the simulated caller does so too
@@ -132,5 +149,5 @@ async def test_a_call_delivers_one_document_with_its_turns_and_heard_history(
     assert [(e["kind"], e["provider"]) for e in doc["errors"]] == [("provider_error", "fake-llm")]
     wav = Path(doc["recording"]["path"])
     assert wav.parent == recordings and wav.suffix == ".wav" and wav.stat().st_size > 44
-    assert doc["vars"] == {}
+    assert doc["vars"] == {"name": "Ana"}
     assert doc["stats"] == session.core.stats.as_dict()
