@@ -112,6 +112,10 @@ async def test_a_call_delivers_one_document_with_its_turns_and_heard_history(
             assert len(spooled(spool)) == 1  # and kept on disk until the receiver answers
             rx.released.set()
             await delivery.idle()
+            metrics = service.app.state.metrics
+            for outcome, count in (("enqueued", 1), ("delivered", 1), ("dead", 0)):
+                sample = metrics.value("voicebridge_webhook_documents_total", {"outcome": outcome})
+                assert sample == count, outcome
         assert delivery.stats.as_dict()["delivered"] == 1
 
     assert len(rx.requests) == 1 and spooled(spool) == []

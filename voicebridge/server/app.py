@@ -141,6 +141,14 @@ def create_app(
     lag_monitor = LoopLagMonitor(metrics)
     if webhook is None and settings.webhook.url is not None:
         webhook = WebhookDelivery.from_settings(settings.webhook, os.environ)
+    if webhook is not None:
+        stats = webhook.stats
+        metrics.track_counters(
+            "webhook_documents",
+            "Post-call webhook documents: enqueued, delivered, failed_attempts, dead, dropped.",
+            "outcome",
+            stats.as_dict,
+        )
     parties = CallParties()  # filled by /answer for the webhook's from/to
 
     def call_subscribers(call_vars: dict[str, str]) -> list[Any]:
