@@ -236,3 +236,19 @@ def test_call_parties_are_bounded_and_keep_only_phone_like_values() -> None:
     assert parties.get("a") is None  # at most max_calls kept
     now[0] = 11.0
     assert parties.get("c") is None  # expired
+
+
+async def test_a_very_long_call_keeps_bounded_lists_and_counts_what_it_left_out() -> None:
+    got: list[dict[str, Any]] = []
+    reporter = CallReporter(got.append)
+    reporter.on_event(CallAnswered(0.0, "long", "s", "MA", "audio/x-l16", 8000))
+    for turn in range(1, 1001):
+        reporter.on_event(CallerSaid(turn, "again " * 1000))  # 6,000 characters each
+        reporter.on_event(PiecePlayed(turn + 0.5, f"t{turn}", turn, "ok"))
+        reporter.on_event(TurnCompleted(turn + 0.5, turn, timing(turn)))
+    reporter.on_event(CallFinished(1001.0, "stop_event"))
+    await reporter.close()
+    (doc,) = got
+    assert len(doc["history"]) == 500 and doc["omitted"]["history"] == 1500
+    assert all(len(entry["text"]) < 2100 for entry in doc["history"])
+    assert len(doc["turns"]) == 500 and doc["omitted"]["turns"] == 500

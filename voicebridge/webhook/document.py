@@ -201,9 +201,16 @@ class CallReporter:
             if not self._append_entry(entry):
                 return None
             self._agent_entries[turn] = entry
-            for old in [t for t in self._agent_entries if t < turn - 16]:
-                del self._agent_entries[old]  # bounded; old turns get no more words
+            self._forget_before(turn - 16)
         return entry
+
+    def _forget_before(self, turn: int) -> None:
+        """Bounded memory on long calls: turns this old get no more words."""
+        for old in [t for t in self._agent_entries if t < turn]:
+            del self._agent_entries[old]
+        for old in [t for t in self._continues if t < turn]:
+            del self._continues[old]
+        self._fillers = {t for t in self._fillers if t >= turn}
 
     def _heard(self, turn: int, text: str) -> None:
         entry = self._agent_entry(turn)
