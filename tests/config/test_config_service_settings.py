@@ -132,6 +132,8 @@ def test_every_environment_variable() -> None:
         "VOICEBRIDGE_RESUME_GRACE_S": "7.5",
         "VOICEBRIDGE_HTTP_HEADER_TIMEOUT_S": "3",
         "VOICEBRIDGE_HTTP_BODY_TIMEOUT_S": "4.5",
+        "VOICEBRIDGE_WEBHOOK_URL": "https://crm.example.com/hooks/calls",
+        "VOICEBRIDGE_WEBHOOK_SPOOL_DIR": "/var/spool/voicebridge",
     }
     assert set(environ) == set(ENV_VARS)
     settings = load_service_settings(environ=environ)
@@ -152,6 +154,8 @@ def test_every_environment_variable() -> None:
     assert (security.leg_quiet_s, security.replay_window_s) == (1.5, 600)
     assert (settings.state, settings.workers) == ("redis://redis:6379/0", 4)
     assert settings.resume.grace_s == 7.5
+    assert settings.webhook.url == "https://crm.example.com/hooks/calls"
+    assert settings.webhook.spool_dir == "/var/spool/voicebridge"
 
 
 @pytest.mark.parametrize("state", ["postgres://db", "redis://", "mem"])

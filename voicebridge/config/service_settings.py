@@ -59,6 +59,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_RESUME_GRACE_S": ("resume", "grace_s"),
     "VOICEBRIDGE_HTTP_HEADER_TIMEOUT_S": ("http", "header_timeout_s"),
     "VOICEBRIDGE_HTTP_BODY_TIMEOUT_S": ("http", "body_timeout_s"),
+    "VOICEBRIDGE_WEBHOOK_URL": ("webhook", "url"),
+    "VOICEBRIDGE_WEBHOOK_SPOOL_DIR": ("webhook", "spool_dir"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
@@ -168,6 +170,41 @@ class HttpSettings(_Section):
     max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
 
 
+class WebhookSettings(_Section):
+    """The post-call webhook: one signed JSON document per call, POSTed after it ends and kept
+    on disk until the receiver takes it. Its secret comes from the environment only
+    (``VOICEBRIDGE_WEBHOOK_SECRET``); ``url: null`` (the default) sends nothing."""
+
+    url: str | None = None
+    spool_dir: str = "webhook-spool"
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    backoff_initial_s: float = Field(default=2.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=600.0, gt=0, le=86400)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    max_document_bytes: int = Field(default=256 * 1024, ge=4096, le=16 * 1024 * 1024)
+    max_spool_files: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_spool_bytes: int = Field(default=512 * 1024 * 1024, ge=1 << 20)
+    max_dead_letters: int = Field(default=1000, ge=0, le=1_000_000)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL such as https://crm.example.com/hook")
+        return value.strip()
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a folder (undelivered documents are kept there)")
+        return value.strip()
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: str = "info"
@@ -228,6 +265,7 @@ class ServiceSettings(_Section):
     workers: int = Field(default=1, ge=1, le=256)
     resume: ResumeSettings = Field(default_factory=lambda: ResumeSettings())
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
+    webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

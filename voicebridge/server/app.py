@@ -38,6 +38,7 @@ from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
+from voicebridge.server.call_parties import CallParties
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
@@ -63,6 +64,8 @@ from voicebridge.telephony.call_control import PlivoCallControl
 from voicebridge.telephony.call_vars import InvalidVars, sign_vars, verify_vars
 from voicebridge.telephony.dialer import api_key, default_from
 from voicebridge.telephony.plivo_rest import PlivoRest
+from voicebridge.webhook.delivery import WebhookDelivery
+from voicebridge.webhook.document import CallReporter
 
 log = structlog.get_logger("voicebridge.server")
 
@@ -83,6 +86,7 @@ def create_app(
     drain_on_sigterm: bool = False,
     freeze_gc: bool = False,
     preload: bool = True,
+    webhook: WebhookDelivery | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -96,6 +100,8 @@ def create_app(
     ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
     on a virtual clock). ``preload=False``: the caller has loaded the models already (``serve``
     does, before uvicorn starts, so a stage that cannot start fails with its own error).
+    ``webhook`` replaces the post-call webhook worker built from ``settings.webhook`` and
+    ``VOICEBRIDGE_WEBHOOK_SECRET`` (tests give one on a virtual clock).
     """
     security = security or SecurityConfig.from_env(settings)
     if resumes is None:
@@ -134,14 +140,37 @@ def create_app(
     calls.on_change = metrics.sync  # shared metrics (workers): the active count now
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
+    if webhook is None and settings.webhook.url is not None:
+        webhook = WebhookDelivery.from_settings(settings.webhook, os.environ)
+    if webhook is not None:
+        stats = webhook.stats
+        metrics.track_counters(
+            "webhook_documents",
+            "Post-call webhook documents: enqueued, delivered, failed_attempts, dead, dropped.",
+            "outcome",
+            stats.as_dict,
+        )
+    parties = CallParties()  # filled by /answer for the webhook's from/to
 
-    def call_subscribers() -> list[Any]:
-        """Each call's operator-side subscribers: metrics, and the files the settings ask for."""
+    def call_subscribers(call_vars: dict[str, str]) -> list[Any]:
+        """Each call's operator-side subscribers: metrics, the files the settings ask for, and
+        the post-call webhook's reporter (last: it reads the finished recording's path)."""
         subscribers: list[Any] = [metrics.call_subscriber()]
         if settings.events.dir:
             subscribers.append(EventLogWriter(settings.events.dir, spec.name))
-        if settings.recording.dir:
-            subscribers.append(CallRecorder(settings.recording.dir))
+        recorder = CallRecorder(settings.recording.dir) if settings.recording.dir else None
+        if recorder is not None:
+            subscribers.append(recorder)
+        if webhook is not None:
+            subscribers.append(
+                CallReporter(
+                    webhook.enqueue,
+                    pipeline=spec.name,
+                    parties=parties.get,
+                    recording=(lambda: recorder.path) if recorder is not None else None,
+                    call_vars=call_vars,
+                )
+            )
         return subscribers
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
@@ -179,7 +208,7 @@ def create_app(
             limits=limits,
             record_events=record_events,
             call_control=control,
-            subscribers=call_subscribers(),
+            subscribers=call_subscribers(call_vars),
             state_hooks=resumes if resumes.enabled else None,
         )
         session.core.call_vars = call_vars
@@ -202,6 +231,8 @@ def create_app(
         except InvalidVars as exc:
             log.warning("answer_refused", reason="call_vars", detail=str(exc)[:120])
             return PlainTextResponse(f"forbidden: {exc}", status_code=403)
+        if webhook is not None:
+            parties.remember(call_uuid, params)
         query = ""
         if stream_guard is not None:
             if call_uuid and (
@@ -293,6 +324,8 @@ def create_app(
             **security_summary(security),
         )
         lag_monitor.start()
+        if webhook is not None:
+            await webhook.start()
         if freeze_gc:
             gc.collect()
             gc.freeze()
@@ -303,6 +336,8 @@ def create_app(
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
         await resumes.close()
+        if webhook is not None:
+            await webhook.stop()  # what is not delivered yet stays spooled for the next start
         metrics.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
@@ -344,6 +379,7 @@ def create_app(
     app.state.stream_guard = stream_guard
     app.state.legs = legs
     app.state.outcomes = outcomes  # what became of each placed call
+    app.state.webhook = webhook  # the post-call webhook worker (None when off)
     app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 
