@@ -38,6 +38,8 @@ from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
+from voicebridge.server.call_pages.store import CallStore
+from voicebridge.server.call_pages.views import CallPages
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
 from voicebridge.server.forms import callback_params
@@ -134,17 +136,35 @@ def create_app(
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
 
-    def call_subscribers() -> list[Any]:
-        """Each call's operator-side subscribers: metrics, and the files the settings ask for."""
-        subscribers: list[Any] = [metrics.call_subscriber()]
-        if settings.events.dir:
-            subscribers.append(EventLogWriter(settings.events.dir, spec.name))
-        if settings.recording.dir:
-            subscribers.append(CallRecorder(settings.recording.dir))
-        return subscribers
-
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
     outbound_key = api_key()
+    page_settings = settings.call_pages
+    call_store = CallStore(page_settings.keep_calls, page_settings.max_events)
+    pages_on = page_settings.enabled and outbound_key is not None
+
+    def call_subscribers() -> list[Any]:
+        """Each call's operator-side subscribers: metrics, the files the settings ask for, and
+        the call pages' watcher (last: it closes once the files are written)."""
+        subscribers: list[Any] = [metrics.call_subscriber()]
+        event_log = recorder = None
+        if settings.events.dir:
+            event_log = EventLogWriter(settings.events.dir, spec.name)
+            subscribers.append(event_log)
+        if settings.recording.dir:
+            recorder = CallRecorder(settings.recording.dir)
+            subscribers.append(recorder)
+        if pages_on:
+            subscribers.append(call_store.watcher(spec.name, recorder, event_log))
+        return subscribers
+
+    call_pages = CallPages(
+        page_settings,
+        call_store,
+        key=outbound_key,
+        events_dir=settings.events.dir,
+        recording_dir=settings.recording.dir,
+        max_call_seconds=settings.limits.max_call_seconds,
+    )
     outcomes = CallOutcomes()
     machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
         weakref.WeakKeyDictionary()
@@ -314,6 +334,7 @@ def create_app(
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             Route("/calls", create_call, methods=["POST"]),
+            *call_pages.routes(),  # GET /calls and each call's page
             Route(
                 "/machine",
                 signatures.protect(machine_endpoint(handling_of, outcomes)),
@@ -342,6 +363,7 @@ def create_app(
     app.state.stream_guard = stream_guard
     app.state.legs = legs
     app.state.outcomes = outcomes  # what became of each placed call
+    app.state.call_store = call_store  # the call pages' recent calls
     app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 

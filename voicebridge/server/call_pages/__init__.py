@@ -1,0 +1,8 @@
+"""The operator's call pages: ``GET /calls`` lists recent and live calls, each opening the same
+timeline page ``voicebridge simulate --html`` writes, rendered from what the call recorded.
+
+``store`` keeps a bounded ring of recent calls, fed by a per-call subscriber; ``disk`` reads
+finished calls from ``events.dir`` and ``recording.dir``; ``report`` turns a call's events into
+the simulator's ``CallReport``; ``auth`` admits a browser (HTTP Basic, the API key as password);
+``listing`` writes the list page; ``views`` are the routes.
+"""
