@@ -123,7 +123,7 @@ class CallPages:
                 if c.path.name not in shown
             ]
             rows.sort(key=lambda r: (r.live, r.started_at or 0.0), reverse=True)
-            note += f", and the finished calls of every worker in {logs.directory}"
+            note += ", and the finished calls of every worker (events.dir)"
         return HTMLResponse(list_page(rows, note + ", newest first."))
 
     # --- one call ---------------------------------------------------------------------------------
