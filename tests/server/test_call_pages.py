@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from voicebridge.call.events import AgentSaid, CallAnswered, CallFinished, CallerSaid
+from voicebridge.call.events import AgentSaid, CallAnswered, CallerSaid, CallFinished
 from voicebridge.clock import StreamClock
 from voicebridge.server.call_pages.report import report_from_events
 from voicebridge.server.call_pages.store import CallStore
@@ -30,46 +30,52 @@ def with_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_without_a_key_there_are_no_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VOICEBRIDGE_API_KEY", raising=False)
-    async with running_service(page_settings(None), spec()) as service:
-        async with httpx.AsyncClient(base_url=service.http_base) as client:
-            for path in ("/calls", "/calls/abc/page", "/calls/abc/events"):
-                response = await client.get(path, auth=RIGHT)
-                assert response.status_code == 404
-                assert "VOICEBRIDGE_API_KEY" in response.text
+    async with (
+        running_service(page_settings(None), spec()) as service,
+        httpx.AsyncClient(base_url=service.http_base) as client,
+    ):
+        for path in ("/calls", "/calls/abc/page", "/calls/abc/events"):
+            response = await client.get(path, auth=RIGHT)
+            assert response.status_code == 404
+            assert "VOICEBRIDGE_API_KEY" in response.text
 
 
 @pytest.mark.usefixtures("with_key")
 async def test_only_the_key_opens_the_pages_and_post_calls_still_wants_its_bearer() -> None:
-    async with running_service(page_settings(None), spec()) as service:
-        async with httpx.AsyncClient(base_url=service.http_base) as client:
-            bare = await client.get("/calls")
-            assert bare.status_code == 401
-            assert bare.headers["www-authenticate"].startswith("Basic ")  # the browser asks
-            for auth in (("ops", "wrong"), ("ops", ""), (KEY, "")):
-                assert (await client.get("/calls", auth=auth)).status_code == 401
-            wrong_bearer = {"Authorization": "Bearer wrong"}
-            assert (await client.get("/calls", headers=wrong_bearer)).status_code == 401
-            page = await client.get("/calls", auth=RIGHT)
-            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-            assert page.headers["x-frame-options"] == "DENY"
-            assert page.headers["cache-control"] == "no-store"
-            assert 'id="no-calls"' in page.text
-            bearer = await client.get("/calls", headers={"Authorization": f"Bearer {KEY}"})
-            assert bearer.status_code == 200
-            # POST /calls (placing calls costs money) is untouched: Basic does not open it.
-            placed = await client.post("/calls", json={"to": "+15551234567"}, auth=RIGHT)
-            assert placed.status_code == 401 and "Bearer" in placed.json()["error"]
-            # Keys from URLs are names, never paths.
-            for bad in ("..", ".hidden", "a%2F..%2F..%2Fetc%2Fpasswd"):
-                assert (await client.get(f"/calls/{bad}/page", auth=RIGHT)).status_code == 404
+    async with (
+        running_service(page_settings(None), spec()) as service,
+        httpx.AsyncClient(base_url=service.http_base) as client,
+    ):
+        bare = await client.get("/calls")
+        assert bare.status_code == 401
+        assert bare.headers["www-authenticate"].startswith("Basic ")  # the browser asks
+        for auth in (("ops", "wrong"), ("ops", ""), (KEY, "")):
+            assert (await client.get("/calls", auth=auth)).status_code == 401
+        wrong_bearer = {"Authorization": "Bearer wrong"}
+        assert (await client.get("/calls", headers=wrong_bearer)).status_code == 401
+        page = await client.get("/calls", auth=RIGHT)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["cache-control"] == "no-store"
+        assert 'id="no-calls"' in page.text
+        bearer = await client.get("/calls", headers={"Authorization": f"Bearer {KEY}"})
+        assert bearer.status_code == 200
+        # POST /calls (placing calls costs money) is untouched: Basic does not open it.
+        placed = await client.post("/calls", json={"to": "+15551234567"}, auth=RIGHT)
+        assert placed.status_code == 401 and "Bearer" in placed.json()["error"]
+        # Keys from URLs are names, never paths.
+        for bad in ("..", ".hidden", "a%2F..%2F..%2Fetc%2Fpasswd"):
+            assert (await client.get(f"/calls/{bad}/page", auth=RIGHT)).status_code == 404
 
 
 @pytest.mark.usefixtures("with_key")
 async def test_switched_off_the_pages_are_gone_even_with_the_key() -> None:
-    async with running_service(page_settings(None, enabled=False), spec()) as service:
-        async with httpx.AsyncClient(base_url=service.http_base) as client:
-            response = await client.get("/calls", auth=RIGHT)
-            assert response.status_code == 404 and "call_pages.enabled" in response.text
+    async with (
+        running_service(page_settings(None, enabled=False), spec()) as service,
+        httpx.AsyncClient(base_url=service.http_base) as client,
+    ):
+        response = await client.get("/calls", auth=RIGHT)
+        assert response.status_code == 404 and "call_pages.enabled" in response.text
 
 
 @pytest.mark.usefixtures("with_key")

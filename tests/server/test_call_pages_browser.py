@@ -107,7 +107,9 @@ def test_a_live_call_page_follows_the_call_to_its_recorded_end(
     page.wait_for_function(
         "Array.from(document.querySelectorAll('audio.track')).every(a => a.readyState >= 1)"
     )
-    durations = page.evaluate("Array.from(document.querySelectorAll('audio.track'), a => a.duration)")
+    durations = page.evaluate(
+        "Array.from(document.querySelectorAll('audio.track'), a => a.duration)"
+    )
     assert min(durations) > 5.0  # three turns of speech and replies
     assert errors == []
     context.close()

@@ -174,10 +174,10 @@ class CallPageSettings(_Section):
 
     enabled: bool = True
     keep_calls: int = Field(default=50, ge=1, le=10_000)  # the ring of recent calls in memory
-    max_events: int = Field(default=5000, ge=100, le=100_000)  # per call kept in memory
+    max_events: int = Field(default=2000, ge=100, le=100_000)  # per call kept in memory
     poll_s: float = Field(default=1.0, ge=0.2, le=60)  # how often a live call's page asks
     audio_budget_mb: float = Field(default=16.0, ge=0, le=256)  # WAV embedded in one page
-    max_file_mb: float = Field(default=64.0, gt=0, le=4096)  # larger files are not read
+    max_file_mb: float = Field(default=32.0, gt=0, le=4096)  # larger files are not read
 
 
 class LogSettings(_Section):

@@ -60,7 +60,7 @@ class CallEntry:
 class CallStore:
     """Recent and live calls of this process, newest last."""
 
-    def __init__(self, keep_calls: int = 50, max_events: int = 5000) -> None:
+    def __init__(self, keep_calls: int = 50, max_events: int = 2000) -> None:
         self.keep_calls = keep_calls
         self.max_events = max_events
         self._calls: OrderedDict[str, CallEntry] = OrderedDict()

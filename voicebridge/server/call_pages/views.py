@@ -172,9 +172,13 @@ class CallPages:
         if source.live:
             note = "The call's audio is on this page once the call has ended, if it is recorded."
         elif source.wav is not None:
-            recorded = read_recording(source.wav, int(self.settings.max_file_mb * _MIB))
-            caller, agent, rate = recorded.caller, recorded.agent, recorded.rate
-            note = ""
+            try:
+                recorded = read_recording(source.wav, int(self.settings.max_file_mb * _MIB))
+            except ValueError as exc:  # too large to draw (or not ours): the link still serves
+                note = f"The recording is not drawn: {exc}; the link above gives its WAV."
+            else:
+                caller, agent, rate = recorded.caller, recorded.agent, recorded.rate
+                note = ""
         audio = Audio([], note)
         if caller.size:
             n = math.ceil(call_duration(report, caller, agent, rate) * rate)
