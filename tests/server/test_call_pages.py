@@ -13,12 +13,16 @@ import pytest
 
 from voicebridge.call.events import AgentSaid, CallAnswered, CallerSaid, CallFinished
 from voicebridge.clock import StreamClock
+from voicebridge.config import load_pipeline_text
+from voicebridge.server.call_pages.disk import read_events
 from voicebridge.server.call_pages.report import report_from_events
 from voicebridge.server.call_pages.store import CallStore
 from voicebridge.server.run import running_service
+from voicebridge.sim.analysis import build_report
 from voicebridge.sim.lockstep import SessionWatch
+from voicebridge.sim.simulate import CallerLine, simulate_call
 
-from .call_pages_support import HOSTILE, KEY, lines, page_settings, place_call, spec
+from .call_pages_support import FMT, HOSTILE, KEY, lines, page_settings, place_call, spec
 
 RIGHT = ("ops", KEY)
 
@@ -173,3 +177,53 @@ def test_the_report_comes_from_the_calls_own_events() -> None:
     assert checkpoint.acked_s == 3.2 and not checkpoint.cleared
     assert report.duration_s == 4.0 and report.closed_by == "socket_closed"
     assert [h["role"] for h in report.history] == ["agent", "caller", "agent"]
+
+
+LONG = (
+    "We are open from seven in the morning until six in the evening on every weekday and on "
+    "Saturdays, and from eight until two on Sundays"
+)
+BARGING = f"""
+name: barging
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_silence_ms: 300, forward_audio: false}}
+  - type: voicebridge.testing:ScriptedStt
+    params: {{lines: ["when are you open", "and on sunday", "goodbye"]}}
+  - type: voicebridge.testing:ScriptedDialogue
+    params: {{greeting: "Hello, bakery here.", reply: "{LONG}. Anything else?", think_s: 0.2}}
+  - type: voicebridge.testing:ToneSpeaker
+    params: {{ms_per_char: 12}}
+  - type: encode
+"""
+
+
+async def test_the_service_side_report_agrees_with_the_simulators_wire_side(
+    tmp_path: Path,
+) -> None:
+    """The same call seen from the wire (the simulator's report) and from its own event log
+    (the call page's): the same turns, transcripts, barge-ins and cleared checkpoints."""
+    call = await simulate_call(
+        load_pipeline_text(BARGING),
+        FMT,
+        [CallerLine(None, pcm) for pcm in lines()],
+        settings=page_settings(tmp_path),
+        interrupt_after_s=1.0,
+    )
+    wire = build_report(call)
+    (log,) = (tmp_path / "events").iterdir()
+    header, events = read_events(log, 1 << 20)
+    page = report_from_events(events, pipeline=header["pipeline"])
+    assert len(page.barge_ins) == len(wire.barge_ins) >= 1
+    assert [t.agent_turns for t in page.turns] == [t.agent_turns for t in wire.turns]
+    assert [t.transcript for t in page.turns] == [t.transcript for t in wire.turns]
+    assert [t.interrupted for t in page.turns] == [t.interrupted for t in wire.turns]
+    cleared = sorted(c.name for c in page.checkpoints if c.cleared)
+    assert cleared == sorted(c.name for c in wire.checkpoints if c.cleared) != []
+    kinds = {m.kind for m in page.markers}
+    assert {"barge_in", "clear", "played", "transcript", "agent_text", "close"} <= kinds
+    answered = [t for t in page.turns if t.latency_s is not None]
+    assert [t.agent_turns for t in answered] == [
+        t.agent_turns for t in wire.turns if t.latency_s is not None and not t.interrupted
+    ]
