@@ -65,6 +65,7 @@ def test_shipped_service_yaml_documents_every_setting() -> None:
         "recording": ServiceSettings.model_fields["recording"].annotation.model_fields,  # type: ignore[union-attr]
         "security": ServiceSettings.model_fields["security"].annotation.model_fields,  # type: ignore[union-attr]
         "resume": ServiceSettings.model_fields["resume"].annotation.model_fields,  # type: ignore[union-attr]
+        "call_pages": ServiceSettings.model_fields["call_pages"].annotation.model_fields,  # type: ignore[union-attr]
     }
     for section, fields in sections.items():
         indent = "  " if section else ""

@@ -205,6 +205,18 @@ class WebhookSettings(_Section):
         return value.strip()
 
 
+class CallPageSettings(_Section):
+    """The operator's call pages (``GET /calls``): served only when ``VOICEBRIDGE_API_KEY`` is set,
+    to a browser that gives it as the HTTP Basic password. Everything they keep is bounded."""
+
+    enabled: bool = True
+    keep_calls: int = Field(default=50, ge=1, le=10_000)  # the ring of recent calls in memory
+    max_events: int = Field(default=2000, ge=100, le=100_000)  # per call kept in memory
+    poll_s: float = Field(default=1.0, ge=0.2, le=60)  # how often a live call's page asks
+    audio_budget_mb: float = Field(default=16.0, ge=0, le=256)  # WAV embedded in one page
+    max_file_mb: float = Field(default=32.0, gt=0, le=4096)  # larger files are not read
+
+
 class LogSettings(_Section):
     format: Literal["auto", "console", "json"] = "auto"
     level: str = "info"
@@ -266,6 +278,7 @@ class ServiceSettings(_Section):
     resume: ResumeSettings = Field(default_factory=lambda: ResumeSettings())
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    call_pages: CallPageSettings = Field(default_factory=lambda: CallPageSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

@@ -38,6 +38,8 @@ from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
 from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
+from voicebridge.server.call_pages.store import CallStore
+from voicebridge.server.call_pages.views import CallPages
 from voicebridge.server.call_parties import CallParties
 from voicebridge.server.calls import CallRegistry
 from voicebridge.server.drain import Drainer
@@ -152,14 +154,23 @@ def create_app(
         )
     parties = CallParties()  # filled by /answer for the webhook's from/to
 
+    rest_holder: dict[str, PlivoRest | None] = {"rest": None}
+    outbound_key = api_key()
+    page_settings = settings.call_pages
+    call_store = CallStore(page_settings.keep_calls, page_settings.max_events)
+    pages_on = page_settings.enabled and outbound_key is not None
+
     def call_subscribers(call_vars: dict[str, str]) -> list[Any]:
-        """Each call's operator-side subscribers: metrics, the files the settings ask for, and
-        the post-call webhook's reporter (last: it reads the finished recording's path)."""
+        """Each call's operator-side subscribers: metrics, the files the settings ask for, then
+        the post-call webhook's reporter and the call pages' watcher (after the files: they
+        read the finished recording and event log when the call closes)."""
         subscribers: list[Any] = [metrics.call_subscriber()]
+        event_log = recorder = None
         if settings.events.dir:
-            subscribers.append(EventLogWriter(settings.events.dir, spec.name))
-        recorder = CallRecorder(settings.recording.dir) if settings.recording.dir else None
-        if recorder is not None:
+            event_log = EventLogWriter(settings.events.dir, spec.name)
+            subscribers.append(event_log)
+        if settings.recording.dir:
+            recorder = CallRecorder(settings.recording.dir)
             subscribers.append(recorder)
         if webhook is not None:
             subscribers.append(
@@ -171,10 +182,18 @@ def create_app(
                     call_vars=call_vars,
                 )
             )
+        if pages_on:
+            subscribers.append(call_store.watcher(spec.name, recorder, event_log))
         return subscribers
 
-    rest_holder: dict[str, PlivoRest | None] = {"rest": None}
-    outbound_key = api_key()
+    call_pages = CallPages(
+        page_settings,
+        call_store,
+        key=outbound_key,
+        events_dir=settings.events.dir,
+        recording_dir=settings.recording.dir,
+        max_call_seconds=settings.limits.max_call_seconds,
+    )
     outcomes = CallOutcomes()
     machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
         weakref.WeakKeyDictionary()
@@ -351,6 +370,7 @@ def create_app(
             Route("/metrics", metrics_page, methods=["GET"]),
             Route("/transfer", signatures.protect(transfer), methods=["GET", "POST"]),
             Route("/calls", create_call, methods=["POST"]),
+            *call_pages.routes(),  # GET /calls and each call's page
             Route(
                 "/machine",
                 signatures.protect(machine_endpoint(handling_of, outcomes)),
@@ -380,6 +400,7 @@ def create_app(
     app.state.legs = legs
     app.state.outcomes = outcomes  # what became of each placed call
     app.state.webhook = webhook  # the post-call webhook worker (None when off)
+    app.state.call_store = call_store  # the call pages' recent calls
     app.state.machine_handling_of = machine_handling.get  # an outbound call's MachineHandling
     return app
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,13 +45,29 @@ def _players(audio: Audio) -> str:
     return (f'<div class="players" id="players">{players}</div>' if players else "") + note
 
 
-def _csp() -> str:
-    """Nothing may be fetched; only this page's own script runs (by its hash), so even a
+@dataclass(frozen=True)
+class PageExtras:
+    """What a page served by the service adds to the file the simulator writes: ``top``, HTML
+    put above the call (the caller's own markup: escape what it holds), a ``script`` of its own
+    (allowed by its hash like the page's), and ``connect_src``, what that script may fetch."""
+
+    top: str = ""
+    script: str = ""
+    connect_src: str = "'none'"
+
+
+def _digest(script: str) -> str:
+    return base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
+def _csp(extras: PageExtras | None = None) -> str:
+    """Nothing may be fetched; only this page's own scripts run (by their hashes), so even a
     transcript that slipped past escaping could not run code."""
-    digest = base64.b64encode(hashlib.sha256(SCRIPT.encode("utf-8")).digest()).decode("ascii")
+    scripts = " ".join(f"'sha256-{_digest(s)}'" for s in (SCRIPT, extras and extras.script) if s)
+    connect = f"; connect-src {extras.connect_src}" if extras and extras.script else ""
     return (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; media-src data:; "
-        f"script-src 'sha256-{digest}'"
+        f"script-src {scripts}{connect}"
     )
 
 
@@ -61,22 +78,28 @@ def render_html(
     rate: int,
     *,
     audio_budget_bytes: int = AUDIO_BUDGET_BYTES,
+    audio: Audio | None = None,
+    extras: PageExtras | None = None,
 ) -> str:
     """The report page as one self-contained HTML string.
 
     ``caller`` and ``heard`` are the two channels of the call's WAV (the caller, and the agent as
     the caller heard it) at ``rate`` Hz. They are drawn as an envelope of at most 3000 columns per
     lane, and embedded for the players while they fit ``audio_budget_bytes`` of WAV data.
+    ``audio`` replaces those players (the service passes none for a call it did not record);
+    ``extras`` is what the service's call pages add (:class:`PageExtras`).
     """
     if rate <= 0:
         raise ValueError(f"sample rate must be positive, got {rate}")
     caller = np.asarray(caller, dtype=np.int16)
     heard = np.asarray(heard, dtype=np.int16)
     timeline = Timeline(report, caller, heard, rate)
-    audio = embed_audio(caller, heard, rate, timeline.n_samples, audio_budget_bytes)
+    if audio is None:
+        audio = embed_audio(caller, heard, rate, timeline.n_samples, audio_budget_bytes)
     drawn = timeline.render(with_playhead=bool(audio.tracks))
     markers = [_marker_row(m) for m in report.markers]
     body = [
+        extras.top if extras else "",
         header(report),
         "<h2>Timeline</h2>",
         f'<div class="panel">{drawn}{_players(audio)}{legend(timeline.kinds)}</div>',
@@ -89,12 +112,13 @@ def render_html(
         details("Wire events", report.events),
     ]
     title = f"voicebridge call · {report.pipeline}"
+    more = f"<script>{extras.script}</script>" if extras and extras.script else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"/>'
-        f'<meta http-equiv="Content-Security-Policy" content="{_csp()}"/>'
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp(extras)}"/>'
         '<meta name="viewport" content="width=device-width, initial-scale=1"/>'
         f"<title>{esc(title)}</title><style>{CSS}</style></head>"
-        f"<body>{''.join(body)}<script>{SCRIPT}</script></body></html>\n"
+        f"<body>{''.join(body)}<script>{SCRIPT}</script>{more}</body></html>\n"
     )
 
 
