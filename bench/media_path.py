@@ -270,7 +270,7 @@ async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 fw["which"] = which
                 runs.append(fw)
-        parts["before"] = {"ref": args.before, "commit": sha, "runs": runs}
+        parts["before"] = {"ref": args.before, "commit": sha, "tree": str(tree), "runs": runs}
     parts["seconds"] = round(time.monotonic() - began, 1)
     return parts
 

@@ -4,6 +4,7 @@ harness cannot rot. No timing is asserted; the figures of a run this small mean 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,7 +79,13 @@ def test_media_path_smoke(tmp_path: Path) -> None:
     argv += ["--levels", "2", "--compare-n", "2"]
     argv += ["--duration", "6", "--stagger", "0.5", "--warmup", "0", "--gen-procs", "2"]
     argv += ["--soak-json", str(tmp_path / "no-soak.json"), "--out", str(out)]
-    result = media_path.main(argv)
+    try:
+        result = media_path.main(argv)
+    finally:  # the before part's checkout of HEAD: not kept between test runs
+        tree, _ = media_path.before_tree("HEAD")
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
+        )
     assert json.loads(out.read_text())["goals"] == result["goals"]
     report = out.with_suffix(".md").read_text()
     assert report.startswith("## The media path at the limit")
