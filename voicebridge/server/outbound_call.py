@@ -40,7 +40,7 @@ class MachineHandling:
         self,
         session: Session,
         options: OutboundOptions,
-        on_voicemail: Callable[[str], None] | None = None,
+        on_voicemail: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.session = session
         self._on_voicemail = on_voicemail  # told the call id once the voicemail was spoken
@@ -87,7 +87,10 @@ class MachineHandling:
         if not await self.session.say(text, then=Hangup("voicemail")):
             await self.session.end("voicemail_no_speaker")
         elif self._on_voicemail is not None and ctx is not None:
-            self._on_voicemail(ctx.info.call_id)
+            try:
+                await self._on_voicemail(ctx.info.call_id)
+            except Exception as exc:  # the outcome store is down: the call is done anyway
+                log.warning("voicemail_outcome_not_kept", error=repr(exc)[:200])
 
     async def _hang_up(self) -> None:
         session, ctx = self.session, self.session.ctx
@@ -128,7 +131,10 @@ def machine_endpoint(
     async def machine(request: Request) -> Response:
         params = await callback_params(request)
         if outcomes is not None:
-            outcomes.machine(params)
+            try:
+                await outcomes.machine(params)
+            except Exception as exc:  # the live call below still gets the verdict
+                log.warning("machine_outcome_not_kept", error=repr(exc)[:200])
         call_uuid = str(params.get("CallUUID", ""))[:64]
         is_machine = str(params.get("Machine", "")).strip().lower() == "true"
         handling = find(call_uuid) if call_uuid else None
