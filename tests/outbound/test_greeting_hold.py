@@ -80,9 +80,11 @@ async def outbound_call(
     verdict: bool | None,
     greeting: str = "wait_for_verdict",
     verdict_frames: int = 25,
+    elsewhere: bool = False,
 ) -> tuple[Session, Any, Heard]:
     """Place a call and stream ``audio`` as the callee; Plivo's verdict (machine: True) is
-    posted ``verdict_frames`` 20 ms frames in, or never with ``verdict=None``."""
+    posted ``verdict_frames`` 20 ms frames in, or never with ``verdict=None``. ``elsewhere``:
+    it reaches the shared outcomes only, as when another worker got the ``/machine`` post."""
     heard = Heard()
     sessions = SessionWatch()
 
@@ -111,6 +113,14 @@ async def outbound_call(
             async def probe(caller: PlivoCaller) -> None:
                 await sessions.lockstep(caller)
                 if verdict is not None and not posted and caller.frames_sent >= verdict_frames:
+                    if elsewhere:
+                        machine = {
+                            "CallUUID": caller.record.call_id,
+                            "Machine": str(verdict).lower(),
+                        }
+                        await service.app.state.outcomes.machine(machine)
+                        posted.append(200)
+                        return
                     answer = await client.post(
                         f"{service.http_base}/machine",
                         data={"CallUUID": caller.record.call_id, "Machine": str(verdict).lower()},
@@ -172,3 +182,12 @@ async def test_speak_at_once_greets_before_the_verdict(plivo):
     )
     assert handling.released is None
     assert heard.audio_at and heard.audio_at[0] < 0.5
+
+
+async def test_a_verdict_another_worker_got_reaches_the_call(plivo):
+    greeting, gap, beep = speech_like(3.0, RATE), silence(0.3, RATE), tone(1000, 0.4)
+    audio = np.concatenate([greeting, gap, beep, silence(4.0, RATE)])
+    session, handling, heard = await outbound_call(plivo, audio, verdict=True, elsewhere=True)
+    assert handling.result == "machine" and handling.released is None
+    assert handling.voicemail_spoken and handling.timing.reason == "beep"
+    assert heard.audio_at and heard.audio_at[0] >= 3.0 + 0.3 + 0.4

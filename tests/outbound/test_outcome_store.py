@@ -39,6 +39,7 @@ async def test_a_placed_call_story(store: OutcomeStore):
     assert (await other.get("req-1")).status == "queued"
     await other.machine({"RequestUUID": "req-1", "CallUUID": "call-1", "Machine": "true"})
     await placer.machine({"CallUUID": "call-1", "Machine": "false"})  # only the first counts
+    assert await placer.verdict("call-1") == "machine"  # the live call finds it on any worker
     await placer.voicemail_left("call-1")
     await placer.call_report("call-1", {"events": "events/call-1.jsonl", "page": ""})
     cause = {"RequestUUID": "req-1", "CallUUID": "call-1", "CallStatus": "completed"}

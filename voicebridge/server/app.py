@@ -254,7 +254,10 @@ def create_app(
         session.core.call_vars = call_vars
         if spec.outbound is not None:
             machine_handling[session] = MachineHandling(
-                session, spec.outbound, on_voicemail=outcomes.voicemail_left
+                session,
+                spec.outbound,
+                on_voicemail=outcomes.voicemail_left,
+                verdicts=outcomes.verdict,
             )
         if on_session is not None:
             on_session(session)

@@ -89,6 +89,8 @@ class CallOutcomes:
         if outcome.call_uuid:
             call = await self.store.get(_call(outcome.call_uuid))
             outcome.voicemail = "voicemail" in call
+            if outcome.answered_by is None and "machine" in call:
+                outcome.answered_by = str(call["machine"].get("answered_by")) or None
             report = call.get("report", {})
             outcome.report = {str(k): str(v)[:MAX_PATH_CHARS] for k, v in report.items()}
             if hangup is not None and "streamed" in call and not outcome.report:
@@ -115,12 +117,22 @@ class CallOutcomes:
         return None
 
     async def machine(self, params: Mapping[str, Any]) -> None:
+        """Plivo's verdict, kept by call (for the live call, whichever worker holds its
+        stream: ``verdict``) and by request (for the outcome). The first one counts."""
+        machine = _text(params, "Machine").lower() == "true"
+        call_uuid = _text(params, "CallUUID")
+        value = {"answered_by": "machine" if machine else "human", "call": call_uuid}
+        if call_uuid:
+            await self.store.put(_call(call_uuid), "machine", value, first=True)
         request_uuid = await self._find(params)
         if request_uuid is not None:
-            machine = _text(params, "Machine").lower() == "true"
-            value = {"answered_by": "machine" if machine else "human"}
-            value["call"] = _text(params, "CallUUID")
             await self.store.put(_request(request_uuid), "machine", value, first=True)
+
+    async def verdict(self, call_uuid: str) -> str | None:
+        """Plivo's verdict on a live call ("human" or "machine"), wherever it was posted."""
+        machine = (await self.store.get(_call(call_uuid))).get("machine", {})
+        found = machine.get("answered_by")
+        return str(found) if found in ("human", "machine") else None
 
     async def voicemail_left(self, call_uuid: str) -> None:
         await self.store.put(_call(call_uuid), "voicemail", {"at": time.time()})

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 from starlette.requests import Request
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("voicebridge.server.outbound")
 
+VERDICT_POLL_S: Final = 0.25  # how often a live call looks for a verdict another worker got
+VERDICT_GRACE_S: Final = 5.0  # after machine_detection.time_ms, how long a verdict may still come
+
 
 class MachineHandling:
     """Subscribed to one session's caller audio from its creation (so the call core emits it)."""
@@ -55,6 +58,7 @@ class MachineHandling:
         session: Session,
         options: OutboundOptions,
         on_voicemail: Callable[[str], Awaitable[None]] | None = None,
+        verdicts: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.session = session
         self._on_voicemail = on_voicemail  # told the call id once the voicemail was spoken
@@ -66,7 +70,9 @@ class MachineHandling:
         self.released: str | None = None
         self.holding = options.greeting == "wait_for_verdict"
         self._speech_from: float | None = None
+        self._verdicts = verdicts  # the shared outcomes: a verdict another worker received
         self._timeout: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         session.subscribe(self._on_audio, (CallerAudio,))
         session.subscribe(self._on_call, (CallAnswered, SpeechBegan, SpeechFinished, CallFinished))
@@ -75,14 +81,15 @@ class MachineHandling:
 
     def _on_call(self, event: CallEvent) -> None:
         if isinstance(event, CallFinished):
-            if self._timeout is not None:
-                self._timeout.cancel()
-        elif not self.holding:
-            return
+            for task in (self._timeout, self._watch):
+                if task is not None:
+                    task.cancel()
         elif isinstance(event, CallAnswered):
+            if event.epoch == 0 and self._verdicts is not None:
+                self._watch = self._spawn(self._watch_verdict(event.call_id[:64]))
             if event.epoch > 0:  # a resumed stream: the first one heard the verdict
                 self._release("resumed")
-            else:
+            elif self.holding:
                 self._timeout = self._spawn(self._hold_timeout())
         elif isinstance(event, SpeechBegan):
             self._speech_from = event.at
@@ -90,6 +97,23 @@ class MachineHandling:
             began, self._speech_from = self._speech_from, None
             if began is not None and event.at - began <= self.options.hello_max_s:
                 self._release("hello")  # a person's "Hello?": answer it now
+
+    async def _watch_verdict(self, call_id: str) -> None:
+        """With several workers, Plivo's ``/machine`` may reach one that does not hold this
+        call's stream: it keeps the verdict in the shared outcomes, read here every
+        ``VERDICT_POLL_S`` until a verdict came (by either path) or could still come."""
+        assert self._verdicts is not None
+        clock = self.session.clock
+        until = clock.now() + self.options.machine_detection.time_ms / 1000.0 + VERDICT_GRACE_S
+        while self.result is None and clock.now() < until:
+            await clock.sleep(VERDICT_POLL_S)
+            try:
+                found = await self._verdicts(call_id)
+            except Exception as exc:  # the store is down: the timeout still lets the greeting out
+                log.debug("verdict_unreadable", error=repr(exc)[:200])
+                continue
+            if found is not None and self.result is None:
+                self.machine_result(found == "machine")
 
     async def _hold_timeout(self) -> None:
         await self.session.clock.sleep(self.options.hold_s)
