@@ -240,15 +240,18 @@ class Session:
         outcome, error = await run_control(
             self.call_control, ctx.info.call_id, action, self.core.limits
         )
-        now = self.clock.now()
-        await self._apply(self.core.control_done(action, now, outcome=outcome, error=error))
+        await self.decide(lambda t: self.core.control_done(action, t, outcome=outcome, error=error))
 
     # --- the agent speaking on its own --------------------------------------------------------
     async def say(self, text: str, *, then: Hangup | None = None, direct: bool = False) -> bool:
         """Speak ``text`` through the pipeline's speaker as a new turn; False if none."""
-        outs = self.core.say(text, self.clock.now(), then=then, direct=direct)
-        await self._apply(outs)
+        outs = await self.decide(lambda now: self.core.say(text, now, then=then, direct=direct))
         return any(isinstance(out, Push) for out in outs)
+
+    async def decide(self, decision: Callable[[float], Sequence[Out]]) -> Sequence[Out]:
+        """Carry out what the core decides now (``core.release_output`` and the like)."""
+        await self._apply(outs := decision(self.clock.now()))
+        return outs
 
     def _tick(self) -> Coroutine[Any, Any, None] | None:  # housekeeping, every tick_s
         outs = self.core.tick(self.clock.now())

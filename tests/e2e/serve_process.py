@@ -54,7 +54,8 @@ class ServeProcess:
             **(env or {}),
         }
         for name in ("VOICEBRIDGE_STREAM_SECRET", "PLIVO_AUTH_TOKEN", "PLIVO_AUTH_ID"):
-            environ.pop(name, None)  # a made-up stream secret; unsigned /answer requests
+            if name not in (env or {}):  # a made-up stream secret; unsigned /answer requests
+                environ.pop(name, None)
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "voicebridge.cli", "serve", str(pipeline),

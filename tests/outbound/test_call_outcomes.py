@@ -10,6 +10,7 @@ import pytest
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.server.call_outcomes import CallOutcomes
+from voicebridge.server.outcome_store import MemoryOutcomes
 from voicebridge.server.run import running_service
 from voicebridge.telephony.plivo_rest import PlivoCredentials, PlivoRest
 from voicebridge.testing.plivo_rest_fake import FakePlivoRest
@@ -73,18 +74,24 @@ async def test_hangup_and_machine_callbacks_make_the_outcome(plivo, monkeypatch)
         "duration_s": 17.0,
         "answered_by": "machine",
         "voicemail": False,
+        "report": {},
+        "report_pending": False,  # no stream started here: no report to wait for
     }
     assert unknown.status_code == 404
     assert no_key.status_code == 401
 
 
-def test_unanswered_statuses_and_bounds():
-    outcomes = CallOutcomes(max_outcomes=2)
+async def test_unanswered_statuses_and_bounds():
+    outcomes = CallOutcomes(MemoryOutcomes(max_records=2))
     for request in ("r1", "r2", "r3"):
-        outcomes.placed(request)
-    assert outcomes.get("r1") is None  # the oldest is forgotten
-    busy = outcomes.hung_up({"ALegRequestUUID": "r2", "CallStatus": "busy", "Duration": "0"})
-    assert busy is not None and (busy.status, busy.duration_s) == ("busy", 0.0)
-    odd = outcomes.hung_up({"RequestUUID": "r3", "CallStatus": "<script>", "Duration": "x"})
-    assert odd is not None and (odd.status, odd.duration_s) == ("completed", None)
-    assert outcomes.hung_up({"RequestUUID": "unknown"}) is None
+        await outcomes.placed(request)
+    assert await outcomes.get("r1") is None  # the oldest is forgotten
+    busy = {"ALegRequestUUID": "r2", "CallStatus": "busy", "Duration": "0"}
+    assert await outcomes.hung_up(busy) == "busy"
+    found = await outcomes.get("r2")
+    assert found is not None and (found.status, found.duration_s) == ("busy", 0.0)
+    odd = {"RequestUUID": "r3", "CallStatus": "<script>", "Duration": "x"}
+    assert await outcomes.hung_up(odd) == "completed"
+    found = await outcomes.get("r3")
+    assert found is not None and (found.status, found.duration_s) == ("completed", None)
+    assert await outcomes.hung_up({"RequestUUID": "unknown"}) is None

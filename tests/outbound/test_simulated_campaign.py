@@ -59,7 +59,7 @@ async def test_fifty_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     async with carrier:
         rest = lambda: PlivoRest(PlivoCredentials("MASIM", "tok"), base_url=carrier.base_url)  # noqa: E731
         async with running_service(
-            settings(),
+            settings(events={"dir": str(tmp_path / "events")}),
             load_pipeline_text(PIPELINE),
             rest_factory=rest,
             on_session=sessions,
@@ -113,3 +113,12 @@ async def test_fifty_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         assert line["outcome"] == expected[kind]
         assert line["answered_by"] == {"person": "human", "machine": "machine"}.get(kind)
         assert line["voicemail"] is (kind == "machine")
+        # Duration and hang-up cause from Plivo's callback; where the call's report is.
+        assert isinstance(line["duration_s"], float) and line["hangup_cause"]
+        if kind in ("person", "machine"):
+            events = Path(line["report"]["events"])
+            assert events.parent == tmp_path / "events"
+            assert json.loads(events.read_text().splitlines()[0])["call_id"] == line["call_uuid"]
+            assert line["report"]["page"].startswith("/calls/")
+        else:
+            assert line["report"] == {}

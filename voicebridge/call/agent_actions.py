@@ -24,7 +24,7 @@ from voicebridge.call.events import (
     Transferred,
     TransferUnavailable,
 )
-from voicebridge.call.interruptions import Interruptions
+from voicebridge.call.held_output import HeldOutput
 from voicebridge.call.reply_watch import AbandonReply, Decision, GiveUp, SayFallback, SayFiller
 from voicebridge.call.state import CloseCode, Out
 from voicebridge.frames import Hangup, Transfer
@@ -47,7 +47,7 @@ class ProviderFailure(Protocol):
     def circuit_open(self) -> bool: ...
 
 
-class AgentActions(Interruptions):
+class AgentActions(HeldOutput):
     """Hang-ups, transfers, fallbacks and reprompts."""
 
     # --- hanging up and transferring --------------------------------------------------------------

@@ -375,6 +375,8 @@ class CallCore(AgentActions):
                 return []
             if self.turns.is_stale(frame.turn) or not self.replies.wanted(frame.turn):
                 return []
+            if self.only_turn is not None and frame.turn != self.only_turn:
+                return []
             self.outbox.add(frame, history_turn=self.book.respoken.get(frame.turn))
             self._pump(now)
         elif isinstance(frame, Hangup | Transfer):

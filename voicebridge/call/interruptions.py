@@ -18,7 +18,7 @@ class Interruptions(Speaking):
     # --- barge-in ---------------------------------------------------------------------------------
     def _agent_active(self, now: float) -> bool:
         """Agent audio is unplayed or queued, or a reply is being prepared for a live turn."""
-        if self.ctx is None:
+        if self.ctx is None or self.output_held:  # held: nothing heard, nothing to interrupt
             return False
         if self.ledger.has_unplayed(self.call_time(now)) or self.outbox:
             return True

@@ -3,7 +3,9 @@
 Plivo's machine detection (its parameters, with Plivo's own defaults and ranges) runs on every
 call the service places while this section is present; its result then decides: a person
 (``on_human: continue``) talks with the agent, a machine gets the voicemail after its beep
-(``on_machine: voicemail``) or is hung up on (``on_machine: hangup``).
+(``on_machine: voicemail``) or is hung up on (``on_machine: hangup``). Until the verdict the
+agent's greeting is held (``greeting: wait_for_verdict``): a machine never hears it, and a person
+who says "Hello?" first is answered as soon as they pause.
 """
 
 from __future__ import annotations
@@ -42,6 +44,30 @@ class OutboundOptions(BaseModel):
     silence_s: float = Field(
         2.5, gt=0, le=30, description="greeting over: this long without sound after it"
     )
+    greeting: Literal["wait_for_verdict", "speak_at_once"] = Field(
+        "wait_for_verdict",
+        description="hold the agent's first words until Plivo's verdict, the callee's hello "
+        "or greeting_wait_s; speak_at_once: as on an inbound call",
+    )
+    greeting_wait_s: float | None = Field(
+        None,
+        gt=0,
+        le=30,
+        description="longest hold without a verdict (default: machine_detection.time_ms + 1 s)",
+    )
+    hello_max_s: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="callee speech this short, then a pause, is a person's hello: speak",
+    )
+
+    @property
+    def hold_s(self) -> float:
+        """How long the greeting is held at most without a verdict."""
+        if self.greeting_wait_s is not None:
+            return self.greeting_wait_s
+        return self.machine_detection.time_ms / 1000.0 + 1.0
 
     @model_validator(mode="after")
     def _voicemail_text(self) -> OutboundOptions:

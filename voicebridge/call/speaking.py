@@ -51,7 +51,7 @@ class Speaking(CallState):
     def _pump(self, now: float) -> None:
         """Send what pacing allows now."""
         outbox, encoder, ctx = self.outbox, self._encoder, self.ctx
-        if outbox is None or encoder is None or ctx is None or self.ending:
+        if outbox is None or encoder is None or ctx is None or self.ending or self.output_held:
             return
         t = self.call_time(now)
         for send in outbox.due(t):

@@ -135,6 +135,8 @@ class CallState:
         self._speakerless: set[int] = set()  # turns whose text comes with their audio
         self._want_caller_audio = False
         self._want_agent_audio = False
+        self.output_held = False  # agent audio queued but not sent (``HeldOutput``)
+        self.only_turn: int | None = None  # set: every other turn's audio is dropped
 
     @property
     def stream_time(self) -> float:

@@ -31,13 +31,19 @@ from voicebridge.observe.bounded import bounded
 from voicebridge.observe.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voicebridge.observe.metrics import LoopLagMonitor, ServiceMetrics
 from voicebridge.observe.recording import CallRecorder, EventLogWriter
+from voicebridge.observe.shared_metrics import multiprocess_dir
 from voicebridge.observe.throttle import LogThrottle
 from voicebridge.plivo.answer_xml import dial_xml
 from voicebridge.ports import Transport
 from voicebridge.server import worker_drain
 from voicebridge.server.admission import AdmissionLimits, PendingStreams
 from voicebridge.server.call_legs import CallLegs
-from voicebridge.server.call_outcomes import CallOutcomes, hangup_endpoint, outcome_endpoint
+from voicebridge.server.call_outcomes import (
+    CallOutcomes,
+    ReportLocator,
+    hangup_endpoint,
+    outcome_endpoint,
+)
 from voicebridge.server.call_pages.store import CallStore
 from voicebridge.server.call_pages.views import CallPages
 from voicebridge.server.call_parties import CallParties
@@ -51,6 +57,7 @@ from voicebridge.server.outbound_call import (
     machine_detection_for,
     machine_endpoint,
 )
+from voicebridge.server.outcome_store import outcome_store
 from voicebridge.server.resume_registry import ResumeRegistry
 from voicebridge.server.security import (
     SecurityConfig,
@@ -182,8 +189,19 @@ def create_app(
                     call_vars=call_vars,
                 )
             )
+        watcher = None
         if pages_on:
-            subscribers.append(call_store.watcher(spec.name, recorder, event_log))
+            watcher = call_store.watcher(spec.name, recorder, event_log)
+            subscribers.append(watcher)
+        reports = event_log is not None or recorder is not None or watcher is not None
+        if spec.outbound is not None and reports:  # a placed call's outcome names its report
+
+            def page() -> str | None:
+                if watcher is None or watcher.entry is None:
+                    return None
+                return f"/calls/{watcher.entry.key}/page"
+
+            subscribers.append(ReportLocator(outcomes, event_log, recorder, page))
         return subscribers
 
     call_pages = CallPages(
@@ -194,7 +212,10 @@ def create_app(
         recording_dir=settings.recording.dir,
         max_call_seconds=settings.limits.max_call_seconds,
     )
-    outcomes = CallOutcomes()
+    shared = multiprocess_dir()  # serve --workers N: the folder the supervisor made
+    outcomes = CallOutcomes(
+        outcome_store(settings.state, os.path.join(shared, "outcomes") if shared else None),
+    )
     machine_handling: weakref.WeakKeyDictionary[Session, MachineHandling] = (
         weakref.WeakKeyDictionary()
     )
@@ -233,7 +254,10 @@ def create_app(
         session.core.call_vars = call_vars
         if spec.outbound is not None:
             machine_handling[session] = MachineHandling(
-                session, spec.outbound, on_voicemail=outcomes.voicemail_left
+                session,
+                spec.outbound,
+                on_voicemail=outcomes.voicemail_left,
+                verdicts=outcomes.verdict,
             )
         if on_session is not None:
             on_session(session)
@@ -355,6 +379,7 @@ def create_app(
         for session in calls.sessions():
             await session.end("service_stopping", code=1001)
         await resumes.close()
+        await outcomes.store.close()
         if webhook is not None:
             await webhook.stop()  # what is not delivered yet stays spooled for the next start
         metrics.close()

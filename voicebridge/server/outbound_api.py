@@ -104,7 +104,10 @@ def calls_endpoint(
             status = 429 if exc.reason == "rate_limited" else 502
             return _error(status, str(exc))
         if outcomes is not None:
-            outcomes.placed(created.request_uuid)
+            try:
+                await outcomes.placed(created.request_uuid)
+            except Exception as exc:  # the call rings anyway; only its outcome goes unknown
+                log.warning("call_outcome_not_kept", error=repr(exc)[:200])
         log.info("call_placed", request_uuid=created.request_uuid, vars=len(call_vars))
         return JSONResponse(
             {"request_uuid": created.request_uuid, "status": "queued"}, status_code=201

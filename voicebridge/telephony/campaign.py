@@ -86,7 +86,7 @@ class ServiceCalls:
 
     async def outcome(self, request_uuid: str) -> Mapping[str, Any] | None:
         response = await self._client.get(f"/calls/{request_uuid}")
-        if response.status_code == 404:
+        if response.status_code in (404, 502, 503, 504):  # not known (yet): ask again later
             return None
         response.raise_for_status()
         found: Mapping[str, Any] = response.json()
@@ -259,11 +259,12 @@ class Campaign:
         deadline = self.clock.now() + self.options.call_timeout_s
         while True:
             found = await self.api.outcome(request_uuid)
-            if found is not None and found.get("status") not in (None, "queued"):
+            ended = found is not None and found.get("status") not in (None, "queued")
+            if ended and found is not None and not found.get("report_pending"):
                 outcome = dict(found)
                 break
             if self.clock.now() >= deadline:
-                outcome = {"status": "unknown", "request_uuid": request_uuid}
+                outcome = dict(found) if ended and found else {"status": "unknown"}
                 break
             await self.clock.sleep(self.options.poll_s)
         outcome.setdefault("request_uuid", request_uuid)
@@ -283,6 +284,8 @@ class Campaign:
             "hangup_cause": outcome.get("hangup_cause") or None,
             "voicemail": bool(outcome.get("voicemail")),
             "attempts": attempts,
+            # Where the call's report is: event log and recording paths, call page URL.
+            "report": _report(outcome.get("report")),
         }
         with self.results.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(result) + "\n")
@@ -290,3 +293,10 @@ class Campaign:
         if self.on_result is not None:
             self.on_result(result)
         return result
+
+
+def _report(value: Any) -> dict[str, str]:
+    """The outcome's report locations, bounded (a results line stays a line)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k)[:32]: str(v)[:500] for k, v in list(value.items())[:8] if v}
