@@ -132,7 +132,17 @@ async def test_the_mixed_scenario_passes_against_a_fake_llm_server(
         assert body["model"] == "llama3.2" and "max_tokens" in body
 
 
-async def test_the_realtime_scenario_against_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+def s2s_failures(answer: str) -> list[str]:
+    """What the speech-to-speech scenarios must report when the model says ``answer`` first."""
+    if "seven" in answer:
+        return []
+    return [f"turn 1: reply does not match /open|seven/; heard '{answer}'"]
+
+
+@pytest.mark.parametrize("answer", ["We open at seven.", "Sorry, no idea."])
+async def test_the_realtime_scenario_against_the_fake(
+    monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
     """Real time (the model's audio comes over the network as the caller speaks)."""
     from openai_realtime_fake import FakeRealtime, Reply
 
@@ -141,14 +151,17 @@ async def test_the_realtime_scenario_against_the_fake(monkeypatch: pytest.Monkey
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         fake.caller_says("when do you open tomorrow", "thanks bye")
         fake.reply(
-            Reply(text="We open at seven.", ms_per_char=20),
+            Reply(text=answer, ms_per_char=20),
             Reply(text="Goodbye!", tool_calls=[("hang_up", {})], ms_per_char=20),
         )
         result = await run_scenario(load_scenario(CLOUD / "realtime.yaml"))
-        assert result.failures == []
+        assert result.failures == s2s_failures(answer)
 
 
-async def test_the_gemini_scenario_against_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("answer", ["We open at seven.", "Sorry, no idea."])
+async def test_the_gemini_scenario_against_the_fake(
+    monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
     """Real time, over TLS: the process trusts the fake's own certificate."""
     pytest.importorskip("google.genai")
     from gemini_live_fake import FakeGemini, Reply
@@ -159,8 +172,8 @@ async def test_the_gemini_scenario_against_the_fake(monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv("SSL_CERT_FILE", fake.cafile)
         fake.caller_says("when do you open tomorrow", "thanks bye")
         fake.reply(
-            Reply(text="We open at seven.", ms_per_char=20),
+            Reply(text=answer, ms_per_char=20),
             Reply(text="Goodbye!", tool_calls=[("hang_up", {})], ms_per_char=20),
         )
         result = await run_scenario(load_scenario(CLOUD / "gemini.yaml"))
-        assert result.failures == []
+        assert result.failures == s2s_failures(answer)
