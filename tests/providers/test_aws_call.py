@@ -148,5 +148,7 @@ def test_the_shipped_pipeline_file_loads_with_only_documented_variables() -> Non
         "en_US",
     )
     assert transcribe["language"] == "en-US" and polly["voice_id"] == "Joanna"
+    # Endpoints unset: AWS's own (the empty ``${VAR:-}`` is no endpoint).
+    assert (transcribe["endpoint"], lex["endpoint_url"], polly["endpoint_url"]) == (None,) * 3
     with pytest.raises(ConfigError, match="LEX_BOT_ID"):
         load_pipeline(REPO / "pipelines" / "aws.yaml", environ={}, resolver=_resolver)

@@ -194,6 +194,9 @@ def test_the_shipped_gemini_pipeline_validates() -> None:
     loaded = load_pipeline(PIPELINES / "gemini.yaml", environ={})
     assert [s.type for s in loaded.stages] == ["decode", "vad", "gemini_live", "encode"]
     assert loaded.warnings == []
+    assert loaded.stages[2].params.model_dump()["base_url"] is None  # unset: Google's own
+    aimed = load_pipeline(PIPELINES / "gemini.yaml", environ={"GEMINI_BASE_URL": "https://gw/"})
+    assert aimed.stages[2].params.model_dump()["base_url"] == "https://gw/"
 
 
 LONG = "Our bakery opens at seven in the morning and closes at six in the evening, every day."

@@ -11,6 +11,7 @@ import pytest
 from voicebridge.cli import main
 from voicebridge.config.errors import ConfigError
 from voicebridge.scenarios.checks import dead_air
+from voicebridge.scenarios.run import run_blocking
 from voicebridge.scenarios.spec import load_scenario
 from voicebridge.scenarios.suite import load_all, run_all, run_one
 from voicebridge.testing.scenarios import voicebridge_scenario  # noqa: F401  (the fixture)
@@ -301,3 +302,65 @@ def test_a_dtmf_turn_presses_keys_the_rules_answer(tmp_path: Path) -> None:
         "turn 2: reply does not contain 'order five five one two'; "
         "heard 'Order five five one three is on its way.'",
     )
+
+
+LONG = "one two three four five six seven eight nine ten eleven twelve."
+
+
+def long_speech(tmp_path: Path, body: str, *, greeting: str = "Hello there.") -> Path:
+    """A scenario whose agent answers every line with a long reply (two seconds of tone)."""
+    path = write(tmp_path, body, lines="[hi, there, again]")
+    pipeline = tmp_path / "pipeline.yaml"
+    text = pipeline.read_text().replace("Fine, thanks.", LONG)
+    pipeline.write_text(text.replace("Hello there.", greeting))
+    return path
+
+
+def agent_heard(path: Path) -> list[tuple[str, bool]]:
+    result = run_blocking(load_scenario(path))
+    assert result.failures == []
+    assert result.report is not None
+    return [
+        (str(e["text"]), bool(e.get("interrupted")))
+        for e in result.report.history
+        if e["role"] == "agent"
+    ]
+
+
+def test_only_the_turn_that_says_so_interrupts(tmp_path: Path) -> None:
+    """The second turn barges into the first reply; the others wait for the agent to finish."""
+    path = long_speech(
+        tmp_path,
+        "turns:\n"
+        "  - sound_ms: 500\n    expect: {interrupted: true}\n"
+        "  - sound_ms: 500\n    interrupt_after_ms: 400\n    expect: {interrupted: false}\n"
+        "  - sound_ms: 500\n    expect: {interrupted: false}\n",
+    )
+    heard = agent_heard(path)
+    assert heard[0] == ("Hello there.", False)
+    cut, cut_off = heard[1]
+    assert cut_off and cut and LONG.startswith(cut) and cut != LONG
+    assert heard[2:] == [(LONG, False), (LONG, False)]
+
+
+def test_a_turn_overrides_the_scenario_default(tmp_path: Path) -> None:
+    """Every turn after the first barges in by default; the third opts out with null."""
+    path = long_speech(
+        tmp_path,
+        "interrupt_after_ms: 400\nturns:\n"
+        "  - sound_ms: 500\n    expect: {interrupted: true}\n"
+        "  - sound_ms: 500\n    expect: {interrupted: false}\n"
+        "  - sound_ms: 500\n    interrupt_after_ms: null\n",
+    )
+    heard = agent_heard(path)
+    assert [interrupted for _, interrupted in heard] == [False, True, False, False]
+
+
+def test_the_first_turn_can_cut_the_greeting_short(tmp_path: Path) -> None:
+    path = long_speech(
+        tmp_path,
+        "turns:\n  - sound_ms: 500\n    interrupt_after_ms: 300\n",
+        greeting="Hello and welcome, " + LONG,
+    )
+    greeting, cut_off = agent_heard(path)[0]
+    assert cut_off and ("Hello and welcome, " + LONG).startswith(greeting)

@@ -46,9 +46,13 @@ def stream_format(scenario: Scenario) -> StreamFormat:
     return StreamFormat.from_short(scenario.codec, scenario.rate)
 
 
-def _turn_audio(scenario: Scenario, turn: Turn, rate: int) -> CallerLine:
+def _turn_audio(
+    scenario: Scenario, turn: Turn, rate: int, barge_in_ms: int | None = None
+) -> CallerLine:
+    barge = None if barge_in_ms is None else barge_in_ms / 1000
     if turn.dtmf is not None:
-        return CallerLine(f"(keypad) {turn.dtmf}", np.zeros(0, np.int16), Keypress(turn.dtmf))
+        keys = Keypress(turn.dtmf)
+        return CallerLine(f"(keypad) {turn.dtmf}", np.zeros(0, np.int16), keys, barge)
     if turn.say is not None:
         from voicebridge.stages.tts.hibari import synthesize
 
@@ -61,7 +65,7 @@ def _turn_audio(scenario: Scenario, turn: Turn, rate: int) -> CallerLine:
         pcm = speech_like((turn.sound_ms or 0) / 1000, rate)
     if turn.pause_ms:
         pcm = np.concatenate([pcm, np.zeros(rate * turn.pause_ms // 1000, np.int16)])
-    return CallerLine(turn.say, pcm)
+    return CallerLine(turn.say, pcm, interrupt_after_s=barge)
 
 
 async def run_scenario(scenario: Scenario) -> ScenarioResult:
@@ -70,9 +74,11 @@ async def run_scenario(scenario: Scenario) -> ScenarioResult:
     began = time.monotonic()
     fmt = stream_format(scenario)
     spec = load_pipeline(scenario.resolve(scenario.pipeline))
-    lines = [_turn_audio(scenario, t, fmt.sample_rate) for t in scenario.turns]
+    lines = [
+        _turn_audio(scenario, turn, fmt.sample_rate, scenario.barge_in_ms(i))
+        for i, turn in enumerate(scenario.turns)
+    ]
     await spec.preload()
-    interrupt = scenario.interrupt_after_ms
     persona_failures: list[str] = []
     more = _persona(scenario, fmt.sample_rate, persona_failures) if scenario.persona else None
     call = await simulate_call(
@@ -82,7 +88,6 @@ async def run_scenario(scenario: Scenario) -> ScenarioResult:
         fast=not scenario.realtime,
         gap_s=scenario.gap_ms / 1000,
         reply_timeout_s=scenario.reply_timeout_ms / 1000,
-        interrupt_after_s=None if interrupt is None else interrupt / 1000,
         more=more,
     )
     report = build_report(call)

@@ -54,6 +54,9 @@ class Turn(_Strict):
     sound_ms: int | None = Field(default=None, gt=0, le=60_000)
     dtmf: str | None = Field(default=None, pattern=r"^[0-9*#A-D]{1,40}$")
     pause_ms: int = Field(default=0, ge=0, le=60_000)  # silence after the turn's audio
+    # Barge in: start this turn this long after the agent's speech before it (the greeting, for
+    # the first turn) began playing; null waits for it to end. Unset: the scenario's default.
+    interrupt_after_ms: int | None = Field(default=None, ge=0, le=60_000)
     expect: TurnExpect = TurnExpect()
 
     @model_validator(mode="after")
@@ -114,7 +117,9 @@ class Scenario(_Strict):
     realtime: bool = False
     gap_ms: int = Field(default=800, gt=0)  # agent silence that ends its reply
     reply_timeout_ms: int = Field(default=15_000, gt=0)
-    interrupt_after_ms: int | None = Field(default=None, ge=0)  # barge in that long into replies
+    # The default of every turn but the first (which answers the greeting): barge in that long
+    # into the reply before it; a turn's own ``interrupt_after_ms`` (even null) replaces it.
+    interrupt_after_ms: int | None = Field(default=None, ge=0, le=60_000)
     turns: list[Turn] = Field(default=[], max_length=200)
     persona: PersonaSpec | None = None
     expect: CallExpect = CallExpect()
@@ -136,6 +141,13 @@ class Scenario(_Strict):
         if self.codec == "mulaw" and self.rate != 8000:
             raise ValueError("codec mulaw streams at 8000 Hz only (set rate: 8000)")
         return self
+
+    def barge_in_ms(self, index: int) -> int | None:
+        """When turn ``index`` starts into the agent's speech before it (None: after it)."""
+        turn = self.turns[index]
+        if "interrupt_after_ms" in turn.model_fields_set:
+            return turn.interrupt_after_ms
+        return self.interrupt_after_ms if index else None
 
     def resolve(self, relative: str) -> Path:
         base = Path(self.source).parent if self.source else Path(".")

@@ -154,6 +154,7 @@ class PlivoCaller:
         tail_s: float = 1.0,
         interrupt_after_s: float | None = None,
         more: Callable[[int], Awaitable[PCM | Keypress | None]] | None = None,
+        barge_in_s: Sequence[float | None] | None = None,
     ) -> CallRecord:
         """A conversation: let the agent finish (its greeting, then each reply), then speak the
         next utterance. The agent is done when its audio has played out and nothing new came for
@@ -162,6 +163,10 @@ class PlivoCaller:
         With ``interrupt_after_s`` the caller does not wait for replies to finish: it speaks its
         next line that long after the reply started playing (a barge-in). The reply to its last
         line has no next line to cut it off, so it plays to the end.
+
+        ``barge_in_s`` gives each utterance its own moment instead: utterance ``i`` starts that
+        long after the agent's speech before it (the greeting, for the first) began playing;
+        None waits for that speech to end. It replaces ``interrupt_after_s``.
 
         With ``more``, once ``utterances`` are spoken the caller asks ``more(index)`` for each
         next utterance after the agent's reply (None: hang up); it may take its time, the call's
@@ -173,6 +178,14 @@ class PlivoCaller:
             receiver = asyncio.get_running_loop().create_task(self._receive(ws))
             try:
                 await self._start(ws)
+                if barge_in_s is not None:
+                    barges = list(barge_in_s)
+                else:  # every line but the first cuts the reply before it; a persona never
+                    barges = [
+                        interrupt_after_s if i and more is None else None
+                        for i in range(len(utterances))
+                    ]
+                self._interrupt_after_s = barges[0] if barges else None
                 await self._wait_for_agent(ws, track, first_wait_s, gap_s, reply_timeout_s, False)
                 index = 0
                 while not self._closed.is_set():
@@ -182,9 +195,8 @@ class PlivoCaller:
                         pcm = await more(index) if more is not None else None
                     if pcm is None:
                         break
-                    last = more is None and index == len(utterances) - 1
                     index += 1
-                    self._interrupt_after_s = None if last or more else interrupt_after_s
+                    self._interrupt_after_s = barges[index] if index < len(barges) else None
                     start = self._t
                     if isinstance(pcm, Keypress):
                         await self._press(ws, pcm, track)
@@ -239,9 +251,10 @@ class PlivoCaller:
         first_heard: float | None = None
         while not self._closed.is_set() and self._t - began < timeout_s:
             replied = self._last_audio_t >= began
-            if expect_reply and first_heard is None and not self.playout.idle:
-                first_heard = self._t
             barge = self._interrupt_after_s
+            speaking = first_heard is None and not self.playout.idle  # the agent's speech began
+            if speaking and (expect_reply or barge is not None):
+                first_heard = self._t
             if barge is not None and first_heard is not None and self._t - first_heard >= barge:
                 return
             quiet_for = self._t - max(self._last_audio_t, self._busy_until, began)

@@ -36,6 +36,7 @@ class CallerLine:
     text: str | None
     pcm: PCM
     keys: Keypress | None = None
+    interrupt_after_s: float | None = None  # barge in this long into the agent's speech before
 
 
 @dataclass
@@ -67,7 +68,11 @@ async def simulate_call(
     more: Callable[[int, Sequence[HistoryEntry]], Awaitable[CallerLine | None]] | None = None,
 ) -> SimulatedCall:
     """Run ``lines`` as a conversation against ``spec`` served on a loopback port; then, with
-    ``more``, the lines it returns, given the conversation as the service knows it so far."""
+    ``more``, the lines it returns, given the conversation as the service knows it so far.
+
+    ``interrupt_after_s`` makes every line but the first barge into the reply before it (as
+    ``voicebridge simulate --interrupt-after``); without it, each line's own
+    ``interrupt_after_s`` says whether and when it barges in (lines from ``more`` never do)."""
     base = settings or ServiceSettings()
     # Loopback only: a configured public URL would send the simulated caller out to the world.
     settings = base.model_copy(update={"host": "127.0.0.1", "port": 0, "public_url": None})
@@ -104,6 +109,9 @@ async def simulate_call(
             tail_s=tail_s,
             interrupt_after_s=interrupt_after_s,
             more=next_line if more is not None else None,
+            barge_in_s=None
+            if interrupt_after_s is not None
+            else [line.interrupt_after_s for line in lines],
         )
         session = watch.session
         if session is not None:

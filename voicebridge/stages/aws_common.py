@@ -244,6 +244,13 @@ def frozen_credentials() -> ReadOnlyCredentials:
 # --- clients -------------------------------------------------------------------------------------
 
 
+def empty_is_default(value: object) -> object:
+    """An endpoint param's validator: the empty string (``${VAR:-}`` unset) means AWS's own."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
     """Everything that makes two stages' clients different; equal settings share a client."""

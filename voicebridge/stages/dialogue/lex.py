@@ -21,7 +21,7 @@ import time
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from voicebridge.frames import AgentText, AudioIn, CallStarted, Dtmf, Frame, Hangup, Transcript
 from voicebridge.runtime.providers import ProviderError
@@ -29,6 +29,7 @@ from voicebridge.runtime.resilience import ResilienceParams, stage_guard
 from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
+    empty_is_default,
     get_client,
     is_connect_failure,
     run_guarded,
@@ -55,6 +56,7 @@ class LexParams(StageParams):
     locale_id: str = Field("en_US", min_length=1, description="bot locale, e.g. en_US, en_GB")
     region: str | None = Field(None, description="default: AWS_REGION / AWS_DEFAULT_REGION")
     endpoint_url: str | None = Field(None, description="override the Lex runtime endpoint")
+    _empty_endpoint = field_validator("endpoint_url", mode="before")(empty_is_default)
     greeting: str | None = Field(None, description="said when the call starts, without Lex")
     start_text: str | None = Field(
         None, description="sent to the bot when the call starts; its answer is the greeting"

@@ -41,7 +41,7 @@ from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
-from pydantic import Field
+from pydantic import Field, field_validator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -59,6 +59,7 @@ from voicebridge.runtime.providers import ProviderError, kind_from_http_status
 from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.stages.aws_common import (
     USER_AGENT,
+    empty_is_default,
     frozen_credentials,
     kind_from_aws_code,
     provider_error,
@@ -108,6 +109,7 @@ class TranscribeParams(StageParams):
         pattern=r"^wss?://",
         description="override wss://transcribestreaming.<region>.amazonaws.com:8443 (tests)",
     )
+    _empty_endpoint = field_validator("endpoint", mode="before")(empty_is_default)
     chunk_ms: int = Field(100, ge=20, le=200, description="audio per AudioEvent")
     open_timeout_s: float = Field(5.0, gt=0, le=60, description="WebSocket connect + handshake")
     max_reconnects: int = Field(3, ge=0, le=10, description="new streams in a row after a drop")

@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 import numpy as np
 from botocore.exceptions import ClientError
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import ResilienceParams, stage_guard
 from voicebridge.runtime.stage import StageParams
 from voicebridge.stages.aws_common import (
     ClientSettings,
+    empty_is_default,
     get_client,
     run_guarded,
     ssml_to_text,
@@ -51,6 +52,7 @@ class PollyParams(StageParams):
     )
     region: str | None = Field(None, description="default: AWS_REGION / AWS_DEFAULT_REGION")
     endpoint_url: str | None = Field(None, description="override the Polly endpoint (tests, VPC)")
+    _empty_endpoint = field_validator("endpoint_url", mode="before")(empty_is_default)
     connect_timeout_s: float = Field(3.0, gt=0, le=60, description="per request")
     read_timeout_s: float = Field(10.0, gt=0, le=120, description="per request")
     max_attempts: int = Field(3, ge=1, le=6, description="tries per sentence (throttling, 5xx)")
