@@ -5,7 +5,7 @@ the workers' shared directory (no Redis) and with a real Redis as the service's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,8 @@ KEY = "workers-outcome-key-0123456789"
 AUTH_ID = "MAWORKERS00000000001"
 TOKEN = "workers-plivo-token"
 CALLS = 6
-MAX_HANGUPS = 60  # the kernel picks the worker: callbacks go on until both took some
+BURST = 6  # hang-up callbacks sent at once; the kernel picks the worker of each
+HANGUP_DEADLINE_S = 60.0
 POLLS = 6  # per call, each on a new connection
 
 
@@ -64,23 +65,21 @@ async def test_every_poll_sees_outcomes_from_either_worker(
                     )
                     assert placed.status_code == 201, placed.text
                     requests.append(placed.json()["request_uuid"])
-                # Hang-up callbacks, signed as Plivo signs them, until both workers took some.
+                # Hang-up callbacks, signed as Plivo signs them, in concurrent bursts (an idle
+                # worker that keeps winning the accept race is then busy) until both took some.
                 hangup_url = f"{serve.base}/hangup"
                 sent = 0
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + HANGUP_DEADLINE_S
                 while {r["pid"] for r in outcome_logs(serve)} != workers:
-                    assert sent < MAX_HANGUPS, f"every callback went to one worker: {sent}"
-                    n = sent % CALLS
-                    params = {
-                        "RequestUUID": requests[n],
-                        "CallUUID": f"call-{n}",
-                        "CallStatus": "busy" if n % 2 else "completed",
-                        "HangupCause": "USER_BUSY" if n % 2 else "NORMAL_CLEARING",
-                        "Duration": "0" if n % 2 else "12",
-                    }
-                    headers = plivo_headers("POST", hangup_url, params, TOKEN)
-                    answered = await client.post("/hangup", data=params, headers=headers)
-                    assert answered.status_code == 200, answered.text
-                    sent += 1
+                    assert loop.time() < deadline, f"every callback went to one worker: {sent}"
+                    burst = [
+                        hangup(client, hangup_url, requests, n % CALLS)
+                        for n in range(sent, sent + BURST)
+                    ]
+                    answers = await asyncio.gather(*burst)
+                    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+                    sent += BURST
                     await wait_for_log(serve, sent)
                 # Every poll, on whichever worker, sees every outcome.
                 for n, request_uuid in enumerate(requests[: min(sent, CALLS)]):
@@ -93,6 +92,20 @@ async def test_every_poll_sees_outcomes_from_either_worker(
                         assert body["duration_s"] == (0.0 if n % 2 else 12.0)
         finally:
             serve.stop()
+
+
+def hangup(
+    client: httpx.AsyncClient, url: str, requests: list[str], n: int
+) -> Awaitable[httpx.Response]:
+    """Plivo's signed hang-up callback for call ``n`` (odd calls were busy)."""
+    params = {
+        "RequestUUID": requests[n],
+        "CallUUID": f"call-{n}",
+        "CallStatus": "busy" if n % 2 else "completed",
+        "HangupCause": "USER_BUSY" if n % 2 else "NORMAL_CLEARING",
+        "Duration": "0" if n % 2 else "12",
+    }
+    return client.post("/hangup", data=params, headers=plivo_headers("POST", url, params, TOKEN))
 
 
 def outcome_logs(serve: ServeProcess) -> list[dict]:
