@@ -13,8 +13,10 @@ stays in the model's context); a turn's end is answered with the scripted reply:
 ``turnComplete``. ``clientContent`` turns are kept as context (the initial history of a
 ``history_config`` session, notes) or, asking to say a line, answered with that line;
 ``toolCall`` waits for ``toolResponse``. Scripted faults: a dropped socket mid-reply, an error
-mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, and ``goAway``
-after a reply (the session is closed ``go_away_close_s`` later, if the client has not left).
+mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, ``goAway``
+after a reply (the session is closed ``go_away_close_s`` later, if the client has not left), an
+outage (``unavailable``: every setup is closed with 1011) and a setup left unanswered
+(``hold_setup``, until ``release`` or the client leaves).
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class FakeGemini:
         self._dir = tempfile.TemporaryDirectory()
         self.cafile = str(Path(self._dir.name) / "fake-gemini.pem")
         self.go_away_close_s = 5.0
+        self.unavailable = False  # close every setup with 1011, as during an outage
+        self.refused = 0  # setups refused while unavailable
+        self.hold_setup = False  # leave setups unanswered until ``release``
+        self.holding = 0  # setups being held
+        self.release = asyncio.Event()
 
     @property
     def base_url(self) -> str:
@@ -142,6 +149,7 @@ class FakeGemini:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
         for session in self.sessions:
             for task in (session.generating, session.leaving):
                 if task is not None:
@@ -189,6 +197,22 @@ class FakeGemini:
         if connection is not None:
             await connection.close(1011, reason or "Internal error encountered.")
 
+    async def _hold_setup(self, connection: ServerConnection) -> None:
+        """Until ``release``, or the client gives up and closes the socket."""
+        self.holding += 1
+        self.changed.set()
+        waits = [
+            asyncio.ensure_future(self.release.wait()),
+            asyncio.ensure_future(connection.wait_closed()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self.holding -= 1
+            self.changed.set()
+
     async def _go_away(self, session: FakeSession, out: _Out) -> None:
         await out.send({"goAway": {"timeLeft": f"{self.go_away_close_s:g}s"}})
         await asyncio.sleep(self.go_away_close_s)
@@ -208,6 +232,12 @@ class FakeGemini:
             first = json.loads(await connection.recv())
             session.received += 1
             session.setup = first.get("setup") or {}
+            if self.unavailable:
+                self.refused += 1
+                await connection.close(1011, "The service is currently unavailable.")
+                return
+            if self.hold_setup:
+                await self._hold_setup(connection)
             if request.headers.get("x-goog-api-key") != self.api_key:
                 await connection.close(1007, "API key not valid. Please pass a valid API key.")
                 return

@@ -165,12 +165,12 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         config = live_config(p, self._toolbox.functions(), self._instructions, history=bool(lines))
 
         async def attempt(_: Attempt) -> LiveLink:
-            link = LiveLink(self.name, self.ctx.clock, L16_16K_MIME)
+            link = LiveLink(self.name, self.net_clock, L16_16K_MIME)
             turns = history_turns(lines) if lines else None
             await link.open(self._client, p.model, config, p.connect_timeout_s, turns)
             return link
 
-        link = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        link = await self.guard.call(attempt, clock=self.net_clock, log=self.log)
         if lines:
             self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions + 1)
         return link

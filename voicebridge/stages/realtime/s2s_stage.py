@@ -3,8 +3,16 @@
 Each holds one provider session (its ``link``) read by one reader task. The reader hands every
 message to the stage (``_on_message``); when the socket drops it tells the stage (``_lost``) and
 re-establishes a session (``_connect(replay=True)``) through the provider guard, waiting on the
-call's clock between failed tries. A provider failure is reported once, with the next frame, as
-a ``ProviderError`` (the call core answers with its fallback line).
+call's clock between failed tries (for the breaker's cool-down once it is open). A provider
+failure is reported once, with the next frame, as a ``ProviderError`` (the call core answers
+with its fallback line); one reported while no session could be restored is ``voice_lost``: the
+model is the call's only voice, so the call cannot say a goodbye and hangs up if it gives up.
+
+The session's connect deadline and the waits between its tries run on ``net_clock``: the wall
+clock while the stage starts, the call's clock after. A call's clock may stand still until its
+pipeline has started (a ``StreamClock``, as in the simulator's fast mode and the test harness,
+moves with the caller's audio, which the session reads only once start-up is over), so a wait
+on it during start-up would never end.
 
 The lines the call itself must say (``AgentText``: greeting, fallback, reprompts, goodbyes)
 queue here until the model is free to read one out (``_next_line``); keypad digits are gathered
@@ -20,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.frames import AgentText, CallEnded, CallStarted, Dtmf, Frame
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import BreakerState, ProviderGuard
@@ -54,6 +63,7 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         self._parts: dict[int, list[str]] = {}  # the call's AgentText pieces, per turn
         self._digits = ""
         self._dtmf_task: asyncio.Task[Any] | None = None
+        self.net_clock: Clock = MonotonicClock()  # the call's clock once the reader runs
         self.sessions = 0  # sessions opened for this call (1 + reconnects)
         self.handled = 0  # messages of the current session handled (tests wait on it)
 
@@ -92,7 +102,15 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         """The current session's socket (None while it is being restored)."""
         return self._link
 
+    @property
+    def reconnect_waiting(self) -> bool:
+        """No session, and the reader is asleep on the call's clock until its next try (the
+        backoff or the breaker's cool-down): a lockstep driver may move time on."""
+        sleeping: set[Any] = getattr(self.ctx.clock, "sleeping", set())
+        return self._link is None and self._reader is not None and self._reader in sleeping
+
     def _start_reader(self) -> None:
+        self.net_clock = self.ctx.clock
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name=f"{self.name}-reader"
         )
@@ -151,6 +169,7 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         try:
             await self._connect(replay=True)
         except ProviderError as error:
+            error.voice_lost = True  # nothing can be said until a session is back
             self._fail(error)
             wait = max(
                 self.params.resilience.backoff_max_s,
