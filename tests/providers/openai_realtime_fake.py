@@ -659,7 +659,9 @@ class _Out:
 def _json_response(status: int, message: str, kind: str, code: str) -> Response:
     body = json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    reason = {401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(status, "Error")
+    reason = {401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(
+        status, "Error"
+    )
     return Response(status, reason, headers, body)
 
 

@@ -135,7 +135,8 @@ def breaker_template(template: str, *, give_up: bool) -> str:
     text = template.replace(TEST_RESILIENCE, BREAKER_RESILIENCE)
     flag = str(give_up).lower()
     return text.replace(
-        "  fallback_text:", f"  replies: {{{{give_up_when_circuit_open: {flag}}}}}\n  fallback_text:"
+        "  fallback_text:",
+        f"  replies: {{{{give_up_when_circuit_open: {flag}}}}}\n  fallback_text:",
     )
 
 
