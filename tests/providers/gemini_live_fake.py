@@ -17,6 +17,11 @@ mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, `
 after a reply (the session is closed ``go_away_close_s`` later, if the client has not left), an
 outage (``unavailable``: every setup is closed with 1011) and a setup left unanswered
 (``hold_setup``, until ``release`` or the client leaves).
+
+Session resumption: a setup with ``sessionResumption`` gets ``sessionResumptionUpdate``s, a new
+handle (``resumable``) after ``setupComplete`` and after each reply, ``resumable: false`` while
+one is generated; a setup that names a handle resumes that point of the conversation (the
+model's context as it was), an unknown or forgotten one (``handles``) is refused with 1008.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class FakeSession:
     notes: list[str] = field(default_factory=list)
     tool_responses: list[Any] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # the initial history given
+    resumption: bool = False  # the client asked for resumption handles
+    resumed_from: str = ""  # the handle this session resumed
     closed: bool = False
     received: int = 0
     sent: int = 0
@@ -112,6 +119,7 @@ class FakeGemini:
         self.hold_setup = False  # leave setups unanswered until ``release``
         self.holding = 0  # setups being held
         self.release = asyncio.Event()
+        self.handles: dict[str, list[tuple[str, str]]] = {}  # handle -> the context it resumes
 
     @property
     def base_url(self) -> str:
@@ -197,6 +205,15 @@ class FakeGemini:
         if connection is not None:
             await connection.close(1011, reason or "Internal error encountered.")
 
+    async def _resumable(self, session: FakeSession, out: _Out) -> None:
+        """A new handle for this point of the conversation (when the client asked for them)."""
+        if not session.resumption:
+            return
+        handle = f"handle-{session.number}-{next(self._ids)}"
+        self.handles[handle] = list(session.context)
+        update = {"newHandle": handle, "resumable": True}
+        await out.send({"sessionResumptionUpdate": update})
+
     async def _hold_setup(self, connection: ServerConnection) -> None:
         """Until ``release``, or the client gives up and closes the socket."""
         self.holding += 1
@@ -249,11 +266,21 @@ class FakeGemini:
                     "for bidiGenerateContent.",
                 )
                 return
+            resumption = _get(session.setup, "sessionResumption", "session_resumption")
+            session.resumption = resumption is not None
+            handle = str((resumption or {}).get("handle") or "")
+            if handle:
+                if handle not in self.handles:
+                    await connection.close(1008, "Invalid session resumption handle.")
+                    return
+                session.context = list(self.handles[handle])
+                session.resumed_from = handle
             history = _get(session.setup, "historyConfig", "history_config") or {}
             session.awaiting_history = bool(
                 _get(history, "initialHistoryInClientContent", "initial_history_in_client_content")
             )
             await out.send({"setupComplete": {}})
+            await self._resumable(session, out)
             async for raw in connection:
                 message = json.loads(raw)
                 await self._message(session, out, message)
@@ -370,6 +397,8 @@ class FakeGemini:
 
     async def _speak(self, session: FakeSession, out: _Out, reply: Reply, caller: str) -> None:
         said: list[str] = []
+        if session.resumption:  # not while generating
+            await out.send({"sessionResumptionUpdate": {"resumable": False}})
         session.context.append(("model", ""))
         index = len(session.context) - 1
         try:
@@ -396,6 +425,7 @@ class FakeGemini:
                         follow = result.split("nothing else: ", 1)[1]
                 await self._say(session, out, Reply(text=follow), follow, said, index, "")
             await out.send({"serverContent": {"turnComplete": True}})
+            await self._resumable(session, out)
         except asyncio.CancelledError:
             raise
         if reply.go_away:

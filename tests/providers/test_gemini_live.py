@@ -175,6 +175,8 @@ async def test_a_dropped_gemini_session_comes_back_with_the_heard_history(
     finally:
         await call.session.end("test over")
     first, second = fake.sessions
+    # Dropped mid-reply, when Gemini had said it could not be resumed: the heard history.
+    assert second.setup["sessionResumption"] == {} and not second.resumed_from
     assert second.setup["historyConfig"] == {"initial_history_in_client_content": True}
     assert "historyConfig" not in first.setup  # a first session has no history to give
     assert second.history[:3] == [
@@ -325,15 +327,18 @@ async def test_a_stalled_model_times_out_into_the_fallback(fake: FakeGemini) -> 
     ]
 
 
+@pytest.mark.parametrize("resume", [True, False])
 async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_closes(
-    fake: FakeGemini,
+    fake: FakeGemini, resume: bool
 ) -> None:
-    """``goAway``: between replies the stage opens the next session (the heard history as its
-    context) and closes the old one itself; no error, nothing unsaid."""
+    """``goAway``: between replies the stage opens the next session and closes the old one
+    itself; no error, nothing unsaid. The new session resumes the old one by its newest
+    handle (Gemini said it was resumable once the reply was over), or with ``resume: false``
+    is given the heard history."""
     fake.go_away_close_s = 60.0  # the client leaves long before
     fake.caller_says("when are you open", "thanks")
     fake.reply(Reply(text="We open at seven.", go_away=True), Reply(text="You're welcome."))
-    live = await live_call(fake)
+    live = await live_call(fake, f"resume: {str(resume).lower()}")
     call = live.call
     try:
         await live.speak(0.8)
@@ -346,13 +351,72 @@ async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_close
         await call.session.end("test over")
     first, second = fake.sessions
     assert "goAway" not in json.dumps(first.messages)
-    assert second.history == [("user", "when are you open"), ("model", "We open at seven.")]
+    said = [("user", "when are you open"), ("model", "We open at seven.")]
+    if resume:
+        newest = max(h for h in fake.handles if h.startswith("handle-1-"))
+        assert second.setup["sessionResumption"] == {"handle": newest}
+        assert second.resumed_from == newest and fake.handles[newest] == said
+        assert "historyConfig" not in second.setup and second.history == []
+    else:
+        assert "sessionResumption" not in first.setup and "sessionResumption" not in second.setup
+        assert second.history == said
+    assert second.context[:2] == said
     assert second.context[-2:] == [("user", "thanks"), ("model", "You're welcome.")]
     assert live.history() == [
         ("caller", "when are you open", False),
         ("agent", "We open at seven.", False),
         ("caller", "thanks", False),
         ("agent", "You're welcome.", False),
+    ]
+
+
+async def test_a_session_dropped_between_replies_is_resumed_by_its_handle(
+    fake: FakeGemini,
+) -> None:
+    """A drop while the model is idle: the new session resumes the old one (nothing owed, so
+    nothing said) and the call goes on in it; when Gemini refuses the handle (expired), the
+    next session is given the heard history instead."""
+    fake.caller_says("when are you open", "thanks", "and on sunday")
+    fake.reply(
+        Reply(text="We open at seven."), Reply(text="You're welcome."), Reply(text="At nine.")
+    )
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await fake.drop(fake.sessions[0])
+        await live.until(lambda: len(fake.sessions) == 2 and live.stage.link is not None)
+        assert fake.sessions[1].resumed_from.startswith("handle-1-")
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+        fake.handles.clear()  # expired
+        await fake.drop(fake.sessions[1])
+        await live.until(lambda: len(fake.sessions) == 4 and live.stage.link is not None)
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 3)
+        assert call.timeline("provider_error") == []  # no reply was owed at either drop
+    finally:
+        await call.session.end("test over")
+    first, resumed, refused, replayed = fake.sessions
+    assert resumed.context[:2] == [("user", "when are you open"), ("model", "We open at seven.")]
+    assert resumed.history == [] and "historyConfig" not in resumed.setup
+    assert refused.closed and not refused.context  # 1008: the handle is unknown
+    assert "handle" not in replayed.setup["sessionResumption"]
+    assert replayed.history == [
+        ("user", "when are you open"),
+        ("model", "We open at seven."),
+        ("user", "thanks"),
+        ("model", "You're welcome."),
+    ]
+    assert replayed.context[-2:] == [("user", "and on sunday"), ("model", "At nine.")]
+    assert [h[1] for h in live.history()] == [
+        "when are you open",
+        "We open at seven.",
+        "thanks",
+        "You're welcome.",
+        "and on sunday",
+        "At nine.",
     ]
 
 
