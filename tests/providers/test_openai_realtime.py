@@ -380,6 +380,64 @@ async def test_a_bad_key_fails_the_call_start_with_a_clear_error(fake: FakeRealt
     assert fake.refused == 1  # an auth failure is not retried
 
 
+async def test_start_up_retries_and_its_connect_deadline_run_on_the_wall_clock(
+    fake: FakeRealtime,
+) -> None:
+    """The call's clock stands still until its pipeline has started (a stream clock, moved by
+    the caller's audio): the wait between two tries at start-up, and the connect deadline, run
+    on the wall clock, so a start that cannot open a session ends with a clear error instead of
+    waiting forever."""
+    fake.unavailable = True
+    call = CallHarness(spec(fake), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: unavailable: The server is overloaded" in failed["error"]
+    assert fake.refused == 2  # retries: 1, after a 0.05 s backoff
+    fake.unavailable = False
+    fake.hold_setup = True  # OpenAI never answers the session.update
+    call = CallHarness(spec(fake, "connect_timeout_s: 0.2"), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: timeout: no answer in time" in failed["error"]
+    await fake.wait_for(lambda: fake.holding == 0)  # the client gave up on both and left
+    assert len(fake.sessions) == 2 and all(s.closed for s in fake.sessions)
+
+
+async def test_a_reconnect_that_hangs_times_out_on_call_time_and_is_tried_again(
+    fake: FakeRealtime,
+) -> None:
+    """The socket drops and OpenAI then leaves the new sessions unanswered: each try gives up
+    after ``connect_timeout_s`` of call time, and once OpenAI answers again the session is back
+    with the heard history and the fallback is said."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2))
+    live = await live_call(fake, "connect_timeout_s: 1")
+    call = live.call
+    try:
+        fake.hold_setup = True
+        await live.speak(0.8)
+        await live.until(lambda: fake.holding == 1 and len(fake.sessions) == 2)
+        tried_at = call.t
+        await live.until(lambda: len(fake.sessions) == 3)  # the retry, after the timeout
+        assert call.t == pytest.approx(tried_at + 1.0 + 0.05, abs=0.021)
+        assert fake.sessions[1].closed  # the client left the hanging one
+        await live.until(lambda: any(e["error_kind"] == "timeout" for e in errors(call)))
+        timeout = next(e for e in errors(call) if e["error_kind"] == "timeout")
+        assert timeout["error"] == "no answer in time"
+        fake.hold_setup = False
+        fake.release.set()
+        await live.until(lambda: "Sorry, say that again?" in played(call))
+    finally:
+        await call.session.end("test over")
+    restored = fake.sessions[-1]
+    assert next((i.role, i.text) for i in restored.items) == ("user", "when are you open")
+    assert live.history()[-1] == ("agent", "Sorry, say that again?", False)
+
+
+def errors(call: CallHarness) -> list[dict[str, Any]]:
+    return call.timeline("provider_error")
+
+
 async def test_service_start_refuses_a_bad_key_and_a_bad_model(fake: FakeRealtime) -> None:
     params = OpenAIRealtime.Params(base_url=fake.base_url, model="gpt-realtime")
     await OpenAIRealtime.preload(params)  # a good set-up passes
