@@ -500,6 +500,12 @@ async def test_an_outage_opens_the_breaker_and_the_call_hangs_up_at_once(
     assert call.session.end_reason == "hangup:provider_down"
     (down,) = call.timeline("provider_down")
     assert down["why"] == "circuit_open"
+    # Reported with the frame after the breaker opened; no goodbye was asked for (nobody could
+    # say it): the call hung up once the reply's audio already sent had played.
+    assert down["t"] == pytest.approx(breaker.opened_at, abs=0.021)
+    assert not [e for e in call.timeline("agent_text") if "Goodbye" in e["text"]]
+    assert call.wire.closed == (1000, "agent hung up")
+    assert call.timeline("played")[-1]["t"] <= call.t < down["t"] + 0.8
     errors = call.timeline("provider_error")
     assert [e["error_kind"] for e in errors] == ["unavailable"] * len(errors)
     assert "currently unavailable" in errors[-1]["error"] and errors[-1]["status"] == 1011
