@@ -118,6 +118,7 @@ class FakeGemini:
         self.refused = 0  # setups refused while unavailable
         self.hold_setup = False  # leave setups unanswered until ``release``
         self.holding = 0  # setups being held
+        self.held: set[int] = set()  # ...by their session (connection) number
         self.release = asyncio.Event()
         self.handles: dict[str, list[tuple[str, str]]] = {}  # handle -> the context it resumes
 
@@ -128,6 +129,11 @@ class FakeGemini:
     @property
     def session(self) -> FakeSession:
         return self.sessions[-1]
+
+    @property
+    def connections(self) -> int:
+        """Connections that reached the fake (refused ones too), numbered from 1."""
+        return len(self.sessions)
 
     @property
     def generating(self) -> bool:
@@ -214,9 +220,10 @@ class FakeGemini:
         update = {"newHandle": handle, "resumable": True}
         await out.send({"sessionResumptionUpdate": update})
 
-    async def _hold_setup(self, connection: ServerConnection) -> None:
+    async def _hold_setup(self, connection: ServerConnection, number: int) -> None:
         """Until ``release``, or the client gives up and closes the socket."""
         self.holding += 1
+        self.held.add(number)
         self.changed.set()
         waits = [
             asyncio.ensure_future(self.release.wait()),
@@ -228,6 +235,7 @@ class FakeGemini:
             for wait in waits:
                 wait.cancel()
             self.holding -= 1
+            self.held.discard(number)
             self.changed.set()
 
     async def _go_away(self, session: FakeSession, out: _Out) -> None:
@@ -254,7 +262,7 @@ class FakeGemini:
                 await connection.close(1011, "The service is currently unavailable.")
                 return
             if self.hold_setup:
-                await self._hold_setup(connection)
+                await self._hold_setup(connection, session.number)
             if request.headers.get("x-goog-api-key") != self.api_key:
                 await connection.close(1007, "API key not valid. Please pass a valid API key.")
                 return

@@ -132,6 +132,8 @@ class FakeRealtime:
         self.unavailable = False  # refuse every handshake with 503, as during an outage
         self.hold_setup = False  # leave session.update unanswered until ``release``
         self.holding = 0  # sessions whose set-up is being held
+        self.held: set[int] = set()  # ...by their connection number (``handshakes`` then)
+        self._numbers: dict[int, int] = {}  # id(connection) -> its connection number
         self.host = "127.0.0.1"
         self.port = 0
         self._server: Server | None = None
@@ -142,6 +144,11 @@ class FakeRealtime:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def connections(self) -> int:
+        """Connections that reached the fake (refused handshakes too), numbered from 1."""
+        return self.handshakes
 
     # --- scripting --------------------------------------------------------------------------
     def reply(self, *replies: Reply) -> None:
@@ -203,6 +210,7 @@ class FakeRealtime:
     # --- the handshake ----------------------------------------------------------------------
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
         self.handshakes += 1
+        self._numbers[id(connection)] = self.handshakes
         self.changed.set()
         if not request.path.startswith("/v1/realtime"):
             return _json_response(404, "Not found", "invalid_request_error", "not_found")
@@ -557,7 +565,9 @@ class FakeRealtime:
 
     async def _hold_setup(self, connection: ServerConnection) -> None:
         """Until ``release``, or the client gives up and closes the socket."""
+        number = self._numbers.get(id(connection), 0)
         self.holding += 1
+        self.held.add(number)
         self.changed.set()
         waits = [
             asyncio.ensure_future(self.release.wait()),
@@ -569,6 +579,7 @@ class FakeRealtime:
             for wait in waits:
                 wait.cancel()
             self.holding -= 1
+            self.held.discard(number)
             self.changed.set()
 
     async def _hold(self, session: FakeSession) -> None:

@@ -7,11 +7,14 @@
 fake sent, so each event lands at an exact stream time and the tests' numbers are exact.
 
 While the stage has no session (a drop, an outage) the call is quiet once the stage is asleep
-until its next try (``reconnect_waiting``) or the fake is holding a set-up unanswered
-(``holding``): call time then runs on, as it would, and the stage's timers fire on it.
+until its next try (``reconnect_waiting``), or while its newest try (``tries``) waits for its
+set-up (``awaiting_setup``, until its deadline) and has reached the fake (``connections``), which
+holds it unanswered (``held``): call time then runs on, as it would, and the try's deadline
+fires on it. A try still on its way, or unwinding, is waited for.
 
 The fake needs ``sessions`` (the last one ``session``, with ``received`` and ``sent`` counts),
-``generating``, ``holding`` and ``wait_for(predicate)``; the stage ``link`` and ``handled``.
+``generating``, ``connections``, ``held`` and ``wait_for(predicate)``; the stage ``link``,
+``handled``, ``tries``, ``awaiting_setup`` and ``reconnect_waiting``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,10 @@ class LiveCall(Generic[S]):
         stage, fake = self.stage, self.fake
         link = stage.link
         if link is None:
-            return stage.reconnect_waiting or fake.holding > 0
+            if stage.reconnect_waiting:
+                return True
+            newest = fake.connections
+            return stage.awaiting_setup and newest == stage.tries and newest in fake.held
         if not fake.sessions:
             return False
         session = fake.session

@@ -194,7 +194,7 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         turns = history_turns(lines) if lines else None
 
         async def attempt(_: Attempt) -> LiveLink:
-            link = LiveLink(self.name, self.net_clock, L16_16K_MIME)
+            link = self._trying(LiveLink(self.name, self.net_clock, L16_16K_MIME))
             await link.open(self._client, p.model, config, p.connect_timeout_s, turns)
             return link
 

@@ -180,7 +180,7 @@ class OpenAIRealtime(SpeechToSpeechStage[RealtimeLink]):
         session = session_config(p, fmt, self._toolbox.functions(), self._instructions)
 
         async def attempt(_: Attempt) -> RealtimeLink:
-            link = RealtimeLink(self.name, self.provider, self.net_clock)
+            link = self._trying(RealtimeLink(self.name, self.provider, self.net_clock))
             await link.open(client, p.model, session, p.connect_timeout_s)
             return link
 

@@ -65,6 +65,8 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         self._dtmf_task: asyncio.Task[Any] | None = None
         self.net_clock: Clock = MonotonicClock()  # the call's clock once the reader runs
         self.sessions = 0  # sessions opened for this call (1 + reconnects)
+        self.tries = 0  # sessions tried (a lockstep driver knows one is on its way)
+        self._opening: L | None = None  # the link of the try under way
         self.handled = 0  # messages of the current session handled (tests wait on it)
 
     # --- what each provider's stage does its own way ----------------------------------------
@@ -108,6 +110,21 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         backoff or the breaker's cool-down): a lockstep driver may move time on."""
         sleeping: set[Any] = getattr(self.ctx.clock, "sleeping", set())
         return self._link is None and self._reader is not None and self._reader in sleeping
+
+    @property
+    def awaiting_setup(self) -> bool:
+        """A try is waiting for the provider to set its session up, and its deadline on the
+        call's clock has not passed: a lockstep driver whose fake holds the set-up may move
+        time on (up to the deadline, where the try gives up)."""
+        link = self._opening
+        until = link.setup_until if link is not None else None
+        return until is not None and self.ctx.clock.now() < until
+
+    def _trying(self, link: L) -> L:
+        """``link`` is this stage's newest try at a session."""
+        self.tries += 1
+        self._opening = link
+        return link
 
     def _start_reader(self) -> None:
         self.net_clock = self.ctx.clock
