@@ -2,13 +2,18 @@
 """Speech to speech: what voicebridge adds around a realtime voice model, and its CPU per call,
 beside the cascaded pipeline's (issue 17).
 
-    PYTHONPATH=. python bench/s2s.py            # 1 and 50 calls, each pipeline (~2 min)
+    PYTHONPATH=. python bench/s2s.py            # 1 and 50 calls, 3 turns, each pipeline (~3 min)
+    PYTHONPATH=. python bench/s2s.py --quick    # 1 and 50 calls, 1 turn each (under a minute)
     PYTHONPATH=. python bench/s2s.py --calls 1 10 --turns 2
 
-The service runs as ``voicebridge serve`` in a child process on 127.0.0.1. The model is
-``tests/providers/openai_realtime_fake.py`` in this process, answering at once: its endpointer
-ends the caller's turn after exactly ``vad_silence_ms`` (500 ms) of appended silence, then sends
-the whole reply. Each caller (this process too) streams 20 ms μ-law frames in real time: 1 s of
+The service runs as ``voicebridge serve`` in a child process on 127.0.0.1. The model is a
+wire-level fake in this process, answering at once: ``tests/providers/openai_realtime_fake.py``
+for ``openai_realtime`` (plain WebSocket, the ``openai`` SDK) and
+``tests/providers/gemini_live_fake.py`` for ``gemini_live`` (WebSocket over TLS, the
+``google-genai`` SDK; the service trusts the fake's certificate through ``SSL_CERT_FILE``). Each
+endpointer ends the caller's turn after exactly 500 ms of appended silence, then sends the whole
+reply. The ``gemini_live`` pipeline has the ``vad`` stage before the model, as it must (barge-in),
+and its audio is resampled (8 kHz μ-law in, 16 kHz PCM to the model, 24 kHz back). Each caller (this process too) streams 20 ms μ-law frames in real time: 1 s of
 speech-like audio, then silence until the agent's first ``playAudio``, acknowledging each
 checkpoint once its audio would have played. For every turn:
 
@@ -43,6 +48,7 @@ for path in (REPO, REPO / "tests" / "providers"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import gemini_live_fake  # noqa: E402
 from openai_realtime_fake import FakeRealtime, Reply  # noqa: E402
 
 from voicebridge.audio.mulaw import mulaw_encode_bytes  # noqa: E402
@@ -61,6 +67,17 @@ stages:
     params: {{base_url: "{base_url}", verify_at_start: false, input_transcription: null}}
   - type: encode
 """
+GEMINI = """
+name: s2s-gemini-bench
+stages:
+  - type: decode
+  - type: vad
+    params: {{min_speech_ms: 120, min_silence_ms: 500, pre_roll_ms: 240, forward_audio: true}}
+  - type: gemini_live
+    params: {{base_url: "{base_url}", verify_at_start: false, silence_ms: 500}}
+  - type: encode
+"""
+GEMINI_KEY = "gm-bench"
 CASCADE = """
 name: cascade-bench
 stages:
@@ -275,18 +292,30 @@ async def level(service: Service, calls: int, turns: int) -> dict[str, Any]:
 async def run(calls: list[int], turns: int, out: Path) -> list[dict[str, Any]]:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    async with FakeRealtime(api_key=None) as fake:
+    async with (
+        FakeRealtime(api_key=None) as fake,
+        gemini_live_fake.FakeGemini(api_key=GEMINI_KEY) as gemini,
+    ):
         fake.default_reply = Reply(text="I see, thanks.", chunk_ms=200)
+        gemini.default_reply = gemini_live_fake.Reply(text="I see, thanks.", chunk_ms=200)
         s2s = out.parent / "s2s-realtime.yaml"
         s2s.write_text(S2S.format(base_url=fake.base_url))
+        live = out.parent / "s2s-gemini.yaml"
+        live.write_text(GEMINI.format(base_url=gemini.base_url))
         cascade = out.parent / "s2s-cascade.yaml"
         cascade.write_text(CASCADE)
         pipelines = (
             ("speech to speech (openai_realtime + fake model)", s2s),
+            ("speech to speech (gemini_live + fake model)", live),
             ("cascaded (vad, stt, dialogue, tts stand-ins)", cascade),
         )
+        env = {
+            "OPENAI_API_KEY": "sk-bench",
+            "GEMINI_API_KEY": GEMINI_KEY,
+            "SSL_CERT_FILE": gemini.cafile,  # trust the Gemini fake's certificate
+        }
         for name, path in pipelines:
-            async with Service(path, {"OPENAI_API_KEY": "sk-bench"}) as service:
+            async with Service(path, env) as service:
                 for count in calls:
                     progress(f"{name}: {count} call(s)")
                     row = await level(service, count, turns)
@@ -301,8 +330,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 50])
     parser.add_argument("--turns", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="one turn a call (1 and 50 calls unless --calls)"
+    )
     parser.add_argument("--out", type=Path, default=OUT / "s2s.json")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.turns = 1
     rows = asyncio.run(run(args.calls, args.turns, args.out))
     print(
         "| pipeline | calls | turns | framework-added p50 | p99 | caller latency p50 | service CPU per call |"

@@ -13,8 +13,15 @@ stays in the model's context); a turn's end is answered with the scripted reply:
 ``turnComplete``. ``clientContent`` turns are kept as context (the initial history of a
 ``history_config`` session, notes) or, asking to say a line, answered with that line;
 ``toolCall`` waits for ``toolResponse``. Scripted faults: a dropped socket mid-reply, an error
-mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, and ``goAway``
-after a reply (the session is closed ``go_away_close_s`` later, if the client has not left).
+mid-reply (Gemini closes with 1011 and its reason), a reply that never begins, ``goAway``
+after a reply (the session is closed ``go_away_close_s`` later, if the client has not left), an
+outage (``unavailable``: every setup is closed with 1011) and a setup left unanswered
+(``hold_setup``, until ``release`` or the client leaves).
+
+Session resumption: a setup with ``sessionResumption`` gets ``sessionResumptionUpdate``s, a new
+handle (``resumable``) after ``setupComplete`` and after each reply, ``resumable: false`` while
+one is generated; a setup that names a handle resumes that point of the conversation (the
+model's context as it was), an unknown or forgotten one (``handles``) is refused with 1008.
 """
 
 from __future__ import annotations
@@ -72,6 +79,8 @@ class FakeSession:
     notes: list[str] = field(default_factory=list)
     tool_responses: list[Any] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # the initial history given
+    resumption: bool = False  # the client asked for resumption handles
+    resumed_from: str = ""  # the handle this session resumed
     closed: bool = False
     received: int = 0
     sent: int = 0
@@ -105,6 +114,13 @@ class FakeGemini:
         self._dir = tempfile.TemporaryDirectory()
         self.cafile = str(Path(self._dir.name) / "fake-gemini.pem")
         self.go_away_close_s = 5.0
+        self.unavailable = False  # close every setup with 1011, as during an outage
+        self.refused = 0  # setups refused while unavailable
+        self.hold_setup = False  # leave setups unanswered until ``release``
+        self.holding = 0  # setups being held
+        self.held: set[int] = set()  # ...by their session (connection) number
+        self.release = asyncio.Event()
+        self.handles: dict[str, list[tuple[str, str]]] = {}  # handle -> the context it resumes
 
     @property
     def base_url(self) -> str:
@@ -113,6 +129,11 @@ class FakeGemini:
     @property
     def session(self) -> FakeSession:
         return self.sessions[-1]
+
+    @property
+    def connections(self) -> int:
+        """Connections that reached the fake (refused ones too), numbered from 1."""
+        return len(self.sessions)
 
     @property
     def generating(self) -> bool:
@@ -142,6 +163,7 @@ class FakeGemini:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
         for session in self.sessions:
             for task in (session.generating, session.leaving):
                 if task is not None:
@@ -189,6 +211,33 @@ class FakeGemini:
         if connection is not None:
             await connection.close(1011, reason or "Internal error encountered.")
 
+    async def _resumable(self, session: FakeSession, out: _Out) -> None:
+        """A new handle for this point of the conversation (when the client asked for them)."""
+        if not session.resumption:
+            return
+        handle = f"handle-{session.number}-{next(self._ids)}"
+        self.handles[handle] = list(session.context)
+        update = {"newHandle": handle, "resumable": True}
+        await out.send({"sessionResumptionUpdate": update})
+
+    async def _hold_setup(self, connection: ServerConnection, number: int) -> None:
+        """Until ``release``, or the client gives up and closes the socket."""
+        self.holding += 1
+        self.held.add(number)
+        self.changed.set()
+        waits = [
+            asyncio.ensure_future(self.release.wait()),
+            asyncio.ensure_future(connection.wait_closed()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self.holding -= 1
+            self.held.discard(number)
+            self.changed.set()
+
     async def _go_away(self, session: FakeSession, out: _Out) -> None:
         await out.send({"goAway": {"timeLeft": f"{self.go_away_close_s:g}s"}})
         await asyncio.sleep(self.go_away_close_s)
@@ -208,6 +257,12 @@ class FakeGemini:
             first = json.loads(await connection.recv())
             session.received += 1
             session.setup = first.get("setup") or {}
+            if self.unavailable:
+                self.refused += 1
+                await connection.close(1011, "The service is currently unavailable.")
+                return
+            if self.hold_setup:
+                await self._hold_setup(connection, session.number)
             if request.headers.get("x-goog-api-key") != self.api_key:
                 await connection.close(1007, "API key not valid. Please pass a valid API key.")
                 return
@@ -219,11 +274,21 @@ class FakeGemini:
                     "for bidiGenerateContent.",
                 )
                 return
+            resumption = _get(session.setup, "sessionResumption", "session_resumption")
+            session.resumption = resumption is not None
+            handle = str((resumption or {}).get("handle") or "")
+            if handle:
+                if handle not in self.handles:
+                    await connection.close(1008, "Invalid session resumption handle.")
+                    return
+                session.context = list(self.handles[handle])
+                session.resumed_from = handle
             history = _get(session.setup, "historyConfig", "history_config") or {}
             session.awaiting_history = bool(
                 _get(history, "initialHistoryInClientContent", "initial_history_in_client_content")
             )
             await out.send({"setupComplete": {}})
+            await self._resumable(session, out)
             async for raw in connection:
                 message = json.loads(raw)
                 await self._message(session, out, message)
@@ -340,6 +405,8 @@ class FakeGemini:
 
     async def _speak(self, session: FakeSession, out: _Out, reply: Reply, caller: str) -> None:
         said: list[str] = []
+        if session.resumption:  # not while generating
+            await out.send({"sessionResumptionUpdate": {"resumable": False}})
         session.context.append(("model", ""))
         index = len(session.context) - 1
         try:
@@ -366,6 +433,7 @@ class FakeGemini:
                         follow = result.split("nothing else: ", 1)[1]
                 await self._say(session, out, Reply(text=follow), follow, said, index, "")
             await out.send({"serverContent": {"turnComplete": True}})
+            await self._resumable(session, out)
         except asyncio.CancelledError:
             raise
         if reply.go_away:

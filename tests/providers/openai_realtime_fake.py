@@ -13,7 +13,9 @@ deltas running ahead of the audio, function calls, then ``response.done``. A res
 say a line (the stage's ``SAY`` instructions) says exactly that line. ``response.cancel`` and
 ``conversation.item.truncate`` act on the fake's conversation, which tests compare with the
 call's history. Scripted faults: a failed response (``status: failed``), a socket dropped
-mid-reply, an unknown model (every response fails with ``model_not_found``, as OpenAI does).
+mid-reply, an unknown model (every response fails with ``model_not_found``, as OpenAI does), an
+outage (``unavailable``: every handshake is refused with 503) and a session that never answers
+its ``session.update`` (``hold_setup``, until ``release``).
 
 Run it alone (for ``voicebridge simulate`` against it)::
 
@@ -127,6 +129,11 @@ class FakeRealtime:
         self.release = asyncio.Event()
         self.handshakes = 0
         self.refused = 0
+        self.unavailable = False  # refuse every handshake with 503, as during an outage
+        self.hold_setup = False  # leave session.update unanswered until ``release``
+        self.holding = 0  # sessions whose set-up is being held
+        self.held: set[int] = set()  # ...by their connection number (``handshakes`` then)
+        self._numbers: dict[int, int] = {}  # id(connection) -> its connection number
         self.host = "127.0.0.1"
         self.port = 0
         self._server: Server | None = None
@@ -137,6 +144,11 @@ class FakeRealtime:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def connections(self) -> int:
+        """Connections that reached the fake (refused handshakes too), numbered from 1."""
+        return self.handshakes
 
     # --- scripting --------------------------------------------------------------------------
     def reply(self, *replies: Reply) -> None:
@@ -198,9 +210,14 @@ class FakeRealtime:
     # --- the handshake ----------------------------------------------------------------------
     def _check(self, connection: ServerConnection, request: Request) -> Response | None:
         self.handshakes += 1
+        self._numbers[id(connection)] = self.handshakes
         self.changed.set()
         if not request.path.startswith("/v1/realtime"):
             return _json_response(404, "Not found", "invalid_request_error", "not_found")
+        if self.unavailable:
+            self.refused += 1
+            message = "The server is overloaded or not ready yet."
+            return _json_response(503, message, "server_error", "service_unavailable")
         auth = request.headers.get("Authorization", "")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             self.refused += 1
@@ -228,6 +245,8 @@ class FakeRealtime:
                     await self._audio(session, out, event)
                 else:
                     session.events.append(event)
+                    if kind == "session.update" and self.hold_setup:
+                        await self._hold_setup(connection)
                     await self._client_event(session, out, event)
                 session.received += 1
                 self.changed.set()
@@ -544,6 +563,25 @@ class FakeRealtime:
             response["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
         await out.send({"type": "response.done", "response": response})
 
+    async def _hold_setup(self, connection: ServerConnection) -> None:
+        """Until ``release``, or the client gives up and closes the socket."""
+        number = self._numbers.get(id(connection), 0)
+        self.holding += 1
+        self.held.add(number)
+        self.changed.set()
+        waits = [
+            asyncio.ensure_future(self.release.wait()),
+            asyncio.ensure_future(connection.wait_closed()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            self.holding -= 1
+            self.held.discard(number)
+            self.changed.set()
+
     async def _hold(self, session: FakeSession) -> None:
         while not self.release.is_set() and not session.cancel_requested and not session.closed:
             self.changed.clear()
@@ -632,7 +670,9 @@ class _Out:
 def _json_response(status: int, message: str, kind: str, code: str) -> Response:
     body = json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    reason = {401: "Unauthorized", 404: "Not Found"}.get(status, "Error")
+    reason = {401: "Unauthorized", 404: "Not Found", 503: "Service Unavailable"}.get(
+        status, "Error"
+    )
     return Response(status, reason, headers, body)
 
 

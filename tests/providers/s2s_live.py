@@ -6,8 +6,15 @@
 (real time) until the fake has handled everything the stage sent and the stage everything the
 fake sent, so each event lands at an exact stream time and the tests' numbers are exact.
 
+While the stage has no session (a drop, an outage) the call is quiet once the stage is asleep
+until its next try (``reconnect_waiting``), or while its newest try (``tries``) waits for its
+set-up (``awaiting_setup``, until its deadline) and has reached the fake (``connections``), which
+holds it unanswered (``held``): call time then runs on, as it would, and the try's deadline
+fires on it. A try still on its way, or unwinding, is waited for.
+
 The fake needs ``sessions`` (the last one ``session``, with ``received`` and ``sent`` counts),
-``generating`` and ``wait_for(predicate)``; the stage ``link`` and ``handled``.
+``generating``, ``connections``, ``held`` and ``wait_for(predicate)``; the stage ``link``,
+``handled``, ``tries``, ``awaiting_setup`` and ``reconnect_waiting``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import numpy as np
 
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.observe.metrics import ServiceMetrics
 from voicebridge.sim.signals import speech_like
 from voicebridge.stages.realtime.s2s_stage import SpeechToSpeechStage
 from voicebridge.testing.harness import CallHarness
@@ -64,7 +72,12 @@ class LiveCall(Generic[S]):
     def quiet(self) -> bool:
         stage, fake = self.stage, self.fake
         link = stage.link
-        if link is None or not fake.sessions:
+        if link is None:
+            if stage.reconnect_waiting:
+                return True
+            newest = fake.connections
+            return stage.awaiting_setup and newest == stage.tries and newest in fake.held
+        if not fake.sessions:
             return False
         session = fake.session
         return (
@@ -109,3 +122,37 @@ class LiveCall(Generic[S]):
         ctx = self.call.session.ctx
         assert ctx is not None
         return [(h.role, h.text, h.interrupted) for h in ctx.history]
+
+
+# --- the circuit breaker ------------------------------------------------------------------------
+
+TEST_RESILIENCE = "resilience: {{retries: 1, backoff_s: 0.05, backoff_max_s: 0.05}}"
+BREAKER_RESILIENCE = (
+    "resilience: {{retries: 0, backoff_s: 0.05, backoff_max_s: 0.05, "
+    "breaker: {{failures: 2, cooldown_s: 5}}}}"
+)
+COOLDOWN_S = 5.0
+
+
+def breaker_template(template: str, *, give_up: bool) -> str:
+    """A test pipeline whose session breaker opens after 2 failures in a row for 5 s, and
+    whose call ends at once when it opens (``give_up``) or goes on."""
+    assert TEST_RESILIENCE in template
+    text = template.replace(TEST_RESILIENCE, BREAKER_RESILIENCE)
+    flag = str(give_up).lower()
+    return text.replace(
+        "  fallback_text:",
+        f"  replies: {{{{give_up_when_circuit_open: {flag}}}}}\n  fallback_text:",
+    )
+
+
+def call_metrics(call: CallHarness) -> ServiceMetrics:
+    """The service metrics this call's events make (as the server's subscriber feeds them)."""
+    metrics = ServiceMetrics()
+    subscriber = metrics.call_subscriber()
+    timeline = call.session.timeline
+    assert timeline is not None
+    for event in timeline.events:
+        if isinstance(event, subscriber.event_types):
+            subscriber.on_event(event)
+    return metrics

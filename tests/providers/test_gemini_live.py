@@ -6,21 +6,31 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from voicebridge.clock import MonotonicClock
 from voicebridge.config import load_pipeline
 from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.runtime import resilience
+from voicebridge.runtime.resilience import BreakerState
 from voicebridge.runtime.stage import StageError
 from voicebridge.stages.realtime.gemini_live import GeminiLive
 from voicebridge.testing.harness import CallHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gemini_live_fake import FakeGemini, Reply
-from s2s_live import LiveCall, pipeline_spec, played
+from s2s_live import (
+    COOLDOWN_S,
+    LiveCall,
+    breaker_template,
+    call_metrics,
+    pipeline_spec,
+    played,
+)
 
 from voicebridge.sim.signals import speech_like
 
@@ -165,6 +175,8 @@ async def test_a_dropped_gemini_session_comes_back_with_the_heard_history(
     finally:
         await call.session.end("test over")
     first, second = fake.sessions
+    # Dropped mid-reply, when Gemini had said it could not be resumed: the heard history.
+    assert second.setup["sessionResumption"] == {} and not second.resumed_from
     assert second.setup["historyConfig"] == {"initial_history_in_client_content": True}
     assert "historyConfig" not in first.setup  # a first session has no history to give
     assert second.history[:3] == [
@@ -188,6 +200,77 @@ async def test_a_bad_key_or_model_fails_at_start(fake: FakeGemini, monkeypatch: 
     monkeypatch.delenv("GEMINI_API_KEY")
     with pytest.raises(StageError, match="set the environment variable GEMINI_API_KEY"):
         await GeminiLive.preload(params)
+
+
+async def test_a_call_whose_session_cannot_open_is_refused_with_a_clear_error(
+    fake: FakeGemini, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the start-up check: a refused key fails the call's start (1011), not retried."""
+    monkeypatch.setenv("GEMINI_API_KEY", "wrong")
+    call = CallHarness(spec(fake), encoding="audio/x-l16", rate=16000)
+    await call.start()
+    assert call.wire.closed is not None and call.wire.closed[0] == 1011
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "the Gemini session did not open: auth: API key not valid." in failed["error"]
+    assert len(fake.sessions) == 1  # an auth failure is not retried
+
+
+async def test_start_up_retries_and_its_connect_deadline_run_on_the_wall_clock(
+    fake: FakeGemini,
+) -> None:
+    """The call's clock stands still until its pipeline has started (here a stream clock,
+    moved by the caller's audio): the wait between two tries at start-up, and the connect
+    deadline, run on the wall clock, so a start that cannot open a session ends with a clear
+    error instead of waiting forever."""
+    fake.unavailable = True
+    call = CallHarness(spec(fake), encoding="audio/x-l16", rate=16000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: unavailable: The service is currently unavailable." in failed["error"]
+    assert fake.refused == 2  # retries: 1, after a 0.05 s backoff
+    fake.unavailable = False
+    fake.hold_setup = True  # Gemini never answers the setup
+    call = CallHarness(spec(fake, "connect_timeout_s: 0.2"), encoding="audio/x-l16", rate=16000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: timeout: no answer in time" in failed["error"]
+    await fake.wait_for(lambda: fake.holding == 0)  # the client gave up on both and left
+    assert len(fake.sessions) == 4 and all(s.closed for s in fake.sessions)
+
+
+async def test_a_reconnect_that_hangs_times_out_on_call_time_and_is_tried_again(
+    fake: FakeGemini,
+) -> None:
+    """The session drops and Gemini then leaves the new sessions' setup unanswered: each try
+    gives up after ``connect_timeout_s`` of call time (the call's clock, once it runs), the
+    caller is told nothing it cannot hear, and once Gemini answers again the session is back
+    with the heard history and the fallback is said."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2))
+    live = await live_call(fake, "connect_timeout_s: 1")
+    call = live.call
+    try:
+        fake.hold_setup = True
+        await live.speak(0.8)
+        await live.until(lambda: fake.holding == 1 and len(fake.sessions) == 2)
+        tried_at = call.t
+        await live.until(lambda: len(fake.sessions) == 3)  # the retry, after the timeout
+        # 1 s of call time, then the backoff (0.05 s, jittered by up to 25 %), to the frame.
+        assert tried_at + 1.0 + 0.0375 <= call.t <= tried_at + 1.0 + 0.0625 + 0.02
+        assert fake.sessions[1].closed  # the client left the hanging one
+        await live.until(
+            lambda: any(e["error_kind"] == "timeout" for e in call.timeline("provider_error"))
+        )
+        timeout = next(e for e in call.timeline("provider_error") if e["error_kind"] == "timeout")
+        assert timeout["error"] == "no answer in time"
+        fake.hold_setup = False
+        fake.release.set()
+        await live.until(lambda: "Sorry, say that again?" in played(call))
+    finally:
+        await call.session.end("test over")
+    restored = next(s for s in fake.sessions if s.history)
+    assert restored.history[0] == ("user", "when are you open")
+    assert live.history()[-1] == ("agent", "Sorry, say that again?", False)
 
 
 def test_the_shipped_gemini_pipeline_validates() -> None:
@@ -248,15 +331,18 @@ async def test_a_stalled_model_times_out_into_the_fallback(fake: FakeGemini) -> 
     ]
 
 
+@pytest.mark.parametrize("resume", [True, False])
 async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_closes(
-    fake: FakeGemini,
+    fake: FakeGemini, resume: bool
 ) -> None:
-    """``goAway``: between replies the stage opens the next session (the heard history as its
-    context) and closes the old one itself; no error, nothing unsaid."""
+    """``goAway``: between replies the stage opens the next session and closes the old one
+    itself; no error, nothing unsaid. The new session resumes the old one by its newest
+    handle (Gemini said it was resumable once the reply was over), or with ``resume: false``
+    is given the heard history."""
     fake.go_away_close_s = 60.0  # the client leaves long before
     fake.caller_says("when are you open", "thanks")
     fake.reply(Reply(text="We open at seven.", go_away=True), Reply(text="You're welcome."))
-    live = await live_call(fake)
+    live = await live_call(fake, f"resume: {str(resume).lower()}")
     call = live.call
     try:
         await live.speak(0.8)
@@ -269,13 +355,72 @@ async def test_a_goaway_moves_the_call_to_a_new_session_before_the_old_one_close
         await call.session.end("test over")
     first, second = fake.sessions
     assert "goAway" not in json.dumps(first.messages)
-    assert second.history == [("user", "when are you open"), ("model", "We open at seven.")]
+    said = [("user", "when are you open"), ("model", "We open at seven.")]
+    if resume:
+        newest = max(h for h in fake.handles if h.startswith("handle-1-"))
+        assert second.setup["sessionResumption"] == {"handle": newest}
+        assert second.resumed_from == newest and fake.handles[newest] == said
+        assert "historyConfig" not in second.setup and second.history == []
+    else:
+        assert "sessionResumption" not in first.setup and "sessionResumption" not in second.setup
+        assert second.history == said
+    assert second.context[:2] == said
     assert second.context[-2:] == [("user", "thanks"), ("model", "You're welcome.")]
     assert live.history() == [
         ("caller", "when are you open", False),
         ("agent", "We open at seven.", False),
         ("caller", "thanks", False),
         ("agent", "You're welcome.", False),
+    ]
+
+
+async def test_a_session_dropped_between_replies_is_resumed_by_its_handle(
+    fake: FakeGemini,
+) -> None:
+    """A drop while the model is idle: the new session resumes the old one (nothing owed, so
+    nothing said) and the call goes on in it; when Gemini refuses the handle (expired), the
+    next session is given the heard history instead."""
+    fake.caller_says("when are you open", "thanks", "and on sunday")
+    fake.reply(
+        Reply(text="We open at seven."), Reply(text="You're welcome."), Reply(text="At nine.")
+    )
+    live = await live_call(fake)
+    call = live.call
+    try:
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 1)
+        await fake.drop(fake.sessions[0])
+        await live.until(lambda: len(fake.sessions) == 2 and live.stage.link is not None)
+        assert fake.sessions[1].resumed_from.startswith("handle-1-")
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 2)
+        fake.handles.clear()  # expired
+        await fake.drop(fake.sessions[1])
+        await live.until(lambda: len(fake.sessions) == 4 and live.stage.link is not None)
+        await live.speak(0.8)
+        await live.until(lambda: len(call.timeline("turn_played")) >= 3)
+        assert call.timeline("provider_error") == []  # no reply was owed at either drop
+    finally:
+        await call.session.end("test over")
+    first, resumed, refused, replayed = fake.sessions
+    assert resumed.context[:2] == [("user", "when are you open"), ("model", "We open at seven.")]
+    assert resumed.history == [] and "historyConfig" not in resumed.setup
+    assert refused.closed and not refused.context  # 1008: the handle is unknown
+    assert "handle" not in replayed.setup["sessionResumption"]
+    assert replayed.history == [
+        ("user", "when are you open"),
+        ("model", "We open at seven."),
+        ("user", "thanks"),
+        ("model", "You're welcome."),
+    ]
+    assert replayed.context[-2:] == [("user", "and on sunday"), ("model", "At nine.")]
+    assert [h[1] for h in live.history()] == [
+        "when are you open",
+        "We open at seven.",
+        "thanks",
+        "You're welcome.",
+        "and on sunday",
+        "At nine.",
     ]
 
 
@@ -312,3 +457,104 @@ async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
     assert probes and all(p.closed and not p.context for p in probes)
     assert session.setup["model"] == "models/gemini-live-2.5-flash-preview"
     assert session.context[-1] == ("model", "We open at seven.")
+
+
+# --- the circuit breaker ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def breakers() -> Iterator[None]:
+    """Each test puts the process's breakers on its first call's clock; put them back."""
+    resilience.breakers.reset()
+    yield
+    resilience.breakers.reset(clock=MonotonicClock())
+
+
+def breaker_call(fake: FakeGemini, *, give_up: bool) -> CallHarness:
+    text = breaker_template(PIPELINE, give_up=give_up)
+    spec = pipeline_spec(text, fake.base_url, "", "gemini-breaker.yaml")
+    return CallHarness(spec, encoding="audio/x-l16", rate=16000)
+
+
+async def dropped_into_an_outage(fake: FakeGemini, *, give_up: bool) -> Live:
+    """Gemini drops the session mid-reply and then closes every new one at its setup (1011);
+    the breaker runs on this call's time."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2))
+    call = breaker_call(fake, give_up=give_up)
+    resilience.breakers.reset(clock=call.clock)
+    live = await Live.start(call, fake)
+    fake.unavailable = True
+    await live.speak(0.8)
+    return live
+
+
+async def test_an_outage_opens_the_breaker_and_the_call_hangs_up_at_once(
+    fake: FakeGemini, breakers: None
+) -> None:
+    """As for ``openai_realtime``: two refused sessions open the breaker, the stage stops
+    trying, the call (whose only voice is the model) ends at once; a new call is refused at
+    its start without a try until the cool-down, after which its session is the probe."""
+    live = await dropped_into_an_outage(fake, give_up=True)
+    call = live.call
+    breaker = live.stage.guard.breaker
+    await live.until(lambda: call.session.ended.is_set())
+    assert breaker.state is BreakerState.OPEN and breaker.opened == 1
+    assert fake.refused == 2 and len(fake.sessions) == 3  # no try after the breaker opened
+    assert call.session.end_reason == "hangup:provider_down"
+    (down,) = call.timeline("provider_down")
+    assert down["why"] == "circuit_open"
+    # Reported with the frame after the breaker opened; no goodbye was asked for (nobody could
+    # say it): the call hung up once the reply's audio already sent had played.
+    assert down["t"] == pytest.approx(breaker.opened_at, abs=0.021)
+    assert not [e for e in call.timeline("agent_text") if "Goodbye" in e["text"]]
+    assert call.wire.closed == (1000, "agent hung up")
+    assert call.timeline("played")[-1]["t"] <= call.t < down["t"] + 0.8
+    errors = call.timeline("provider_error")
+    assert [e["error_kind"] for e in errors] == ["unavailable"] * len(errors)
+    assert "currently unavailable" in errors[-1]["error"] and errors[-1]["status"] == 1011
+    metrics = call_metrics(call)
+    labels = {"stage": "gemini_live", "kind": "unavailable"}
+    assert metrics.value("voicebridge_provider_errors_total", labels) == len(errors)
+    assert metrics.value("voicebridge_calls_total", {"outcome": "agent_hangup"}) == 1
+
+    refused = breaker_call(fake, give_up=True)
+    await refused.start()
+    (failed,) = refused.timeline("pipeline_start_failed")
+    assert "session did not open: unavailable: circuit open" in failed["error"]
+    assert len(fake.sessions) == 3  # refused by the breaker, not by Gemini
+
+    await call.clock.advance(COOLDOWN_S)  # the breaker's clock
+    fake.unavailable = False
+    probe = await Live.start(breaker_call(fake, give_up=True), fake)
+    try:
+        assert breaker.state is BreakerState.CLOSED and len(fake.sessions) == 4
+    finally:
+        await probe.call.session.end("test over")
+
+
+async def test_the_breaker_waits_its_cooldown_then_the_session_comes_back(
+    fake: FakeGemini, breakers: None
+) -> None:
+    """With ``give_up_when_circuit_open: false``: no try during the cool-down, then one probe,
+    a session with the heard history, the fallback said on it, the breaker closed."""
+    live = await dropped_into_an_outage(fake, give_up=False)
+    call = live.call
+    breaker = live.stage.guard.breaker
+    try:
+        await live.until(lambda: breaker.state is BreakerState.OPEN)
+        opened_at = breaker.opened_at
+        assert fake.refused == 2
+        fake.unavailable = False  # any try from now on would open a session
+        await live.until(lambda: len(fake.sessions) == 4, limit_s=COOLDOWN_S + 1)
+        assert call.t == pytest.approx(opened_at + COOLDOWN_S)  # the first try since: the probe
+        await live.until(lambda: "Sorry, say that again?" in played(call))
+        assert breaker.state is BreakerState.CLOSED and fake.refused == 2
+        assert call.timeline("provider_down") == [] and call.wire.closed is None
+    finally:
+        await call.session.end("test over")
+    history = live.history()
+    assert history[0] == ("caller", "when are you open", False)
+    assert LONG.startswith(history[1][1]) and history[1][1]
+    assert history[2] == ("agent", "Sorry, say that again?", False)
+    assert fake.sessions[3].history[:2] == [("user", "when are you open"), ("model", history[1][1])]

@@ -2,21 +2,24 @@
 
 A real ``Session`` on a stream clock (``CallHarness``: Plivo's playout and acks modelled), the
 official SDK's WebSocket client, and ``openai_realtime_fake.FakeRealtime``. ``Live``
-XX
-stream time and the numbers below are exact.
+(``s2s_live.LiveCall``) waits after each 20 ms frame until the network is quiet, so each event
+lands at an exact stream time and the numbers below are exact.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from voicebridge.clock import MonotonicClock
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
+from voicebridge.runtime import resilience
+from voicebridge.runtime.resilience import BreakerState
 from voicebridge.runtime.stage import StageError
 from voicebridge.sim.signals import speech_like
 from voicebridge.stages.realtime.openai_realtime import OpenAIRealtime
@@ -24,7 +27,14 @@ from voicebridge.testing.harness import CallHarness
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_realtime_fake import FakeRealtime, Reply
-from s2s_live import LiveCall, pipeline_spec, played
+from s2s_live import (
+    COOLDOWN_S,
+    LiveCall,
+    breaker_template,
+    call_metrics,
+    pipeline_spec,
+    played,
+)
 
 KEY = "sk-fake"
 
@@ -370,6 +380,65 @@ async def test_a_bad_key_fails_the_call_start_with_a_clear_error(fake: FakeRealt
     assert fake.refused == 1  # an auth failure is not retried
 
 
+async def test_start_up_retries_and_its_connect_deadline_run_on_the_wall_clock(
+    fake: FakeRealtime,
+) -> None:
+    """The call's clock stands still until its pipeline has started (a stream clock, moved by
+    the caller's audio): the wait between two tries at start-up, and the connect deadline, run
+    on the wall clock, so a start that cannot open a session ends with a clear error instead of
+    waiting forever."""
+    fake.unavailable = True
+    call = CallHarness(spec(fake), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: unavailable: The server is overloaded" in failed["error"]
+    assert fake.refused == 2  # retries: 1, after a 0.05 s backoff
+    fake.unavailable = False
+    fake.hold_setup = True  # OpenAI never answers the session.update
+    call = CallHarness(spec(fake, "connect_timeout_s: 0.2"), encoding="audio/x-mulaw", rate=8000)
+    await call.start()
+    (failed,) = call.timeline("pipeline_start_failed")
+    assert "did not open: timeout: no answer in time" in failed["error"]
+    await fake.wait_for(lambda: fake.holding == 0)  # the client gave up on both and left
+    assert len(fake.sessions) == 2 and all(s.closed for s in fake.sessions)
+
+
+async def test_a_reconnect_that_hangs_times_out_on_call_time_and_is_tried_again(
+    fake: FakeRealtime,
+) -> None:
+    """The socket drops and OpenAI then leaves the new sessions unanswered: each try gives up
+    after ``connect_timeout_s`` of call time, and once OpenAI answers again the session is back
+    with the heard history and the fallback is said."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2))
+    live = await live_call(fake, "connect_timeout_s: 1")
+    call = live.call
+    try:
+        fake.hold_setup = True
+        await live.speak(0.8)
+        await live.until(lambda: fake.holding == 1 and len(fake.sessions) == 2)
+        tried_at = call.t
+        await live.until(lambda: len(fake.sessions) == 3)  # the retry, after the timeout
+        # 1 s of call time, then the backoff (0.05 s, jittered by up to 25 %), to the frame.
+        assert tried_at + 1.0 + 0.0375 <= call.t <= tried_at + 1.0 + 0.0625 + 0.02
+        assert fake.sessions[1].closed  # the client left the hanging one
+        await live.until(lambda: any(e["error_kind"] == "timeout" for e in errors(call)))
+        timeout = next(e for e in errors(call) if e["error_kind"] == "timeout")
+        assert timeout["error"] == "no answer in time"
+        fake.hold_setup = False
+        fake.release.set()
+        await live.until(lambda: "Sorry, say that again?" in played(call))
+    finally:
+        await call.session.end("test over")
+    restored = fake.sessions[-1]
+    assert next((i.role, i.text) for i in restored.items) == ("user", "when are you open")
+    assert live.history()[-1] == ("agent", "Sorry, say that again?", False)
+
+
+def errors(call: CallHarness) -> list[dict[str, Any]]:
+    return call.timeline("provider_error")
+
+
 async def test_service_start_refuses_a_bad_key_and_a_bad_model(fake: FakeRealtime) -> None:
     params = OpenAIRealtime.Params(base_url=fake.base_url, model="gpt-realtime")
     await OpenAIRealtime.preload(params)  # a good set-up passes
@@ -551,3 +620,113 @@ def test_voicebridge_turns_need_a_vad_that_passes_the_audio_on() -> None:
         load("type: decode", s2s, "type: encode")
     with pytest.raises(ConfigError, match="set its `forward_audio: true`"):
         load("type: decode", "{type: vad, params: {forward_audio: false}}", s2s, "type: encode")
+
+
+# --- the circuit breaker ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def breakers() -> Iterator[None]:
+    """Each test puts the process's breakers on its first call's clock; put them back."""
+    resilience.breakers.reset()
+    yield
+    resilience.breakers.reset(clock=MonotonicClock())
+
+
+def breaker_call(fake: FakeRealtime, *, give_up: bool) -> CallHarness:
+    text = breaker_template(PIPELINE, give_up=give_up)
+    spec = pipeline_spec(text, fake.base_url, "", "realtime-breaker.yaml")
+    return CallHarness(spec, encoding="audio/x-mulaw", rate=8000)
+
+
+async def dropped_into_an_outage(fake: FakeRealtime, *, give_up: bool) -> Live:
+    """The model drops the session mid-reply and OpenAI then refuses every new one (503); the
+    breaker runs on this call's time."""
+    fake.caller_says("when are you open")
+    fake.reply(Reply(text=LONG, chunk_ms=400, drop_after_chunks=2))
+    call = breaker_call(fake, give_up=give_up)
+    resilience.breakers.reset(clock=call.clock)
+    live = await Live.start(call, fake)
+    fake.unavailable = True
+    await live.speak(0.8)
+    return live
+
+
+async def test_an_outage_opens_the_breaker_and_the_call_hangs_up_at_once(
+    fake: FakeRealtime, breakers: None
+) -> None:
+    """Two refused reconnects open the breaker: the stage stops trying, and as the model is
+    the call's only voice, the call ends at once instead of waiting for a goodbye nobody can
+    say. A new call while it is open is refused at its start, without a try; after the
+    cool-down a new call's session is the probe, and closes it."""
+    live = await dropped_into_an_outage(fake, give_up=True)
+    call = live.call
+    breaker = live.stage.guard.breaker
+    await live.until(lambda: call.session.ended.is_set())
+    assert breaker.state is BreakerState.OPEN and breaker.opened == 1
+    assert fake.refused == 2  # the reconnect at the drop, one more 0.5 s later, then none
+    assert call.session.end_reason == "hangup:provider_down"
+    (down,) = call.timeline("provider_down")
+    assert down["why"] == "circuit_open"
+    # Reported with the frame after the breaker opened; no goodbye was asked for (nobody could
+    # say it): the call hung up once the reply's audio already sent had played.
+    assert down["t"] == pytest.approx(breaker.opened_at, abs=0.021)
+    assert not [e for e in call.timeline("agent_text") if "Goodbye" in e["text"]]
+    assert call.wire.closed == (1000, "agent hung up")
+    assert call.timeline("played")[-1]["t"] <= call.t < down["t"] + 0.8
+    errors = call.timeline("provider_error")
+    assert [e["error_kind"] for e in errors] == ["unavailable"] * len(errors)
+    assert "1011" in errors[0]["error"] and errors[-1]["status"] == 503
+    metrics = call_metrics(call)
+    labels = {"stage": "openai_realtime", "kind": "unavailable"}
+    assert metrics.value("voicebridge_provider_errors_total", labels) == len(errors)
+    assert metrics.value("voicebridge_calls_total", {"outcome": "agent_hangup"}) == 1
+
+    handshakes = fake.handshakes
+    refused = breaker_call(fake, give_up=True)
+    await refused.start()
+    (failed,) = refused.timeline("pipeline_start_failed")
+    assert "session did not open: unavailable: circuit open" in failed["error"]
+    assert fake.handshakes == handshakes  # refused by the breaker, not by OpenAI
+
+    await call.clock.advance(COOLDOWN_S)  # the breaker's clock
+    fake.unavailable = False
+    fake.reply(Reply(text="We open at seven."))
+    probe = await Live.start(breaker_call(fake, give_up=True), fake)
+    try:
+        assert breaker.state is BreakerState.CLOSED and fake.handshakes == handshakes + 1
+    finally:
+        await probe.call.session.end("test over")
+
+
+async def test_the_breaker_waits_its_cooldown_then_the_session_comes_back(
+    fake: FakeRealtime, breakers: None
+) -> None:
+    """With ``give_up_when_circuit_open: false`` the call waits: no try during the cool-down,
+    then one probe, which opens a session with the heard history; the fallback owed for the
+    cut reply is said on it, and the breaker is closed."""
+    live = await dropped_into_an_outage(fake, give_up=False)
+    call = live.call
+    breaker = live.stage.guard.breaker
+    try:
+        await live.until(lambda: breaker.state is BreakerState.OPEN)
+        opened_at = breaker.opened_at
+        assert fake.refused == 2
+        fake.unavailable = False  # any try from now on would open a session
+        await live.until(lambda: len(fake.sessions) == 2, limit_s=COOLDOWN_S + 1)
+        assert call.t == pytest.approx(opened_at + COOLDOWN_S)  # the first try since: the probe
+        assert fake.refused == 2 and breaker.state is BreakerState.CLOSED
+        await live.until(lambda: "Sorry, say that again?" in played(call))
+        assert call.timeline("provider_down") == []
+        assert call.wire.closed is None
+    finally:
+        await call.session.end("test over")
+    history = live.history()
+    assert history[0] == ("caller", "when are you open", False)
+    assert LONG.startswith(history[1][1]) and history[1][1]
+    assert history[2] == ("agent", "Sorry, say that again?", False)
+    second = fake.sessions[1]
+    assert [(i.role, i.text) for i in second.items][:2] == [
+        ("user", "when are you open"),
+        ("assistant", history[1][1]),
+    ]

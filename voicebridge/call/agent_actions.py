@@ -45,6 +45,8 @@ class ProviderFailure(Protocol):
     def provider_message(self) -> str: ...
     @property
     def circuit_open(self) -> bool: ...
+    @property
+    def voice_lost(self) -> bool: ...
 
 
 class AgentActions(HeldOutput):
@@ -124,7 +126,7 @@ class AgentActions(HeldOutput):
         )
         if not self.ending:
             decisions = self.replies.provider_failed(
-                speaker_failed=role == "tts", circuit_open=error.circuit_open
+                speaker_failed=role == "tts" or error.voice_lost, circuit_open=error.circuit_open
             )
             self._decide(decisions, now)
         return self._take()

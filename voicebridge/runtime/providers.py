@@ -38,6 +38,9 @@ class ProviderError(Exception):
         # Set when a circuit breaker refused the request without sending it: the provider has
         # been failing for every call, not just this one.
         self.circuit_open = False
+        # Set by a speech-to-speech stage that has no session to speak through (its model is
+        # the call's only voice): the call cannot say a fallback or goodbye until it is back.
+        self.voice_lost = False
         detail = f" (status {status})" if status is not None else ""
         super().__init__(f"{stage}: {provider} {kind} error{detail}: {self.provider_message}")
 

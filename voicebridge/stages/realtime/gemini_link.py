@@ -58,13 +58,16 @@ class LiveLink(SessionLink):
         try:
             live_config = types.LiveConnectConfig.model_validate(config)
             self._manager = client.aio.live.connect(model=model, config=live_config)
+            self.setup_until = self.clock.now() + timeout_s
             self._session = await wait_for(self.clock, self._manager.__aenter__(), timeout_s)
+            self.setup_until = None
             self.sent += 1  # the setup
             self.received += 1  # setupComplete, read by the SDK
             if history is not None:  # the heard history first, answered by nothing
                 await self._session.send_client_content(turns=history, turn_complete=True)
                 self.sent += 1
         except BaseException as exc:
+            self.setup_until = None
             await self.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise

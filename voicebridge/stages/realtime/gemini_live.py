@@ -17,9 +17,10 @@ comes from the same ledger milliseconds ``openai_realtime`` truncates at.
 Lines the call itself must say (greeting, fallback, reprompts, goodbyes) are asked of the model
 as "say this, word for word". Tools are the ``llm`` stage's. A dropped session is re-established
 (provider guard: retries, backoff, breaker, on the call's clock) with the heard history as its
-initial context (``history_config.initial_history_in_client_content``). The session's reader,
-reconnects, the call's own lines and the keypad work as in ``openai_realtime``
-(:mod:`~voicebridge.stages.realtime.s2s_stage`).
+initial context (``history_config.initial_history_in_client_content``), or, when Gemini last
+said the session could be resumed (between replies), resumed by its session resumption handle,
+which keeps the model's own context. The session's reader, reconnects, the call's own lines and
+the keypad work as in ``openai_realtime`` (:mod:`~voicebridge.stages.realtime.s2s_stage`).
 """
 
 from __future__ import annotations
@@ -115,6 +116,8 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         self._in_flight: list[ReplayLine] = []
         self._watch: asyncio.Task[Any] | None = None  # a reply is due: its deadline
         self._moving = False  # goAway: a new session is due once the model is free
+        self._handle: str | None = None  # the newest session resumption handle
+        self._resumable = False  # Gemini's last word: the session may be resumed now
 
     # --- set-up and tear-down ---------------------------------------------------------------
     @classmethod
@@ -157,28 +160,51 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
         self._use(await self._open(replay=replay))
 
     async def _open(self, *, replay: bool) -> LiveLink:
-        """A new session through the guard; with ``replay``, the heard history as context."""
+        """A new session through the guard. With ``replay`` it carries the conversation on: by
+        Gemini's resumption handle when Gemini last said the session could be resumed (between
+        replies), else, or if the handle is refused, with the heard history as its context."""
+        handle = self._handle if replay and self._resumable else None
+        if handle is not None:
+            try:
+                link = await self._session(handle=handle)
+            except ProviderError as error:
+                if error.kind != "invalid":
+                    raise  # an outage: the next try resumes again
+                self.log.warning("s2s_resume_refused", error=error.provider_message[:200])
+                self._handle, self._resumable = None, False
+            else:
+                self.log.info("s2s_session_resumed", session=self.sessions + 1)
+                return link
         p: GeminiLiveParams = self.params
         lines = replay_lines(self.ctx.history, p.replay_history) if replay else []
         recorded = {(line.role, line.text) for line in lines}
         lines += [line for line in self._in_flight if (line.role, line.text) not in recorded]
-        config = live_config(p, self._toolbox.functions(), self._instructions, history=bool(lines))
-
-        async def attempt(_: Attempt) -> LiveLink:
-            link = LiveLink(self.name, self.ctx.clock, L16_16K_MIME)
-            turns = history_turns(lines) if lines else None
-            await link.open(self._client, p.model, config, p.connect_timeout_s, turns)
-            return link
-
-        link = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        link = await self._session(lines=lines)
         if lines:
             self.log.info("s2s_history_replayed", entries=len(lines), session=self.sessions + 1)
         return link
+
+    async def _session(
+        self, *, handle: str | None = None, lines: list[ReplayLine] | None = None
+    ) -> LiveLink:
+        """Open one session: a resumed one (``handle``), or a new one given ``lines``."""
+        p: GeminiLiveParams = self.params
+        functions = self._toolbox.functions()
+        config = live_config(p, functions, self._instructions, history=bool(lines), handle=handle)
+        turns = history_turns(lines) if lines else None
+
+        async def attempt(_: Attempt) -> LiveLink:
+            link = self._trying(LiveLink(self.name, self.net_clock, L16_16K_MIME))
+            await link.open(self._client, p.model, config, p.connect_timeout_s, turns)
+            return link
+
+        return await self.guard.call(attempt, clock=self.net_clock, log=self.log)
 
     def _use(self, link: LiveLink) -> None:
         self.sessions += 1
         self.handled = link.received
         self._in_flight = []
+        self._handle, self._resumable = None, False  # until this session sends its own
         self._link = link
 
     # --- frames -----------------------------------------------------------------------------
@@ -328,6 +354,11 @@ class GeminiLive(SpeechToSpeechStage[LiveLink]):
                 for call in message.tool_call.function_calls
             ]
             self.spawn(self._run_calls(calls), name=f"{self.name}-tools")
+        update = message.session_resumption_update
+        if update is not None:  # not resumable while generating or running tools
+            self._resumable = bool(update.resumable)
+            if update.resumable and update.new_handle:
+                self._handle = str(update.new_handle)[:1024]
         if message.go_away is not None:
             self.log.info("s2s_go_away", time_left=str(message.go_away.time_left)[:32])
             self._moving = True

@@ -1,8 +1,9 @@
 """The ``gemini_live`` stage's parameters, the Live API session it opens, and its error mapping.
 
 Data only: the ``LiveConnectConfig`` a session starts with (audio out, the voice, the
-instructions, both transcriptions, turn detection, tools, and for a re-established session the
-heard history as its initial ``client_content``), the note a cut-off reply leaves the model, and
+instructions, both transcriptions, turn detection, tools, session resumption, and for a
+re-established session either the handle it resumes or the heard history as its initial
+``client_content``), the note a cut-off reply leaves the model, and
 how the SDK's failures (an HTTP status, or a WebSocket close code with Google's reason) become a
 ``ProviderError``.
 """
@@ -58,6 +59,12 @@ class GeminiLiveParams(SpeechToSpeechParams):
         description="a reply that has not begun this long after the caller's turn ended (or a "
         "line was asked for) has stalled: the call says its fallback",
     )
+    resume: bool = Field(
+        True,
+        description="ask Gemini for session resumption handles, and re-establish a dropped or "
+        "moved session by the newest one when Gemini said it was resumable then (else, or if it "
+        "is refused, a new session is given the heard history)",
+    )
     verify_at_start: bool = Field(
         True, description="at service start, open one session, so a bad key or model fails it"
     )
@@ -90,8 +97,10 @@ def live_config(
     instructions: str,
     *,
     history: bool = False,
+    handle: str | None = None,
 ) -> dict[str, Any]:
-    """The session's ``LiveConnectConfig`` (as the SDK's dict form)."""
+    """The session's ``LiveConnectConfig`` (as the SDK's dict form): with ``history``, the
+    heard history comes first as ``client_content``; with ``handle``, it resumes that session."""
     speech: dict[str, Any] = {
         "voice_config": {"prebuilt_voice_config": {"voice_name": params.voice}}
     }
@@ -126,6 +135,8 @@ def live_config(
         config["tools"] = [{"function_declarations": declarations}]
     if history:
         config["history_config"] = {"initial_history_in_client_content": True}
+    if params.resume:
+        config["session_resumption"] = {"handle": handle} if handle else {}
     return config
 
 

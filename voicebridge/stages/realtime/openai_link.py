@@ -99,10 +99,12 @@ class RealtimeLink(SessionLink):
         """Connect, configure, and return the server's ``session.updated`` event."""
         try:
             manager = client.realtime.connect(model=model)
+            self.setup_until = self.clock.now() + timeout_s
             self._conn = await wait_for(self.clock, manager.enter(), timeout_s)
             await self._conn.send({"type": "session.update", "session": session})
             self.sent += 1
             while True:
+                self.setup_until = self.clock.now() + timeout_s
                 event = await wait_for(self.clock, self.recv(), timeout_s)
                 kind = event.get("type")
                 if kind == "session.updated":
@@ -110,10 +112,12 @@ class RealtimeLink(SessionLink):
                 if kind == "error":
                     raise event_error(self.stage, self.provider, event.get("error"))
         except BaseException as exc:
+            self.setup_until = None
             await self.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise link_error(self.stage, self.provider, exc) from exc
+        self.setup_until = None
         self._start_writer()
         return event
 

@@ -180,11 +180,11 @@ class OpenAIRealtime(SpeechToSpeechStage[RealtimeLink]):
         session = session_config(p, fmt, self._toolbox.functions(), self._instructions)
 
         async def attempt(_: Attempt) -> RealtimeLink:
-            link = RealtimeLink(self.name, self.provider, self.ctx.clock)
+            link = self._trying(RealtimeLink(self.name, self.provider, self.net_clock))
             await link.open(client, p.model, session, p.connect_timeout_s)
             return link
 
-        link = await self.guard.call(attempt, clock=self.ctx.clock, log=self.log)
+        link = await self.guard.call(attempt, clock=self.net_clock, log=self.log)
         self.sessions += 1
         self._origin_ms = None
         self.handled = link.received  # the events the opening read count as handled

@@ -3,8 +3,16 @@
 Each holds one provider session (its ``link``) read by one reader task. The reader hands every
 message to the stage (``_on_message``); when the socket drops it tells the stage (``_lost``) and
 re-establishes a session (``_connect(replay=True)``) through the provider guard, waiting on the
-call's clock between failed tries. A provider failure is reported once, with the next frame, as
-a ``ProviderError`` (the call core answers with its fallback line).
+call's clock between failed tries (for the breaker's cool-down once it is open). A provider
+failure is reported once, with the next frame, as a ``ProviderError`` (the call core answers
+with its fallback line); one reported while no session could be restored is ``voice_lost``: the
+model is the call's only voice, so the call cannot say a goodbye and hangs up if it gives up.
+
+The session's connect deadline and the waits between its tries run on ``net_clock``: the wall
+clock while the stage starts, the call's clock after. A call's clock may stand still until its
+pipeline has started (a ``StreamClock``, as in the simulator's fast mode and the test harness,
+moves with the caller's audio, which the session reads only once start-up is over), so a wait
+on it during start-up would never end.
 
 The lines the call itself must say (``AgentText``: greeting, fallback, reprompts, goodbyes)
 queue here until the model is free to read one out (``_next_line``); keypad digits are gathered
@@ -20,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from voicebridge.clock import Clock, MonotonicClock
 from voicebridge.frames import AgentText, CallEnded, CallStarted, Dtmf, Frame
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import BreakerState, ProviderGuard
@@ -54,7 +63,10 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         self._parts: dict[int, list[str]] = {}  # the call's AgentText pieces, per turn
         self._digits = ""
         self._dtmf_task: asyncio.Task[Any] | None = None
+        self.net_clock: Clock = MonotonicClock()  # the call's clock once the reader runs
         self.sessions = 0  # sessions opened for this call (1 + reconnects)
+        self.tries = 0  # sessions tried (a lockstep driver knows one is on its way)
+        self._opening: L | None = None  # the link of the try under way
         self.handled = 0  # messages of the current session handled (tests wait on it)
 
     # --- what each provider's stage does its own way ----------------------------------------
@@ -92,7 +104,30 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         """The current session's socket (None while it is being restored)."""
         return self._link
 
+    @property
+    def reconnect_waiting(self) -> bool:
+        """No session, and the reader is asleep on the call's clock until its next try (the
+        backoff or the breaker's cool-down): a lockstep driver may move time on."""
+        sleeping: set[Any] = getattr(self.ctx.clock, "sleeping", set())
+        return self._link is None and self._reader is not None and self._reader in sleeping
+
+    @property
+    def awaiting_setup(self) -> bool:
+        """A try is waiting for the provider to set its session up, and its deadline on the
+        call's clock has not passed: a lockstep driver whose fake holds the set-up may move
+        time on (up to the deadline, where the try gives up)."""
+        link = self._opening
+        until = link.setup_until if link is not None else None
+        return until is not None and self.ctx.clock.now() < until
+
+    def _trying(self, link: L) -> L:
+        """``link`` is this stage's newest try at a session."""
+        self.tries += 1
+        self._opening = link
+        return link
+
     def _start_reader(self) -> None:
+        self.net_clock = self.ctx.clock
         self._reader = asyncio.get_running_loop().create_task(
             self._read(), name=f"{self.name}-reader"
         )
@@ -151,6 +186,7 @@ class SpeechToSpeechStage(Stage, Generic[L]):
         try:
             await self._connect(replay=True)
         except ProviderError as error:
+            error.voice_lost = True  # nothing can be said until a session is back
             self._fail(error)
             wait = max(
                 self.params.resilience.backoff_max_s,

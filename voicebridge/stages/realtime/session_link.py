@@ -33,6 +33,9 @@ class SessionLink:
         self.dropped_audio = 0
         self.sent = 0  # messages written to the socket
         self.received = 0  # messages read from it
+        # While ``open`` waits for the provider: when (on the link's clock) that wait gives up.
+        # A lockstep test driver may run call time on until then while its fake holds the set-up.
+        self.setup_until: float | None = None
 
     async def _deliver(self, message: Any, audio: bool) -> None:
         """Write one queued message to the socket."""
