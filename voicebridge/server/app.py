@@ -6,13 +6,14 @@ Operators get ``/health`` (503 while draining), ``/metrics`` (Prometheus) and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
 import re
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import structlog
@@ -64,10 +65,23 @@ from voicebridge.telephony.call_vars import InvalidVars, sign_vars, verify_vars
 from voicebridge.telephony.dialer import api_key, default_from
 from voicebridge.telephony.plivo_rest import PlivoRest
 
+if TYPE_CHECKING:
+    from voicebridge.observe.tracing_setup import CallTracing
+
 log = structlog.get_logger("voicebridge.server")
 
 _CLIENT_GONE = LogThrottle()
 _TRANSFER_TARGET = re.compile(r"\+?[0-9]{3,16}|sip:[^\s<>\"']{3,200}")
+
+
+def tracing_for(settings: ServiceSettings, spec: PipelineSpec) -> CallTracing | None:
+    """The service's call tracing when ``tracing:`` or the ``OTEL_*`` environment turn it on;
+    otherwise None, and nothing of OpenTelemetry is imported."""
+    if not settings.tracing.active(os.environ):
+        return None
+    from voicebridge.observe.tracing_setup import tracing_from_settings
+
+    return tracing_from_settings(settings.tracing, spec, os.environ)
 
 
 def create_app(
@@ -83,6 +97,7 @@ def create_app(
     drain_on_sigterm: bool = False,
     freeze_gc: bool = False,
     preload: bool = True,
+    tracing: CallTracing | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -96,6 +111,8 @@ def create_app(
     ``resumes`` replaces the dropped-call registry built from ``settings.state`` (tests give one
     on a virtual clock). ``preload=False``: the caller has loaded the models already (``serve``
     does, before uvicorn starts, so a stage that cannot start fails with its own error).
+    ``tracing``: traces calls through this instead of what ``settings.tracing`` and the
+    ``OTEL_*`` environment set up (tests give one with an in-memory exporter).
     """
     security = security or SecurityConfig.from_env(settings)
     if resumes is None:
@@ -133,6 +150,9 @@ def create_app(
     calls.on_refused = lambda reason: metrics.calls.labels("refused").inc()
     drainer = Drainer(calls, settings.drain)
     lag_monitor = LoopLagMonitor(metrics)
+    own_tracing = tracing is None
+    if tracing is None:
+        tracing = tracing_for(settings, spec)
 
     def call_subscribers() -> list[Any]:
         """Each call's operator-side subscribers: metrics, and the files the settings ask for."""
@@ -141,6 +161,8 @@ def create_app(
             subscribers.append(EventLogWriter(settings.events.dir, spec.name))
         if settings.recording.dir:
             subscribers.append(CallRecorder(settings.recording.dir))
+        if tracing is not None:  # made here, in the call's task: its stages inherit the context
+            subscribers.append(tracing.call_tracer())
         return subscribers
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
@@ -304,6 +326,8 @@ def create_app(
         await resumes.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
+        if tracing is not None and own_tracing:  # the last calls' spans go out
+            await asyncio.to_thread(tracing.shutdown)
 
     app = Starlette(
         exception_handlers={ClientDisconnect: client_gone},
