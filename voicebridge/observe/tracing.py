@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from voicebridge.call.events import (
@@ -55,7 +55,9 @@ _ROLE_SPANS = {"stt": "stt", "dialogue": "dialogue", "speech_to_speech": "dialog
 
 class CallTracer:
     """The trace of one call. Make one per call, in the task that will start the call's
-    pipeline (``call_subscribers()`` does): then the stages' requests carry its trace context.
+    pipeline (``call_subscribers()`` does, in the call's socket task): it makes the call's root
+    span the current span of that task, so the stage tasks started after it inherit it, and
+    binds the headers (``traceparent``) our provider requests carry.
     """
 
     event_types = (
@@ -83,10 +85,11 @@ class CallTracer:
         dialogue: DialogueSpan | None = None,
         roles: Mapping[str, str] | None = None,
         include_text: bool = True,
-        propagate_context: bool = True,
+        bind_context: bool = True,
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         """``roles``: stage name -> role (which span a provider error belongs to);
+        ``bind_context``: make the call's span current in this task (see the class docstring);
         ``wall_ns``: the wall clock the call's timeline is pinned to when it is answered."""
         self._tracer = tracer
         self._pipeline = pipeline
@@ -94,10 +97,20 @@ class CallTracer:
         self._roles = dict(roles or {})
         self._text = include_text
         self._wall_ns = wall_ns
-        self._headers = bind_call_headers() if propagate_context else None
-        self._root: Span | None = None
-        self._root_context: Any = None
-        self._origin_ns = 0
+        # The root span starts now, as the call's socket is taken; it gets its attributes when
+        # the call is answered (the stream's ``start``), and ends with the call.
+        self._origin_ns = wall_ns()
+        self._root = tracer.start_span("call", kind=SpanKind.SERVER, start_time=self._origin_ns)
+        self._root_context = trace.set_span_in_context(self._root)
+        self._headers: dict[str, str] | None = None
+        if bind_context:
+            # This task's current span, inherited by the stage tasks it starts: client
+            # instrumentation the operator installs nests under the call. And the headers our
+            # own HTTP requests carry (observe.trace_context).
+            context.attach(self._root_context)
+            self._headers = bind_call_headers()
+            propagate.inject(self._headers, context=self._root_context)
+        self._answered_yet = False
         self._decided: dict[float, float] = {}  # caller's end of speech -> when the VAD said so
         self._caller_text = ""
         self._first_seen: dict[int, float] = {}  # turn -> its first text's stream time
@@ -109,6 +122,11 @@ class CallTracer:
         self._turns = 0
         self._barge_ins = 0
 
+    @property
+    def span_context(self) -> trace.SpanContext:
+        """The ids of the call's root span (what ``traceparent`` carries)."""
+        return self._root.get_span_context()
+
     # --- the subscriber -------------------------------------------------------------------
     def on_event(self, event: CallEvent) -> None:
         handler = _HANDLERS.get(type(event))
@@ -117,8 +135,9 @@ class CallTracer:
 
     # --- the call ---------------------------------------------------------------------------
     def _answered(self, event: CallAnswered) -> None:
-        if self._root is not None:  # one root per call (a duplicate start changes nothing)
+        if self._answered_yet:  # one root per call (a duplicate start changes nothing)
             return
+        self._answered_yet = True
         self._origin_ns = self._wall_ns() - int(event.t * 1e9)
         attributes: dict[str, Any] = {
             "voicebridge.call_id": bounded(event.call_id, 64),
@@ -129,25 +148,13 @@ class CallTracer:
         }
         if self._pipeline:
             attributes["voicebridge.pipeline"] = self._pipeline
-        self._start_root(attributes)
-
-    def _start_root(self, attributes: dict[str, Any]) -> Span:
-        root = self._tracer.start_span(
-            "call", kind=SpanKind.SERVER, attributes=attributes, start_time=self._origin_ns
-        )
-        self._root = root
-        self._root_context = trace.set_span_in_context(root)
-        if self._headers is not None:
-            propagate.inject(self._headers, context=self._root_context)
-        return root
+        self._root.set_attributes(attributes)
 
     def _resumed(self, event: CallResumed) -> None:
-        root = self._root
-        if root is not None:
-            root.set_attribute("voicebridge.resumed_from_turn", event.turn)
+        self._root.set_attribute("voicebridge.resumed_from_turn", event.turn)
 
     def _finished(self, event: CallFinished) -> None:
-        root = self._root or self._start_root({})  # a call refused before its pipeline ran
+        root = self._root
         outcome = outcome_of(event.reason)
         root.set_attribute("voicebridge.outcome", outcome)
         root.set_attribute("voicebridge.end_reason", bounded(event.reason, 100))
@@ -160,7 +167,7 @@ class CallTracer:
             self._headers.clear()  # a late request of this call no longer points at it
 
     def _failed(self, event: PipelineFailed | StageFailed | ProviderDown) -> None:
-        root = self._root or self._start_root({})
+        root = self._root
         attributes = {k: bounded(v) for k, v in event.fields().items() if v is not None}
         root.add_event(event.kind, attributes, timestamp=self._ns(event.t))
         root.set_status(Status(StatusCode.ERROR, event.kind))
@@ -204,8 +211,7 @@ class CallTracer:
         del self._errors[:-_KEEP_TURNS]
 
     def _root_event(self, name: str, t: float, attributes: dict[str, Any]) -> None:
-        if self._root is not None:
-            self._root.add_event(name, attributes, timestamp=self._ns(t))
+        self._root.add_event(name, attributes, timestamp=self._ns(t))
 
     # --- turns ------------------------------------------------------------------------------
     def _turn_completed(self, event: TurnCompleted) -> None:
@@ -241,7 +247,7 @@ class CallTracer:
         heard: str,
         cut: tuple[str, dict[str, Any]] | None,
     ) -> None:
-        if self._root is None or turn in self._spanned:
+        if turn in self._spanned:
             return
         self._spanned.add(turn)
         self._turns += 1

@@ -93,15 +93,19 @@ class CallTracing:
 
 
 def tracing_from_settings(
-    settings: TracingSettings, spec: Any, environ: Mapping[str, str]
+    settings: TracingSettings,
+    spec: Any,
+    environ: Mapping[str, str],
+    *,
+    make_global: bool = True,
 ) -> CallTracing:
-    """The SDK set up from ``tracing:`` and the ``OTEL_*`` environment. The provider becomes
-    the process's global one if none is set yet, so instrumentation the operator adds (of httpx,
-    gRPC...) exports through the same pipeline and nests under the calls' spans."""
+    """The SDK set up from ``tracing:`` and the ``OTEL_*`` environment. With ``make_global``
+    the provider becomes the process's global one if none is set yet, so instrumentation the
+    operator adds (of httpx, gRPC...) exports through the same pipeline."""
     provider = TracerProvider(resource=_resource(settings, environ))
     for processor in _processors(settings, environ):
         provider.add_span_processor(processor)
-    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+    if make_global and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)
     log.info(
         "tracing_on",
