@@ -28,6 +28,11 @@ class DialogueSpan:
     name: str = "dialogue"
     attributes: dict[str, Any] = field(default_factory=dict)
 
+    def plain(self) -> DialogueSpan:
+        """The span of a turn no model was asked for (a greeting, a reprompt, a filler)."""
+        stage = self.attributes.get("voicebridge.stage")
+        return DialogueSpan("dialogue", {"voicebridge.stage": stage} if stage else {})
+
 
 def dialogue_span(spec: Any) -> DialogueSpan:
     """The dialogue span of ``spec``'s calls (a ``PipelineSpec``): ``chat gpt-4.1-mini`` with

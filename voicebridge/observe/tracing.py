@@ -94,6 +94,7 @@ class CallTracer:
         self._tracer = tracer
         self._pipeline = pipeline
         self._dialogue = dialogue or DialogueSpan()
+        self._plain_dialogue = self._dialogue.plain()
         self._roles = dict(roles or {})
         self._text = include_text
         self._wall_ns = wall_ns
@@ -314,8 +315,12 @@ class CallTracer:
         if first_text is not None:
             start = transcript if transcript is not None else first_text
             end = max(first_text, self._last_text.get(turn, first_text))
-            attrs = {**self._dialogue.attributes, "voicebridge.ttfb_s": timing.get("dialogue_s")}
-            child("dialogue", self._dialogue.name, start, end, _present(attrs), SpanKind.CLIENT)
+            # Only a turn that answers the caller asked the model; the rest (a greeting, a
+            # reprompt, a filler) are the stage's own words.
+            dialogue = self._dialogue if transcript is not None else self._plain_dialogue
+            attrs = {**dialogue.attributes, "voicebridge.ttfb_s": timing.get("dialogue_s")}
+            kind = SpanKind.CLIENT if transcript is not None else SpanKind.INTERNAL
+            child("dialogue", dialogue.name, start, end, _present(attrs), kind)
         first_audio = at.get("first_audio_s")
         if first_text is not None and first_audio is not None:
             attrs = {"voicebridge.ttfb_s": timing.get("tts_s")}
