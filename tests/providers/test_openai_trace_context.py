@@ -1,7 +1,8 @@
 """A traced call through the shipped OpenAI pipeline: the call's W3C trace context reaches the
 provider on every chat and speech request, and the dialogue spans follow the GenAI semantic
 conventions. The ``llm`` and ``openai_tts`` stages talk real HTTP to ``openai_fakes.FakeOpenAI``,
-which records each request's headers.
+``openai_realtime`` a real WebSocket to ``openai_realtime_fake.FakeRealtime``; both record each
+request's headers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from voicebridge.config import load_pipeline
+from voicebridge.config import load_pipeline, load_pipeline_text
 from voicebridge.config.pipeline_config import StageSpec
 from voicebridge.observe.genai import dialogue_span
 from voicebridge.observe.tracing_setup import CallTracing
@@ -25,6 +26,7 @@ from voicebridge.testing.harness import CallHarness, ScriptedStt
 
 sys.path.insert(0, str(Path(__file__).parent))
 from openai_fakes import ChatReply, FakeOpenAI
+from openai_realtime_fake import FakeRealtime
 
 KEY = "sk-fake"
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -97,4 +99,30 @@ async def test_every_provider_request_of_a_traced_call_carries_its_traceparent(
     assert chat.attributes["gen_ai.request.model"] == "gpt-4.1-mini"
     assert chat.attributes["server.address"] == "127.0.0.1"
     assert chat.attributes["server.port"] == fake.port
+    provider.shutdown()
+
+
+REALTIME = """
+name: realtime-traced
+stages:
+  - type: decode
+  - type: openai_realtime
+    params: {{base_url: {base_url}, verify_at_start: false}}
+  - type: encode
+"""
+
+
+async def test_the_realtime_handshake_of_a_traced_call_carries_its_traceparent() -> None:
+    async with FakeRealtime(api_key=KEY) as fake:
+        spec = load_pipeline_text(REALTIME.format(base_url=fake.base_url), environ={})
+        provider = TracerProvider()
+        tracer = CallTracing.for_pipeline(provider, spec).call_tracer()
+        call = CallHarness(spec, encoding="audio/x-mulaw", rate=8000)
+        call.session.subscribe(tracer)
+        async with call:
+            await call.until(lambda: bool(fake.sessions), limit_s=5)
+        headers = {k.lower(): v for k, v in fake.sessions[0].headers.items()}
+    root = tracer.span_context
+    expected = f"00-{root.trace_id:032x}-{root.span_id:016x}-{root.trace_flags:02x}"
+    assert headers["traceparent"] == expected
     provider.shutdown()
