@@ -59,7 +59,6 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "VOICEBRIDGE_RESUME_GRACE_S": ("resume", "grace_s"),
     "VOICEBRIDGE_HTTP_HEADER_TIMEOUT_S": ("http", "header_timeout_s"),
     "VOICEBRIDGE_HTTP_BODY_TIMEOUT_S": ("http", "body_timeout_s"),
-    "VOICEBRIDGE_TRACING": ("tracing", "enabled"),
 }
 
 _SECRET_KEY = re.compile(r"auth_?token|password|passwd|secret|api_?key|private_?key", re.I)
