@@ -346,3 +346,16 @@ async def test_trace_headers_are_the_calls_own_and_none_without_tracing(
     root = tracer.span_context  # the call is still open
     assert (int(trace_id, 16), int(span_id, 16)) == (root.trace_id, root.span_id)
     assert await asyncio.create_task(outside()) == headers  # tasks made from now on inherit it
+
+
+def test_serve_with_tracing_on_and_no_sdk_says_which_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voicebridge.cli import main
+
+    monkeypatch.chdir(tmp_path)  # no configs/service.yaml here: the defaults
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.delitem(sys.modules, "voicebridge.observe.tracing_setup", raising=False)
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)  # as if not installed
+    assert main(["serve", "--port", "0"]) == 7  # ExitCode.MISSING_EXTRA, before any port
+    assert "pip install 'voicebridge[otel]'" in capsys.readouterr().err

@@ -191,6 +191,8 @@ class CallTracer:
         self._caller_text = event.text
 
     def _agent_said(self, event: AgentSaid) -> None:
+        if event.turn not in self._first_seen and len(self._first_seen) >= 4 * _KEEP_TURNS:
+            self._forget_before(event.turn - _KEEP_TURNS)  # turns that never ended or were cut
         self._first_seen.setdefault(event.turn, event.t)
         if event.last:
             self._last_text[event.turn] = event.t
