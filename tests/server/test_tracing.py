@@ -359,3 +359,35 @@ def test_serve_with_tracing_on_and_no_sdk_says_which_extra(
     monkeypatch.setitem(sys.modules, "opentelemetry.sdk.resources", None)  # as if not installed
     assert main(["serve", "--port", "0"]) == 7  # ExitCode.MISSING_EXTRA, before any port
     assert "pip install 'voicebridge[otel]'" in capsys.readouterr().err
+
+
+def test_milestones_follow_the_known_gaps_from_one_anchor_either_way() -> None:
+    from voicebridge.call.turns import TurnTiming
+    from voicebridge.observe.turn_milestones import milestones
+
+    timing = TurnTiming(7, 1.0, 1.4, 2.0, 2.25, 2.3, 2.5, 4.0).as_dict()
+    expected = {
+        "caller_end_s": 1.0,
+        "transcript_s": 1.4,
+        "first_text_s": 2.0,
+        "first_audio_s": 2.25,
+        "first_sent_s": 2.3,
+        "first_played_s": 2.5,
+        "completed_s": 4.0,
+    }
+    assert milestones(timing, "completed_s", 4.0) == expected
+    assert milestones(timing, "first_text_s", 2.0) == expected
+    # A greeting: nothing before its first text; a cut turn: nothing after its first played.
+    greeting = TurnTiming(1, first_text_s=0.1, first_audio_s=0.2, first_sent_s=0.2).as_dict()
+    assert milestones(greeting, "first_text_s", 0.1) == {
+        "first_text_s": 0.1,
+        "first_audio_s": 0.2,
+        "first_sent_s": 0.2,
+    }
+    # Without the transcript, the latency still joins the end of speech to the first played.
+    unheard = TurnTiming(3, caller_end_s=5.0, first_played_s=5.6, completed_s=6.0).as_dict()
+    assert milestones(unheard, "completed_s", 6.0) == {
+        "completed_s": 6.0,
+        "first_played_s": 5.6,
+        "caller_end_s": 5.0,
+    }
