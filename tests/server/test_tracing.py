@@ -391,3 +391,24 @@ def test_milestones_follow_the_known_gaps_from_one_anchor_either_way() -> None:
         "first_played_s": 5.6,
         "caller_end_s": 5.0,
     }
+
+
+async def test_include_text_false_keeps_every_word_out_of_the_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    pipeline = spec(["wait a moment"])
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = CallTracing.for_pipeline(provider, pipeline, include_text=False)
+    call = CallHarness(pipeline)
+    call.session.subscribe(tracing.call_tracer(wall_ns=lambda: ORIGIN_NS))
+    async with call:
+        await call.idle(0.92)
+        await call.speak(speech_like(1.0, call.rate))
+        await call.idle(3.0)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 11 and any(s.events for s in spans)  # the barge-in is still there
+    words = ("voicebridge.heard", "voicebridge.transcript", "voicebridge.text")
+    for span in spans:
+        keys = set(span.attributes or {}) | {k for e in span.events for k in (e.attributes or {})}
+        assert not keys & set(words), span.name
