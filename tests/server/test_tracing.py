@@ -273,19 +273,17 @@ def test_settings_and_the_standard_environment_turn_tracing_on_and_off() -> None
     assert not on.active({"OTEL_SDK_DISABLED": "true"})
 
 
-def test_the_environment_wins_over_the_tracing_section() -> None:
+def test_the_environment_wins_over_the_tracing_section(monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = spec([])
     section = TracingSettings(enabled=True, service_name="agent-a", exporter="console")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
     own = tracing_from_settings(section, pipeline, {}, make_global=False)
     assert own.provider.resource.attributes["service.name"] == "agent-a"
     environ = {"OTEL_SERVICE_NAME": "from-env", "OTEL_TRACES_EXPORTER": "none"}
-    os_environ = dict(os.environ)
-    try:  # Resource.create reads the process environment itself
-        os.environ.update(environ)
-        theirs = tracing_from_settings(section, pipeline, environ, make_global=False)
-    finally:
-        os.environ.clear()
-        os.environ.update(os_environ)
+    for name, value in environ.items():  # Resource.create reads the process environment itself
+        monkeypatch.setenv(name, value)
+    theirs = tracing_from_settings(section, pipeline, environ, make_global=False)
     assert theirs.provider.resource.attributes["service.name"] == "from-env"
     with pytest.raises(ValueError, match="gRPC"):
         tracing_from_settings(
