@@ -1,6 +1,6 @@
 """CPU time of voicebridge's media path per caller frame, without sockets (for A/B of changes).
 
-    PYTHONPATH=. python bench/session_path.py [-n 100] [--seconds 20] [--repeat 3]
+    PYTHONPATH=. python bench/session_path.py [-n 100] [--seconds 20] [--repeat 3] [--tracing]
 
 ``-n`` sessions of the capacity benchmark's pipeline (``bench/vb_server.py``: decode, WebRTC
 VAD, instant transcriber, dialogue and speaker, encode) each get the same caller track as the
@@ -11,6 +11,12 @@ follows the caller's audio when it runs ahead of the clock), so what is measured
 (``time.process_time``) per caller frame, which other load on the machine barely changes. Not
 included: uvicorn and the WebSocket framing, and the timers a call runs in real time
 (housekeeping), which fire less often here (see ``capacity.py`` for the whole server).
+
+``--tracing`` measures each mode, tracing off then on (docs/tracing.md): every session gets a
+``CallTracer``, and its spans go through the SDK's batch processor to an exporter that encodes
+them as OTLP protobuf (what the OTLP/HTTP exporter sends) and drops the bytes, so the figure
+holds span building, batching and encoding but no network. The timed part then runs to the end
+of the calls (their last spans) and the processor's flush; it reports CPU per frame and per call.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -47,7 +54,45 @@ class CountingWire:
         return None
 
 
-async def run_once(n: int, seconds: float) -> dict[str, float]:
+class EncodingSink:
+    """A span exporter that encodes each batch as the OTLP exporter would, then drops it."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.bytes = 0
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.spans += len(spans)
+        self.bytes += len(encode_spans(spans).SerializeToString())
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def call_tracing(spec: Any) -> tuple[Any, EncodingSink]:
+    """Tracing as the service sets it up, into an ``EncodingSink``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from voicebridge.observe.tracing_setup import CallTracing
+
+    sink = EncodingSink()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(sink))  # duck-typed SpanExporter
+    return CallTracing.for_pipeline(provider, spec), sink
+
+
+async def run_once(
+    n: int, seconds: float, tracing: bool = False, ends: bool = False
+) -> dict[str, float]:
+    """One run; ``ends``: time the calls' ends too (as a traced run must, to compare)."""
     import numpy as np
 
     from voicebridge.call.state import CallLimits
@@ -61,11 +106,14 @@ async def run_once(n: int, seconds: float) -> dict[str, float]:
     track = capacity.tracks_for(1, 6, seconds, speech)[0]
     sessions = []
     wires = []
+    traced, sink = call_tracing(spec) if tracing else (None, None)
+    # Audio goes in faster than real time on purpose: no fair-share drops or flood closes.
+    unlimited = CallLimits(media_burst_s=1e6, media_flood_s=1e6)
     for i in range(n):
         wire = CountingWire()
-        # Frames go in faster than real time: lift the fair share (caller audio beyond real time
-        # is dropped, then the call closed as a flood), or the figure is of dropping frames.
-        session = Session(spec, wire, limits=CallLimits(media_burst_s=1e9))
+        # Made in this task just before its start, as the service makes it in the call's task.
+        subscribers = [traced.call_tracer()] if traced is not None else []
+        session = Session(spec, wire, limits=unlimited, subscribers=subscribers)
         start = {
             "event": "start",
             "start": {
@@ -103,19 +151,30 @@ async def run_once(n: int, seconds: float) -> dict[str, float]:
                 )
         await asyncio.sleep(0)
         await asyncio.sleep(0)
+    if tracing or ends:  # the calls' ends (their root spans) and the last export, timed
+        for session in sessions:
+            await session.end("bench over")
+        if traced is not None:
+            await asyncio.to_thread(traced.provider.force_flush)
     cpu = time.process_time() - cpu0
     wall = time.perf_counter() - wall0
     sent = sum(w.sent for w in wires)
     for session in sessions:
         await session.end("bench over")
     frames = n * len(messages)
-    return {
+    result = {
         "us_per_frame_cpu": cpu / frames * 1e6,
         "us_per_frame_wall": wall / frames * 1e6,
+        "ms_per_call_cpu": cpu / n * 1e3,
         "sent": sent,
         "frames": frames,
         "replies": float(np.mean([w.sent for w in wires])),
     }
+    if traced is not None and sink is not None:
+        traced.shutdown()
+        result["spans_per_call"] = sink.spans / n
+        result["otlp_bytes_per_call"] = sink.bytes / n
+    return result
 
 
 def main() -> None:
@@ -123,14 +182,28 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tracing", action="store_true", help="tracing off, then on")
     args = parser.parse_args()
-    runs = [asyncio.run(run_once(args.n, args.seconds)) for _ in range(args.repeat)]
-    cpu = [r["us_per_frame_cpu"] for r in runs]
-    print(
-        f"{args.n} sessions x {args.seconds:.0f} s: CPU per caller frame "
-        f"median {statistics.median(cpu):.1f} µs (runs {', '.join(f'{c:.1f}' for c in cpu)}); "
-        f"messages sent per session {runs[0]['replies']:.0f}"
-    )
+    modes = [False, True] if args.tracing else [False]
+    for mode in modes:
+        runs = [
+            asyncio.run(run_once(args.n, args.seconds, tracing=mode, ends=args.tracing))
+            for _ in range(args.repeat)
+        ]
+        cpu = [r["us_per_frame_cpu"] for r in runs]
+        label = ("tracing on: " if mode else "tracing off: ") if args.tracing else ""
+        line = (
+            f"{label}{args.n} sessions x {args.seconds:.0f} s: CPU per caller frame "
+            f"median {statistics.median(cpu):.1f} µs (runs {', '.join(f'{c:.1f}' for c in cpu)}); "
+            f"CPU per call {statistics.median(r['ms_per_call_cpu'] for r in runs):.1f} ms; "
+            f"messages sent per session {runs[0]['replies']:.0f}"
+        )
+        if mode:
+            line += (
+                f"; spans per call {runs[0]['spans_per_call']:.1f}, "
+                f"OTLP bytes per call {runs[0]['otlp_bytes_per_call']:.0f}"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

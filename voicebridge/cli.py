@@ -32,6 +32,7 @@ from voicebridge.runtime.registry import ParamInfo
 
 if TYPE_CHECKING:
     from voicebridge.cli_parser import Subcommands
+    from voicebridge.config.service_settings import ServiceSettings
 
 _FROM_SETTINGS = "from the service settings"
 
@@ -89,6 +90,16 @@ def _listen(host: str, port: int) -> socket.socket:
         raise CliError(ExitCode.PORT, message) from None
 
 
+def _check_tracing(settings: ServiceSettings) -> None:
+    """Tracing asked for (``tracing:`` or ``OTEL_TRACES_EXPORTER``) needs the ``otel`` extra."""
+    if not settings.tracing.active(os.environ):
+        return
+    try:
+        import voicebridge.observe.tracing_setup  # noqa: F401
+    except ImportError as exc:
+        raise CliError(ExitCode.MISSING_EXTRA, str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides = {
         "host": args.host,
@@ -102,6 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["log"] = {"format": args.log_format}
     settings = load_service_settings(args.config, overrides=overrides)
     configure_logging(settings.log.format, settings.log.level)
+    _check_tracing(settings)
     listener = _listen(settings.host, settings.port)
     if settings.workers > 1:
         listener.close()  # only a check: uvicorn's supervisor binds the port for its workers

@@ -230,6 +230,39 @@ class LogSettings(_Section):
         return level
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces of each call (docs/tracing.md; needs the ``otel`` extra). The
+    standard ``OTEL_*`` environment variables win over these values where both are set."""
+
+    # Also on when OTEL_TRACES_EXPORTER names an exporter (not "none"); OTEL_SDK_DISABLED=true
+    # turns it off whatever this says.
+    enabled: bool = False
+    service_name: str = "voicebridge"  # OTEL_SERVICE_NAME wins
+    exporter: Literal["otlp", "console", "none"] = "otlp"  # OTEL_TRACES_EXPORTER wins
+    # OTLP/HTTP traces URL; null: OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT or the collector on
+    # localhost (http://localhost:4318/v1/traces).
+    endpoint: str | None = None
+    # Caller and agent words (bounded) on the spans; false keeps them out of the traces.
+    include_text: bool = True
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as http://collector:4318/v1/traces")
+        return value.strip()
+
+    def active(self, environ: Mapping[str, str]) -> bool:
+        """Whether calls are traced, given the process environment."""
+        if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return False
+        exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        return self.enabled or exporters not in ("", "none")
+
+
 Switch = Literal["auto", "on", "off"]
 
 
@@ -279,6 +312,7 @@ class ServiceSettings(_Section):
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     webhook: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
     call_pages: CallPageSettings = Field(default_factory=lambda: CallPageSettings())
+    tracing: TracingSettings = Field(default_factory=lambda: TracingSettings())
 
     _config_path: Path | None = PrivateAttr(default=None)
 

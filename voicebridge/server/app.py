@@ -6,13 +6,14 @@ Operators get ``/health`` (503 while draining), ``/metrics`` (Prometheus) and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
 import re
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import structlog
@@ -76,10 +77,23 @@ from voicebridge.telephony.plivo_rest import PlivoRest
 from voicebridge.webhook.delivery import WebhookDelivery
 from voicebridge.webhook.document import CallReporter
 
+if TYPE_CHECKING:
+    from voicebridge.observe.tracing_setup import CallTracing
+
 log = structlog.get_logger("voicebridge.server")
 
 _CLIENT_GONE = LogThrottle()
 _TRANSFER_TARGET = re.compile(r"\+?[0-9]{3,16}|sip:[^\s<>\"']{3,200}")
+
+
+def tracing_for(settings: ServiceSettings, spec: PipelineSpec) -> CallTracing | None:
+    """The service's call tracing when ``tracing:`` or the ``OTEL_*`` environment turn it on;
+    otherwise None, and nothing of OpenTelemetry is imported."""
+    if not settings.tracing.active(os.environ):
+        return None
+    from voicebridge.observe.tracing_setup import tracing_from_settings
+
+    return tracing_from_settings(settings.tracing, spec, os.environ)
 
 
 def create_app(
@@ -96,6 +110,7 @@ def create_app(
     freeze_gc: bool = False,
     preload: bool = True,
     webhook: WebhookDelivery | None = None,
+    tracing: CallTracing | None = None,
 ) -> Starlette:
     """Build the service for one pipeline.
 
@@ -111,6 +126,8 @@ def create_app(
     does, before uvicorn starts, so a stage that cannot start fails with its own error).
     ``webhook`` replaces the post-call webhook worker built from ``settings.webhook`` and
     ``VOICEBRIDGE_WEBHOOK_SECRET`` (tests give one on a virtual clock).
+    ``tracing``: traces calls through this instead of what ``settings.tracing`` and the
+    ``OTEL_*`` environment set up (tests give one with an in-memory exporter).
     """
     security = security or SecurityConfig.from_env(settings)
     if resumes is None:
@@ -160,6 +177,9 @@ def create_app(
             stats.as_dict,
         )
     parties = CallParties()  # filled by /answer for the webhook's from/to
+    own_tracing = tracing is None
+    if tracing is None:
+        tracing = tracing_for(settings, spec)
 
     rest_holder: dict[str, PlivoRest | None] = {"rest": None}
     outbound_key = api_key()
@@ -179,6 +199,8 @@ def create_app(
         if settings.recording.dir:
             recorder = CallRecorder(settings.recording.dir)
             subscribers.append(recorder)
+        if tracing is not None:  # made here, in the call's task: its stages inherit the context
+            subscribers.append(tracing.call_tracer())
         if webhook is not None:
             subscribers.append(
                 CallReporter(
@@ -385,6 +407,8 @@ def create_app(
         metrics.close()
         if rest_holder["rest"] is not None:
             await rest_holder["rest"].aclose()
+        if tracing is not None and own_tracing:  # the last calls' spans go out
+            await asyncio.to_thread(tracing.shutdown)
 
     app = Starlette(
         exception_handlers={ClientDisconnect: client_gone},

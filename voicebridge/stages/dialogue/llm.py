@@ -45,6 +45,7 @@ from voicebridge.frames import (
     Hangup,
     Transcript,
 )
+from voicebridge.observe.trace_context import trace_headers
 from voicebridge.runtime.providers import ProviderError
 from voicebridge.runtime.resilience import Attempt
 from voicebridge.runtime.stage import Stage, StageError, StageParams
@@ -351,6 +352,9 @@ class Llm(Stage):
                 request["tool_choice"] = tool_choice
         if p.extra_body:
             request["extra_body"] = dict(p.extra_body)
+        headers = trace_headers()  # the call's W3C trace context, when tracing is on
+        if headers:
+            request["extra_headers"] = headers
         result = _Round()
         parts: list[str] = []
         partial: dict[int, dict[str, str]] = {}

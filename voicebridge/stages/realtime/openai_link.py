@@ -26,6 +26,7 @@ import openai
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from voicebridge.clock import Clock, wait_for
+from voicebridge.observe.trace_context import trace_headers
 from voicebridge.runtime.providers import ErrorKind, ProviderError, kind_from_http_status
 from voicebridge.stages.realtime.session_link import SessionLink
 
@@ -98,7 +99,8 @@ class RealtimeLink(SessionLink):
     ) -> dict[str, Any]:
         """Connect, configure, and return the server's ``session.updated`` event."""
         try:
-            manager = client.realtime.connect(model=model)
+            # The call's W3C trace context on the handshake, when tracing is on.
+            manager = client.realtime.connect(model=model, extra_headers=trace_headers() or {})
             self.setup_until = self.clock.now() + timeout_s
             self._conn = await wait_for(self.clock, manager.enter(), timeout_s)
             await self._conn.send({"type": "session.update", "session": session})

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from voicebridge.audio.resample import StreamResampler
 from voicebridge.frames import PCM
+from voicebridge.observe.trace_context import trace_headers
 from voicebridge.runtime.resilience import Attempt
 from voicebridge.runtime.stage import StageError, StageParams
 from voicebridge.stages.openai_client import (
@@ -114,6 +115,9 @@ class OpenAITts(Speaker):
             request["instructions"] = p.instructions
         if p.speed is not None:
             request["speed"] = p.speed
+        headers = trace_headers()  # the call's W3C trace context, when tracing is on
+        if headers:
+            request["extra_headers"] = headers
         resampler = StreamResampler(p.pcm_rate, rate)
         parts: list[PCM] = []
         carry = b""
