@@ -111,7 +111,12 @@ async def child_service(
     limits: dict[str, Any] = {"limits": caps} if caps else {}
     # The load generators stream straight to /stream (no /answer per call): tokens off, as
     # for every figure in bench/RESULTS.md before tokens were on by default.
-    settings = ServiceSettings(host="127.0.0.1", port=0, security={"stream_token": "off"}, **limits)
+    # VOICEBRIDGE_STATE (a redis:// URL) puts the calls' resumable state in Redis, as a
+    # deployment with workers does: each call's snapshot is saved there as it changes.
+    state = os.environ.get("VOICEBRIDGE_STATE", "memory")
+    settings = ServiceSettings(
+        host="127.0.0.1", port=0, state=state, security={"stream_token": "off"}, **limits
+    )
     options.setdefault("freeze_gc", True)  # as `voicebridge serve` runs it
     async with running_service(settings, spec, **options) as svc:
         yield ChildService(svc, stop, lifetime_s)

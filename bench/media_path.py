@@ -271,8 +271,56 @@ async def run_parts(args: argparse.Namespace) -> dict[str, Any]:
                 fw["which"] = which
                 runs.append(fw)
         parts["before"] = {"ref": args.before, "commit": sha, "tree": str(tree), "runs": runs}
+    if "redis" in args.parts:
+        parts["redis"] = await redis_part(args, speech, n)
     parts["seconds"] = round(time.monotonic() - began, 1)
     return parts
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_part(args: argparse.Namespace, speech: Any, n: int) -> dict[str, Any]:
+    """``n`` calls with the resumable state in memory, then in a real ``redis-server`` (pinned
+    beside the load generator, its own CPU counted apart), alternating, fresh servers each."""
+    from voicebridge.testing.redis_server import RedisServer, redis_available
+
+    if not redis_available():
+        progress("redis: redis-server is not installed; part skipped")
+        return {"skipped": "redis-server not installed", "runs": []}
+    redis = RedisServer()
+    redis.start()
+    assert redis.proc is not None
+    if {0, 1} <= os.sched_getaffinity(0):
+        os.sched_setaffinity(redis.proc.pid, {1})
+    runs = []
+    try:
+        for r in range(max(1, args.rounds)):
+            for state in ("memory", "redis") if r % 2 == 0 else ("redis", "memory"):
+                progress(f"redis: state in {state}, {n} calls")
+                command = capacity.vb_command()
+                if state == "redis":
+                    command = ["env", f"VOICEBRIDGE_STATE={redis.url}", *command]
+                cpu0, t0 = cpu_seconds(redis.proc.pid), time.monotonic()
+                fw = await capacity.run_framework(
+                    f"voicebridge-state-{state}",
+                    command,
+                    [n],
+                    args,
+                    speech,
+                    stop=never_stop,
+                    log_name=f"media_path-state-{state}",
+                )
+                fw["state"] = state
+                fw["redis_cpu_s"] = round(cpu_seconds(redis.proc.pid) - cpu0, 3)
+                fw["wall_s"] = round(time.monotonic() - t0, 1)
+                runs.append(fw)
+    finally:
+        redis.stop()
+    return {"runs": runs}
 
 
 # --- the goals ----------------------------------------------------------------------------------
@@ -570,6 +618,25 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def redis_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """What Redis costs per call: the service's extra CPU, and redis-server's own."""
+    by: dict[str, list[dict[str, Any]]] = {"memory": [], "redis": []}
+    for fw in runs:
+        by[fw["state"]].append(fw)
+    mem = mean_of([r for fw in by["memory"] for r in fw["levels"]], "cpu_pct_per_call")
+    red = mean_of([r for fw in by["redis"] for r in fw["levels"]], "cpu_pct_per_call")
+    if mem is None or red is None or not by["redis"]:
+        return []
+    n = by["redis"][0]["levels"][0]["n"]
+    redis_pct = [100 * fw["redis_cpu_s"] / fw["wall_s"] / n for fw in by["redis"]]
+    return [
+        f"Service CPU per call: {mem} % of a core with the state in memory, {red} % in Redis "
+        f"({cost(mem, red):+.0%}); redis-server itself: "
+        f"{float(np.mean(redis_pct)):.4f} % of a core per call (its CPU over each run's wall "
+        "time, start-up and warm-up call included, over the calls)."
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     m, code = result["machine"], result["code"]
     met = {True: "**met**", False: "**missed**", None: "not measured"}
@@ -626,6 +693,17 @@ def markdown(result: dict[str, Any]) -> str:
             f"### voicebridge before ({b['commit'][:10]}) and after, fresh servers, alternating",
             "",
             *level_table(rows, "N, code"),
+        ]
+    if (parts.get("redis") or {}).get("runs"):
+        runs = parts["redis"]["runs"]
+        rows = [r | {"label": f"{r['n']}, {fw['state']}"} for fw in runs for r in fw["levels"]]
+        lines += [
+            "",
+            "### voicebridge: resumable state in memory or in Redis, alternating",
+            "",
+            *level_table(rows, "N, state"),
+            "",
+            *redis_lines(runs),
         ]
     pc = parts.get("pipecat")
     if pc:
@@ -697,7 +775,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--parts",
         default="ramp,pieces,codec,pipecat,before",
-        help="which parts to run (comma separated): ramp, pieces, codec, pipecat, before",
+        help="which parts to run (comma separated): ramp, pieces, codec, pipecat, before, "
+        "redis (not by default: needs redis-server)",
     )
     parser.add_argument(
         "--before",
