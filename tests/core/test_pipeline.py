@@ -1,4 +1,5 @@
 import asyncio
+import weakref
 from dataclasses import replace
 
 import numpy as np
@@ -7,7 +8,7 @@ from structlog.testing import capture_logs
 
 from voicebridge.call.context import CallContext, CallInfo
 from voicebridge.clock import VirtualClock
-from voicebridge.frames import AgentText, AudioIn, Frame, MediaIn, Transcript
+from voicebridge.frames import AgentText, AudioIn, Frame, MediaIn, SpeechEnded, Transcript
 from voicebridge.runtime.pipeline import Pipeline
 from voicebridge.runtime.stage import Stage, StageParams
 from voicebridge.testing.harness import run_stages
@@ -221,3 +222,34 @@ async def test_final_transcripts_are_rewritten_at_the_dialogue_input(fails: bool
     assert [f.text for f in dialogue.seen] == ["five", said]  # type: ignore[attr-defined]
     assert heard == ["five", said]
     assert [f.text for f in out] == ["five", said]  # type: ignore[attr-defined]
+
+
+class Hears(Stage):
+    """Takes each utterance and passes on only its length, as a transcriber passes on text."""
+
+    type_name = "hears"
+
+    async def process(self, frame: Frame) -> None:
+        if isinstance(frame, SpeechEnded):
+            await self.emit(Transcript(f"{len(frame.audio)} samples", final=True))
+
+
+async def test_a_stage_waiting_for_its_next_frame_holds_no_utterance_audio() -> None:
+    """Between turns a call keeps no caller audio alive: the stage's loop lets go of the frame
+    it finished (an idle call held its last utterance, tens of KiB, until the next frame)."""
+    ctx = CallContext(CallInfo(), clock=VirtualClock())
+    out: list[Frame] = []
+
+    async def sink(frame: Frame) -> None:
+        out.append(frame)
+
+    pipeline = Pipeline([Hears()], ctx, sink)
+    await pipeline.start()
+    audio = np.zeros(16000, np.int16)
+    held = weakref.ref(audio)
+    await pipeline.push(SpeechEnded(at_ms=1000.0, started_ms=0.0, audio=audio))
+    await pipeline.wait_idle()
+    del audio
+    assert [f.text for f in out if isinstance(f, Transcript)] == ["16000 samples"]
+    assert held() is None
+    await pipeline.stop()

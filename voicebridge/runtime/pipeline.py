@@ -428,6 +428,9 @@ class Pipeline:
                 stage.active_turn = None
                 if self._idle_waiters:
                     self._changed.set()
+                # Let go of the frame before waiting for the next: an utterance's audio would
+                # otherwise stay alive between turns, tens of KiB per idle call.
+                frame = None
 
     def _rewrite(self, frame: Transcript) -> Transcript:
         rewrite = self.ctx.dialogue_input
