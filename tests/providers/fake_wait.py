@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 
 async def wait_until(
@@ -24,3 +25,32 @@ async def wait_until(
         changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(changed.wait(), 0.02)
+
+
+class HoldsSetups(Protocol):
+    """A fake that can leave a session's set-up unanswered until ``release``."""
+
+    holding: int
+    held: set[int]
+    changed: asyncio.Event
+    release: asyncio.Event
+
+
+async def hold_setup(fake: HoldsSetups, connection: Any, number: int) -> None:
+    """Hold session ``number``'s set-up until ``fake.release``, or until the client gives up and
+    closes ``connection`` (a websockets ``ServerConnection``); ``holding``/``held`` say so."""
+    fake.holding += 1
+    fake.held.add(number)
+    fake.changed.set()
+    waits = [
+        asyncio.ensure_future(fake.release.wait()),
+        asyncio.ensure_future(connection.wait_closed()),
+    ]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        fake.holding -= 1
+        fake.held.discard(number)
+        fake.changed.set()

@@ -45,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from fake_wait import wait_until
+from fake_wait import hold_setup, wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from voicebridge.audio.l16 import l16_decode, l16_encode
@@ -220,24 +220,6 @@ class FakeGemini:
         update = {"newHandle": handle, "resumable": True}
         await out.send({"sessionResumptionUpdate": update})
 
-    async def _hold_setup(self, connection: ServerConnection, number: int) -> None:
-        """Until ``release``, or the client gives up and closes the socket."""
-        self.holding += 1
-        self.held.add(number)
-        self.changed.set()
-        waits = [
-            asyncio.ensure_future(self.release.wait()),
-            asyncio.ensure_future(connection.wait_closed()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            self.holding -= 1
-            self.held.discard(number)
-            self.changed.set()
-
     async def _go_away(self, session: FakeSession, out: _Out) -> None:
         await out.send({"goAway": {"timeLeft": f"{self.go_away_close_s:g}s"}})
         await asyncio.sleep(self.go_away_close_s)
@@ -262,7 +244,7 @@ class FakeGemini:
                 await connection.close(1011, "The service is currently unavailable.")
                 return
             if self.hold_setup:
-                await self._hold_setup(connection, session.number)
+                await hold_setup(self, connection, session.number)
             if request.headers.get("x-goog-api-key") != self.api_key:
                 await connection.close(1007, "API key not valid. Please pass a valid API key.")
                 return

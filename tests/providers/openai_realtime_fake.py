@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from fake_wait import wait_until
+from fake_wait import hold_setup, wait_until
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -246,7 +246,7 @@ class FakeRealtime:
                 else:
                     session.events.append(event)
                     if kind == "session.update" and self.hold_setup:
-                        await self._hold_setup(connection)
+                        await hold_setup(self, connection, self._numbers.get(id(connection), 0))
                     await self._client_event(session, out, event)
                 session.received += 1
                 self.changed.set()
@@ -562,25 +562,6 @@ class FakeRealtime:
         elif status == "cancelled":
             response["status_details"] = {"type": "cancelled", "reason": "client_cancelled"}
         await out.send({"type": "response.done", "response": response})
-
-    async def _hold_setup(self, connection: ServerConnection) -> None:
-        """Until ``release``, or the client gives up and closes the socket."""
-        number = self._numbers.get(id(connection), 0)
-        self.holding += 1
-        self.held.add(number)
-        self.changed.set()
-        waits = [
-            asyncio.ensure_future(self.release.wait()),
-            asyncio.ensure_future(connection.wait_closed()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-            self.holding -= 1
-            self.held.discard(number)
-            self.changed.set()
 
     async def _hold(self, session: FakeSession) -> None:
         while not self.release.is_set() and not session.cancel_requested and not session.closed:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from voicebridge.clock import MonotonicClock
 from voicebridge.config import load_pipeline
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.runtime import resilience
@@ -460,14 +459,6 @@ async def test_the_shipped_pipeline_simulates_a_call_into_a_call_page(
 
 
 # --- the circuit breaker ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def breakers() -> Iterator[None]:
-    """Each test puts the process's breakers on its first call's clock; put them back."""
-    resilience.breakers.reset()
-    yield
-    resilience.breakers.reset(clock=MonotonicClock())
 
 
 def breaker_call(fake: FakeGemini, *, give_up: bool) -> CallHarness:

@@ -9,13 +9,12 @@ lands at an exact stream time and the numbers below are exact.
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from voicebridge.clock import MonotonicClock
 from voicebridge.config import load_pipeline_text
 from voicebridge.config.pipeline_config import PipelineSpec
 from voicebridge.runtime import resilience
@@ -623,14 +622,6 @@ def test_voicebridge_turns_need_a_vad_that_passes_the_audio_on() -> None:
 
 
 # --- the circuit breaker ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def breakers() -> Iterator[None]:
-    """Each test puts the process's breakers on its first call's clock; put them back."""
-    resilience.breakers.reset()
-    yield
-    resilience.breakers.reset(clock=MonotonicClock())
 
 
 def breaker_call(fake: FakeRealtime, *, give_up: bool) -> CallHarness:
